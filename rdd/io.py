@@ -1,0 +1,70 @@
+"""Atomic file output and safe checkpoint loading.
+
+Every artefact the suite writes goes through here, so a killed job never
+leaves a half-written file under its final name.
+"""
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint or weights file that cannot be read; the message names it."""
+
+
+def _atomic_write(path, write_fn, mode):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as f:
+            write_fn(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_torch(obj, path):
+    """torch.save to `path` atomically (temporary file in the same folder, then rename)."""
+    _atomic_write(path, lambda f: torch.save(obj, f), "wb")
+
+
+def write_json(obj, path):
+    """Write `obj` as indented JSON atomically."""
+    _atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, sort_keys=True) + "\n"), "w")
+
+
+def write_bytes(data, path):
+    _atomic_write(path, lambda f: f.write(data), "wb")
+
+
+def load_torch(path, map_location="cpu"):
+    """torch.load with weights_only=True; any failure names the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # truncated zip, wrong format, pickled code objects
+        raise CheckpointError(
+            f"cannot read checkpoint {path} ({type(exc).__name__}: {exc}); "
+            "it is corrupt, truncated, or not a weights-only torch file"
+        ) from exc
+
+
+def read_json(path):
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise
+    except Exception as exc:
+        raise ValueError(f"cannot parse JSON file {path}: {exc}") from exc

@@ -1,0 +1,45 @@
+"""Deterministic DDIM sampling as a pure function of a denoiser.
+
+Noise and class labels are drawn per image from that image's seed, so a sample
+does not depend on batch size or on how the seeds are split into shards.
+"""
+
+import torch
+
+from rdd.diffusion import ddim_step
+
+
+def initial_noise(seeds, shape, num_classes=0, device="cpu"):
+    """`x_T ~ N(0, I)` of `shape` (C, H, W) for each seed, and labels when `num_classes` > 0.
+
+    Each image's generator is seeded by its own seed; labels are drawn from the
+    same generator after its noise.
+    """
+    noise, labels = [], []
+    for seed in seeds:
+        gen = torch.Generator().manual_seed(int(seed))
+        noise.append(torch.randn(shape, generator=gen))
+        if num_classes:
+            labels.append(int(torch.randint(num_classes, (), generator=gen)))
+    x_T = torch.stack(noise).to(device)
+    y = torch.tensor(labels, dtype=torch.long, device=device) if num_classes else None
+    return x_T, y
+
+
+def ddim_sample(denoise, grid, x_T, num_steps, y=None, clip=True):
+    """Sample with `num_steps` DDIM steps at stride `grid.T / num_steps`, from t = T to 0.
+
+    `denoise(z, t_net, y)` returns the x0 prediction. Each step clips that
+    prediction to [-1, 1] (when `clip`) before re-deriving the noise, and the
+    output is clipped to [-1, 1].
+    """
+    if num_steps < 1 or grid.T % num_steps:
+        raise ValueError(f"{num_steps} steps do not divide the model's T={grid.T}")
+    stride = grid.T // num_steps
+    z = x_T
+    for t in range(grid.T, 0, -stride):
+        x0 = denoise(z, grid.net_time(t, z), y)
+        if clip:
+            x0 = x0.clamp(-1, 1)
+        z = ddim_step(grid, z, t, t - stride, x0)
+    return z.clamp(-1, 1)
