@@ -1,0 +1,95 @@
+"""DenseNet-BC for small images (Huang et al. 2017), the feature classifier of RCFD/RDD.
+
+Follows the RCFD authors' small-image variant: a 3x3 stride-1 stem conv with
+BatchNorm and ReLU, no stem pooling. Submodule names match theirs (their
+`features` stem is our `stem`, since `features` is our feature method).
+"""
+
+from collections import OrderedDict
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class DenseLayer(nn.Module):
+    """Bottleneck layer: BN-ReLU-Conv1x1 to bn_size*growth, BN-ReLU-Conv3x3 to growth, appended."""
+
+    def __init__(self, in_ch, growth_rate, bn_size):
+        super().__init__()
+        mid = bn_size * growth_rate
+        self.norm1 = nn.BatchNorm2d(in_ch)
+        self.relu1 = nn.ReLU(inplace=True)
+        self.conv1 = nn.Conv2d(in_ch, mid, 1, bias=False)
+        self.norm2 = nn.BatchNorm2d(mid)
+        self.relu2 = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(mid, growth_rate, 3, padding=1, bias=False)
+
+    def forward(self, x):
+        h = self.conv1(self.relu1(self.norm1(x)))
+        h = self.conv2(self.relu2(self.norm2(h)))
+        return torch.cat([x, h], dim=1)
+
+
+def _dense_block(num_layers, in_ch, growth_rate, bn_size):
+    layers = [(f"denselayer{i + 1}", DenseLayer(in_ch + i * growth_rate, growth_rate, bn_size))
+              for i in range(num_layers)]
+    return nn.Sequential(OrderedDict(layers))
+
+
+def _transition(in_ch, out_ch):
+    return nn.Sequential(OrderedDict([
+        ("norm", nn.BatchNorm2d(in_ch)),
+        ("relu", nn.ReLU(inplace=True)),
+        ("conv", nn.Conv2d(in_ch, out_ch, 1, bias=False)),
+        ("pool", nn.AvgPool2d(2)),
+    ]))
+
+
+class DenseNet(nn.Module):
+    """DenseNet-BC; features(x) -> (F pre-ReLU map, pooled f), forward(x) -> logits."""
+
+    def __init__(self, block_config, growth_rate, num_classes, in_channels=3, bn_size=4, compression=0.5):
+        super().__init__()
+        block_config = tuple(block_config)
+        if not block_config or any(n < 1 for n in block_config):
+            raise ValueError(f"block_config must be a non-empty sequence of positive ints, got {block_config}")
+        if growth_rate < 1 or num_classes < 1 or in_channels < 1 or bn_size < 1:
+            raise ValueError(f"growth_rate, num_classes, in_channels and bn_size must be >= 1, got "
+                             f"{growth_rate}, {num_classes}, {in_channels}, {bn_size}")
+        if not 0.0 < compression <= 1.0:
+            raise ValueError(f"compression must be in (0, 1], got {compression}")
+        ch = 2 * growth_rate
+        self.stem = nn.Sequential(OrderedDict([
+            ("conv0", nn.Conv2d(in_channels, ch, 3, padding=1, bias=False)),
+            ("norm0", nn.BatchNorm2d(ch)),
+            ("relu0", nn.ReLU(inplace=True)),
+        ]))
+        stages = []
+        for i, num_layers in enumerate(block_config):
+            stages.append((f"block{i + 1}", _dense_block(num_layers, ch, growth_rate, bn_size)))
+            ch += num_layers * growth_rate
+            if i != len(block_config) - 1:
+                stages.append((f"trans{i + 1}", _transition(ch, int(ch * compression))))
+                ch = int(ch * compression)
+        for name, module in stages:
+            self.add_module(name, module)
+        self._stage_names = [name for name, _ in stages]
+        self.final_norm = nn.BatchNorm2d(ch)
+        self.fc = nn.Linear(ch, num_classes)
+        self.num_features = ch
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight)
+
+    def features(self, x):
+        """Return F, the final BatchNorm output (pre-ReLU) [B, C, h, w], and f = avgpool(relu(F)) [B, C]."""
+        h = self.stem(x)
+        for name in self._stage_names:
+            h = getattr(self, name)(h)
+        feat_map = self.final_norm(h)
+        return feat_map, F.relu(feat_map).mean(dim=(2, 3))
+
+    def forward(self, x):
+        """Logits [B, num_classes] of images x in [-1, 1]."""
+        return self.fc(self.features(x)[1])
