@@ -1,0 +1,1 @@
+"""Distillation losses: teacher, PD, CFD and the RDD relational terms."""
