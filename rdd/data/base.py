@@ -1,0 +1,57 @@
+"""The Dataset every registry entry returns, and the missing-data error."""
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from rdd.data.transforms import hflip_decision, prepare
+
+
+class DatasetMissingError(FileNotFoundError):
+    """Dataset files are absent; the message names the paths looked in and how to get the data."""
+
+
+def missing_error(name, paths, how):
+    """DatasetMissingError for dataset `name` listing `paths` and the instructions `how`."""
+    listed = "\n".join(f"  {p}" for p in paths)
+    return DatasetMissingError(f"dataset {name!r} not found; looked for:\n{listed}\nto provide it: {how}")
+
+
+class ImageDataset(Dataset):
+    """(image, label) pairs: image float32 [-1, 1] CHW at the spec's size, label int (-1 if unlabelled).
+
+    `source` supplies uint8 images: `len(source)`, `source.labels` (int64 array) and
+    `source.read(start, stop)`, an iterable of uint8 NHWC chunks covering [start, stop).
+    With augment=True and spec["hflip"], sample i is mirrored in epoch e when
+    hflip_decision(seed, e, i) is true: the flips depend only on (seed, epoch, index),
+    not on worker count or loading order. Call set_epoch before each epoch's DataLoader
+    iterator is created (persistent workers keep the epoch they were started with).
+    """
+
+    def __init__(self, source, spec, augment=False, seed=0):
+        self.source, self.spec = source, dict(spec)
+        self.labels = np.asarray(source.labels, dtype=np.int64)
+        self.flip = bool(augment and spec["hflip"])
+        self.seed, self.epoch = int(seed), 0
+
+    def set_epoch(self, epoch):
+        """Select the epoch whose flips __getitem__ draws."""
+        self.epoch = int(epoch)
+
+    def __len__(self):
+        return len(self.labels)
+
+    def images(self, start, stop):
+        """Non-augmented images [start, stop) as one float32 NCHW tensor."""
+        return torch.cat([prepare(chunk, self.spec) for chunk in self.source.read(start, stop)])
+
+    def __getitem__(self, index):
+        return self.item(index, self.epoch)
+
+    def item(self, index, epoch):
+        """Sample `index` as augmented in `epoch` (used by step-indexed training batches)."""
+        index = range(len(self))[index]  # negative indices, and IndexError past the end
+        x = self.images(index, index + 1)[0]
+        if self.flip and hflip_decision(self.seed, epoch, index):
+            x = x.flip(-1)
+        return x, int(self.labels[index])

@@ -1,0 +1,135 @@
+"""The dataset registry: one defaults record, spec validation, and the builders."""
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from rdd.data import cifar10, fashion_mnist, folder, imagenet64
+from rdd.data.base import ImageDataset
+from rdd.data.quantize import to_uint8
+
+# Every spec key and its default, per dataset; a spec may only use these keys.
+DEFAULTS = {
+    "fashion_mnist": {"name": "fashion_mnist", "root": "data", "image_size": 32, "channels": 1,
+                      "resize": "pad", "hflip": False, "download": False},
+    "cifar10": {"name": "cifar10", "root": "data", "image_size": 32, "channels": 3,
+                "resize": "resize", "hflip": True, "download": False},
+    "imagenet64": {"name": "imagenet64", "root": "data/imagenet64", "image_size": 64, "channels": 3,
+                   "resize": "resize", "hflip": True},
+    "folder": {"name": "folder", "root": None, "image_size": 32, "channels": 3,
+               "resize": "resize", "hflip": False, "labels": "none"},
+}
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """What the registry knows of one dataset."""
+
+    source: type  # source(spec, split): len, .labels, .read(start, stop)
+    check: Callable  # check(spec, splits) raises DatasetMissingError
+    num_classes: Callable  # num_classes(spec) -> int, 0 when unlabelled
+    splits: tuple
+    channels: tuple  # allowed values of spec["channels"]
+    native_size: Optional[int]  # fixed source resolution, None when images vary
+
+
+DATASETS = {
+    "fashion_mnist": DatasetEntry(fashion_mnist.FashionMNISTSource, fashion_mnist.check,
+                                  lambda spec: fashion_mnist.NUM_CLASSES, ("train", "test"), (1, 3),
+                                  fashion_mnist.NATIVE_SIZE),
+    "cifar10": DatasetEntry(cifar10.CIFAR10Source, cifar10.check, lambda spec: cifar10.NUM_CLASSES,
+                            ("train", "test"), (3,), cifar10.NATIVE_SIZE),
+    "imagenet64": DatasetEntry(imagenet64.ImageNet64Source, imagenet64.check,
+                               lambda spec: imagenet64.NUM_CLASSES, ("train", "test"), (3,),
+                               imagenet64.NATIVE_SIZE),
+    "folder": DatasetEntry(folder.FolderSource, folder.check, folder.num_classes, ("train",), (1, 3), None),
+}
+
+_CHOICES = {"resize": ("pad", "resize"), "labels": ("none", "subfolders")}
+
+
+def dataset_defaults(name):
+    """A fresh copy of the default spec of dataset `name`."""
+    if name not in DATASETS:
+        raise ValueError(f"name: unknown dataset {name!r}; allowed: {', '.join(sorted(DATASETS))}")
+    return dict(DEFAULTS[name])
+
+
+def _bad(key, value, allowed):
+    return ValueError(f"{key}: {value!r} is not allowed; {allowed}")
+
+
+def normalize_spec(spec):
+    """The full, validated spec: defaults filled in; unknown keys or bad values raise ValueError."""
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"a dataset spec is a mapping with at least 'name', got {type(spec).__name__}")
+    full = dataset_defaults(spec.get("name"))
+    entry = DATASETS[full["name"]]
+    unknown = sorted(set(spec) - set(full))
+    if unknown:
+        raise ValueError(f"{unknown[0]}: unknown key for dataset {full['name']!r}; allowed keys: {', '.join(full)}")
+    full.update(spec)
+    root = full["root"]
+    if not isinstance(root, (str, os.PathLike)) or not os.fspath(root):
+        raise _bad("root", root, "it must be a non-empty path string")
+    full["root"] = os.fspath(root)
+    size = full["image_size"]
+    if type(size) is not int or size < 1:
+        raise _bad("image_size", size, "it must be a positive integer")
+    if type(full["channels"]) is not int or full["channels"] not in entry.channels:
+        raise _bad("channels", full["channels"], f"allowed for {full['name']}: {entry.channels}")
+    for key in ("hflip", "download"):
+        if key in full and not isinstance(full[key], bool):
+            raise _bad(key, full[key], "it must be true or false")
+    for key, allowed in _CHOICES.items():
+        if key in full and full[key] not in allowed:
+            raise _bad(key, full[key], f"allowed: {', '.join(allowed)}")
+    if full["resize"] == "pad" and entry.native_size and size < entry.native_size:
+        raise _bad("image_size", size, f"resize: pad needs at least the native {entry.native_size}; "
+                                       "use resize: resize to shrink")
+    return full
+
+
+def _entry(spec, split=None):
+    entry = DATASETS[spec["name"]]
+    if split is not None and split not in entry.splits:
+        raise ValueError(f"split: {split!r} is not a split of {spec['name']}; allowed: {', '.join(entry.splits)}")
+    return entry
+
+
+def check_available(spec, splits=None):
+    """Cheap check, before any training, that the files of `splits` (default: all) exist or can be downloaded.
+
+    Raises DatasetMissingError naming the paths looked in and the command that provides them.
+    """
+    spec = normalize_spec(spec)
+    entry = _entry(spec)
+    splits = entry.splits if splits is None else tuple(splits)
+    for split in splits:
+        _entry(spec, split)
+    entry.check(spec, splits)
+
+
+def build_dataset(spec, split, augment=False, seed=0):
+    """The (image, label) Dataset of `split`; augment=True applies the seeded flip when spec["hflip"]."""
+    spec = normalize_spec(spec)
+    return ImageDataset(_entry(spec, split).source(spec, split), spec, augment=augment, seed=seed)
+
+
+def num_classes(spec):
+    """Number of classes of the dataset (0 for an unlabelled folder)."""
+    spec = normalize_spec(spec)
+    return _entry(spec).num_classes(spec)
+
+
+def iter_uint8_batches(spec, split, batch_size, limit=None):
+    """Yield uint8 [n, H, W, C] arrays of the non-augmented images of `split`, in order, at most `limit` in all."""
+    if type(batch_size) is not int or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if limit is not None and (type(limit) is not int or limit < 0):
+        raise ValueError(f"limit must be None or a non-negative integer, got {limit!r}")
+    ds = build_dataset(spec, split)
+    n = len(ds) if limit is None else min(limit, len(ds))
+    for start in range(0, n, batch_size):
+        yield to_uint8(ds.images(start, min(n, start + batch_size)))
