@@ -43,3 +43,28 @@ def ddim_sample(denoise, grid, x_T, num_steps, y=None, clip=True):
             x0 = x0.clamp(-1, 1)
         z = ddim_step(grid, z, t, t - stride, x0)
     return z.clamp(-1, 1)
+
+
+def fixed_batch(denoise, net_batch):
+    """`denoise` evaluated in chunks of exactly `net_batch` images, the last one zero-padded.
+
+    CPU and GPU kernels pick their algorithms by batch size, which moves results
+    in the last bits; with one fixed evaluation size, each image's samples are
+    bit-identical whatever batch size the caller groups them in.
+    """
+
+    def chunked(z, t_net, y=None):
+        outs = []
+        for i in range(0, z.shape[0], net_batch):
+            zc, tc = z[i:i + net_batch], t_net[i:i + net_batch]
+            yc = y[i:i + net_batch] if y is not None else None
+            n = zc.shape[0]
+            if n < net_batch:
+                pad = net_batch - n
+                zc = torch.cat([zc, zc.new_zeros((pad,) + zc.shape[1:])])
+                tc = torch.cat([tc, tc.new_zeros(pad)])
+                yc = torch.cat([yc, yc.new_zeros(pad)]) if yc is not None else None
+            outs.append(denoise(zc, tc, yc)[:n])
+        return torch.cat(outs)
+
+    return chunked

@@ -1,0 +1,5 @@
+import sys
+
+from rdd.cli import main
+
+sys.exit(main())

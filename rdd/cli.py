@@ -1,0 +1,118 @@
+"""Command line of the suite: `python -m rdd <command> ...` (used by the Snakemake rules)."""
+
+import argparse
+import json
+import sys
+
+import yaml
+
+from rdd import settings as settings_mod
+
+
+def parse_seeds(text):
+    """'0-99' or '0,5,7' or '0-9,20-29' -> list of ints."""
+    seeds = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        seeds.extend(range(int(lo), int(hi) + 1) if hi else [int(lo)])
+    return seeds
+
+
+def _set_item(record, assignment):
+    key, sep, value = assignment.partition("=")
+    if not sep:
+        raise settings_mod.SettingsError(f"--set takes key=value, got {assignment!r}")
+    *path, last = key.split(".")
+    for part in path:
+        record = record.setdefault(part, {})
+    record[last] = yaml.safe_load(value)
+
+
+def user_settings(args):
+    record = settings_mod.load_file(args.settings) if args.settings else {}
+    for assignment in args.set or []:
+        _set_item(record, assignment)
+    return record
+
+
+def _training_parser(sub, name, help_text):
+    p = sub.add_parser(name, help=help_text)
+    p.add_argument("--settings", help="YAML/JSON settings file (defaults: rdd/settings.py)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one setting, e.g. train.iters=100")
+    p.add_argument("--out", required=True, help="exported model file (.pt); its record and curves go beside it")
+    p.add_argument("--resume-dir", required=True, help="folder for resume state, kept across runs")
+    return p
+
+
+def cmd_train_teacher(args):
+    from rdd.train import teacher
+    from rdd.train.runner import run_training
+    run_training("teacher", user_settings(args), args.out, args.resume_dir, teacher.build_stage)
+
+
+def cmd_train_classifier(args):
+    from rdd.train import classifier
+    from rdd.train.runner import run_training
+    run_training("classifier", user_settings(args), args.out, args.resume_dir, classifier.build_stage)
+
+
+def cmd_distill(args):
+    from rdd.train.round import make_build_stage
+    from rdd.train.runner import run_training
+    authors_net = json.loads(args.authors_net) if args.authors_net else None
+    build = make_build_stage(args.teacher, args.classifier, authors_net)
+    run_training("distill", user_settings(args), args.out, args.resume_dir, build)
+
+
+def cmd_sample(args):
+    from rdd.dist import resolve_device
+    from rdd.sampling import generate, save_grid
+    authors_net = json.loads(args.authors_net) if args.authors_net else None
+    generate(args.model, args.steps, parse_seeds(args.seeds), args.out, batch_size=args.batch_size,
+             net_batch=args.net_batch, shard_size=args.shard_size, device=resolve_device(args.device), authors_net=authors_net)
+    if args.grid:
+        save_grid(args.out, args.grid)
+
+
+def cmd_show_defaults(args):
+    print(json.dumps(settings_mod.resolve(args.command), indent=2))
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="python -m rdd", description=__doc__)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    _training_parser(sub, "train-teacher", "train the base diffusion teacher").set_defaults(fn=cmd_train_teacher)
+    _training_parser(sub, "train-classifier", "train the feature classifier").set_defaults(fn=cmd_train_classifier)
+    p = _training_parser(sub, "distill", "one distillation round T -> T/2 (pd, rcfd or rdd)")
+    p.add_argument("--teacher", required=True, help="exported model or authors' checkpoint of the T-step teacher")
+    p.add_argument("--classifier", help="exported classifier (needed by rcfd and rdd)")
+    p.add_argument("--authors-net", help="JSON UNet arguments for an authors' checkpoint (default: their CIFAR-10 net)")
+    p.set_defaults(fn=cmd_distill)
+    p = sub.add_parser("sample", help="DDIM samples of a model at a step count, one seed per image")
+    p.add_argument("--model", required=True, help="exported model or authors' checkpoint")
+    p.add_argument("--steps", type=int, required=True, help="number of DDIM steps (NFE); divides the model's T")
+    p.add_argument("--seeds", required=True, help="e.g. 0-49999")
+    p.add_argument("--out", required=True, help="samples file (.npz); its record goes beside it (.json)")
+    p.add_argument("--grid", help="also write a PNG grid of the first 64 samples")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--net-batch", type=int, default=16,
+                   help="images per network call; part of the protocol (results are bit-identical "
+                        "for any --batch-size at a fixed --net-batch)")
+    p.add_argument("--shard-size", type=int, default=1000)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--authors-net", help="JSON UNet arguments for an authors' checkpoint")
+    p.set_defaults(fn=cmd_sample)
+    p = sub.add_parser("show-defaults", help="print a command's default settings record")
+    p.add_argument("command", choices=sorted(settings_mod.DEFAULTS))
+    p.set_defaults(fn=cmd_show_defaults)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        args.fn(args)
+    except (settings_mod.SettingsError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0

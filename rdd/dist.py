@@ -1,0 +1,71 @@
+"""Devices and `torchrun` data parallelism (NCCL on GPUs, gloo on the CPU)."""
+
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def resolve_device(name="auto"):
+    """'auto' -> CUDA when present, else CPU; 'cuda' without a GPU is an error."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device '{name}' was asked for, but torch sees no CUDA GPU")
+    if name.startswith("cuda") and is_distributed():
+        name = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+    return torch.device(name)
+
+
+def is_distributed():
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def init(device):
+    """Join the process group started by torchrun (no-op for a single process)."""
+    if is_distributed() and not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend)
+
+
+def rank():
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def world_size():
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def is_main():
+    return rank() == 0
+
+
+def barrier():
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def all_gather_cat(x):
+    """Concatenate `x` from every rank along dim 0 (identity for one process)."""
+    if not dist.is_initialized():
+        return x
+    parts = [torch.empty_like(x) for _ in range(world_size())]
+    dist.all_gather(parts, x.contiguous())
+    return torch.cat(parts)
+
+
+def average_gradients(parameters):
+    """All-reduce-average the gradients of modules that DDP does not wrap."""
+    if not dist.is_initialized():
+        return
+    for p in parameters:
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad /= world_size()
+
+
+def shutdown():
+    if dist.is_initialized():
+        dist.destroy_process_group()

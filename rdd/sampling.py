@@ -1,0 +1,105 @@
+"""Generate samples in resumable shards: uint8 arrays, one seed per image, and a PNG grid.
+
+Each shard of seeds is written to `<out>.parts/` as soon as it is done, so a
+killed run loses at most one shard; the final `.npz` holds `images` (uint8
+N x H x W x C), `seeds` and `labels` (-1 when unconditional).
+"""
+
+import io as std_io
+import shutil
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.utils import make_grid
+
+from rdd import io
+from rdd.data.quantize import from_uint8, to_uint8
+from rdd.models import load_denoiser
+from rdd.provenance import environment_record
+from rdd.sampler import ddim_sample, fixed_batch, initial_noise
+
+
+@torch.inference_mode()
+def sample_batch(net, grid, seeds, steps, shape, num_classes, device, net_batch=16):
+    """uint8 NHWC images and labels for `seeds`, with `steps` DDIM steps.
+
+    The network always sees `net_batch` images at a time (see `fixed_batch`).
+    """
+    x_T, y = initial_noise(seeds, shape, num_classes, device)
+    x = ddim_sample(fixed_batch(net, net_batch), grid, x_T, steps, y)
+    labels = y.cpu().numpy() if y is not None else np.full(len(seeds), -1)
+    return to_uint8(x), labels
+
+
+def _shard_path(parts, index):
+    return parts / f"shard-{index:05d}.npz"
+
+
+def _save_npz(path, **arrays):
+    buf = std_io.BytesIO()
+    np.savez(buf, **arrays)
+    io.write_bytes(buf.getvalue(), path)
+
+
+def generate(model, steps, seeds, out, *, batch_size=256, net_batch=16, shard_size=1000, device="cpu",
+             authors_net=None, log=print):
+    """Sample `seeds` from `model` with `steps` steps into `out` (.npz) and its record `<out>.json`."""
+    out = Path(out)
+    if not seeds:
+        raise ValueError("no seeds to sample")
+    device = torch.device(device)
+    net, kwargs, grid = load_denoiser(model, device, authors_net)
+    shape = (kwargs["in_channels"], kwargs["img_resolution"], kwargs["img_resolution"])
+    parts = out.with_name(out.name + ".parts")
+    parts.mkdir(parents=True, exist_ok=True)
+    latencies, started = [], time.perf_counter()
+    shards = [seeds[i:i + shard_size] for i in range(0, len(seeds), shard_size)]
+    for index, shard in enumerate(shards):
+        path = _shard_path(parts, index)
+        if path.exists() and np.array_equal(np.load(path)["seeds"], shard):
+            continue
+        images, labels = [], []
+        for i in range(0, len(shard), batch_size):
+            t0 = time.perf_counter()
+            img, lab = sample_batch(net, grid, shard[i:i + batch_size], steps, shape, kwargs["num_classes"],
+                                    device, net_batch)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            latencies.append((len(lab), time.perf_counter() - t0))
+            images.append(img)
+            labels.append(lab)
+        _save_npz(path, images=np.concatenate(images), labels=np.concatenate(labels), seeds=np.asarray(shard))
+        log(f"[sample] {out.name}: shard {index + 1}/{len(shards)} done")
+    loaded = [np.load(_shard_path(parts, i)) for i in range(len(shards))]
+    _save_npz(out, images=np.concatenate([s["images"] for s in loaded]),
+              labels=np.concatenate([s["labels"] for s in loaded]),
+              seeds=np.concatenate([s["seeds"] for s in loaded]))
+    full = [(n, sec) for n, sec in latencies if n == batch_size]
+    record = {
+        "model": str(model), "steps": steps, "nfe": steps, "T": grid.T, "num_images": len(seeds),
+        "seed_first": int(seeds[0]), "seed_last": int(seeds[-1]),
+        "batch_size": batch_size, "net_batch": net_batch,
+        "speed": {
+            "images_per_second": (sum(n for n, _ in latencies) / sum(s for _, s in latencies)) if latencies else None,
+            "median_latency_per_full_batch_s": statistics.median(s for _, s in full) if full else None,
+            "batches_timed": len(latencies),
+        },
+        "wall_seconds": time.perf_counter() - started, **environment_record(device),
+    }
+    io.write_json(record, out.with_suffix(".json"))
+    shutil.rmtree(parts)
+    return out
+
+
+def save_grid(npz_path, png_path, count=64, nrow=8):
+    """A PNG grid of the first `count` images of a samples file (same seeds in every grid)."""
+    images = np.load(npz_path)["images"][:count]
+    grid = make_grid(from_uint8(images), nrow=nrow, padding=1, pad_value=1.0)
+    array = to_uint8(grid[None])[0]
+    buf = std_io.BytesIO()
+    Image.fromarray(array.squeeze(-1) if array.shape[-1] == 1 else array).save(buf, format="PNG")
+    io.write_bytes(buf.getvalue(), png_path)

@@ -1,0 +1,122 @@
+"""Settings records: one defaults record per command, merged with the user's values.
+
+A settings record is plain JSON (nested dicts, lists, numbers, strings) and is
+stored beside every output it produced.
+"""
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+
+import yaml
+
+DEVICE_DEFAULTS = {"device": "auto", "amp_bf16": False}
+
+# The embedded default: small models on Fashion-MNIST padded to 32x32.
+UNET_DEFAULTS = {"ch": 32, "ch_mult": [1, 2, 2], "attn": [], "num_res_blocks": 1, "dropout": 0.1,
+                 "class_conditional": False}
+
+TRAIN_DEFAULTS = {"iters": 2000, "batch_size": 64, "lr": 2e-4, "grad_clip": 1.0,
+                  "checkpoint_every": 200, "log_every": 50, "num_workers": 0}
+
+DEFAULTS = {
+    "teacher": {
+        "seed": 0, "data": {"name": "fashion_mnist"}, "net": UNET_DEFAULTS, "T_base": 1024,
+        "train": {**TRAIN_DEFAULTS, "warmup_iters": 200, "ema_decay": 0.999},
+        "device": DEVICE_DEFAULTS,
+    },
+    "classifier": {
+        "seed": 0, "data": {"name": "fashion_mnist"},
+        "net": {"name": "densenet_small"},
+        "train": {**TRAIN_DEFAULTS, "iters": 1500, "batch_size": 128, "lr": 0.1, "momentum": 0.9,
+                  "weight_decay": 5e-4, "grad_clip": 0.0},
+        "device": DEVICE_DEFAULTS,
+    },
+    "distill": {
+        "seed": 0, "data": {"name": "fashion_mnist"},
+        "method": "rdd",
+        # None: take the method's preset weight (see rdd.distill.METHOD_WEIGHTS).
+        "weights": {"pd": None, "cfd": None, "is_p2p": None, "m_p2p": None},
+        "tau": 0.9, "is_p2p_temperature": 1.0,
+        "memory_size": 20000, "num_anchors": 4096, "enqueue_per_step": 128,
+        "contrast_temperature": 0.1, "kd_temperature": 1.0,
+        "train": {**TRAIN_DEFAULTS, "iters": 1000, "lr": 5e-5},
+        "device": DEVICE_DEFAULTS,
+    },
+}
+
+
+class SettingsError(ValueError):
+    """A settings value that is unknown or of the wrong kind; the message names the key."""
+
+
+def _merge(defaults, user, path=""):
+    out = copy.deepcopy(defaults)
+    for key, value in user.items():
+        where = f"{path}.{key}" if path else key
+        if key not in defaults and path not in _OPEN:
+            allowed = ", ".join(sorted(defaults))
+            raise SettingsError(f"unknown setting '{where}' (allowed here: {allowed})")
+        if isinstance(defaults.get(key), dict):
+            if not isinstance(value, dict):
+                raise SettingsError(f"setting '{where}' must be a mapping, got {value!r}")
+            out[key] = _merge(defaults[key], value, where)
+        else:
+            value = _yaml_float(defaults.get(key), value)
+            _check_kind(where, defaults.get(key), value)
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _yaml_float(default, value):
+    """YAML 1.1 reads `1e-4` (no dot) as a string; take it as the number it means."""
+    if isinstance(default, float) and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
+
+
+def _check_kind(where, default, value):
+    if default is None or value is None:
+        return
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, bool):
+        ok, kind = isinstance(value, bool), "true or false"
+    elif isinstance(default, int):
+        ok, kind = number and float(value).is_integer(), "an integer"
+    elif isinstance(default, float):
+        ok, kind = number, "a number"
+    else:
+        ok, kind = isinstance(value, type(default)), type(default).__name__
+    if not ok:
+        raise SettingsError(f"setting '{where}' must be {kind}, got {value!r}")
+
+
+# Sub-records whose keys are checked by their owners (the dataset and network registries).
+_OPEN = {"data", "net"}
+
+
+def resolve(command, user=None):
+    """The full settings record of `command`: its defaults overlaid with `user`."""
+    if command not in DEFAULTS:
+        raise SettingsError(f"unknown command '{command}' (allowed: {', '.join(DEFAULTS)})")
+    return _merge(DEFAULTS[command], user or {})
+
+
+def load_file(path):
+    """Read a settings file (YAML or JSON; YAML parsed safely)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SettingsError(f"settings file not found: {path}")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise SettingsError(f"settings file {path} must hold a mapping")
+    return data
+
+
+def digest(record):
+    """A short, stable hash of a settings record (used to match resume state to its settings)."""
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]

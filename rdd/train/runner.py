@@ -1,0 +1,72 @@
+"""Run one training command end to end: settings, device, data, loop, outputs.
+
+Outputs beside `out` (a .pt file): `out` itself (the exported model),
+`<stem>.json` (the settings and provenance record) and `<stem>.curves.csv`
+(loss terms over training). Resume state lives in `resume_dir`.
+"""
+
+import csv
+import io as std_io
+import time
+from pathlib import Path
+
+import torch
+
+from rdd import dist, io, settings as settings_mod
+from rdd.data import build_dataset, check_available, normalize_spec
+from rdd.provenance import environment_record
+from rdd.train import loop
+
+
+def sidecar(out, suffix):
+    """The path beside model file `out` with `suffix` in place of `.pt`."""
+    out = Path(out)
+    return out.with_name(out.name.removesuffix(".pt") + suffix)
+
+
+def _curves_csv(rows):
+    keys = sorted({k for r in rows for k in r} - {"step"})
+    buf = std_io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["step", *keys])
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue().encode()
+
+
+def run_training(command, user_settings, out, resume_dir, build_stage, log=print):
+    """Resolve settings, build the stage with `build_stage(settings, device, dataset)`, train, export."""
+    settings = settings_mod.resolve(command, user_settings)
+    settings["data"] = normalize_spec(settings["data"])
+    check_available(settings["data"])
+    device = dist.resolve_device(settings["device"]["device"])
+    dist.init(device)
+    try:
+        dataset = build_dataset(settings["data"], "train", augment=True, seed=settings["seed"])
+        torch.manual_seed(settings["seed"])  # the same initial weights on every rank and every run
+        stage, extra_record = build_stage(settings, device, dataset)
+        train = settings["train"]
+        started = time.time()
+        payload, rows, seconds = loop.run(
+            stage, dataset, iters=train["iters"], batch_size=train["batch_size"], seed=settings["seed"],
+            resume_dir=resume_dir, digest=settings_mod.digest(settings),
+            checkpoint_every=train["checkpoint_every"], log_every=train["log_every"],
+            num_workers=train["num_workers"], log=log)
+        if dist.is_main():
+            record = {"command": command, "settings": settings, "started_unix": started,
+                      "train_seconds_this_run": seconds, "world_size": dist.world_size(),
+                      "final_terms": rows[-1] if rows else None,
+                      **extra_record(), **environment_record(device)}
+            payload["settings"] = settings
+            io.write_bytes(_curves_csv(rows), sidecar(out, ".curves.csv"))
+            io.write_json(record, sidecar(out, ".json"))
+            io.save_torch(payload, out)
+        dist.barrier()
+    finally:
+        dist.shutdown()
+    return out
+
+
+def amp_context(settings, device):
+    """bf16 autocast on CUDA when the settings ask for it (a no-op otherwise)."""
+    enabled = bool(settings["device"]["amp_bf16"]) and device.type == "cuda"
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)

@@ -1,0 +1,60 @@
+"""The base teacher: x0-predicting UNet with EMA, warm-up and gradient clipping."""
+
+import copy
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from rdd import dist
+from rdd.data import num_classes
+from rdd.diffusion import TimeGrid
+from rdd.losses.teacher import TeacherLoss
+from rdd.models import denoiser_payload
+from rdd.nets import build_unet
+from rdd.train.loop import Stage, linear_warmup
+from rdd.train.runner import amp_context
+
+
+def unet_kwargs(settings):
+    """UNet constructor arguments from the net settings and the dataset's shape."""
+    net = dict(settings["net"])
+    conditional = net.pop("class_conditional")
+    data = settings["data"]
+    return {"img_resolution": data["image_size"], "in_channels": data["channels"],
+            "num_classes": num_classes(data) if conditional else 0, **net}
+
+
+@torch.no_grad()
+def ema_update(ema, net, decay):
+    for p_ema, p in zip(ema.parameters(), net.parameters()):
+        p_ema.lerp_(p, 1 - decay)
+    for b_ema, b in zip(ema.buffers(), net.buffers()):
+        b_ema.copy_(b)
+
+
+def build_stage(settings, device, dataset):
+    kwargs = unet_kwargs(settings)
+    net = build_unet(**kwargs).to(device)
+    ema = copy.deepcopy(net).requires_grad_(False)
+    grid = TimeGrid(settings["T_base"], settings["T_base"])
+    loss_fn = TeacherLoss(grid)
+    train = settings["train"]
+    opt = torch.optim.Adam(net.parameters(), lr=train["lr"])
+    model = DistributedDataParallel(net) if dist.is_distributed() else net
+    conditional = kwargs["num_classes"] > 0
+
+    def train_step(batch, step):
+        x, y = (v.to(device) for v in batch)
+        with amp_context(settings, device):
+            loss = loss_fn(model, x, y if conditional else None).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if train["grad_clip"]:
+            torch.nn.utils.clip_grad_norm_(net.parameters(), train["grad_clip"])
+        opt.step()
+        ema_update(ema, net, train["ema_decay"])
+        return {"loss": float(loss.detach())}
+
+    stage = Stage("teacher", {"net": net, "ema": ema}, {"net": opt}, linear_warmup(train["warmup_iters"]),
+                  train_step, lambda: denoiser_payload(ema, kwargs, grid))
+    return stage, lambda: {"T": grid.T, "T_base": grid.T_base}

@@ -1,0 +1,71 @@
+"""Shared fixtures: tiny settings on real Fashion-MNIST, and a tiny trained teacher and classifier."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rdd.cli import main as rdd_main
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_rdd(*args):
+    """`python -m rdd ...` in this process; fails the test on a non-zero exit."""
+    code = rdd_main([str(a) for a in args])
+    assert code == 0, f"python -m rdd {' '.join(map(str, args))} exited {code}"
+
+
+def rdd_subprocess(*args, **kwargs):
+    """`python -m rdd ...` as a child process (for kills and torchrun)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen([sys.executable, "-m", "rdd", *map(str, args)], env=env, cwd=REPO, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="session")
+def tiny(data_root, tmp_path_factory):
+    """Settings files of a tiny study: 16x16 Fashion-MNIST, a 2-level UNet, T_base 16."""
+    folder = tmp_path_factory.mktemp("settings")
+    data = {"name": "fashion_mnist", "root": str(data_root), "image_size": 16, "resize": "resize"}
+    records = {
+        "teacher": {"data": data, "T_base": 16, "net": {"ch": 32, "ch_mult": [1, 2], "num_res_blocks": 1},
+                    "train": {"iters": 12, "batch_size": 16, "log_every": 4, "checkpoint_every": 4,
+                              "warmup_iters": 2, "ema_decay": 0.5, "lr": 1e-3}},
+        "classifier": {"data": data, "train": {"iters": 12, "batch_size": 32, "log_every": 4,
+                                                "checkpoint_every": 6}},
+        "distill": {"data": data, "memory_size": 300, "num_anchors": 32, "enqueue_per_step": 24,
+                    "train": {"iters": 4, "batch_size": 8, "log_every": 2, "checkpoint_every": 2}},
+    }
+    paths = {}
+    for name, record in records.items():
+        paths[name] = folder / f"{name}.yaml"
+        paths[name].write_text(yaml.safe_dump(record))
+    return paths
+
+
+@pytest.fixture(scope="session")
+def teacher(tiny, tmp_path_factory):
+    out = tmp_path_factory.mktemp("teacher") / "teacher.pt"
+    run_rdd("train-teacher", "--settings", tiny["teacher"], "--out", out, "--resume-dir", out.parent / "resume")
+    return out
+
+
+@pytest.fixture(scope="session")
+def classifier(tiny, tmp_path_factory):
+    out = tmp_path_factory.mktemp("classifier") / "classifier.pt"
+    run_rdd("train-classifier", "--settings", tiny["classifier"], "--out", out,
+            "--resume-dir", out.parent / "resume")
+    return out
+
+
+def read_record(model_path):
+    return json.loads(Path(str(model_path).removesuffix(".pt") + ".json").read_text())

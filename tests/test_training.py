@@ -1,0 +1,202 @@
+"""Training commands on real Fashion-MNIST: teacher, classifier, the three distillation methods,
+resume after a kill, torchrun, and the authors' checkpoint format."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from conftest import REPO, read_record, rdd_subprocess, run_rdd
+from rdd import io
+from rdd.data import build_dataset, normalize_spec
+from rdd.diffusion import TimeGrid
+from rdd.losses.teacher import TeacherLoss
+from rdd.models import load_classifier, load_denoiser
+from rdd.nets import build_unet
+from rdd.nets.unet import AUTHORS_TIME_TABLE_KEY
+
+
+def held_out_teacher_loss(net, spec, T_base):
+    """Teacher loss on 128 fixed test images with fixed times and noise."""
+    data = build_dataset(normalize_spec(spec), "test")
+    x = torch.stack([data[i][0] for i in range(128)])
+    torch.manual_seed(123)
+    with torch.no_grad():
+        return float(TeacherLoss(TimeGrid(T_base, T_base))(net.eval(), x).mean())
+
+
+def test_teacher_training_lowers_the_loss(teacher, tiny):
+    settings = yaml.safe_load(tiny["teacher"].read_text())
+    trained, kwargs, grid = load_denoiser(teacher)
+    assert grid.T == grid.T_base == 16
+    torch.manual_seed(0)  # the runner's initial weights for seed 0
+    initial = build_unet(**kwargs)
+    before = held_out_teacher_loss(initial, settings["data"], 16)
+    after = held_out_teacher_loss(trained, settings["data"], 16)
+    assert after < 0.7 * before, (before, after)
+    record = read_record(teacher)
+    assert record["settings"]["train"]["iters"] == 12 and record["final_terms"]["step"] == 12
+    rows = list(csv.DictReader(open(str(teacher).removesuffix(".pt") + ".curves.csv")))
+    assert [int(r["step"]) for r in rows] == [4, 8, 12]
+
+
+def test_classifier_learns_fashion_mnist(classifier):
+    net, kwargs = load_classifier(classifier)
+    assert kwargs["num_classes"] == 10 and not any(p.requires_grad for p in net.parameters())
+    assert read_record(classifier)["test_accuracy"] > 0.2  # chance is 0.1 after 12 steps of SGD
+
+
+@pytest.mark.parametrize("method,terms", [("pd", {"pd"}), ("rcfd", {"cfd"}),
+                                          ("rdd", {"cfd", "is_p2p", "m_p2p"})])
+def test_each_method_round_trains_the_student(method, terms, teacher, classifier, tiny, tmp_path):
+    out = tmp_path / "student.pt"
+    run_rdd("distill", "--settings", tiny["distill"], "--set", f"method={method}", "--teacher", teacher,
+            "--classifier", classifier, "--out", out, "--resume-dir", tmp_path / "resume")
+    t_net, _, t_grid = load_denoiser(teacher)
+    s_net, _, s_grid = load_denoiser(out)
+    assert (s_grid.T, s_grid.time_scale) == (t_grid.T // 2, 2 * t_grid.time_scale)
+    changed = [not torch.equal(a, b) for a, b in zip(t_net.state_dict().values(), s_net.state_dict().values())]
+    assert any(changed)
+    record = read_record(out)
+    assert set(record["final_terms"]) - {"step", "loss"} == terms
+    assert all(np.isfinite(v) for v in record["final_terms"].values())
+
+
+def _resume_state(folder):
+    return io.load_torch(folder / "resume.pt")
+
+
+def _wait_for_step(folder, proc, min_step):
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if (folder / "resume.pt").exists() and _resume_state(folder)["step"] >= min_step:
+            return
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+        time.sleep(0.05)
+    raise AssertionError("no resume state appeared")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_round_resumes_to_the_same_weights(sig, teacher, classifier, tiny, tmp_path):
+    """N steps in one go == N/2, a kill, and the rest resumed (RDD: queue, head and two optimisers)."""
+    args = ["distill", "--settings", tiny["distill"], "--set", "train.iters=24", "--set", "train.checkpoint_every=3",
+            "--teacher", teacher, "--classifier", classifier]
+    run_rdd(*args, "--out", tmp_path / "straight.pt", "--resume-dir", tmp_path / "straight")
+
+    resume = tmp_path / "interrupted"
+    proc = rdd_subprocess(*args, "--out", tmp_path / "interrupted.pt", "--resume-dir", resume,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    _wait_for_step(resume, proc, 6)
+    proc.send_signal(sig)
+    output = proc.communicate(timeout=120)[0].decode()
+    assert proc.returncode == (-9 if sig == signal.SIGKILL else 143), output
+    assert not (tmp_path / "interrupted.pt").exists()
+    killed_at = _resume_state(resume)["step"]
+    assert 6 <= killed_at < 24
+
+    result = rdd_subprocess(*args, "--out", tmp_path / "interrupted.pt", "--resume-dir", resume,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    output = result.communicate(timeout=300)[0].decode()
+    assert result.returncode == 0, output
+    assert f"at step {killed_at}" in output
+    straight, resumed = io.load_torch(tmp_path / "straight.pt"), io.load_torch(tmp_path / "interrupted.pt")
+    for key, value in straight["state_dict"].items():
+        assert torch.allclose(value, resumed["state_dict"][key], atol=1e-6, rtol=0), key
+    a, b = _resume_state(tmp_path / "straight"), _resume_state(resume)
+    assert torch.equal(a["modules"]["m_p2p"]["memory.queue"], b["modules"]["m_p2p"]["memory.queue"])
+
+
+def test_resume_state_of_other_settings_is_set_aside(teacher, tiny, tmp_path):
+    args = ["distill", "--settings", tiny["distill"], "--set", "method=pd", "--teacher", teacher,
+            "--out", tmp_path / "s.pt", "--resume-dir", tmp_path / "resume"]
+    run_rdd(*args)
+    run_rdd(*args, "--set", "train.lr=1e-4")
+    assert list((tmp_path / "resume").glob("resume.pt.stale-*"))
+
+
+def test_two_process_torchrun_round(teacher, classifier, tiny, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "student.pt"
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "rdd", "distill", "--settings", str(tiny["distill"]), "--teacher", str(teacher),
+         "--classifier", str(classifier), "--out", str(out), "--resume-dir", str(tmp_path / "resume")],
+        env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    record = read_record(out)
+    assert record["world_size"] == 2
+    state = _resume_state(tmp_path / "resume")
+    assert len(state["rng"]) == 2
+    # Each step enqueues enqueue_per_step teacher pixels from every rank.
+    per_step = 2 * 24
+    assert int(state["modules"]["m_p2p"]["memory.ptr"]) == (4 * per_step) % 300
+    assert load_denoiser(out)[2].T == 8
+
+
+def authors_checkpoint(net, T, time_scale, path):
+    """A checkpoint in the RCFD/RDD release format: DataParallel names and a frozen time table."""
+    ch = net.time_embedding.timembedding[1].in_features
+    t = torch.arange(T * time_scale + 1, dtype=torch.float64)[:, None]
+    freq = torch.exp(-torch.arange(0, ch, 2, dtype=torch.float64) / ch * np.log(10000))[None]
+    table = torch.stack([torch.sin(t * freq), torch.cos(t * freq)], -1).reshape(len(t), ch).float()
+    weights = {f"module.{k}": v for k, v in net.state_dict().items()}
+    weights[f"module.{AUTHORS_TIME_TABLE_KEY}"] = table
+    torch.save({"net_model": weights, "ema_model": weights, "T": T, "time_scale": time_scale,
+                "x_T": torch.randn(4, 1, 16, 16)}, path)
+
+
+def test_authors_checkpoint_is_a_working_teacher(teacher, classifier, tiny, tmp_path):
+    ours, kwargs, grid = load_denoiser(teacher)
+    authors = tmp_path / "authors_ckpt.pt"
+    authors_checkpoint(ours, 8, 2, authors)  # as if our net were their 8-step PD model on T_base 16
+    net, _, agrid = load_denoiser(authors, authors_net=kwargs)
+    assert (agrid.T, agrid.T_base, agrid.time_scale) == (8, 16, 2)
+    z, t = torch.randn(3, 1, 16, 16), torch.tensor([4.0, 10.0, 16.0])
+    with torch.no_grad():
+        assert torch.equal(net(z, t), ours(z, t))
+    out = tmp_path / "student.pt"
+    run_rdd("distill", "--settings", tiny["distill"], "--teacher", authors, "--classifier", classifier,
+            "--authors-net", json.dumps(kwargs), "--out", out, "--resume-dir", tmp_path / "resume")
+    assert load_denoiser(out)[2].T == 4
+    run_rdd("sample", "--model", authors, "--authors-net", json.dumps(kwargs), "--steps", 2,
+            "--seeds", "0-3", "--out", tmp_path / "s.npz", "--device", "cpu")
+    assert np.load(tmp_path / "s.npz")["images"].shape == (4, 16, 16, 1)
+
+
+def test_samples_do_not_depend_on_batch_size(teacher, tmp_path):
+    files = {}
+    for batch in (1, 7, 64):
+        files[batch] = tmp_path / f"b{batch}.npz"
+        run_rdd("sample", "--model", teacher, "--steps", 4, "--seeds", "0-63", "--batch-size", batch,
+                "--shard-size", 30, "--out", files[batch], "--device", "cpu")
+    ref = np.load(files[1])
+    assert ref["images"].dtype == np.uint8 and ref["images"].shape == (64, 16, 16, 1)
+    assert ref["images"].std() > 0
+    assert np.array_equal(ref["seeds"], np.arange(64))
+    for batch in (7, 64):
+        assert np.array_equal(np.load(files[batch])["images"], ref["images"])
+    part = tmp_path / "part.npz"
+    run_rdd("sample", "--model", teacher, "--steps", 4, "--seeds", "40-63", "--out", part, "--device", "cpu")
+    assert np.array_equal(np.load(part)["images"], ref["images"][40:])
+
+
+def test_corrupt_checkpoint_is_named(tmp_path, tiny):
+    bad = tmp_path / "teacher.pt"
+    bad.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(io.CheckpointError, match=str(bad)):
+        load_denoiser(bad)
+
+
+def test_bad_settings_exit_with_the_key_named(tmp_path, tiny, capsys):
+    from rdd.cli import main
+    code = main(["train-teacher", "--settings", str(tiny["teacher"]), "--set", "train.itres=5",
+                 "--out", str(tmp_path / "t.pt"), "--resume-dir", str(tmp_path / "r")])
+    assert code == 2 and "train.itres" in capsys.readouterr().err
