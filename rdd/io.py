@@ -16,10 +16,20 @@ class CheckpointError(RuntimeError):
     """A checkpoint or weights file that cannot be read; the message names it."""
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()
+
+
 def _atomic_write(path, write_fn, mode):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(tmp, _FILE_MODE)  # mkstemp makes 0600; outputs get the usual umask-based mode
     try:
         with os.fdopen(fd, mode) as f:
             write_fn(f)

@@ -1,0 +1,44 @@
+"""Command line: `python -m rdd.report build ...` and `python -m rdd.report index ...`."""
+
+import argparse
+import sys
+
+from rdd.report.manifest import ReportInputError
+from rdd.report.paper import DEFAULT_PATH
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="python -m rdd.report", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("build", help="tidy CSVs and the HTML report of one study")
+    p.add_argument("--manifest", required=True, help="results/<study>/manifest.json (written by the workflow)")
+    p.add_argument("--tables-dir", required=True, help="folder for metrics.csv, speed.csv, curves.csv, stages.csv")
+    p.add_argument("--out", required=True, help="the report, reports/<study>.html (summary JSON goes beside it)")
+    p.add_argument("--paper-values", default=str(DEFAULT_PATH), help="cited paper figures (default: %(default)s)")
+    p = sub.add_parser("index", help="an index page linking every report")
+    p.add_argument("--reports", nargs="+", required=True, help="the reports built by `build`")
+    p.add_argument("--out", required=True, help="reports/index.html")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    # Imported here so `--help` stays fast (matplotlib, pandas, torch via rdd.io).
+    from rdd.report.render import build, build_index
+
+    try:
+        if args.command == "build":
+            summary = build(args.manifest, args.tables_dir, args.out, args.paper_values)
+            print(f"[report] {args.out}: " + ", ".join(f"{k} {v['done']}/{v['expected']}"
+                                                      for k, v in summary["progress"].items()))
+        else:
+            studies = build_index(args.reports, args.out)
+            print(f"[report] {args.out}: {len(studies)} studies")
+    except ReportInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

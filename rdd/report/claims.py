@@ -1,0 +1,213 @@
+"""The paper's claims, each with our measured figure and a plain verdict.
+
+Two FIDs differ only when their means differ by more than twice the standard
+error of the difference (seed std / sqrt(seeds)); with one seed per cell there
+is no noise estimate and the means decide.
+"""
+
+import math
+
+import numpy as np
+
+from rdd.report.manifest import ReportInputError
+from rdd.report.summary import cell
+
+HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
+UNTESTED_SCALE, NOT_RUN, PENDING = "not tested at this scale", "not tested in this run", "pending"
+BASELINES = ("pd", "rcfd")
+NAMES = {"pd": "PD", "rcfd": "RCFD", "rdd": "RDD", "ddim": "DDIM"}
+MEMORY_SLOPE_TOLERANCE = 0.2  # M-P2P memory counts as linear in the batch when its log-log slope is 1 ± this
+MEMORY_HELP = ("see benchmarks/bench_relational_memory.py (its JSON record, listed in the manifest as a "
+               "memory_benchmark entry, fills this row)")
+
+
+def _se_diff(a, b):
+    if a["fid_n"] < 2 or b["fid_n"] < 2:
+        return None
+    return math.sqrt(a["fid_std"] ** 2 / a["fid_n"] + b["fid_std"] ** 2 / b["fid_n"])
+
+
+def compare(a, b):
+    """'better', 'worse' or 'tie': cell a's FID against cell b's, ties within twice the SE of the difference."""
+    diff = b["fid_mean"] - a["fid_mean"]
+    se = _se_diff(a, b)
+    if diff == 0 or (se is not None and abs(diff) <= 2 * se):
+        return "tie"
+    return "better" if diff > 0 else "worse"
+
+
+def _fid(c):
+    return f"{c['fid_mean']:.2f}" + (f" ± {c['fid_std']:.2f}" if c["fid_n"] > 1 else "")
+
+
+def _claim(paper, key, verdict, measured, detail, label=None):
+    claim = paper.claim(key)
+    return {"key": key, "text": label or claim["text"], "source": claim["label"], "citation": claim["citation"],
+            "url": claim["url"],
+            "verdict": verdict, "measured": measured, "detail": detail}
+
+
+def _done(c):
+    return c is not None and c["fid_n"] > 0
+
+
+def _steps(s):
+    return f"{s} step" + ("s" if s != 1 else "")
+
+
+def _provisional(cells):
+    """A note naming the cells that still miss seeds (their verdict may change)."""
+    partial = dict.fromkeys(
+        f"{NAMES[c['method']]} at {_steps(int(c['steps']))} ({c['fid_n']} of {c['n_expected']} seeds)"
+        for c in cells if c is not None and 0 < c["fid_n"] < c["n_expected"])
+    return f"; provisional: {', '.join(partial)}" if partial else ""
+
+
+def one_step_claims(summary, paper, small_scale):
+    """1a: RDD's 1-step FID is below the best baseline's; 1b: by about the paper's 1.47."""
+    claimed = paper.claim("one_step_gain")["value"]
+    text_a = "RDD's 1-step FID is below the best baseline's (PD, RCFD)"
+    text_b = f"RDD's 1-step FID gain over the best baseline is about {claimed}"
+    rdd = cell(summary, "rdd", 1)
+    bases = {m: cell(summary, m, 1) for m in BASELINES if cell(summary, m, 1) is not None}
+    if rdd is None or not bases:
+        why = "this study has no 1-step RDD and baseline evaluations"
+        return [_claim(paper, "one_step_gain", NOT_RUN, "—", why, text_a),
+                _claim(paper, "one_step_gain", NOT_RUN, "—", why, text_b)]
+    if not _done(rdd) or not all(_done(c) for c in bases.values()):
+        waiting = [NAMES[m] for m, c in {"rdd": rdd, **bases}.items() if not _done(c)]
+        why = f"1-step FID of {', '.join(waiting)} pending"
+        return [_claim(paper, "one_step_gain", PENDING, "—", why, text_a),
+                _claim(paper, "one_step_gain", PENDING, "—", why, text_b)]
+    best_name, best = min(bases.items(), key=lambda kv: kv[1]["fid_mean"])
+    gain = best["fid_mean"] - rdd["fid_mean"]
+    se = _se_diff(rdd, best)
+    measured = f"RDD {_fid(rdd)} vs {NAMES[best_name]} {_fid(best)}: RDD lower by {gain:.2f}"
+    noise = f"2 SE of the difference = {2 * se:.2f}" if se is not None else "one seed: no noise estimate"
+    direction = compare(rdd, best)
+    verdict_a = {"better": HOLDS, "worse": FAILS, "tie": INCONCLUSIVE}[direction]
+    detail_a = f"orderings are comparable at any scale; {noise}" + _provisional([rdd, best])
+    if direction == "worse":
+        verdict_b, detail_b = FAILS, "RDD's 1-step FID is not below the best baseline's"
+    elif small_scale:
+        verdict_b = UNTESTED_SCALE
+        detail_b = (f"an FID gap at this sample count and dataset is not on the paper's scale "
+                    f"(claimed {claimed} on CIFAR-10 at 50k samples)")
+    else:
+        margin = 2 * se if se is not None else 0.0
+        verdict_b = HOLDS if gain >= claimed - margin else FAILS
+        detail_b = f"holds when the gain is at least {claimed} minus 2 SE ({margin:.2f})"
+    return [_claim(paper, "one_step_gain", verdict_a, measured, detail_a, text_a),
+            _claim(paper, "one_step_gain", verdict_b, f"gain {gain:.2f} FID", detail_b, text_b)]
+
+
+def every_step_claim(summary, paper):
+    """RDD's FID is lower than PD's and RCFD's at every step count the study evaluates."""
+    main = summary[(summary["ablation"] == "") & (summary["variant"] == "")]
+    steps = sorted(int(s) for s in main.loc[main["method"].isin(["rdd", *BASELINES]), "steps"].unique())
+    outcomes, pending, parts, used = {}, [], [], []
+    for s in steps:
+        rdd = cell(summary, "rdd", s)
+        line = []
+        for base in BASELINES:
+            other = cell(summary, base, s)
+            if rdd is None or other is None:
+                continue
+            if not (_done(rdd) and _done(other)):
+                pending.append(_steps(s))
+                continue
+            outcomes[s, base] = compare(rdd, other)
+            used += [rdd, other]
+            line.append(f"{NAMES[base]} {other['fid_mean']:.2f} ({outcomes[s, base]})")
+        if line:
+            parts.append(f"{_steps(s)}: RDD {rdd['fid_mean']:.2f} vs " + ", ".join(line))
+    measured = "; ".join(parts) or "—"
+    worse = [f"{_steps(s)} vs {NAMES[b]}" for (s, b), o in outcomes.items() if o == "worse"]
+    ties = [f"{_steps(s)} vs {NAMES[b]}" for (s, b), o in outcomes.items() if o == "tie"]
+    if not steps or (not outcomes and not pending):
+        verdict, detail = NOT_RUN, "this study has no RDD and baseline evaluations at a shared step count"
+    elif worse:
+        verdict, detail = FAILS, "RDD's FID is higher at " + ", ".join(worse)
+    elif pending:
+        verdict, detail = PENDING, "still pending: " + ", ".join(sorted(set(pending)))
+    elif ties:
+        verdict, detail = INCONCLUSIVE, "within seed noise at " + ", ".join(ties)
+    else:
+        verdict, detail = HOLDS, f"RDD lower at every evaluated step count ({', '.join(map(str, steps))})"
+    if verdict in (HOLDS, INCONCLUSIVE):
+        detail += _provisional(used)
+    return _claim(paper, "every_step_count", verdict, measured, detail)
+
+
+def log_log_slope(xs, ys):
+    """Least-squares slope of log(y) against log(x)."""
+    return float(np.polyfit(np.log(np.asarray(xs, float)), np.log(np.asarray(ys, float)), 1)[0])
+
+
+def memory_sweep(record, path):
+    """(batches, IS-P2P peaks, M-P2P peaks) of a memory-benchmark record's batch sweep; None = skipped."""
+    try:
+        sweep = record["batch_sweep"]
+        batches = [int(b) for b in sweep["batch"]]
+        peaks = {kind: [case.get("peak_bytes") for case in sweep[kind]] for kind in ("is_p2p", "m_p2p")}
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ReportInputError(f"memory benchmark record {path} is malformed ({type(exc).__name__}: {exc}); "
+                               "see reports/README.md for its format") from exc
+    if any(len(p) != len(batches) for p in peaks.values()):
+        raise ReportInputError(f"memory benchmark record {path}: one result per batch size expected")
+    return batches, peaks["is_p2p"], peaks["m_p2p"]
+
+
+def memory_claim(entry, record, paper):
+    """M-P2P's memory grows linearly in the batch: log-log slope of its peak memory within 1 ± 0.2."""
+    if entry is None:
+        return _claim(paper, "memory_linear", NOT_RUN, "—", MEMORY_HELP)
+    if record is None:
+        return _claim(paper, "memory_linear", PENDING, "—", f"memory benchmark record {entry.path} pending")
+    batches, is_peaks, m_peaks = memory_sweep(record, entry.path)
+    measured_m = [(b, p) for b, p in zip(batches, m_peaks) if p is not None and p > 0]
+    measured_is = [(b, p) for b, p in zip(batches, is_peaks) if p is not None and p > 0]
+    if len(measured_m) < 3:
+        return _claim(paper, "memory_linear", NOT_RUN, f"{len(measured_m)} measured batch sizes",
+                      "fewer than 3 measured batch sizes: no slope")
+    slope_m = log_log_slope(*zip(*measured_m))
+    is_text = (f"; IS-P2P slope {log_log_slope(*zip(*measured_is)):.2f} (quadratic would be 2)"
+               if len(measured_is) >= 2 else "; IS-P2P: too few measured cases")
+    device = record.get("device", "unknown device")
+    measured = (f"M-P2P peak memory vs batch ({', '.join(str(b) for b, _ in measured_m)}) on {device}: "
+                f"log-log slope {slope_m:.2f}{is_text}")
+    verdict = HOLDS if abs(slope_m - 1) <= MEMORY_SLOPE_TOLERANCE else FAILS
+    return _claim(paper, "memory_linear", verdict, measured,
+                  f"linear means a log-log slope of 1 ± {MEMORY_SLOPE_TOLERANCE} (benchmark record {entry.path})")
+
+
+def speedup_claim(speedups, paper, small_scale):
+    """The paper's 256x: DDIM steps needed to reach RDD's 1-step FID, over 1."""
+    claimed = paper.claim("speedup_over_ddim")["value"]
+    row = next((r for r in speedups if r["method"] == "rdd" and r["steps"] == 1), None)
+    if row is None:
+        return _claim(paper, "speedup_over_ddim", NOT_RUN, "—", "this study has no 1-step RDD model")
+    if row["state"] == "pending":
+        return _claim(paper, "speedup_over_ddim", PENDING, "—", "RDD's 1-step FID pending")
+    if row["state"] == "reached":
+        factor = row["nfe_speedup"]
+        measured = f"DDIM needs {row['ddim_steps']} steps (FID {row['ddim_fid']:.2f}) to reach RDD's 1-step FID " \
+                   f"{row['fid']:.2f}: {factor:g}x fewer network evaluations"
+        if row["time_speedup"] is not None:
+            measured += f", {row['time_speedup']:.1f}x measured images/s"
+        if factor >= claimed:
+            verdict = PENDING if row["provisional"] else HOLDS
+        else:
+            verdict = FAILS
+        context = "; measured with this study's small-scale teacher and students" if small_scale else ""
+        return _claim(paper, "speedup_over_ddim", verdict, measured,
+                      (row["note"] or f"claimed {claimed}x") + context)
+    measured = row["note"]
+    if row["provisional"]:
+        return _claim(paper, "speedup_over_ddim", PENDING, measured, "DDIM evaluations pending")
+    ceiling = row["ddim_max_steps"] or 0
+    if ceiling >= claimed:
+        return _claim(paper, "speedup_over_ddim", HOLDS, measured, f"speed-up above {ceiling}x")
+    return _claim(paper, "speedup_over_ddim", UNTESTED_SCALE, measured,
+                  f"the study's DDIM runs stop at {ceiling} steps; the speed-up is above {ceiling}x, "
+                  f"the claim ({claimed}x) needs DDIM at {claimed}+ steps")

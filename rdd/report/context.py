@@ -1,0 +1,300 @@
+"""Everything the report template shows, computed from a study's tidy tables."""
+
+import json
+from collections import Counter
+
+import pandas as pd
+
+from rdd.report import claims, plots
+from rdd.report.summary import (DISTILLED, METHOD_LABELS, comparison_table, ddim_speedups, speed_summary,
+                                summarize)
+from rdd.report.tables import PROTOCOL_COLUMNS, machine_label
+
+MAIN_ORDER = ("ddim", "pd", "rcfd", "rdd")
+MAX_MAIN_STEPS = 8  # the paper's columns are 1, 2, 4, 8 steps
+
+
+def _main(frame):
+    return frame[(frame["ablation"] == "") & (frame["variant"] == "")]
+
+
+def main_steps(metrics):
+    """The main table's columns: the distilled models' step counts (DDIM's up to 8 if there are none)."""
+    main = _main(metrics)
+    steps = main.loc[main["method"].isin(DISTILLED), "steps"]
+    if steps.empty:
+        steps = main.loc[main["steps"] <= MAX_MAIN_STEPS, "steps"]
+    return sorted(int(s) for s in steps.unique())
+
+
+def _rows(metrics):
+    present = set(_main(metrics)["method"])
+    return [(m, METHOD_LABELS[m], m, "", "") for m in MAIN_ORDER if m in present]
+
+
+def _labels_text(entry):
+    labels = entry.labels()
+    parts = [labels["stage"], labels["method"], labels["ablation"], labels["variant"],
+             f"{labels['steps']} steps" if labels["steps"] is not None else "",
+             f"seed {labels['seed']}" if labels["seed"] is not None else "",
+             f"round {labels['round']}" if labels["round"] else ""]
+    return " · ".join(p for p in parts if p)
+
+
+def scale_banner(manifest, metrics):
+    """The first lines of a small-scale report: what the run is and how far it compares with the paper."""
+    if not manifest.get("scale_note"):
+        return None
+    counts = sorted({int(n) for n in metrics["num_generated"].dropna()})
+    samples = (f"{', '.join(map(str, counts))} generated images per evaluation" if counts
+               else "the sample count of this study (no evaluation has finished yet)")
+    return {"note": manifest["scale_note"], "samples": samples}
+
+
+def main_tables(metrics, summary, paper, paper_key):
+    """FID, KID and IS tables (rows DDIM, PD, RCFD, RDD; columns steps) with the paper's values beside."""
+    steps, rows = main_steps(metrics), _rows(metrics)
+    tables = [comparison_table(summary, rows, steps, "fid", paper, paper_key),
+              comparison_table(summary, rows, steps, "kid", paper, paper_key)]
+    is_unavailable = None
+    if (summary["is_n"] > 0).any():
+        tables.append(comparison_table(summary, rows, steps, "is", paper, paper_key))
+    else:
+        reasons = summary["is_reason"].dropna()
+        is_unavailable = reasons.iloc[0] if len(reasons) else "no evaluation has finished yet"
+    caveats = sorted({c["paper"].caveat for t in tables for r in t["rows"] for c in r["cells"]
+                      if c.get("paper") is not None and c["paper"].caveat})
+    ddim = _main(summary)
+    extra = sorted(int(s) for s in ddim.loc[(ddim["method"] == "ddim") & ~ddim["steps"].isin(steps), "steps"])
+    ddim_more = (comparison_table(summary, [("ddim", METHOD_LABELS["ddim"], "ddim", "", "")], extra, "fid")
+                 if extra else None)
+    return {"tables": tables, "is_unavailable": is_unavailable, "caveats": caveats, "ddim_more": ddim_more}
+
+
+def ablation_tables(manifest, metrics, summary):
+    """One table per ablation: each variant against the full-RDD row, FID and KID."""
+    out = []
+    for name, ablation in (manifest.get("ablations") or {}).items():
+        part = metrics[metrics["ablation"] == name]
+        steps = sorted(int(s) for s in part["steps"].unique())
+        rows = [("full", "full RDD", "rdd", "", "")] + [
+            (v, v, "rdd", name, v) for v in ablation["variants"]]
+        out.append({"name": name, "description": ablation.get("description", ""),
+                    "variants": [{"name": v, "settings": json.dumps(s, sort_keys=True)}
+                                 for v, s in ablation["variants"].items()],
+                    "tables": [comparison_table(summary, rows, steps, m, reference="full") for m in ("fid", "kid")]
+                    if steps else []})
+    return out
+
+
+def _plain(value):
+    """Whole floats (pandas' NaN-capable columns) as integers, missing values as a dash."""
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return "—"
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _reference_source(sha256, refstats):
+    for entry, record in refstats.items():
+        if record.get("sha256") == sha256:
+            return f"{record.get('source', 'source not recorded')}, record {entry.path}"
+    return "no reference-statistics record with this sha256 in the manifest"
+
+
+def protocols(metrics, refstats):
+    """One row per distinct metric protocol (extractor, weights, reference and its source, sample count)."""
+    done = metrics[metrics["status"] == "done"]
+    out = []
+    for pid, group in done.groupby("protocol", sort=False):
+        first = group.iloc[0]
+        out.append({"id": pid, **{c: _plain(first[c]) for c in PROTOCOL_COLUMNS}, "records": len(group),
+                    "reference_source": _reference_source(first["reference_sha256"], refstats),
+                    "steps": ", ".join(str(s) for s in sorted(group["steps"].unique())),
+                    "seeds": ", ".join(sorted({f"{int(a)}–{int(b)}" for a, b in
+                                               zip(group["seed_first"], group["seed_last"])
+                                               if pd.notna(a) and pd.notna(b)})) or "not recorded"})
+    return out
+
+
+def _grid_cells(study, ablation, variant, method_rows):
+    samples = {(e.method, e.steps): study.records.get(e) for e in study.of_kind("samples")
+               if (e.ablation or "") == ablation and (e.variant or "") == variant and e.seed == 0}
+    grids = {(e.method, e.steps): e for e in study.of_kind("grid")
+             if (e.ablation or "") == ablation and (e.variant or "") == variant}
+    steps = sorted({s for _, s in grids})
+    rows, first_seeds = [], set()
+    for method, label in method_rows:
+        cells = []
+        for s in steps:
+            entry = grids.get((method, s))
+            if entry is None:
+                cells.append({"state": "absent"})
+            elif entry in study.images:
+                record = samples.get((method, s))
+                if record is not None:
+                    first_seeds.add(record.get("seed_first"))
+                cells.append({"state": "done", "uri": plots.png_data_uri(study.images[entry]),
+                              "alt": f"{label}, {s} steps, samples", "path": str(entry.path)})
+            else:
+                cells.append({"state": "pending", "path": str(entry.path)})
+        if any(c["state"] != "absent" for c in cells):
+            rows.append({"label": label, "cells": cells})
+    return {"steps": steps, "rows": rows, "first_seeds": sorted(first_seeds, key=str)}
+
+
+def sample_grids(study):
+    """Grids per method and steps (main rows), then per ablation variant."""
+    main = _grid_cells(study, "", "", [(m, METHOD_LABELS[m]) for m in MAIN_ORDER])
+    ablations = []
+    for name, ablation in (study.manifest.get("ablations") or {}).items():
+        for variant in ablation["variants"]:
+            grid = _grid_cells(study, name, variant, [("rdd", f"{name}: {variant}")])
+            if grid["rows"]:
+                ablations.append(grid)
+    return {"main": main, "ablations": ablations}
+
+
+def _lineage_title(stage, method, ablation, variant):
+    name = {"teacher": "Base teacher", "classifier": "Feature classifier",
+            "pd_chain": "Shared PD chain (base teacher down to 8 steps)"}.get(stage)
+    if name is None:
+        name = f"{METHOD_LABELS[method]} rounds" if method else (stage or "Training run")
+    return name + (f" · ablation {ablation}: {variant}" if ablation else "")
+
+
+def training_curves(study, curves):
+    """One figure per run lineage (stage, method, ablation, variant), panels per round and loss term."""
+    lineages = {}
+    for entry in study.of_kind("curves"):
+        labels = entry.labels()
+        key = (labels["stage"], labels["method"], labels["ablation"], labels["variant"])
+        lineages.setdefault(key, []).append(entry)
+    out = []
+    for key, entries in lineages.items():
+        stage, method, ablation, variant = key
+        part = curves[(curves["stage"] == stage) & (curves["method"] == method)
+                      & (curves["ablation"] == ablation) & (curves["variant"] == variant)]
+        title = _lineage_title(stage, method, ablation, variant)
+        pending = [e.labels()["round"] or str(e.path) for e in entries if not e.exists]
+        out.append({"title": title or "training run", "uri": plots.training_curves(part),
+                    "pending": pending, "terms": sorted(set(part["term"]))})
+    return out
+
+
+def _versions(study):
+    codes, packages, machines = Counter(), {}, Counter()
+    for entry, record in study.records.items():
+        code = record.get("code")
+        if isinstance(code, dict):
+            codes[(code.get("git_commit"), code.get("git_dirty"))] += 1
+        for name, version in (record.get("packages") or {}).items():
+            # torch_fidelity and torch-fidelity are one package (PEP 503 names).
+            packages.setdefault(name.lower().replace("_", "-"), Counter())[str(version)] += 1
+        if isinstance(record.get("machine"), dict):
+            machines[machine_label(record["machine"])] += 1
+    return {
+        "codes": [{"commit": c or "unknown (not a git checkout)", "dirty": d, "records": n}
+                  for (c, d), n in codes.most_common()],
+        "packages": [{"name": k, "versions": ", ".join(f"{v} ({n} records)" if len(c) > 1 else v
+                                                        for v, n in c.most_common()), "mixed": len(c) > 1}
+                     for k, c in sorted(packages.items())],
+        "machines": [{"label": m, "records": n} for m, n in machines.most_common()],
+    }
+
+
+STAGE_ORDER = ("teacher", "classifier", "pd_chain", "round", "training", "sampling", "evaluation")
+
+
+def _stage_totals(stages):
+    out = []
+    groups = sorted(stages.groupby("stage", sort=False), key=lambda kv: (
+        STAGE_ORDER.index(kv[0]) if kv[0] in STAGE_ORDER else len(STAGE_ORDER), kv[0]))
+    for stage, group in groups:
+        done = group[group["status"] == "done"]
+        out.append({"stage": stage, "done": len(done), "expected": len(group),
+                    "seconds": float(pd.to_numeric(done["seconds"], errors="coerce").sum())})
+    return out
+
+
+def provenance(study, tables):
+    """Config, code versions, packages, machines, wall times, metric protocols, reference statistics."""
+    stages = tables["stages"]
+    training = stages[~stages["stage"].isin(["sampling", "evaluation"])]
+    ref_records = {e: study.records[e] for e in study.of_kind("refstats") if e in study.records}
+    refstats = [{"path": str(e.path), "record": json.dumps(r, indent=2, sort_keys=True)} for e, r in ref_records.items()]
+    return {"config": json.dumps(study.manifest.get("config") or {}, indent=2, sort_keys=True),
+            **_versions(study), "stage_totals": _stage_totals(stages),
+            "training": training.to_dict("records"), "protocols": protocols(tables["metrics"], ref_records),
+            "refstats": refstats,
+            "refstats_pending": [str(e.path) for e in study.of_kind("refstats") if not e.exists]}
+
+
+def _speed_cell(r):
+    if r is None:
+        return {"state": "absent"}
+    if not r["n_done"]:
+        return {"state": "pending", "seeds": f"0 of {r['n_expected']}"}
+    return {"state": "done", "ips": f"{r['images_per_second']:.1f}",
+            "spread": f"± {r['images_per_second_std']:.1f}" if pd.notna(r["images_per_second_std"]) else "",
+            "latency": f"{r['latency_s']:.3f} s" if pd.notna(r["latency_s"]) else "—",
+            "batch": r["batch_size"], "seeds": f"n={r['n_done']}" + (
+                f" of {r['n_expected']}" if r["n_done"] < r["n_expected"] else "")}
+
+
+def speed_by_steps(speed_sum):
+    """Measured speed as rows (methods, then ablation variants) by columns (steps)."""
+    steps = sorted(int(s) for s in speed_sum["steps"].unique())
+    by_cell = {(r["method"], r["ablation"], r["variant"], int(r["steps"])): r for r in speed_sum.to_dict("records")}
+    keys = sorted({k[:3] for k in by_cell}, key=lambda k: (k[1] != "", MAIN_ORDER.index(k[0]), k[1], k[2]))
+    rows = [{"label": METHOD_LABELS[m] + (f" · {a}: {v}" if a else ""),
+             "cells": [_speed_cell(by_cell.get((m, a, v, s))) for s in steps]} for m, a, v in keys]
+    machines = sorted({m for text in speed_sum["machine"] if text for m in text.split("; ")})
+    return {"steps": steps, "rows": rows, "machines": machines}
+
+
+def _paper_points(paper, paper_key, small_scale):
+    """Published FIDs to draw beside ours: only at paper scale (absolute values are comparable there)."""
+    dataset = paper.dataset(paper_key)
+    if dataset is None or small_scale:
+        return None
+    points = {}
+    for v in dataset.get("values", []):
+        if v["metric"] == "fid":
+            points.setdefault(v["method"], []).append((int(v["steps"]), float(v["value"])))
+    return points or None
+
+
+def build_context(study, tables, paper):
+    """The full template context of one study's report."""
+    manifest = study.manifest
+    metrics, speed = tables["metrics"], tables["speed"]
+    summary = summarize(metrics)
+    small_scale = bool(manifest.get("scale_note"))
+    paper_key = manifest.get("paper_key")
+    speed_sum = speed_summary(speed)
+    speedups = ddim_speedups(summary, speed_sum)
+    memory = next(iter(study.of_kind("memory_benchmark")), None)
+    claim_rows = [*claims.one_step_claims(summary, paper, small_scale), claims.every_step_claim(summary, paper),
+                  claims.memory_claim(memory, study.records.get(memory), paper),
+                  claims.speedup_claim(speedups, paper, small_scale)]
+    dataset = paper.dataset(paper_key)
+    return {
+        "study": manifest["study"], "dataset": manifest["dataset"], "paper_key": paper_key,
+        "paper_dataset": dataset["name"] if dataset else None,
+        "paper_protocol": dataset["protocol"] if dataset else None,
+        "scale": scale_banner(manifest, metrics), "progress": study.progress(),
+        "pending": [{"kind": e.kind, "labels": _labels_text(e), "path": str(e.path)}
+                    for e in study.entries if not e.exists],
+        "main": main_tables(metrics, summary, paper, paper_key),
+        "claims": claim_rows,
+        "quality_plot": plots.quality_vs_cost(metrics, _paper_points(paper, paper_key, small_scale)),
+        "speed_plot": plots.speed_plot(speed),
+        "speed": speed_by_steps(speed_sum), "speedups": speedups,
+        "ablations": ablation_tables(manifest, metrics, summary),
+        "grids": sample_grids(study),
+        "curves": training_curves(study, tables["curves"]),
+        "provenance": provenance(study, tables),
+        "method_labels": METHOD_LABELS,
+    }

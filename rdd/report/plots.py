@@ -1,0 +1,126 @@
+"""Figures of the report (seaborn), returned as PNG data: URIs so the HTML stays self-contained."""
+
+import base64
+import io
+import re
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display; must precede pyplot
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.ticker import FixedLocator, NullLocator  # noqa: E402
+
+DPI = 80
+PALETTE = {"ddim": "#7f7f7f", "pd": "#1f77b4", "rcfd": "#ff7f0e", "rdd": "#d62728"}
+ORDER = ["ddim", "pd", "rcfd", "rdd"]
+LABELS = {"ddim": "DDIM (teacher)", "pd": "PD", "rcfd": "RCFD", "rdd": "RDD"}
+
+
+def png_data_uri(data):
+    """A data: URI for PNG bytes."""
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def _figure_uri(fig):
+    buf = io.BytesIO()
+    # No Software/date metadata: the same inputs give the same bytes.
+    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
+    plt.close(fig)
+    return png_data_uri(buf.getvalue())
+
+
+def _log2_steps_axis(ax, steps):
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_locator(FixedLocator(sorted(steps)))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticklabels([str(s) for s in sorted(steps)])
+
+
+def _log_if_wide(ax, values):
+    values = [v for v in values if v > 0]
+    if values and max(values) / min(values) > 10:
+        ax.set_yscale("log")
+
+
+def quality_vs_cost(metrics, paper_points=None):
+    """FID and KID against NFE (log2), one line per method, error bars = std over seeds."""
+    done = metrics[(metrics["status"] == "done") & (metrics["ablation"] == "") & (metrics["variant"] == "")]
+    if done.empty:
+        return None
+    data = done.assign(nfe=done["steps"].astype(int), kid_x1e3=pd.to_numeric(done["kid_mean"]) * 1e3)
+    methods = [m for m in ORDER if m in set(data["method"])]
+    panels = [("fid", "FID")] + ([("kid_x1e3", "KID ×10³")] if data["kid_x1e3"].notna().any() else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.4), squeeze=False)
+    for ax, (column, label) in zip(axes[0], panels):
+        sns.lineplot(data=data.dropna(subset=[column]), x="nfe", y=column, hue="method", hue_order=methods,
+                     palette=PALETTE, marker="o", errorbar="sd", err_style="bars", ax=ax)
+        if column == "fid" and paper_points:
+            for method, points in paper_points.items():
+                xs, ys = zip(*sorted(points))
+                ax.plot(xs, ys, linestyle=":", marker="s", markerfacecolor="none", color=PALETTE[method],
+                        label=f"{LABELS[method]} (paper)")
+        _log2_steps_axis(ax, set(data["nfe"]))
+        _log_if_wide(ax, data[column].dropna())
+        ax.set_xlabel("NFE (sampling steps)")
+        ax.set_ylabel(label)
+        handles, names = ax.get_legend_handles_labels()
+        ax.legend(handles, [LABELS.get(n, n) for n in names], fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _figure_uri(fig)
+
+
+def speed_plot(speed):
+    """Measured images/s against NFE per method (main rows), error bars = std over seeds."""
+    done = speed[(speed["status"] == "done") & (speed["ablation"] == "") & (speed["variant"] == "")]
+    done = done.dropna(subset=["images_per_second"])
+    if done.empty:
+        return None
+    data = done.assign(nfe=done["nfe"].astype(int), ips=pd.to_numeric(done["images_per_second"]))
+    methods = [m for m in ORDER if m in set(data["method"])]
+    fig, ax = plt.subplots(figsize=(5.2, 3.4))
+    sns.lineplot(data=data, x="nfe", y="ips", hue="method", hue_order=methods, palette=PALETTE, marker="o",
+                 errorbar="sd", err_style="bars", ax=ax)
+    _log2_steps_axis(ax, set(data["nfe"]))
+    ax.set_yscale("log")
+    ax.set_xlabel("NFE (sampling steps)")
+    ax.set_ylabel("images / s (measured)")
+    handles, names = ax.get_legend_handles_labels()
+    ax.legend(handles, [LABELS.get(n, n) for n in names], fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _figure_uri(fig)
+
+
+def _round_order(name):
+    match = re.fullmatch(r"\s*(\d+)\s*->\s*(\d+)\s*", str(name))
+    return (1, -int(match.group(1))) if match else (0, 0)
+
+
+def training_curves(curves):
+    """One panel per (loss term, round) of one run lineage; rows = terms, columns = rounds."""
+    if curves.empty:
+        return None
+    rounds = sorted(curves["round"].unique(), key=_round_order)
+    terms = sorted(curves["term"].unique(), key=lambda t: (t != "loss", t))
+    fig, axes = plt.subplots(len(terms), len(rounds), figsize=(2.6 * len(rounds) + 0.4, 1.7 * len(terms) + 0.3),
+                             squeeze=False, sharey="row")
+    for i, term in enumerate(terms):
+        for j, name in enumerate(rounds):
+            ax = axes[i][j]
+            part = curves[(curves["term"] == term) & (curves["round"] == name)]
+            if not part.empty:
+                # One line per panel, nothing to aggregate: plain plot (seaborn's per-call cost adds up here).
+                part = part.sort_values("step")
+                ax.plot(part["step"], part["value"], color="#444", linewidth=1)
+            if i == 0 and name:
+                ax.set_title(str(name), fontsize=9)
+            ax.set_ylabel(term if j == 0 else "", fontsize=9)
+            ax.set_xlabel("step" if i == len(terms) - 1 else "", fontsize=8)
+            ax.tick_params(labelsize=7)
+            ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _figure_uri(fig)

@@ -1,0 +1,104 @@
+"""Write a study's tidy CSVs, its self-contained HTML report and summary sidecar; and the index page.
+
+Only reads records: rebuilding after a template or plot change touches nothing upstream.
+"""
+
+import math
+import os
+from pathlib import Path
+
+import jinja2
+
+from rdd.io import read_json, write_bytes, write_json
+from rdd.report.context import build_context
+from rdd.report.manifest import ReportInputError
+from rdd.report.paper import DEFAULT_PATH, load_paper_values
+from rdd.report.study import load_study
+from rdd.report.tables import curves_table, metrics_table, speed_table, stages_table
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+
+def duration(seconds):
+    """Human-readable wall time."""
+    if seconds is None or (isinstance(seconds, float) and math.isnan(seconds)):
+        return "—"
+    seconds = float(seconds)
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+
+
+def number(value, digits=2):
+    """A number with fixed decimals, or an em dash for missing values."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{value:.{digits}f}"
+
+
+def _environment():
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["duration"] = duration
+    env.filters["number"] = number
+    return env
+
+
+def study_tables(study):
+    """The four tidy tables of a study (pending entries included as rows where they apply)."""
+    return {"metrics": metrics_table(study.entries, study.records),
+            "speed": speed_table(study.entries, study.records),
+            "curves": curves_table(study.entries, study.csv_frames),
+            "stages": stages_table(study.entries, study.records)}
+
+
+def summary_record(context, report_path):
+    """The small JSON the index page reads: study, scale, progress, headline FIDs, claim verdicts."""
+    fid = context["main"]["tables"][0]
+    headline = [{"method": row["label"], "steps": s, "fid": c["text"], "spread": c.get("spread", "")}
+                for row in fid["rows"] if row["key"] == "rdd" for s, c in zip(fid["steps"], row["cells"])]
+    return {"study": context["study"], "dataset": context["dataset"], "report": Path(report_path).name,
+            "scale_note": context["scale"]["note"] if context["scale"] else None,
+            "progress": context["progress"], "headline": headline,
+            "claims": [{"text": c["text"], "verdict": c["verdict"]} for c in context["claims"]]}
+
+
+def build(manifest, tables_dir, out, paper_values=DEFAULT_PATH):
+    """Tidy CSVs into `tables_dir`, the HTML report at `out` and `<out stem>.summary.json` beside it."""
+    paper = load_paper_values(paper_values)
+    study = load_study(manifest)
+    tables = study_tables(study)
+    for name, frame in tables.items():
+        write_bytes(frame.to_csv(index=False).encode(), Path(tables_dir) / f"{name}.csv")
+    context = build_context(study, tables, paper)
+    html = _environment().get_template("report.html.j2").render(**context)
+    out = Path(out)
+    write_bytes(html.encode(), out)
+    summary = summary_record(context, out)
+    write_json(summary, summary_path(out))
+    return summary
+
+
+def summary_path(report):
+    report = Path(report)
+    return report.with_name(report.name.removesuffix(".html") + ".summary.json")
+
+
+def build_index(reports, out):
+    """An index page linking every report, from the summary sidecars `build` wrote."""
+    out = Path(out)
+    studies = []
+    for report in map(Path, reports):
+        sidecar = summary_path(report)
+        if not sidecar.is_file():
+            raise ReportInputError(f"{sidecar} not found: build the report first "
+                                   f"(python -m rdd.report build --manifest results/<study>/manifest.json "
+                                   f"--tables-dir results/<study>/tables --out {report})")
+        summary = read_json(sidecar)
+        summary["href"] = os.path.relpath(report, out.parent)
+        studies.append(summary)
+    html = _environment().get_template("index.html.j2").render(studies=studies)
+    write_bytes(html.encode(), out)
+    return studies

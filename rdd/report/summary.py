@@ -1,0 +1,193 @@
+"""Per-cell summaries of the tidy tables: mean and std over seeds, best values, speed-ups over DDIM.
+
+A cell is one (method, ablation, variant, steps); its seeds are the rows of
+the metrics table. The std is the sample std (ddof=1) over seeds, undefined
+for one seed.
+"""
+
+import math
+
+import pandas as pd
+
+CELL = ["method", "ablation", "variant", "steps"]
+# name: (metrics-table column, label, lower is better, display scale)
+METRICS = {
+    "fid": ("fid", "FID", True, 1.0),
+    "kid": ("kid_mean", "KID ×10³", True, 1e3),
+    "is": ("is_mean", "IS", False, 1.0),
+}
+METHOD_LABELS = {"ddim": "DDIM (teacher, N steps)", "pd": "PD", "rcfd": "RCFD", "rdd": "RDD"}
+DISTILLED = ("pd", "rcfd", "rdd")
+
+
+def _finite(value):
+    return value is not None and not pd.isna(value) and math.isfinite(value)
+
+
+def _seed_ranges(done):
+    return [f"{int(a)}–{int(b)}" for a, b in zip(done["seed_first"], done["seed_last"]) if _finite(a) and _finite(b)]
+
+
+def summarize(metrics):
+    """One row per cell: seeds expected and done, mean and std over seeds of FID, KID and IS."""
+    rows = []
+    for key, group in metrics.groupby(CELL, sort=True, dropna=False):
+        done = group[group["status"] == "done"]
+        row = {**dict(zip(CELL, key)), "n_expected": len(group), "n_done": len(done)}
+        for name, (column, *_rest) in METRICS.items():
+            values = pd.to_numeric(done[column], errors="coerce").dropna()
+            row[f"{name}_n"] = len(values)
+            row[f"{name}_mean"] = float(values.mean()) if len(values) else math.nan
+            row[f"{name}_std"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
+        reasons = done["is_unavailable_reason"].dropna()
+        row["is_reason"] = reasons.iloc[0] if len(reasons) else None
+        row["protocols"] = sorted(set(done["protocol"].dropna()))
+        row["num_generated"] = sorted({int(n) for n in done["num_generated"].dropna()})
+        row["seed_ranges"] = _seed_ranges(done)
+        rows.append(row)
+    columns = [*CELL, "n_expected", "n_done", *(f"{m}_{s}" for m in METRICS for s in ("n", "mean", "std")),
+               "is_reason", "protocols", "num_generated", "seed_ranges"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def cell(summary, method, steps, ablation="", variant=""):
+    """The summary row of one cell as a dict, or None when the study has no such cell."""
+    match = summary[(summary["method"] == method) & (summary["steps"] == steps)
+                    & (summary["ablation"] == ablation) & (summary["variant"] == variant)]
+    return None if match.empty else match.iloc[0].to_dict()
+
+
+def best_keys(values, lower_is_better=True):
+    """The keys of the best finite value(s) of a {key: value} mapping (ties all win)."""
+    finite = {k: v for k, v in values.items() if _finite(v)}
+    if not finite:
+        return set()
+    best = min(finite.values()) if lower_is_better else max(finite.values())
+    return {k for k, v in finite.items() if v == best}
+
+
+def format_cell(row, metric):
+    """Display pieces of one summary cell: value, ± std, seed count, pending state, tooltip."""
+    if row is None:
+        return {"state": "absent", "text": "—", "title": "not part of this study"}
+    column, label, _, scale = METRICS[metric]
+    n, n_expected = row[f"{metric}_n"], row["n_expected"]
+    if row["n_done"] == 0:
+        return {"state": "pending", "text": "pending", "title": f"0 of {n_expected} seeds evaluated"}
+    if n == 0:
+        reason = row["is_reason"] if metric == "is" else None
+        return {"state": "unavailable", "text": "n/a", "title": reason or f"{label} not in these records"}
+    mean, std = row[f"{metric}_mean"] * scale, row[f"{metric}_std"] * scale
+    seeds = f"n={n}" if n == n_expected else f"n={n} of {n_expected}"
+    title = (f"{label} over {n} seed(s); protocol {', '.join(row['protocols'])}; "
+             f"{', '.join(map(str, row['num_generated']))} generated images per seed; "
+             f"image seeds {', '.join(row['seed_ranges']) or 'not recorded'}; {row['steps']} steps")
+    return {"state": "partial" if n < n_expected else "done", "text": f"{mean:.2f}",
+            "spread": f"± {std:.2f}" if _finite(std) else "", "seeds": seeds, "title": title,
+            "protocols": row["protocols"], "mean": mean}
+
+
+def comparison_table(summary, rows, steps, metric, paper=None, paper_key=None, reference=None):
+    """Rows x steps of formatted cells, best per column marked.
+
+    rows: (key, label, method, ablation, variant) tuples; paper: PaperValues to put the
+    paper's figure beside ours; reference: a row key whose values the others are compared to.
+    """
+    _, _, lower, _ = METRICS[metric]
+    table = {"metric": metric, "label": METRICS[metric][1], "steps": list(steps), "rows": []}
+    cells = {}
+    for key, _, method, ablation, variant in rows:
+        for s in steps:
+            cells[key, s] = format_cell(cell(summary, method, s, ablation, variant), metric)
+    for s in steps:
+        values = {key: cells[key, s].get("mean") for key, *_ in rows}
+        # A lone value is not "best" of anything.
+        best = best_keys(values, lower) if sum(_finite(v) for v in values.values()) > 1 else set()
+        pending = sum(cells[key, s]["state"] in ("pending", "partial") for key, *_ in rows)
+        for key, *_ in rows:
+            cells[key, s]["best"] = key in best
+            cells[key, s]["best_so_far"] = key in best and pending > 0
+    for key, label, method, _, _ in rows:
+        out = {"key": key, "label": label, "cells": []}
+        for s in steps:
+            c = dict(cells[key, s])
+            if reference is not None and key != reference:
+                ref = cells[reference, s].get("mean")
+                if _finite(c.get("mean")) and _finite(ref):
+                    c["delta"] = f"{c['mean'] - ref:+.2f}"
+            if paper is not None:
+                c["paper"] = paper.lookup(paper_key, method, s, metric)
+            out["cells"].append(c)
+        table["rows"].append(out)
+    return table
+
+
+def speed_summary(speed):
+    """Per cell: mean measured images/s and latency per full batch over seeds, and where measured."""
+    rows = []
+    for key, group in speed.groupby(CELL, sort=True, dropna=False):
+        done = group[group["status"] == "done"]
+        ips = pd.to_numeric(done["images_per_second"], errors="coerce").dropna()
+        latency = pd.to_numeric(done["median_latency_per_full_batch_s"], errors="coerce").dropna()
+        rows.append({**dict(zip(CELL, key)), "n_expected": len(group), "n_done": len(done),
+                     "nfe": int(done["nfe"].iloc[0]) if len(done) else key[3],
+                     "images_per_second": float(ips.mean()) if len(ips) else math.nan,
+                     "images_per_second_std": float(ips.std(ddof=1)) if len(ips) > 1 else math.nan,
+                     "latency_s": float(latency.mean()) if len(latency) else math.nan,
+                     "batch_size": ", ".join(sorted({str(int(b)) for b in done["batch_size"].dropna()})),
+                     "machine": "; ".join(sorted(set(done["machine"].dropna())))})
+    return pd.DataFrame(rows, columns=[*CELL, "n_expected", "n_done", "nfe", "images_per_second",
+                                       "images_per_second_std", "latency_s", "batch_size", "machine"])
+
+
+def _speed_of(speed_sum, method, steps):
+    match = speed_sum[(speed_sum["method"] == method) & (speed_sum["steps"] == steps)
+                      & (speed_sum["ablation"] == "") & (speed_sum["variant"] == "")]
+    return None if match.empty else match.iloc[0].to_dict()
+
+
+def ddim_speedups(summary, speed_sum):
+    """For each distilled main-row model: the fewest DDIM steps reaching its FID, and the speed-up.
+
+    NFE speed-up = DDIM steps / model steps (one network evaluation per step); the measured
+    speed-up is the ratio of images/s, given only when both ran on the same machine.
+    """
+    main = summary[(summary["ablation"] == "") & (summary["variant"] == "")]
+    ddim = main[main["method"] == "ddim"].sort_values("steps")
+    ddim_done = ddim[ddim["fid_n"] > 0]
+    ddim_pending = sorted(int(s) for s in ddim.loc[ddim["fid_n"] == 0, "steps"])
+    ddim_max = int(ddim_done["steps"].max()) if len(ddim_done) else None
+    out = []
+    for method in DISTILLED:
+        for _, model in main[main["method"] == method].sort_values("steps").iterrows():
+            steps = int(model["steps"])
+            row = {"method": method, "label": METHOD_LABELS[method], "steps": steps, "nfe": steps,
+                   "fid": model["fid_mean"], "ddim_steps": None, "ddim_fid": None, "nfe_speedup": None,
+                   "time_speedup": None, "ddim_max_steps": ddim_max, "note": "", "provisional": False}
+            if model["fid_n"] == 0:
+                row.update(state="pending", note="model FID pending")
+                out.append(row)
+                continue
+            reached = ddim_done[ddim_done["fid_mean"] <= model["fid_mean"]]
+            if reached.empty:
+                top = f" (DDIM evaluated up to {ddim_max} steps)" if ddim_max else ""
+                row.update(state="unreached", note="no DDIM setting reached this FID" + top)
+                row["provisional"] = bool(ddim_pending)
+            else:
+                match = reached.iloc[0]
+                d = int(match["steps"])
+                row.update(state="reached", ddim_steps=d, ddim_fid=match["fid_mean"], nfe_speedup=d / steps)
+                row["provisional"] = any(p < d for p in ddim_pending)
+                mine, theirs = _speed_of(speed_sum, method, steps), _speed_of(speed_sum, "ddim", d)
+                if mine and theirs and _finite(mine["images_per_second"]) and _finite(theirs["images_per_second"]):
+                    if mine["machine"] == theirs["machine"]:
+                        row["time_speedup"] = mine["images_per_second"] / theirs["images_per_second"]
+                    else:
+                        row["note"] = "speed measured on different machines: not compared"
+                else:
+                    row["note"] = "measured speed pending"
+            if row["provisional"]:
+                row["note"] = (row["note"] + "; " if row["note"] else "") + \
+                    f"provisional: DDIM at {', '.join(map(str, ddim_pending))} steps pending"
+            out.append(row)
+    return out

@@ -1,0 +1,173 @@
+"""Tidy tables from a study's records: metrics, speed, curves and stages (one row per record or point).
+
+Entries whose file does not exist yet are kept as rows with status "pending",
+so a report built mid-run shows what is missing instead of failing.
+"""
+
+import json
+
+import pandas as pd
+
+from rdd.report.manifest import ReportInputError
+
+LABEL_COLUMNS = ["method", "ablation", "variant", "steps", "seed"]
+# What identifies a metric's protocol apart from the seeds and steps of the cell.
+PROTOCOL_COLUMNS = ["extractor", "weights_source", "weights_sha256", "reference_path", "reference_sha256",
+                    "reference_dataset", "reference_split", "reference_num_images", "num_generated",
+                    "kid_subset_size"]
+METRIC_COLUMNS = [*LABEL_COLUMNS, "status", "fid", "kid_mean", "kid_std", "is_mean", "is_std",
+                  "is_unavailable_reason", *PROTOCOL_COLUMNS, "seed_first", "seed_last", "wall_seconds",
+                  "protocol", "path"]
+SPEED_COLUMNS = [*LABEL_COLUMNS, "status", "nfe", "images_per_second", "median_latency_per_full_batch_s",
+                 "batch_size", "num_images", "seed_first", "seed_last", "wall_seconds", "machine",
+                 "git_commit", "git_dirty", "path"]
+CURVE_COLUMNS = ["stage", "method", "ablation", "variant", "round", "step", "term", "value"]
+STAGE_COLUMNS = ["stage", "method", "ablation", "variant", "round", "steps", "seed", "status", "seconds",
+                 "final_loss", "test_accuracy", "world_size", "machine", "git_commit", "git_dirty", "path"]
+
+
+def _get(record, dotted, entry, required=True):
+    value = record
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            if required:
+                raise ReportInputError(f"{entry.kind} record {entry.path} lacks '{dotted}'")
+            return None
+        value = value[part]
+    return value
+
+
+def _check_labels(entry, record):
+    """A record whose own labels contradict its manifest entry means the workflow wired it wrongly."""
+    labels = record.get("labels") or {}
+    for key in ("method", "ablation", "variant", "steps", "seed"):
+        if key in labels and labels[key] != getattr(entry, key):
+            raise ReportInputError(f"{entry.kind} record {entry.path} has {key}={labels[key]!r}, "
+                                   f"its manifest entry says {getattr(entry, key)!r}")
+
+
+def machine_label(machine):
+    """A short description of the machine and device a record ran on."""
+    if not machine:
+        return "unknown machine"
+    device = machine.get("device") or "?"
+    hardware = machine.get("gpu") or f"CPU {machine.get('processor', '?')}, {machine.get('cpu_threads', '?')} threads"
+    return f"{hardware} ({device}) on {machine.get('host', '?')}"
+
+
+def _labels(entry):
+    labels = entry.labels()
+    return {k: labels[k] for k in LABEL_COLUMNS}
+
+
+def _metric_fields(entry, record):
+    _check_labels(entry, record)
+    reference = _get(record, "protocol.reference", entry)
+    dataset = reference.get("dataset")
+    return {
+        "fid": float(_get(record, "metrics.fid", entry)),
+        **{k: _get(record, f"metrics.{k}", entry, required=False)
+           for k in ("kid_mean", "kid_std", "is_mean", "is_std", "is_unavailable_reason")},
+        "extractor": _get(record, "protocol.extractor", entry),
+        "weights_source": _get(record, "protocol.weights_source", entry, required=False),
+        "weights_sha256": _get(record, "protocol.weights_sha256", entry),
+        "reference_path": reference.get("path"),
+        "reference_sha256": reference.get("sha256"),
+        "reference_dataset": json.dumps(dataset, sort_keys=True) if isinstance(dataset, dict) else dataset,
+        "reference_split": reference.get("split"),
+        "reference_num_images": reference.get("num_images"),
+        "num_generated": _get(record, "protocol.num_generated", entry),
+        "kid_subset_size": _get(record, "protocol.kid_subset_size", entry, required=False),
+        "seed_first": _get(record, "protocol.seed_first", entry, required=False),
+        "seed_last": _get(record, "protocol.seed_last", entry, required=False),
+        "wall_seconds": record.get("wall_seconds"),
+    }
+
+
+def _frame(rows, columns):
+    frame = pd.DataFrame(rows, columns=columns)
+    return frame.astype({c: "Int64" for c in ("steps", "seed") if c in columns})
+
+
+def metrics_table(entries, records):
+    """One row per metric entry; `records` maps each existing entry to its parsed JSON."""
+    rows = []
+    for entry in entries:
+        if entry.kind != "metric":
+            continue
+        row = {**_labels(entry), "status": "pending", "path": str(entry.path)}
+        if entry in records:
+            row.update(_metric_fields(entry, records[entry]), status="done")
+        rows.append(row)
+    # Records sharing extractor, weights, reference and sample count share one protocol id.
+    ids = {}
+    for row in rows:
+        if row["status"] == "done":
+            key = tuple(str(row[c]) for c in PROTOCOL_COLUMNS)
+            row["protocol"] = ids.setdefault(key, f"P{len(ids) + 1}")
+    return _frame(rows, METRIC_COLUMNS)
+
+
+def speed_table(entries, records):
+    """One row per sampling record: measured speed and where it was measured."""
+    rows = []
+    for entry in entries:
+        if entry.kind != "samples":
+            continue
+        row = {**_labels(entry), "status": "pending", "path": str(entry.path)}
+        record = records.get(entry)
+        if record is not None:
+            speed = _get(record, "speed", entry)
+            code = record.get("code") or {}
+            row.update(
+                status="done", nfe=record.get("nfe", entry.steps),
+                images_per_second=speed.get("images_per_second"),
+                median_latency_per_full_batch_s=speed.get("median_latency_per_full_batch_s"),
+                batch_size=record.get("batch_size"), num_images=record.get("num_images"),
+                seed_first=record.get("seed_first"), seed_last=record.get("seed_last"),
+                wall_seconds=record.get("wall_seconds"), machine=machine_label(record.get("machine")),
+                git_commit=code.get("git_commit"), git_dirty=code.get("git_dirty"))
+        rows.append(row)
+    return _frame(rows, SPEED_COLUMNS)
+
+
+def curves_table(entries, csv_frames):
+    """Training curves in long form: one row per (run, step, loss term)."""
+    parts = []
+    for entry in entries:
+        if entry.kind != "curves" or entry not in csv_frames:
+            continue
+        frame = csv_frames[entry]
+        if "step" not in frame.columns:
+            raise ReportInputError(f"curves CSV {entry.path} has no 'step' column (columns: {list(frame.columns)})")
+        long = frame.melt(id_vars="step", var_name="term", value_name="value").dropna(subset=["value"])
+        labels = entry.labels()
+        for key in ("stage", "method", "ablation", "variant", "round"):
+            long[key] = labels[key]
+        parts.append(long)
+    if not parts:
+        return pd.DataFrame(columns=CURVE_COLUMNS)
+    return pd.concat(parts, ignore_index=True)[CURVE_COLUMNS]
+
+
+def stages_table(entries, records):
+    """Wall time and provenance of every training, sampling and evaluation record."""
+    rows = []
+    for entry in entries:
+        if entry.kind not in ("train_record", "samples", "metric"):
+            continue
+        labels = entry.labels()
+        stage = {"samples": "sampling", "metric": "evaluation"}.get(entry.kind, labels["stage"] or "training")
+        row = {**{k: labels[k] for k in ("method", "ablation", "variant", "round", "steps", "seed")},
+               "stage": stage, "status": "pending", "path": str(entry.path)}
+        record = records.get(entry)
+        if record is not None:
+            code = record.get("code") or {}
+            final = record.get("final_terms") or {}
+            seconds = record.get("train_seconds_this_run", record.get("wall_seconds"))
+            row.update(status="done", seconds=seconds, final_loss=final.get("loss"),
+                       test_accuracy=record.get("test_accuracy"), world_size=record.get("world_size"),
+                       machine=machine_label(record.get("machine")) if record.get("machine") else None,
+                       git_commit=code.get("git_commit"), git_dirty=code.get("git_dirty"))
+        rows.append(row)
+    return _frame(rows, STAGE_COLUMNS)

@@ -1,0 +1,189 @@
+"""End to end: build a realistic study's report with the command line, open it in headless Chromium,
+and check what a person sees (tables, images, no script errors, provenance); partial and empty runs;
+rebuilds that touch nothing upstream.
+
+Needs Debian's `chromium` (apt-get install -y chromium); CI installs it.
+"""
+
+import hashlib
+import html
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fixtures_report import COMMIT, WEIGHTS_SHA, make_study
+
+REPO = Path(__file__).resolve().parents[1]
+STUDY_DIR = Path("results/fashion_mnist")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--hide-scrollbars"]
+# Injected into a copy of the page: collects, after load, what the page shows.
+PROBE = """<script>
+window.__errors = [];
+window.addEventListener("error", e => window.__errors.push(String(e.message || (e.target && e.target.src) || e.type)), true);
+window.addEventListener("load", () => {
+  const table = document.getElementById("main-fid");
+  const out = {
+    errors: window.__errors,
+    images: [...document.images].map(i => ({alt: i.alt, natural: i.naturalWidth, shown: i.getBoundingClientRect().width})),
+    heads: [...table.tHead.rows[0].cells].map(c => c.innerText.trim()),
+    rows: [...table.tBodies[0].rows].map(r => [...r.cells].map(c => c.innerText.replace(/\\s+/g, " ").trim())),
+    sections: [...document.querySelectorAll("main > section[id]")].map(s => [s.id, s.getBoundingClientRect().height]),
+    first: document.querySelector("main").innerText.slice(0, 1000),
+    text: document.body.innerText,
+  };
+  const pre = document.createElement("pre");
+  pre.id = "probe-result";
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});
+</script>"""
+
+
+def chromium():
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        pytest.fail("headless Chromium not found: install it with `apt-get install -y chromium` (Debian/Ubuntu); "
+                    "the report's browser test needs it")
+    return path
+
+
+def run_chromium(page, profile, *extra):
+    """Run Chromium on a local file; returns (stdout, stderr)."""
+    out = subprocess.run([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *extra, page.as_uri()],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout, out.stderr
+
+
+def report_command(root, *args):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    out = subprocess.run([sys.executable, "-m", "rdd.report", *args], cwd=root, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+def build(root):
+    return report_command(root, "build", "--manifest", str(STUDY_DIR / "manifest.json"),
+                          "--tables-dir", str(STUDY_DIR / "tables"), "--out", "reports/fashion_mnist.html")
+
+
+def snapshot(folder, skip):
+    """Content hash and mtime of every file under `folder` outside `skip`."""
+    return {p: (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+            for p in sorted(folder.rglob("*")) if p.is_file() and skip not in p.parents}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("study")
+    make_study(root)
+    build(root)
+    report_command(root, "index", "--reports", "reports/fashion_mnist.html", "--out", "reports/index.html")
+    return root
+
+
+def probe(root, page):
+    copy = page.with_name(page.stem + ".probe.html")
+    copy.write_text(page.read_text().replace("<head>", "<head>" + PROBE, 1))
+    dom, _ = run_chromium(copy, root / "profile-probe", "--dump-dom")
+    match = re.search(r'<pre id="probe-result">(.*?)</pre>', dom, re.S)
+    assert match, "the probe did not run: page failed to load"
+    return json.loads(html.unescape(match.group(1)))
+
+
+def test_report_in_a_browser(built):
+    page = built / "reports/fashion_mnist.html"
+    source = page.read_text()
+    # Self-contained: no external scripts, styles, fonts or images.
+    assert not re.search(r'<(script|link)\b[^>]*\b(src|href)=|@import|url\(\s*["\']?http|src="(?!data:)', source)
+
+    # The page as shipped: no console errors.
+    _, log = run_chromium(page, built / "profile-log", "--enable-logging=stderr", "--v=0", "--dump-dom")
+    console = [line for line in log.splitlines() if "CONSOLE" in line]
+    assert not [line for line in console if "Uncaught" in line or ":ERROR:" in line], console
+
+    seen = probe(built, page)
+    assert seen["errors"] == []
+    # Every image (plots, sample grids, training curves) decoded and is on screen.
+    assert len(seen["images"]) == source.count("<img ") >= 25
+    assert all(i["natural"] > 0 and i["shown"] > 0 for i in seen["images"]), seen["images"]
+    alts = " ".join(i["alt"] for i in seen["images"])
+    assert "FID and KID against the number of network evaluations" in alts and "RDD, 4 steps, samples" in alts
+
+    # First lines: the small-scale warning.
+    assert seen["first"].splitlines()[1].startswith("Small-scale run on a toy dataset.")
+    assert "KID is unbiased" in seen["first"] and "not comparable with these in absolute value" in seen["first"]
+
+    # Main table: every method and step count, pending and partial cells, paper values with source.
+    assert seen["heads"] == ["FID", "1 step", "2 steps", "4 steps", "8 steps"]
+    rows = {r[0]: r[1:] for r in seen["rows"]}
+    assert list(rows) == ["DDIM (teacher, N steps)", "PD", "RCFD", "RDD"]
+    assert all(len(cells) == 8 for cells in rows.values())  # ours + paper for 4 step counts
+    assert rows["PD"][6] == "pending"  # PD at 8 steps: no evaluation yet
+    assert "n=1 of 2" in rows["RCFD"][0]
+    assert rows["PD"][1].startswith("9.12") and "PD paper" in rows["PD"][1]
+    assert rows["RDD"][1] == "unknown"
+    assert [c.startswith("★") for c in rows["RDD"][0::2]] == [True, True, True, True]
+    assert rows["DDIM (teacher, N steps)"][0].startswith("287.") and "± " in rows["DDIM (teacher, N steps)"][0]
+
+    # Every section is rendered; provenance names the commit, extractor and weights.
+    sections = dict(seen["sections"])
+    assert set(sections) >= {"scale", "main-results", "claims", "cost", "ablations", "samples", "curves", "provenance"}
+    assert all(height > 0 for height in sections.values())
+    text = seen["text"]
+    for expected in (COMMIT, WEIGHTS_SHA, "inception-v3-compat", "Wall time per stage", "Full configuration",
+                     "8192-step chain", "DDIM needs 8 steps (FID 52.60) to reach RDD's 1-step FID 61.90",
+                     "not tested at this scale"):
+        assert expected in text, expected
+
+    # What a person sees first: a screenshot of the top of the page with the yellow scale banner.
+    shot = built / "top.png"
+    run_chromium(page, built / "profile-shot", "--window-size=1280,1600", f"--screenshot={shot}")
+    pixels = np.asarray(Image.open(shot).convert("RGB"), dtype=np.int16)
+    assert pixels.shape == (1600, 1280, 3) and pixels.std() > 20
+    banner = np.all(np.abs(pixels[:300] - np.array([255, 244, 214])) <= 3, axis=-1)
+    assert banner.sum() > 20_000
+
+
+def test_index_links_the_report(built):
+    index = built / "reports/index.html"
+    dom, _ = run_chromium(index, built / "profile-index", "--dump-dom")
+    assert 'href="fashion_mnist.html"' in dom and "small-scale" in dom
+    summary = json.loads((built / "reports/fashion_mnist.summary.json").read_text())
+    assert summary["progress"]["metric"] == {"done": 41, "expected": 48}
+    assert len(summary["claims"]) == 5
+
+
+def test_tables_written_and_rebuild_touches_nothing_upstream(built):
+    tables = built / STUDY_DIR / "tables"
+    metrics = (tables / "metrics.csv").read_text().splitlines()
+    assert len(metrics) == 1 + 48 and sum(",pending," in line for line in metrics) == 7
+    assert {p.name for p in tables.iterdir()} == {"metrics.csv", "speed.csv", "curves.csv", "stages.csv"}
+    before = snapshot(built / "results", tables)
+    html_before = (built / "reports/fashion_mnist.html").read_bytes()
+    build(built)
+    assert snapshot(built / "results", tables) == before
+    assert (built / "reports/fashion_mnist.html").read_bytes() == html_before  # deterministic
+
+
+def test_report_before_any_result_exists(tmp_path):
+    manifest = make_study(tmp_path, memory=False, scale_note=None, paper_key=None)
+    for path in (tmp_path / "results").rglob("*"):
+        if path.is_file() and path != tmp_path / manifest:
+            path.unlink()
+    build(tmp_path)
+    page = (tmp_path / "reports/fashion_mnist.html").read_text()
+    assert 'id="scale"' not in page  # paper scale: no banner
+    assert page.count(">pending<") > 40 and "not published" in page
+    assert "no evaluation has finished yet" in page
+    assert "not tested in this run" in page and "bench_relational_memory.py" in page

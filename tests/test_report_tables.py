@@ -1,0 +1,283 @@
+"""Unit tests of the report's tables on hand-made result tables: statistics, best marks, paper cells,
+pending cells, speed-ups over DDIM, claim verdicts, and clear errors on bad input."""
+
+import json
+import math
+import statistics
+
+import pandas as pd
+import pytest
+
+from rdd.report import claims
+from rdd.report.manifest import Entry, ReportInputError, load_manifest
+from rdd.report.paper import load_paper_values
+from rdd.report.summary import (cell, comparison_table, ddim_speedups, format_cell, speed_summary,
+                                summarize)
+from rdd.report.tables import METRIC_COLUMNS, SPEED_COLUMNS, metrics_table
+
+PAPER = load_paper_values()
+MACHINE = "CPU x86_64, 2 threads (cpu) on box"
+
+
+def metrics_frame(cells, ablation="", variant=""):
+    """A metrics table: cells maps (method, steps) to per-seed FIDs, None for a pending seed."""
+    rows = []
+    for (method, steps), fids in cells.items():
+        for seed, fid in enumerate(fids):
+            row = dict.fromkeys(METRIC_COLUMNS)
+            row.update(method=method, ablation=ablation, variant=variant, steps=steps, seed=seed,
+                       status="pending" if fid is None else "done")
+            if fid is not None:
+                row.update(fid=fid, kid_mean=fid / 1000, protocol="P1", num_generated=500,
+                           seed_first=1000 * seed, seed_last=1000 * seed + 499,
+                           is_unavailable_reason="no logits")
+            rows.append(row)
+    return pd.DataFrame(rows, columns=METRIC_COLUMNS).astype({"steps": "Int64", "seed": "Int64"})
+
+
+def speed_frame(cells, machine=MACHINE):
+    """A speed table: cells maps (method, steps) to images/s (one seed)."""
+    rows = []
+    for (method, steps), ips in cells.items():
+        row = dict.fromkeys(SPEED_COLUMNS)
+        row.update(method=method, ablation="", variant="", steps=steps, seed=0, status="done", nfe=steps,
+                   images_per_second=ips, median_latency_per_full_batch_s=250 / ips, batch_size=250,
+                   machine=machine)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=SPEED_COLUMNS).astype({"steps": "Int64", "seed": "Int64"})
+
+
+# --- mean ± std over seeds, pending cells ---------------------------------------------------------
+
+def test_summary_mean_and_std_match_a_naive_computation():
+    fids = [41.3, 44.9, 40.2]
+    summary = summarize(metrics_frame({("rdd", 2): fids, ("pd", 2): [52.0], ("rcfd", 2): [None, None]}))
+    rdd = cell(summary, "rdd", 2)
+    assert rdd["n_done"] == rdd["fid_n"] == 3 and rdd["n_expected"] == 3
+    assert rdd["fid_mean"] == pytest.approx(sum(fids) / 3)
+    naive_var = sum((f - sum(fids) / 3) ** 2 for f in fids) / (len(fids) - 1)
+    assert rdd["fid_std"] == pytest.approx(math.sqrt(naive_var))
+    assert rdd["kid_std"] == pytest.approx(statistics.stdev(f / 1000 for f in fids))
+    assert math.isnan(cell(summary, "pd", 2)["fid_std"])  # one seed: no spread
+    assert cell(summary, "rcfd", 2)["n_done"] == 0
+    assert cell(summary, "ddim", 2) is None
+
+
+def test_format_cell_shows_mean_std_seed_count_and_pending():
+    summary = summarize(metrics_frame({("rdd", 1): [60.0, 62.0], ("pd", 1): [70.0, None],
+                                       ("rcfd", 1): [None, None]}))
+    done = format_cell(cell(summary, "rdd", 1), "fid")
+    assert (done["state"], done["text"], done["spread"], done["seeds"]) == ("done", "61.00", "± 1.41", "n=2")
+    assert "1000–1499" in done["title"] and "P1" in done["title"]
+    partial = format_cell(cell(summary, "pd", 1), "fid")
+    assert (partial["state"], partial["seeds"], partial["spread"]) == ("partial", "n=1 of 2", "")
+    assert format_cell(cell(summary, "rcfd", 1), "fid")["state"] == "pending"
+    assert format_cell(None, "fid")["state"] == "absent"
+    kid = format_cell(cell(summary, "rdd", 1), "kid")
+    assert kid["text"] == "61.00"  # KID x 10^3
+    is_cell = format_cell(cell(summary, "rdd", 1), "is")
+    assert is_cell["state"] == "unavailable" and is_cell["title"] == "no logits"
+
+
+# --- best per column, paper columns -----------------------------------------------------------------
+
+ROWS = [(m, m.upper(), m, "", "") for m in ("ddim", "pd", "rcfd", "rdd")]
+
+
+def test_best_value_per_column_is_marked_and_pending_columns_say_so():
+    summary = summarize(metrics_frame({
+        ("ddim", 1): [280.0, 290.0], ("pd", 1): [70.0, 72.0], ("rcfd", 1): [66.0, None], ("rdd", 1): [61.0, 62.0],
+        ("ddim", 2): [160.0, 162.0], ("pd", 2): [50.0, 50.0], ("rcfd", 2): [50.0, 50.0], ("rdd", 2): [None, None],
+    }))
+    table = comparison_table(summary, ROWS, [1, 2], "fid")
+    marks = {(row["key"], s): c["best"] for row in table["rows"] for s, c in zip(table["steps"], row["cells"])}
+    assert [k for k, best in marks.items() if best] == [("pd", 2), ("rcfd", 2), ("rdd", 1)]  # a tie marks both
+    cells = {row["key"]: row["cells"] for row in table["rows"]}
+    assert cells["rdd"][0]["best_so_far"]  # RCFD's second seed is still pending at 1 step
+    assert cells["rdd"][1]["state"] == "pending" and not cells["rdd"][1]["best"]
+
+
+def test_lone_value_is_not_marked_best_and_deltas_use_the_reference_row():
+    summary = summarize(pd.concat([metrics_frame({("rdd", 4): [44.0, 46.0]}),
+                                   metrics_frame({("rdd", 4): [47.0, 49.0]}, "loss", "cfd_only")]))
+    lone = comparison_table(summary, [("ddim", "DDIM", "rdd", "", "")], [4], "fid")
+    assert not lone["rows"][0]["cells"][0]["best"]
+    table = comparison_table(summary, [("full", "full", "rdd", "", ""), ("cfd_only", "cfd", "rdd", "loss", "cfd_only")],
+                             [4], "fid", reference="full")
+    assert table["rows"][1]["cells"][0]["delta"] == "+3.00"
+    assert "delta" not in table["rows"][0]["cells"][0]
+
+
+def test_paper_column_cites_only_the_listed_figures():
+    published = {(v["method"], v["steps"], v["metric"]): v["value"]
+                 for v in PAPER.datasets["cifar10"]["values"]}
+    # METHOD.md, "Published numbers we can cite": PD on CIFAR-10, nothing else.
+    assert published == {("pd", 1, "fid"): 9.12, ("pd", 2, "fid"): 4.51, ("pd", 4, "fid"): 3.00,
+                         ("pd", 8, "fid"): 2.57}
+    assert PAPER.datasets["imagenet64"]["values"] == []
+    pd1 = PAPER.lookup("cifar10", "pd", 1, "fid")
+    assert (pd1.value, pd1.status, pd1.source_short) == (9.12, "published", "PD paper")
+    assert "8192-step" in pd1.caveat and "2202.00512" in pd1.note
+    for method, metric in (("rdd", "fid"), ("rcfd", "fid"), ("ddim", "fid"), ("pd", "kid"), ("pd", "is")):
+        assert PAPER.lookup("cifar10", method, 1, metric).text == "unknown"
+    assert PAPER.lookup(None, "pd", 1, "fid").text == "not published"
+    with pytest.raises(ReportInputError, match="paper_key 'cifar100'"):
+        PAPER.lookup("cifar100", "pd", 1, "fid")
+    summary = summarize(metrics_frame({("pd", 1): [70.0], ("rdd", 1): [60.0]}))
+    table = comparison_table(summary, ROWS[1::2], [1], "fid", PAPER, "cifar10")
+    assert [row["cells"][0]["paper"].text for row in table["rows"]] == ["9.12", "unknown"]
+
+
+# --- speed-up over DDIM ------------------------------------------------------------------------------
+
+DDIM = {("ddim", 1): [300.0], ("ddim", 2): [160.0], ("ddim", 4): [90.0], ("ddim", 8): [50.0], ("ddim", 16): [38.0]}
+
+
+def naive_speedup(ddim_fids, model_fid, model_steps):
+    """The smallest DDIM step count with FID <= the model's, as a loop."""
+    for steps in sorted(ddim_fids):
+        if ddim_fids[steps] <= model_fid:
+            return steps / model_steps
+    return None
+
+
+def test_speedup_is_the_fewest_ddim_steps_reaching_the_model_fid():
+    models = {("rdd", 1): [55.0], ("rdd", 2): [50.0], ("rdd", 4): [30.0], ("pd", 1): [95.0]}
+    summary = summarize(metrics_frame({**DDIM, **models}))
+    speed = speed_summary(speed_frame({("ddim", s): 2000.0 / s for (_, s) in DDIM} | {k: 2000.0 / k[1] for k in models}))
+    rows = {(r["method"], r["steps"]): r for r in ddim_speedups(summary, speed)}
+    ddim_fids = {s: v[0] for (_, s), v in DDIM.items()}
+    for (method, steps), fids in models.items():
+        assert rows[method, steps]["nfe_speedup"] == naive_speedup(ddim_fids, fids[0], steps)
+    assert rows["rdd", 1]["ddim_steps"] == 8 and rows["rdd", 1]["time_speedup"] == pytest.approx(8.0)
+    assert rows["rdd", 2]["ddim_steps"] == 8  # equal FID counts as reached
+    assert rows["rdd", 4]["state"] == "unreached"
+    assert rows["rdd", 4]["note"] == "no DDIM setting reached this FID (DDIM evaluated up to 16 steps)"
+    assert rows["pd", 1]["nfe_speedup"] == 4.0
+
+
+def test_speedup_pending_provisional_and_other_machine():
+    ddim = {**DDIM, ("ddim", 4): [None]}
+    summary = summarize(metrics_frame({**ddim, ("rdd", 1): [85.0], ("rdd", 2): [None]}))
+    speed = speed_summary(pd.concat([speed_frame({("ddim", 8): 250.0}, "GPU A"), speed_frame({("rdd", 1): 2000.0})]))
+    rows = {(r["method"], r["steps"]): r for r in ddim_speedups(summary, speed)}
+    assert rows["rdd", 2]["state"] == "pending"
+    first = rows["rdd", 1]
+    assert first["ddim_steps"] == 8 and first["provisional"]  # DDIM at 4 steps may still reach 85
+    assert first["time_speedup"] is None and "different machines" in first["note"]
+    assert "DDIM at 4 steps pending" in first["note"]
+
+
+# --- claims -------------------------------------------------------------------------------------------
+
+def _cell(mean, std, n):
+    return {"fid_mean": mean, "fid_std": std, "fid_n": n}
+
+
+def test_compare_uses_twice_the_standard_error_of_the_difference():
+    # SE = sqrt(1^2/4 + 1^2/4) = 0.7071; 2 SE = 1.414
+    assert claims.compare(_cell(10.0, 1.0, 4), _cell(11.5, 1.0, 4)) == "better"
+    assert claims.compare(_cell(10.0, 1.0, 4), _cell(11.3, 1.0, 4)) == "tie"
+    assert claims.compare(_cell(12.0, 1.0, 4), _cell(10.0, 1.0, 4)) == "worse"
+    assert claims.compare(_cell(10.0, math.nan, 1), _cell(10.1, math.nan, 1)) == "better"  # one seed: means decide
+
+
+def test_one_step_claims_direction_and_size_by_scale():
+    summary = summarize(metrics_frame({("pd", 1): [70.0, 70.4], ("rcfd", 1): [66.0, 66.4], ("rdd", 1): [61.0, 61.4]}))
+    small = claims.one_step_claims(summary, PAPER, small_scale=True)
+    assert [c["verdict"] for c in small] == ["holds", "not tested at this scale"]
+    assert "RCFD" in small[0]["measured"] and "5.00" in small[0]["measured"]
+    assert [c["verdict"] for c in claims.one_step_claims(summary, PAPER, small_scale=False)] == ["holds", "holds"]
+    close = summarize(metrics_frame({("pd", 1): [9.1, 9.3], ("rcfd", 1): [9.0, 9.2], ("rdd", 1): [8.5, 8.7]}))
+    assert [c["verdict"] for c in claims.one_step_claims(close, PAPER, False)] == ["holds", "does not hold"]
+    pending = summarize(metrics_frame({("pd", 1): [70.0], ("rdd", 1): [None]}))
+    assert {c["verdict"] for c in claims.one_step_claims(pending, PAPER, True)} == {"pending"}
+
+
+def test_every_step_claim_verdicts():
+    good = {("pd", s): [50.0 + s, 50.2 + s] for s in (1, 2)} | {("rcfd", s): [45.0 + s, 45.2 + s] for s in (1, 2)}
+    holds = summarize(metrics_frame(good | {("rdd", 1): [40.0, 40.2], ("rdd", 2): [41.0, 41.2]}))
+    assert claims.every_step_claim(holds, PAPER)["verdict"] == "holds"
+    fails = summarize(metrics_frame(good | {("rdd", 1): [40.0, 40.2], ("rdd", 2): [60.0, 60.2]}))
+    claim = claims.every_step_claim(fails, PAPER)
+    assert claim["verdict"] == "does not hold" and "2 steps vs PD" in claim["detail"]
+    pending = summarize(metrics_frame(good | {("rdd", 1): [40.0, 40.2], ("rdd", 2): [None, None]}))
+    assert claims.every_step_claim(pending, PAPER)["verdict"] == "pending"
+
+
+def test_log_log_slope_matches_a_naive_least_squares():
+    xs, ys = [8, 16, 32, 64], [3.0e6, 5.5e6, 1.2e7, 2.3e7]
+    lx, ly = [math.log(x) for x in xs], [math.log(y) for y in ys]
+    mx, my = sum(lx) / 4, sum(ly) / 4
+    naive = sum((a - mx) * (b - my) for a, b in zip(lx, ly)) / sum((a - mx) ** 2 for a in lx)
+    assert claims.log_log_slope(xs, ys) == pytest.approx(naive)
+
+
+def test_memory_claim_from_a_benchmark_record(tmp_path):
+    entry = Entry("memory_benchmark", tmp_path / "memory.json")
+    absent = claims.memory_claim(None, None, PAPER)
+    assert absent["verdict"] == "not tested in this run"
+    assert absent["detail"].startswith("see benchmarks/bench_relational_memory.py")
+    assert claims.memory_claim(entry, None, PAPER)["verdict"] == "pending"
+    batches = [8, 16, 32, 64]
+
+    def record(m_p2p):
+        return {"device": "cpu", "batch_sweep": {"batch": batches,
+                "is_p2p": [{"peak_bytes": 30.0 * b * b} for b in batches[:3]] + [{"skipped": 1e10}],
+                "m_p2p": [{"peak_bytes": m_p2p(b)} for b in batches]}}
+
+    linear = claims.memory_claim(entry, record(lambda b: 1e6 * b), PAPER)
+    assert linear["verdict"] == "holds" and "slope 1.00" in linear["measured"] and "IS-P2P slope 2.00" in linear["measured"]
+    assert claims.memory_claim(entry, record(lambda b: 1e4 * b * b), PAPER)["verdict"] == "does not hold"
+    with pytest.raises(ReportInputError, match="memory.json"):
+        claims.memory_claim(entry, {"batch_sweep": {"batch": batches}}, PAPER)
+
+
+def test_speedup_claim_verdicts():
+    base = {"method": "rdd", "steps": 1, "fid": 60.0, "ddim_fid": 59.0, "time_speedup": None, "note": "",
+            "provisional": False}
+    reached = claims.speedup_claim([{**base, "state": "reached", "ddim_steps": 8, "nfe_speedup": 8.0,
+                                     "ddim_max_steps": 32}], PAPER, True)
+    assert reached["verdict"] == "does not hold" and "8x fewer" in reached["measured"]
+    far = {**base, "state": "unreached", "ddim_steps": None, "nfe_speedup": None}
+    assert claims.speedup_claim([{**far, "ddim_max_steps": 512}], PAPER, False)["verdict"] == "holds"
+    assert claims.speedup_claim([{**far, "ddim_max_steps": 32}], PAPER, True)["verdict"] == "not tested at this scale"
+    assert claims.speedup_claim([], PAPER, True)["verdict"] == "not tested in this run"
+
+
+# --- input errors ---------------------------------------------------------------------------------------
+
+def _manifest(tmp_path, entries, **extra):
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps({"study": "s", "dataset": "d", "entries": entries, **extra}))
+    return path
+
+
+def test_manifest_errors_name_the_file_and_the_problem(tmp_path):
+    with pytest.raises(ReportInputError, match=r"manifest not found: .*nope\.json; the Snakemake workflow"):
+        load_manifest(tmp_path / "nope.json")
+    with pytest.raises(ReportInputError, match=r"entries\[0\] has kind 'figure'"):
+        load_manifest(_manifest(tmp_path, [{"kind": "figure", "path": "x"}]))
+    with pytest.raises(ReportInputError, match="method 'ddpm'"):
+        load_manifest(_manifest(tmp_path, [{"kind": "metric", "path": "x", "method": "ddpm", "steps": 1, "seed": 0}]))
+    with pytest.raises(ReportInputError, match="ablation 'loss'"):
+        load_manifest(_manifest(tmp_path, [{"kind": "metric", "path": "x", "method": "rdd", "steps": 1, "seed": 0,
+                                            "ablation": "loss", "variant": "a"}]))
+    twice = {"kind": "metric", "path": "x", "method": "rdd", "steps": 1, "seed": 0}
+    with pytest.raises(ReportInputError, match="same labels"):
+        load_manifest(_manifest(tmp_path, [twice, {**twice, "path": "y"}]))
+
+
+def test_record_errors_name_the_file(tmp_path):
+    good = {"metrics": {"fid": 50.0}, "protocol": {"extractor": "e", "weights_sha256": "h", "num_generated": 10,
+                                                   "reference": {}}, "labels": {"steps": 4}}
+    path = tmp_path / "m.json"
+    entry = Entry("metric", path, method="rdd", steps=2, seed=0)
+    with pytest.raises(ReportInputError, match=r"m\.json has steps=4, its manifest entry says 2"):
+        metrics_table([entry], {entry: good})
+    del good["labels"], good["protocol"]["weights_sha256"]
+    with pytest.raises(ReportInputError, match=r"m\.json lacks 'protocol\.weights_sha256'"):
+        metrics_table([entry], {entry: good})
+    path.write_text("{not json")
+    with pytest.raises(ReportInputError, match=r"m\.json"):
+        entry.read_json()
