@@ -11,9 +11,11 @@ import argparse
 import json
 import math
 import os
-import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import peak_memory  # noqa: E402
 
 CHANNELS = 64
 BATCHES = (8, 16, 32, 64, 128, 256)
@@ -30,14 +32,6 @@ BYTES_PER_RELATION = 28
 def relation_elements(kind, batch, side):
     pixels = side * side
     return (batch * pixels) ** 2 if kind == "is_p2p" else batch * pixels * NUM_ANCHORS
-
-
-def _proc_status_bytes(field):
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{field} not found in /proc/self/status")
 
 
 def run_case(kind, batch, side, device):
@@ -60,14 +54,7 @@ def run_case(kind, batch, side, device):
     step(2, 2)  # warm-up: lazy kernels, thread pools, allocator set-up
     F_student = torch.randn(batch, CHANNELS, side, side, device=device, requires_grad=True)
     F_teacher = torch.randn(batch, CHANNELS, side, side, device=device)
-    if device == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        baseline = torch.cuda.memory_allocated()
-    else:
-        baseline = _proc_status_bytes("VmRSS")
-        with open("/proc/self/clear_refs", "w") as clear:
-            clear.write("5")  # reset VmHWM to the current RSS
+    baseline = peak_memory.reset(device)
     times = []
     while len(times) < 3 and sum(times) < 10.0:
         start = time.perf_counter()
@@ -76,8 +63,7 @@ def run_case(kind, batch, side, device):
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
         if len(times) == 1:
-            peak = (torch.cuda.max_memory_allocated() if device == "cuda"
-                    else _proc_status_bytes("VmHWM")) - baseline
+            peak = peak_memory.peak_since(device, baseline)
         F_student.grad = None
     print(json.dumps({"peak_bytes": peak, "seconds": min(times)}))
 
@@ -87,14 +73,7 @@ def measure(kind, batch, side, device, limit_bytes):
     predicted = BYTES_PER_RELATION * relation_elements(kind, batch, side)
     if predicted > limit_bytes:
         return {"skipped": predicted}
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p or os.getcwd() for p in sys.path))
-    out = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), "--child", kind, str(batch), str(side), device],
-        capture_output=True, text=True, env=env, timeout=300,
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"case {kind} batch={batch} side={side} failed:\n{out.stderr}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return peak_memory.run_child(__file__, ["--child", kind, batch, side, device], timeout=300)
 
 
 def cell(result):
@@ -135,6 +114,8 @@ def main():
                         help="default: cuda when available")
     parser.add_argument("--limit-gb", type=float, default=8.0,
                         help="skip cases predicted to need more (default 8)")
+    parser.add_argument("--json", metavar="PATH",
+                        help="also write the sweeps as a memory_benchmark record (see reports/README.md)")
     parser.add_argument("--child", nargs=4, metavar=("KIND", "BATCH", "SIDE", "DEVICE"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -164,6 +145,17 @@ def main():
     print(f"  vs H*W:   IS-P2P {slope(hw, by_map['is_p2p']):.2f} (expected 2), "
           f"M-P2P {slope(hw, by_map['m_p2p']):.2f} (expected 1)")
     print(f"Total wall time {time.perf_counter() - start:.0f} s")
+    if args.json:
+        from rdd import io
+        from rdd.provenance import environment_record
+
+        io.write_json({
+            "benchmark": "bench_relational_memory", "device": device, "measure": f"{what} increment",
+            "channels": CHANNELS, "num_anchors": NUM_ANCHORS,
+            "batch_sweep": {"map_side": BATCH_SIZE_SIDE, "batch": list(BATCHES), **by_batch},
+            "map_sweep": {"batch": MAP_SWEEP_BATCH, "hw": hw, **by_map},
+            **environment_record(device),
+        }, args.json)
 
 
 if __name__ == "__main__":
