@@ -139,8 +139,12 @@ class _Terminate:
         signal.signal(signal.SIGTERM, self.previous)
 
 
+def log_line(message):
+    print(message, flush=True)  # logs are read live, through Snakemake's and SLURM's log files
+
+
 def run(stage, dataset, *, iters, batch_size, seed, resume_dir, digest, checkpoint_every,
-        log_every, num_workers=0, log=print):
+        log_every, num_workers=0, log=log_line):
     """Train `stage` for `iters` steps; return (export payload, curve rows, seconds trained)."""
     resume_dir = Path(resume_dir)
     resume_path = resume_dir / "resume.pt"
@@ -153,10 +157,11 @@ def run(stage, dataset, *, iters, batch_size, seed, resume_dir, digest, checkpoi
     # RNG, whose state the resume file restores.
     loader = DataLoader(EpochItems(dataset), batch_sampler=sampler, num_workers=num_workers,
                         generator=torch.Generator().manual_seed(seed))
+    if start >= iters:
+        log(f"[{stage.name}] resume state is already at step {start} of {iters}")
     terminate = _Terminate()
-    t0 = time.perf_counter()
-    window_t, window_steps = t0, 0
-    step = start
+    t0 = window_t = time.perf_counter()
+    window_steps = 0
     try:
         for step, batch in enumerate(loader, start=start):
             stage.set_lr(step)
@@ -167,19 +172,15 @@ def run(stage, dataset, *, iters, batch_size, seed, resume_dir, digest, checkpoi
                 now = time.perf_counter()
                 rate = window_steps / (now - window_t)
                 curves.append({"step": done, **terms})
-                eta = (iters - done) / rate
                 log(f"[{stage.name}] step {done}/{iters} " +
                     " ".join(f"{k}={v:.4g}" for k, v in terms.items()) +
-                    f" ({rate:.2f} it/s, eta {eta / 60:.1f} min)")
+                    f" ({rate:.2f} it/s, eta {(iters - done) / rate / 60:.1f} min)")
                 window_t, window_steps = now, 0
             if done % checkpoint_every == 0 or done == iters or terminate.requested:
                 save_resume(stage, resume_path, done, digest)
             if terminate.requested:
                 log(f"[{stage.name}] SIGTERM: state saved at step {done}; stopping")
                 raise SystemExit(143)
-        else:
-            if start >= iters:
-                log(f"[{stage.name}] resume state is already at step {start} of {iters}")
     finally:
         terminate.restore()
     return stage.export(), curves.rows, time.perf_counter() - t0

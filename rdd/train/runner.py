@@ -33,7 +33,7 @@ def _curves_csv(rows):
     return buf.getvalue().encode()
 
 
-def run_training(command, user_settings, out, resume_dir, build_stage, log=print):
+def run_training(command, user_settings, out, resume_dir, build_stage, log=loop.log_line):
     """Resolve settings, build the stage with `build_stage(settings, device, dataset)`, train, export."""
     settings = settings_mod.resolve(command, user_settings)
     settings["data"] = normalize_spec(settings["data"])
