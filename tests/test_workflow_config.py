@@ -1,0 +1,125 @@
+"""Bad config is rejected before any job starts, with a message naming the key and what is allowed.
+
+Each case runs Snakemake on the tiny preset plus one bad change, in its own scratch folder; the
+cases run two at a time up front (one fixture), and each test checks one message.
+"""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from fixtures_workflow import REPO, run_snakemake, write_yaml
+
+TINY = REPO / "config" / "tiny.yaml"
+
+
+def tiny(**study):
+    """An overlay config changing the tiny study."""
+    return {"studies": {"tiny": study}}
+
+
+BAD_ABLATIONS = {
+    "unknown_loss": {"variants": {"v": {"losses": ["cfd", "kl"]}}},
+    "unknown_key": {"variants": {"v": {"temperature": 2.0}}},
+    "unknown_weight": {"variants": {"v": {"weights": {"cfd": 1.0, "kl": 1.0}}}},
+}
+
+# id: (overlay config, ablation file to use or None, dry run?, target, expected message parts)
+CASES = {
+    "unknown_top_level_key": ({"runs": ["tiny"]}, None, True, "all",
+                              ["unknown key 'runs'", "allowed: ablations_dir, run, studies"]),
+    "unknown_study_key": (tiny(evaluation={}), None, True, "all",
+                          ["studies.tiny: unknown key 'evaluation'", "evaluate"]),
+    "unknown_evaluate_key": (tiny(evaluate={"num_sample": 10}), None, True, "all",
+                             ["studies.tiny.evaluate: unknown key 'num_sample'", "num_samples"]),
+    "wrong_type": (tiny(T_base="eight"), None, True, "all",
+                   ["studies.tiny.T_base: 'eight' is not of type 'integer'"]),
+    "T_base_not_power_of_two": (tiny(T_base=12), None, True, "all",
+                                ["studies.tiny.T_base: 12 is not a power of two"]),
+    "ddim_steps_not_power_of_two": (tiny(evaluate={"teacher_steps": [1, 3]}), None, True, "all",
+                                    ["studies.tiny.evaluate.teacher_steps: 3 is not allowed", "powers of two"]),
+    "student_steps_without_model": (tiny(evaluate={"student_steps": [16]}), None, True, "all",
+                                    ["studies.tiny.evaluate.student_steps: no distilled model has 16 steps",
+                                     "allowed: 4, 2, 1"]),
+    "unknown_method": (tiny(rounds={"ddpm": {"iters": 4}}), None, True, "all",
+                       ["studies.tiny.rounds: unknown key 'ddpm'", "allowed: pd, rcfd, rdd"]),
+    "iters_for_missing_round": (tiny(rounds={"pd": {"iters": {"default": 4, 3: 5}}}), None, True, "all",
+                                ["studies.tiny.rounds.pd.iters: no round here produces a 3-step student",
+                                 "allowed keys: default, 2, 1"]),
+    "unknown_training_setting": (tiny(teacher={"train": {"iterations": 5}}), None, True, "all",
+                                 ["studies.tiny.teacher: unknown setting 'train.iterations'", "iters"]),
+    "training_setting_wrong_type": (tiny(distill={"train": {"lr": "fast"}}), None, True, "all",
+                                    ["studies.tiny.distill: setting 'train.lr' must be a number"]),
+    "setting_the_workflow_sets": (tiny(teacher={"T_base": 16}), None, True, "all",
+                                  ["studies.tiny.teacher.T_base: set by the workflow"]),
+    "unknown_net_key": (tiny(teacher={"net": {"channels": 64}}), None, True, "all",
+                        ["studies.tiny.teacher.net", "channels"]),
+    "unknown_dataset": (tiny(data={"name": "mnist3"}), None, True, "all",
+                        ["studies.tiny.data", "unknown dataset 'mnist3'", "fashion_mnist"]),
+    "unknown_resource": (tiny(resources={"train_teacher": {"gpus": 1}}), None, True, "all",
+                         ["studies.tiny.resources.train_teacher: unknown key 'gpus'",
+                          "allowed: gpu, mem_mb, runtime, threads"]),
+    "too_few_samples": (tiny(evaluate={"num_samples": 1}), None, True, "all",
+                        ["studies.tiny.evaluate.num_samples: 1 is less than the minimum of 2"]),
+    "run_names_unknown_study": ({"run": ["cifar100"]}, None, True, "all",
+                                ["run: 'cifar100' is not a study", "tiny"]),
+    "ablations_not_a_list": (tiny(ablations="some"), None, True, "all",
+                             ["studies.tiny.ablations: 'some' is not allowed", '"all"', "a list of ablation names"]),
+    "ablation_file_missing": (tiny(ablations=["nope"]), None, True, "all",
+                              ["studies.tiny.ablations: 'nope' has no file nope.yaml", "losses"]),
+    "ablation_unknown_loss": (tiny(ablations=["unknown_loss"]), "unknown_loss", True, "all",
+                              ["unknown_loss.yaml: variants.v.losses.1: 'kl' is not allowed",
+                               "allowed: 'pd', 'cfd', 'is_p2p', 'm_p2p'"]),
+    "ablation_unknown_key": (tiny(ablations=["unknown_key"]), "unknown_key", True, "all",
+                             ["unknown_key.yaml: variants.v: unknown key 'temperature'", "tau"]),
+    "ablation_unknown_weight": (tiny(ablations=["unknown_weight"]), "unknown_weight", True, "all",
+                                ["unknown_weight.yaml: variants.v.weights: unknown key 'kl'",
+                                 "allowed: cfd, is_p2p, m_p2p, pd"]),
+    "authors_checkpoint_missing": (tiny(authors_checkpoints={"teacher": "nowhere/teacher.pt"}), None, True, "all",
+                                   ["studies.tiny.authors_checkpoints.teacher: file not found: nowhere/teacher.pt"]),
+    "missing_data": ({}, None, True, "reports/cifar10.html",
+                     ["studies.cifar10.data", "dataset 'cifar10' not found", "cifar-10-batches-py",
+                      "download: true"]),
+    # Not dry runs: a real run must stop before its first job.
+    "gpu_resource_without_gpu": (tiny(resources={"train_teacher": {"gpu": 1}}), None, False, "all",
+                                 ["studies.tiny.resources.train_teacher.gpu: 1 asks for a GPU",
+                                  "this machine has none"]),
+    "cuda_device_without_gpu": (tiny(device="cuda"), None, False, "all",
+                                ["studies.tiny.device: cuda asks for a GPU", "auto or cpu"]),
+}
+
+
+def _run_case(name, root):
+    overlay, ablation, dry, target, _ = CASES[name]
+    workdir = root / name
+    args = [target, "--cores", "1", "--configfile", TINY, write_yaml(workdir / "overlay.yaml", overlay)]
+    if ablation:
+        write_yaml(workdir / "ablations" / f"{ablation}.yaml", BAD_ABLATIONS[ablation])
+        args += ["--config", f"ablations_dir={workdir / 'ablations'}"]
+    if dry:
+        args.append("-n")
+    return run_snakemake(workdir, *args, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bad_config")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {name: pool.submit(_run_case, name, root) for name in CASES}
+        return {name: (future.result(), root / name) for name, future in futures.items()}
+
+
+def test_there_are_at_least_15_cases():
+    assert len(CASES) >= 15
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_bad_config_is_rejected_before_any_job(outcomes, name):
+    result, workdir = outcomes[name]
+    assert result.returncode != 0, result.stdout[-3000:]
+    text = " ".join(result.stdout.split())  # Snakemake wraps long messages
+    for part in CASES[name][-1]:
+        assert part in text, f"{part!r} not in the output:\n{result.stdout[-3000:]}"
+    # No job ran: no job wrote a log, no model or result exists.
+    assert not (workdir / "logs").exists()
+    assert not list(workdir.glob("results/*/models/**/*.pt"))

@@ -1,0 +1,267 @@
+# Config validation, the study plans, and the functions the rules use to look paths up.
+# Everything here runs when Snakemake reads the workflow, before any job starts.
+
+import functools
+import hashlib
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import jsonschema
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+REPO = Path(workflow.basedir)
+sys.path.insert(0, str(REPO / "workflow" / "scripts"))
+sys.path.insert(0, str(REPO))
+
+
+def _shell_literal(text):
+    """`text` protected from the {...} formatting Snakemake applies to shell commands."""
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+# Every job runs `python -m rdd` from this checkout with this Snakemake's interpreter, whether or
+# not its environment is activated, and logs as it goes; bash strict mode as Snakemake's default.
+shell.prefix(_shell_literal(
+    f"set -euo pipefail; export PATH={shlex.quote(str(Path(sys.executable).parent))}:$PATH "
+    f"PYTHONPATH={shlex.quote(str(REPO))}${{PYTHONPATH:+:$PYTHONPATH}} PYTHONUNBUFFERED=1; "))
+
+# Sourced by every job that may use a GPU: on a local multi-GPU machine it picks the job's own GPU.
+CLAIM_GPU = shlex.quote(str(REPO / "workflow" / "scripts" / "claim_gpu.sh"))
+
+import configcheck  # noqa: E402  (needs the paths above)
+from configcheck import ConfigError  # noqa: E402
+
+def _config_error(message):
+    return WorkflowError(f"invalid config: {message}")
+
+
+def _validated(data, schema, where=""):
+    """`data` checked against a schema in workflow/schemas (defaults filled in), or a one-line error."""
+    try:
+        validate(data, f"../schemas/{schema}")
+    except WorkflowError as exc:
+        # Snakemake folds the jsonschema error into its message; the error itself is the context.
+        error = exc.__context__
+        if not isinstance(error, jsonschema.ValidationError):
+            raise
+        raise _config_error(configcheck.describe_schema_error(error, where)) from None
+    return data
+
+
+def _load_ablations(folder):
+    """Every <folder>/<name>.yaml, each checked against the ablation schema."""
+    folder = REPO / folder  # an absolute `folder` stays as it is
+    files = {}
+    for path in sorted(folder.glob("*.yaml")):
+        where = f"{path}: "
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise _config_error(f"{where} not valid YAML: {exc}") from None
+        if not configcheck.NAME.fullmatch(path.stem):
+            raise _config_error(f"{where} an ablation name is lower-case letters, digits and underscores")
+        files[path.stem] = _validated(configcheck.string_keys(data or {}), "ablation.schema.yaml", where)
+    return files
+
+
+def _checked_config():
+    cfg = _validated(configcheck.string_keys(config), "config.schema.yaml")
+    try:
+        configcheck.check_run(cfg)
+        return cfg, _load_ablations(cfg["ablations_dir"])
+    except ConfigError as exc:
+        raise _config_error(str(exc)) from None
+
+
+CONFIG, ABLATIONS = _checked_config()
+
+import studyplan  # noqa: E402  (the library, and torch, only once the config is well-formed)
+
+
+def _plans():
+    try:
+        return {name: studyplan.build_plan(name, study, ABLATIONS) for name, study in CONFIG["studies"].items()}
+    except ConfigError as exc:
+        raise _config_error(str(exc)) from None
+
+
+PLANS = _plans()
+STUDIES = "|".join(PLANS)
+
+
+# ----------------------------------------------------------------------------- checks of requested studies
+
+def _local_gpu_count():
+    import torch
+    return torch.cuda.device_count()
+
+
+@functools.cache
+def ready(study):
+    """Checks that need the machine (data files, authors' files, GPUs), run only for studies in the DAG."""
+    from rdd.data import DatasetMissingError, check_available
+
+    plan = PLANS[study]
+    where = f"studies.{study}"
+    try:
+        check_available(plan.config["data"])
+    except DatasetMissingError as exc:
+        raise WorkflowError(f"{where}.data: {exc}") from None
+    for key, path in plan.external.items():
+        if not Path(path).is_file():
+            raise WorkflowError(f"{where}.authors_checkpoints.{key}: file not found: {path}")
+    # A cluster job gets its GPU from the scheduler; the machine that submits it may have none.
+    if workflow.non_local_exec or workflow.remote_exec or workflow.dryrun:
+        return True
+    asked = [f"{where}.device: cuda"] if plan.config["device"] == "cuda" else []
+    asked += [f"{where}.resources.{rule_name}.gpu: {plan.resources(rule_name)['gpu']}"
+              for rule_name in studyplan.RULES_WITH_RESOURCES if plan.resources(rule_name)["gpu"] > 0]
+    if asked and _local_gpu_count() == 0:
+        raise WorkflowError(f"{asked[0]} asks for a GPU, but this machine has none (torch sees no CUDA device); "
+                            f"set it to {'auto or cpu' if 'device' in asked[0] else 0} to run on the CPU, "
+                            "or run on a cluster with --profile profiles/slurm")
+    return True
+
+
+# ----------------------------------------------------------------------------- look-ups for the rules
+
+def current_file(path, text):
+    """`path` holding `text`, written only when absent or changed, so its mtime moves only on change.
+
+    A dry run leaves an existing file alone (previewing a change must not leave it behind); the
+    rules also carry a digest of the content as a param, so a dry run still shows what would rerun.
+    """
+    if not (workflow.dryrun and Path(path).exists()):
+        studyplan.write_if_changed(path, text)
+    return str(path)
+
+
+def text_digest(text):
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def settings_digest(rule_name):
+    """The digest of a training stage's settings (a param: a change reruns the stage, dry runs included)."""
+    return lambda wildcards: text_digest(studyplan.settings_text(
+        PLANS[wildcards.study].stages[plan_model_path(wildcards, rule_name)].settings))
+
+
+def stage(wildcards, rule_name):
+    """The training stage whose model is the output of this job; written settings file made current."""
+    ready(wildcards.study)
+    plan = PLANS[wildcards.study]
+    model = plan_model_path(wildcards, rule_name)
+    try:
+        found = plan.stages[model]
+    except KeyError:
+        raise WorkflowError(f"{model} is not a model of study {wildcards.study!r} (see its config)") from None
+    current_file(found.settings_file, studyplan.settings_text(found.settings))
+    return found
+
+
+def plan_model_path(wildcards, rule_name):
+    root = PLANS[wildcards.study].root
+    if rule_name == "train_teacher":
+        return f"{root}/models/teacher/teacher_{wildcards.T}.pt"
+    if rule_name == "train_classifier":
+        return f"{root}/models/classifier/{wildcards.variant}/classifier.pt"
+    return f"{root}/models/{wildcards.method}/{wildcards.variant}/student_{wildcards.T}.pt"
+
+
+def training_inputs(rule_name):
+    def inputs(wildcards):
+        found = stage(wildcards, rule_name)
+        return {k: v for k, v in (("settings", found.settings_file), ("teacher", found.teacher),
+                                  ("classifier", found.classifier)) if v}
+    return inputs
+
+
+def distill_options(wildcards, input):
+    """The optional arguments of `python -m rdd distill` for this round."""
+    found = PLANS[wildcards.study].stages[plan_model_path(wildcards, "distill")]
+    options = ["--classifier", input.classifier] if found.classifier else []
+    if found.teacher_is_external:
+        options += ["--authors-net", authors_net(wildcards.study)]
+    return shlex.join(options)
+
+
+def authors_net(study):
+    net = PLANS[study].config["authors_checkpoints"].get("net")
+    return json.dumps(net, separators=(",", ":")) if net else ""
+
+
+def evaluation(wildcards):
+    ready(wildcards.study)
+    key = (f"{wildcards.method}/{wildcards.variant}", int(wildcards.steps), int(wildcards.seed))
+    try:
+        return PLANS[wildcards.study].evaluations[key]
+    except KeyError:
+        raise WorkflowError(f"study {wildcards.study!r} has no evaluation {key} (see its config)") from None
+
+
+def sample_options(wildcards):
+    found = evaluation(wildcards)
+    plan = PLANS[wildcards.study]
+    options = (f"--seeds {plan.image_seeds(found.seed)} --batch-size {plan.config['evaluate']['batch_size']} "
+               f"--device {plan.config['device']}")
+    if found.model_is_external:
+        options += " --authors-net " + shlex.quote(authors_net(wildcards.study))
+    return options
+
+
+def metric_labels(wildcards):
+    labels = {"study": wildcards.study, **evaluation(wildcards).labels}
+    return shlex.join(arg for k, v in labels.items() for arg in ("--label", f"{k}={v}"))
+
+
+def inception_option(wildcards):
+    weights = PLANS[wildcards.study].config["evaluate"]["inception_weights"]
+    return shlex.join(["--inception-weights", weights]) if weights else ""
+
+
+def ref_data_file(wildcards):
+    ready(wildcards.study)
+    plan = PLANS[wildcards.study]
+    return current_file(plan.ref_data_file(), plan.ref_data_text())
+
+
+def manifest_of(study):
+    """results/<study>/manifest.json, rewritten only when the plan changes."""
+    ready(study)
+    plan = PLANS[study]
+    return current_file(f"{plan.root}/manifest.json", manifest_text(study))
+
+
+def manifest_text(study):
+    return json.dumps(PLANS[study].manifest(), indent=1, sort_keys=True) + "\n"
+
+
+def manifest_file(wildcards):
+    return manifest_of(wildcards.study)
+
+
+def report_inputs(wildcards):
+    ready(wildcards.study)
+    return PLANS[wildcards.study].report_inputs()
+
+
+# The report's code and templates: editing them rebuilds the reports and nothing else.
+REPORT_CODE = sorted(str(p) for p in (REPO / "rdd" / "report").rglob("*")
+                     if p.is_file() and "__pycache__" not in p.parts)
+PAPER_VALUES = str(REPO / "reports" / "paper_values.yaml")
+
+
+def res(rule_name, key):
+    """A resource of `rule_name` from the study's config (callable for Snakemake)."""
+    return lambda wildcards: PLANS[wildcards.study].resources(rule_name)[key]
+
+
+def resume_dir(wildcards, output):
+    """Resume state of a training job: under resume/, out of reach of Snakemake's output deletion."""
+    return f"resume/{output.model.removesuffix('.pt')}"

@@ -1,0 +1,60 @@
+# Samples (with their speed) and metrics of every (model, steps, seed) the plan evaluates.
+# {method}/{variant}: ddim/teacher (the base teacher with DDIM), pd/chain (the shared PD chain),
+# <method>/default (each method's rounds), <method>/<ablation>-<variant> (an ablation's rounds).
+
+
+rule sample:
+    input:
+        model=lambda wc: evaluation(wc).model,
+    output:
+        samples="results/{study}/samples/{method}/{variant}/steps{steps}/seed{seed}.npz",
+        record="results/{study}/samples/{method}/{variant}/steps{steps}/seed{seed}.json",
+        grid="results/{study}/grids/{method}/{variant}/steps{steps}/seed{seed}.png",
+    log:
+        "logs/results/{study}/samples/{method}/{variant}/steps{steps}/seed{seed}.log",
+    wildcard_constraints:
+        study=STUDIES,
+        method="ddim|pd|rcfd|rdd",
+        variant="[a-z0-9_-]+",
+        steps=r"\d+",
+        seed=r"\d+",
+    params:
+        options=sample_options,
+    threads: res("sample", "threads")
+    resources:
+        mem_mb=res("sample", "mem_mb"),
+        runtime=res("sample", "runtime"),
+        gpu=res("sample", "gpu"),
+    shell:
+        "source {CLAIM_GPU} {resources.gpu}; "
+        "python -m rdd sample --model {input.model:q} --steps {wildcards.steps} {params.options}"
+        " --out {output.samples} --grid {output.grid} > {log} 2>&1"
+
+
+rule evaluate:
+    input:
+        samples="results/{study}/samples/{method}/{variant}/steps{steps}/seed{seed}.npz",
+        ref=lambda wc: PLANS[wc.study].ref_stats(),
+    output:
+        "results/{study}/metrics/{method}/{variant}/steps{steps}/seed{seed}.json",
+    log:
+        "logs/results/{study}/metrics/{method}/{variant}/steps{steps}/seed{seed}.log",
+    wildcard_constraints:
+        study=STUDIES,
+        method="ddim|pd|rcfd|rdd",
+        variant="[a-z0-9_-]+",
+        steps=r"\d+",
+        seed=r"\d+",
+    params:
+        labels=metric_labels,
+        inception=inception_option,
+        device=lambda wc: PLANS[wc.study].config["device"],
+    threads: res("evaluate", "threads")
+    resources:
+        mem_mb=res("evaluate", "mem_mb"),
+        runtime=res("evaluate", "runtime"),
+        gpu=res("evaluate", "gpu"),
+    shell:
+        "source {CLAIM_GPU} {resources.gpu}; "
+        "python -m rdd evaluate --samples {input.samples} --ref-stats {input.ref} --out {output}"
+        " {params.inception} --device {params.device} {params.labels} > {log} 2>&1"

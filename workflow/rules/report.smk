@@ -1,0 +1,47 @@
+# Tidy tables (CSV) and the HTML report of a study, built by `python -m rdd.report` from the
+# study's manifest (results/<study>/manifest.json: every record the study produces, with its
+# labels), and an index of the studies in `run`. The report's code and templates are inputs of
+# these rules only: editing them rebuilds the reports and retrains nothing.
+
+localrules:
+    all,
+    report,
+    report_index,
+
+
+rule report:
+    input:
+        manifest=manifest_file,
+        records=report_inputs,
+        code=REPORT_CODE,
+        paper_values=PAPER_VALUES,
+    output:
+        report="reports/{study}.html",
+        summary="reports/{study}.summary.json",
+        metrics="results/{study}/tables/metrics.csv",
+        speed="results/{study}/tables/speed.csv",
+        curves="results/{study}/tables/curves.csv",
+        stages="results/{study}/tables/stages.csv",
+    log:
+        "logs/reports/{study}.log",
+    wildcard_constraints:
+        study=STUDIES,
+    params:
+        tables_dir=lambda wc: f"results/{wc.study}/tables",
+        manifest=lambda wc: text_digest(manifest_text(wc.study)),
+    shell:
+        "python -m rdd.report build --manifest {input.manifest} --tables-dir {params.tables_dir}"
+        " --out {output.report} --paper-values {input.paper_values} > {log} 2>&1"
+
+
+rule report_index:
+    input:
+        reports=expand("reports/{study}.html", study=CONFIG["run"]),
+        summaries=expand("reports/{study}.summary.json", study=CONFIG["run"]),
+        code=REPORT_CODE,
+    output:
+        "reports/index.html",
+    log:
+        "logs/reports/index.log",
+    shell:
+        "python -m rdd.report index --reports {input.reports} --out {output} > {log} 2>&1"

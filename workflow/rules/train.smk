@@ -1,0 +1,85 @@
+# Training: the base teacher, the feature classifier(s) and every distillation round.
+# Each job reads a settings file that is rewritten only when its content changes (and carries its
+# digest as a param), so editing one setting retrains only the stages that depend on it. Resume state lives under resume/, apart from
+# the outputs: a killed job continues from it on the next run (Snakemake deletes only outputs).
+
+
+rule train_teacher:
+    input:
+        unpack(training_inputs("train_teacher")),
+    output:
+        model="results/{study}/models/teacher/teacher_{T}.pt",
+        record="results/{study}/models/teacher/teacher_{T}.json",
+        curves="results/{study}/models/teacher/teacher_{T}.curves.csv",
+    log:
+        "logs/results/{study}/models/teacher/teacher_{T}.log",
+    wildcard_constraints:
+        study=STUDIES,
+        T=r"\d+",
+    params:
+        resume=resume_dir,
+        settings=settings_digest("train_teacher"),
+    threads: res("train_teacher", "threads")
+    resources:
+        mem_mb=res("train_teacher", "mem_mb"),
+        runtime=res("train_teacher", "runtime"),
+        gpu=res("train_teacher", "gpu"),
+    shell:
+        "source {CLAIM_GPU} {resources.gpu}; "
+        "python -m rdd train-teacher --settings {input.settings} --out {output.model}"
+        " --resume-dir {params.resume} > {log} 2>&1"
+
+
+rule train_classifier:
+    input:
+        unpack(training_inputs("train_classifier")),
+    output:
+        model="results/{study}/models/classifier/{variant}/classifier.pt",
+        record="results/{study}/models/classifier/{variant}/classifier.json",
+        curves="results/{study}/models/classifier/{variant}/classifier.curves.csv",
+    log:
+        "logs/results/{study}/models/classifier/{variant}/classifier.log",
+    wildcard_constraints:
+        study=STUDIES,
+        variant="[a-z0-9_-]+",
+    params:
+        resume=resume_dir,
+        settings=settings_digest("train_classifier"),
+    threads: res("train_classifier", "threads")
+    resources:
+        mem_mb=res("train_classifier", "mem_mb"),
+        runtime=res("train_classifier", "runtime"),
+        gpu=res("train_classifier", "gpu"),
+    shell:
+        "source {CLAIM_GPU} {resources.gpu}; "
+        "python -m rdd train-classifier --settings {input.settings} --out {output.model}"
+        " --resume-dir {params.resume} > {log} 2>&1"
+
+
+rule distill:
+    input:
+        unpack(training_inputs("distill")),
+    output:
+        model="results/{study}/models/{method}/{variant}/student_{T}.pt",
+        record="results/{study}/models/{method}/{variant}/student_{T}.json",
+        curves="results/{study}/models/{method}/{variant}/student_{T}.curves.csv",
+    log:
+        "logs/results/{study}/models/{method}/{variant}/student_{T}.log",
+    wildcard_constraints:
+        study=STUDIES,
+        method="pd|rcfd|rdd",
+        variant="[a-z0-9_-]+",
+        T=r"\d+",
+    params:
+        options=distill_options,
+        resume=resume_dir,
+        settings=settings_digest("distill"),
+    threads: res("distill", "threads")
+    resources:
+        mem_mb=res("distill", "mem_mb"),
+        runtime=res("distill", "runtime"),
+        gpu=res("distill", "gpu"),
+    shell:
+        "source {CLAIM_GPU} {resources.gpu}; "
+        "python -m rdd distill --settings {input.settings} --teacher {input.teacher:q} {params.options}"
+        " --out {output.model} --resume-dir {params.resume} > {log} 2>&1"

@@ -1,0 +1,456 @@
+"""A study's plan: every training stage, evaluation and report entry, derived from the config.
+
+Plain Python on top of the rdd library (no Snakemake in here): the rules look
+paths and settings up in a StudyPlan, and the tests can build one directly.
+Every path is relative to the working directory the workflow runs in.
+"""
+
+import copy
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+
+from configcheck import ConfigError
+from rdd import settings as rdd_settings
+from rdd.data import normalize_spec
+from rdd.distill import METHOD_WEIGHTS, loss_weights
+from rdd.nets import build_classifier, build_unet
+from rdd.train.teacher import unet_kwargs
+
+LOSS_TERMS = tuple(METHOD_WEIGHTS["rdd"])
+# Settings the workflow itself writes into every stage; a config block may not set them.
+RESERVED = {"teacher": ("data", "seed", "T_base"), "classifier": ("data", "seed"),
+            "distill": ("data", "seed", "method")}
+# Resources of a rule unless the study's `resources` says otherwise.
+BASE_RESOURCES = {"threads": 1, "mem_mb": 2000, "runtime": 60, "gpu": 0}
+RULES_WITH_RESOURCES = ("ref_stats", "train_teacher", "train_classifier", "distill", "sample", "evaluate",
+                        "report")
+# Variant shortcuts that are plain distillation settings.
+VARIANT_SETTINGS = ("tau", "memory_size", "num_anchors", "enqueue_per_step")
+
+
+def deep_merge(*layers):
+    """Mappings merged left to right, nested mappings key by key; other values replaced."""
+    out = {}
+    for layer in layers:
+        for key, value in (layer or {}).items():
+            if isinstance(value, dict) and isinstance(out.get(key), dict):
+                out[key] = deep_merge(out[key], value)
+            else:
+                out[key] = copy.deepcopy(value)
+    return out
+
+
+def is_power_of_two(n):
+    return isinstance(n, int) and not isinstance(n, bool) and n >= 1 and n & (n - 1) == 0
+
+
+def halvings(high, low):
+    """Step counts high/2, high/4, ..., low (the students of the rounds from `high` down to `low`)."""
+    out, t = [], high
+    while t > low:
+        t //= 2
+        out.append(t)
+    return out
+
+
+def write_if_changed(path, text):
+    """Write `text` to `path` unless it already holds exactly that (so its mtime only moves on change)."""
+    path = Path(path)
+    if path.is_file() and path.read_text() == text:
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return path
+
+
+def settings_text(record):
+    """The YAML a settings record is written as (stable key order, so equal records give equal files)."""
+    return yaml.safe_dump(record, sort_keys=True, default_flow_style=False)
+
+
+# ----------------------------------------------------------------------------- what a plan holds
+
+@dataclass
+class Stage:
+    """One training job: its command, full settings and the model files it reads."""
+
+    rule: str  # train_teacher | train_classifier | distill
+    model: str  # the exported .pt (the rule's main output)
+    settings: dict
+    labels: dict  # manifest labels: stage, method, ablation, variant, round
+    teacher: str | None = None
+    classifier: str | None = None
+    teacher_is_external: bool = False
+
+    @property
+    def stem(self):
+        return self.model.removesuffix(".pt")
+
+    @property
+    def settings_file(self):
+        return f"{self.stem}.settings.yaml"
+
+    @property
+    def resume_dir(self):
+        return f"resume/{self.stem}"
+
+
+@dataclass
+class Evaluation:
+    """Samples and metrics of one model at one step count for one seed."""
+
+    run: str  # <method>/<variant dir>, the folder under samples/, grids/ and metrics/
+    steps: int
+    seed: int
+    model: str
+    model_is_external: bool
+    labels: dict  # method, steps, seed (+ ablation, variant for ablation runs)
+
+
+@dataclass
+class StudyPlan:
+    name: str
+    config: dict
+    stages: dict = field(default_factory=dict)  # model path -> Stage
+    evaluations: dict = field(default_factory=dict)  # (run, steps, seed) -> Evaluation
+    ablations: dict = field(default_factory=dict)  # manifest "ablations" block
+    entries: list = field(default_factory=list)  # manifest entries
+    external: dict = field(default_factory=dict)  # config key -> authors' checkpoint path
+
+    @property
+    def root(self):
+        return f"results/{self.name}"
+
+    def ref_stats(self):
+        """The reference statistics record (it names the cached statistics file)."""
+        return f"{self.root}/reference/{self.config['evaluate']['reference']['split']}.json"
+
+    def ref_data_file(self):
+        return f"{self.root}/reference/data.yaml"
+
+    def ref_data_text(self):
+        return settings_text({"data": normalize_spec(self.config["data"])})
+
+    def sample_paths(self, run, steps, seed):
+        tail = f"{run}/steps{steps}/seed{seed}"
+        return {"npz": f"{self.root}/samples/{tail}.npz", "json": f"{self.root}/samples/{tail}.json",
+                "grid": f"{self.root}/grids/{tail}.png", "metrics": f"{self.root}/metrics/{tail}.json"}
+
+    def image_seeds(self, seed):
+        """The per-image noise seeds of evaluation seed `seed`: disjoint blocks of num_samples."""
+        n = self.config["evaluate"]["num_samples"]
+        return f"{seed * n}-{(seed + 1) * n - 1}"
+
+    def resources(self, rule):
+        block = self.config.get("resources", {})
+        return {**BASE_RESOURCES, **block.get("default", {}), **block.get(rule, {})}
+
+    def manifest(self):
+        """The report's manifest of this study (see rdd.report.manifest)."""
+        return {"study": self.name, "dataset": self.config["data"]["name"],
+                "title": self.config.get("title"), "scale_note": self.config.get("scale_note"),
+                "paper_key": self.config.get("paper_key"), "config": self.config,
+                "ablations": self.ablations, "entries": self.entries}
+
+    def report_inputs(self):
+        """Every file the manifest lists (what the report rules depend on)."""
+        return sorted({e["path"] for e in self.entries})
+
+
+# ----------------------------------------------------------------------------- settings of each stage
+
+def _resolved(command, record, where):
+    """The library's full settings record for `command`, or a ConfigError naming the config block."""
+    try:
+        resolved = rdd_settings.resolve(command, record)
+        resolved["data"] = normalize_spec(resolved["data"])
+        if command == "distill":
+            resolved["weights"] = loss_weights(resolved)
+    except (rdd_settings.SettingsError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    return resolved
+
+
+def _check_net(command, resolved, where):
+    """Build the network on the meta device: unknown or inconsistent net keys fail here, not in a job."""
+    try:
+        with torch.device("meta"):
+            if command == "teacher":
+                build_unet(**unet_kwargs(resolved))
+            else:
+                build_classifier(**resolved["net"], num_classes=10, in_channels=resolved["data"]["channels"])
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ConfigError(f"{where}.net: {exc}") from None
+
+
+def _no_reserved(command, block, where, extra=()):
+    for key in (*RESERVED[command], *extra):
+        head, _, tail = key.partition(".")
+        if head in block and (not tail or tail in (block[head] or {})):
+            raise ConfigError(f"{where}.{key}: set by the workflow (from the study's "
+                              f"{'iters schedule' if tail else key}); remove it here")
+
+
+def _iters_for(schedule, student_steps, where):
+    if isinstance(schedule, int):
+        return schedule
+    unknown = sorted(set(schedule) - {"default"} - {str(t) for t in student_steps}, key=int)
+    if unknown:
+        raise ConfigError(f"{where}: no round here produces a {unknown[0]}-step student; "
+                          f"allowed keys: default, {', '.join(map(str, student_steps))}")
+    return schedule
+
+
+def _same_training(line, other):
+    """Two lines of rounds train identically: the same settings (the method name only picks preset
+    weights, which are explicit in every record) and the same classifier, round by round."""
+    def key(stage):
+        return {k: v for k, v in stage.settings.items() if k != "method"}, stage.classifier
+    return line.keys() == other.keys() and all(key(line[T]) == key(other[T]) for T in line)
+
+
+def _round_iters(schedule, student):
+    return schedule if isinstance(schedule, int) else schedule.get(str(student), schedule["default"])
+
+
+# ----------------------------------------------------------------------------- building a plan
+
+class _Builder:
+    def __init__(self, name, study, ablation_files):
+        self.plan = StudyPlan(name, study)
+        self.study = study
+        self.where = f"studies.{name}"
+        self.ablation_files = ablation_files
+        self.common = {"data": study["data"], "seed": study["seed"], "device": {"device": study["device"]}}
+
+    # -- checks of the study block that a schema cannot express
+    def check_steps(self):
+        s, w = self.study, self.where
+        for key in ("T_base", "shared_steps", "final_steps"):
+            if not is_power_of_two(s[key]):
+                raise ConfigError(f"{w}.{key}: {s[key]} is not a power of two (1, 2, 4, 8, ...)")
+        if not s["final_steps"] < s["shared_steps"] <= s["T_base"]:
+            raise ConfigError(f"{w}: need final_steps < shared_steps <= T_base, got "
+                              f"{s['final_steps']}, {s['shared_steps']}, {s['T_base']}")
+        ev = s["evaluate"]
+        for n in ev["teacher_steps"]:
+            if not is_power_of_two(n) or n > s["T_base"]:
+                raise ConfigError(f"{w}.evaluate.teacher_steps: {n} is not allowed; DDIM steps must be powers "
+                                  f"of two up to T_base = {s['T_base']}")
+        produced = set(halvings(s["T_base"], s["final_steps"]))
+        for n in ev["student_steps"]:
+            if n not in produced:
+                raise ConfigError(f"{w}.evaluate.student_steps: no distilled model has {n} steps; allowed: "
+                                  f"{', '.join(map(str, sorted(produced, reverse=True)))}")
+        if ev["reference"]["split"] not in ("train", "test"):
+            raise ConfigError(f"{w}.evaluate.reference.split: {ev['reference']['split']!r}; allowed: train, test")
+
+    def check_authors(self):
+        authors, w = self.study["authors_checkpoints"], f"{self.where}.authors_checkpoints"
+        if authors.get("pd_8") and self.study["shared_steps"] != 8:
+            raise ConfigError(f"{w}.pd_8: an 8-step model, but the shared chain ends at shared_steps = "
+                              f"{self.study['shared_steps']}; set shared_steps: 8")
+        for key in ("teacher", "pd_8"):
+            if authors.get(key):
+                self.plan.external[key] = str(authors[key])
+
+    # -- stages
+    def add_stage(self, stage):
+        self.plan.stages[stage.model] = stage
+        self.add_entries(stage, stage.labels)
+        return stage.model
+
+    def add_entries(self, stage, labels):
+        for kind, suffix in (("train_record", ".json"), ("curves", ".curves.csv")):
+            self.plan.entries.append({"kind": kind, "path": stage.stem + suffix, **labels})
+
+    def teacher(self):
+        if "teacher" in self.plan.external:
+            return self.plan.external["teacher"]
+        block, where = self.study["teacher"], f"{self.where}.teacher"
+        _no_reserved("teacher", block, where)
+        settings = _resolved("teacher", deep_merge(self.common, block, {"T_base": self.study["T_base"]}), where)
+        _check_net("teacher", settings, where)
+        model = f"{self.plan.root}/models/teacher/teacher_{self.study['T_base']}.pt"
+        return self.add_stage(Stage("train_teacher", model, settings, {"stage": "teacher"}))
+
+    def classifier(self, overrides=None, labels=None, variant_dir="default"):
+        """The classifier for `overrides` of the study's classifier settings (shared when they change nothing)."""
+        block, where = deep_merge(self.study["classifier"], overrides), f"{self.where}.classifier"
+        _no_reserved("classifier", block, where)
+        settings = _resolved("classifier", deep_merge(self.common, block), where)
+        for stage in self.plan.stages.values():
+            if stage.rule == "train_classifier" and stage.settings == settings:
+                return stage.model
+        _check_net("classifier", settings, where)
+        model = f"{self.plan.root}/models/classifier/{variant_dir}/classifier.pt"
+        return self.add_stage(Stage("train_classifier", model, settings, {"stage": "classifier", **(labels or {})}))
+
+    def round_settings(self, method, layers, iters, where):
+        for layer, layer_where in [(self.study["distill"], f"{self.where}.distill"), *layers]:
+            _no_reserved("distill", layer, layer_where, ("train.iters",))
+            try:  # each block on its own first, so an error names the block that has it
+                rdd_settings.resolve("distill", layer)
+            except rdd_settings.SettingsError as exc:
+                raise ConfigError(f"{layer_where}: {exc}") from None
+        record = deep_merge(self.common, self.study["distill"], *(layer for layer, _ in layers),
+                            {"method": method, "train": {"iters": iters}})
+        return _resolved("distill", record, where)
+
+    def chain(self, teacher):
+        """The shared PD rounds T_base -> shared_steps; {student steps: model path}."""
+        s, where = self.study, f"{self.where}.pd_chain"
+        if "pd_8" in self.plan.external:
+            return {8: self.plan.external["pd_8"]}
+        students = halvings(s["T_base"], s["shared_steps"])
+        schedule = _iters_for(s["pd_chain"]["iters"], students, f"{where}.iters")
+        models, previous = {}, teacher
+        for T in students:
+            settings = self.round_settings("pd", [(s["pd_chain"]["settings"], f"{where}.settings")],
+                                           _round_iters(schedule, T), where)
+            model = f"{self.plan.root}/models/pd/chain/student_{T}.pt"
+            labels = {"stage": "pd_chain", "method": "pd", "round": f"{2 * T}->{T}"}
+            self.add_stage(Stage("distill", model, settings, labels, teacher=previous,
+                                 teacher_is_external=previous in self.plan.external.values()))
+            models[T], previous = model, model
+        return models
+
+    def line(self, method, start, layers, classifier, run_dir, labels, schedule):
+        """Stages of one line of rounds shared_steps -> final_steps, not yet in the plan; {steps: Stage}.
+
+        `classifier` is called for the classifier path only when a round uses a feature loss.
+        """
+        s, where = self.study, f"{self.where}.rounds.{method}"
+        students = halvings(s["shared_steps"], s["final_steps"])
+        schedule = _iters_for(schedule, students, f"{where}.iters")
+        stages, previous = {}, start
+        for T in students:
+            settings = self.round_settings(method, layers, _round_iters(schedule, T), where)
+            uses_features = any(settings["weights"][k] for k in ("cfd", "is_p2p", "m_p2p"))
+            model = f"{self.plan.root}/models/{run_dir}/student_{T}.pt"
+            stages[T] = Stage("distill", model, settings,
+                              {"stage": "round", "method": method, "round": f"{2 * T}->{T}", **labels},
+                              teacher=previous, classifier=classifier() if uses_features else None,
+                              teacher_is_external=previous in self.plan.external.values())
+            previous = model
+        return stages
+
+    def add_line(self, stages):
+        return {T: self.add_stage(stage) for T, stage in stages.items()}
+
+    def default_classifier(self):
+        return self.classifier()
+
+    # -- ablations
+    def variant_layers(self, ablation, vname, variant):
+        """Distillation settings layers of an ablation variant (loss switches, shortcuts, free settings)."""
+        where = f"ablation {ablation}: variants.{vname}"
+        method = self.ablation_files[ablation].get("method", "rdd")
+        layer = {}
+        if "losses" in variant:
+            preset = METHOD_WEIGHTS[method]
+            # A listed term keeps the method's own weight (1.0 if the method does not use it); others are off.
+            layer["weights"] = {t: (preset[t] or 1.0) if t in variant["losses"] else 0.0 for t in LOSS_TERMS}
+        if "weights" in variant:
+            layer = deep_merge(layer, {"weights": variant["weights"]})
+        layer.update({k: variant[k] for k in VARIANT_SETTINGS if k in variant})
+        return [(variant.get("settings", {}), f"{where}.settings"), (layer, where)]
+
+    def ablation(self, name, main_lines, start):
+        spec = self.ablation_files[name]
+        method = spec.get("method", "rdd")
+        if method not in self.study["rounds"]:
+            raise ConfigError(f"{self.where}.ablations: ablation {name!r} varies the {method} rounds, "
+                              f"but rounds.{method} is not configured")
+        block = self.study["rounds"][method]
+        variants = {}
+        for vname, variant in spec["variants"].items():
+            labels = {"ablation": name, "variant": vname}
+            layers = [(block["settings"], f"{self.where}.rounds.{method}.settings"),
+                      *self.variant_layers(name, vname, variant)]
+            classifier = self.default_classifier
+            if "classifier" in variant:
+                def classifier(overrides=variant["classifier"], labels=labels, vdir=f"{name}-{vname}"):
+                    return self.classifier(overrides, labels, vdir)
+            run_dir = f"{method}/{name}-{vname}"
+            stages = self.line(method, start, layers, classifier, run_dir, labels, block["iters"])
+            same_as = next((m for m, line in main_lines.items() if _same_training(stages, line)), None)
+            if same_as:
+                # Trains exactly like a main run: that run's models and metrics stand for this variant.
+                main = main_lines[same_as]
+                method_label, run_dir = same_as, f"{same_as}/default"
+                models = {T: stage.model for T, stage in main.items()}
+                for stage in main.values():
+                    self.add_entries(stage, {**stage.labels, **labels})
+            else:
+                method_label, models = method, self.add_line(stages)
+            self.evaluate_line(method_label, run_dir, models, labels, own_files=not same_as)
+            variants[vname] = {"description": variant.get("description", ""), "run": run_dir,
+                               "same_as": same_as}
+        self.plan.ablations[name] = {"description": spec.get("description", ""), "method": method,
+                                     "variants": variants}
+
+    # -- evaluations
+    def evaluate_model(self, run, method, steps, model, labels, own_files=True):
+        """Sample and score `model` at `steps` for every seed; `own_files` False: another run's files stand in."""
+        for seed in self.study["evaluate"]["seeds"]:
+            full_labels = {"method": method, "steps": steps, "seed": seed, **labels}
+            if own_files:
+                self.plan.evaluations[(run, steps, seed)] = Evaluation(
+                    run, steps, seed, model, model in self.plan.external.values(), full_labels)
+            paths = self.plan.sample_paths(run, steps, seed)
+            for kind, path in (("samples", paths["json"]), ("grid", paths["grid"]), ("metric", paths["metrics"])):
+                self.plan.entries.append({"kind": kind, "path": path, **full_labels})
+
+    def evaluate_line(self, method, run, models, labels, own_files=True):
+        for T in sorted(models, reverse=True):
+            if T in self.study["evaluate"]["student_steps"]:
+                self.evaluate_model(run, method, T, models[T], labels, own_files)
+
+    def build(self):
+        try:
+            normalize_spec(self.study["data"])
+        except ValueError as exc:
+            raise ConfigError(f"{self.where}.data: {exc}") from None
+        self.check_steps()
+        self.check_authors()
+        plan, study = self.plan, self.study
+        plan.entries.append({"kind": "refstats", "path": plan.ref_stats(), "stage": "reference"})
+        teacher = self.teacher()
+        for n in study["evaluate"]["teacher_steps"]:
+            self.evaluate_model("ddim/teacher", "ddim", n, teacher, {})
+        chain = self.chain(teacher)
+        self.evaluate_line("pd", "pd/chain", chain, {})
+        start = chain[study["shared_steps"]]
+        main_lines = {}
+        for method, block in study["rounds"].items():
+            stages = self.line(method, start, [(block["settings"], f"{self.where}.rounds.{method}.settings")],
+                               self.default_classifier, f"{method}/default", {}, block["iters"])
+            main_lines[method] = stages
+            self.evaluate_line(method, f"{method}/default", self.add_line(stages), {})
+        for name in self.ablation_names():
+            self.ablation(name, main_lines, start)
+        return plan
+
+    def ablation_names(self):
+        chosen = self.study["ablations"]
+        if chosen == "all":
+            return sorted(self.ablation_files)
+        for name in chosen:
+            if name not in self.ablation_files:
+                raise ConfigError(f"{self.where}.ablations: {name!r} has no file {name}.yaml in the ablations "
+                                  f"folder (ablations_dir); "
+                                  f"available: {', '.join(sorted(self.ablation_files)) or 'none'}")
+        return list(chosen)
+
+
+def build_plan(name, study, ablation_files):
+    """The StudyPlan of study `name` (its config block already schema-validated with defaults)."""
+    return _Builder(name, copy.deepcopy(study), ablation_files).build()
+
