@@ -14,7 +14,7 @@ from fixtures_workflow import REPO
 
 CLAIM = REPO / "workflow" / "scripts" / "claim_gpu.sh"
 # What the job does once it holds its GPUs: say which, then keep them for `hold` seconds.
-JOB = 'set -euo pipefail; source "$0" "$1"; echo "gpus=${CUDA_VISIBLE_DEVICES:-none}"; sleep "$2"'
+JOB = 'set -euo pipefail; source "$0"; rdd_claim_gpu "$1"; echo "gpus=${CUDA_VISIBLE_DEVICES:-none}"; sleep "$2"'
 
 
 @pytest.fixture

@@ -114,9 +114,12 @@ def _interrupt_during_teacher(workdir, overlay):
 def tiny_run(tmp_path_factory):
     """The tiny preset run to the end after a Ctrl-C during the teacher's training."""
     workdir = tmp_path_factory.mktemp("tiny")
-    # A teacher long enough to be interrupted mid-way, saving its state every 5 steps.
-    overlay = write_yaml(workdir / "long_teacher.yaml", {"studies": {"tiny": {"teacher": {
-        "train": {"iters": 400, "checkpoint_every": 5, "log_every": 5}}}}})
+    # A teacher long enough to be interrupted mid-way, saving its state every 5 steps; a copy of
+    # the cited paper values that the rerun test can edit.
+    paper_values = workdir / "paper_values.yaml"
+    paper_values.write_text((REPO / "reports" / "paper_values.yaml").read_text())
+    overlay = write_yaml(workdir / "long_teacher.yaml", {"paper_values": str(paper_values), "studies": {"tiny": {
+        "teacher": {"train": {"iters": 400, "checkpoint_every": 5, "log_every": 5}}}}})
     interrupted = _interrupt_during_teacher(workdir, overlay)
     teacher_after_kill = (workdir / "results/tiny/models/teacher/teacher_8.pt").exists()
     resume_after_kill = (workdir / TEACHER_RESUME).exists()
@@ -193,13 +196,13 @@ def test_rerun_does_only_what_changed(tiny_run):
                                           "report_index": 1, "all": 1, "total": 9}
     assert "models/pd/default/student_2.pt" in changed.stdout
 
-    # The report's inputs (here its cited paper values) rebuild the report only.
-    paper_values = REPO / "reports" / "paper_values.yaml"
-    times = paper_values.stat()
-    try:
-        os.utime(paper_values, (times.st_atime, time.time() + 60))
-        touched = run_snakemake(workdir, *base)
-    finally:
-        os.utime(paper_values, ns=(times.st_atime_ns, times.st_mtime_ns))
+    # The report's inputs (here its cited paper values) rebuild the report only. Snakemake compares
+    # checksums, so a file that is only touched changes nothing; an edit does.
+    paper_values = workdir / "paper_values.yaml"
+    os.utime(paper_values)
+    touched_only = run_snakemake(workdir, *base)
+    assert "Nothing to be done" in touched_only.stdout, touched_only.stdout[-3000:]
+    paper_values.write_text(paper_values.read_text() + "# edited\n")
+    touched = run_snakemake(workdir, *base)
     assert touched.returncode == 0, touched.stdout[-3000:]
     assert job_counts(touched.stdout) == {"report": 1, "report_index": 1, "all": 1, "total": 3}

@@ -27,7 +27,7 @@ BAD_ABLATIONS = {
 # id: (overlay config, ablation file to use or None, dry run?, target, expected message parts)
 CASES = {
     "unknown_top_level_key": ({"runs": ["tiny"]}, None, True, "all",
-                              ["unknown key 'runs'", "allowed: ablations_dir, run, studies"]),
+                              ["unknown key 'runs'", "allowed: ablations_dir, paper_values, run, studies"]),
     "unknown_study_key": (tiny(evaluation={}), None, True, "all",
                           ["studies.tiny: unknown key 'evaluation'", "evaluate"]),
     "unknown_evaluate_key": (tiny(evaluate={"num_sample": 10}), None, True, "all",

@@ -27,12 +27,12 @@ def _shell_literal(text):
 
 # Every job runs `python -m rdd` from this checkout with this Snakemake's interpreter, whether or
 # not its environment is activated, and logs as it goes; bash strict mode as Snakemake's default.
+# Jobs that may use a GPU start with `rdd_claim_gpu {resources.gpu}` (workflow/scripts/claim_gpu.sh):
+# on a local multi-GPU machine it gives the job a GPU of its own.
 shell.prefix(_shell_literal(
     f"set -euo pipefail; export PATH={shlex.quote(str(Path(sys.executable).parent))}:$PATH "
-    f"PYTHONPATH={shlex.quote(str(REPO))}${{PYTHONPATH:+:$PYTHONPATH}} PYTHONUNBUFFERED=1; "))
-
-# Sourced by every job that may use a GPU: on a local multi-GPU machine it picks the job's own GPU.
-CLAIM_GPU = shlex.quote(str(REPO / "workflow" / "scripts" / "claim_gpu.sh"))
+    f"PYTHONPATH={shlex.quote(str(REPO))}${{PYTHONPATH:+:$PYTHONPATH}} PYTHONUNBUFFERED=1; "
+    f"source {shlex.quote(str(REPO / 'workflow' / 'scripts' / 'claim_gpu.sh'))}; "))
 
 import configcheck  # noqa: E402  (needs the paths above)
 from configcheck import ConfigError  # noqa: E402
@@ -211,7 +211,7 @@ def sample_options(wildcards):
     options = (f"--seeds {plan.image_seeds(found.seed)} --batch-size {plan.config['evaluate']['batch_size']} "
                f"--device {plan.config['device']}")
     if found.model_is_external:
-        options += " --authors-net " + shlex.quote(authors_net(wildcards.study))
+        options += f" --authors-net {shlex.quote(authors_net(wildcards.study))}"
     return options
 
 
@@ -254,7 +254,7 @@ def report_inputs(wildcards):
 # The report's code and templates: editing them rebuilds the reports and nothing else.
 REPORT_CODE = sorted(str(p) for p in (REPO / "rdd" / "report").rglob("*")
                      if p.is_file() and "__pycache__" not in p.parts)
-PAPER_VALUES = str(REPO / "reports" / "paper_values.yaml")
+PAPER_VALUES = str(REPO / CONFIG["paper_values"])  # an absolute path stays as it is
 
 
 def res(rule_name, key):

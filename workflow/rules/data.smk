@@ -23,6 +23,6 @@ rule ref_stats:
         runtime=res("ref_stats", "runtime"),
         gpu=res("ref_stats", "gpu"),
     shell:
-        "source {CLAIM_GPU} {resources.gpu}; "
+        "rdd_claim_gpu {resources.gpu}; "
         "python -m rdd ref-stats --data-settings {input.data} --split {wildcards.split} --out {output}"
         " {params.limit} {params.inception} --device {params.device} > {log} 2>&1"

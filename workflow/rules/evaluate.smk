@@ -26,7 +26,7 @@ rule sample:
         runtime=res("sample", "runtime"),
         gpu=res("sample", "gpu"),
     shell:
-        "source {CLAIM_GPU} {resources.gpu}; "
+        "rdd_claim_gpu {resources.gpu}; "
         "python -m rdd sample --model {input.model:q} --steps {wildcards.steps} {params.options}"
         " --out {output.samples} --grid {output.grid} > {log} 2>&1"
 
@@ -55,6 +55,6 @@ rule evaluate:
         runtime=res("evaluate", "runtime"),
         gpu=res("evaluate", "gpu"),
     shell:
-        "source {CLAIM_GPU} {resources.gpu}; "
+        "rdd_claim_gpu {resources.gpu}; "
         "python -m rdd evaluate --samples {input.samples} --ref-stats {input.ref} --out {output}"
         " {params.inception} --device {params.device} {params.labels} > {log} 2>&1"

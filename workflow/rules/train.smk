@@ -25,7 +25,7 @@ rule train_teacher:
         runtime=res("train_teacher", "runtime"),
         gpu=res("train_teacher", "gpu"),
     shell:
-        "source {CLAIM_GPU} {resources.gpu}; "
+        "rdd_claim_gpu {resources.gpu}; "
         "python -m rdd train-teacher --settings {input.settings} --out {output.model}"
         " --resume-dir {params.resume} > {log} 2>&1"
 
@@ -51,7 +51,7 @@ rule train_classifier:
         runtime=res("train_classifier", "runtime"),
         gpu=res("train_classifier", "gpu"),
     shell:
-        "source {CLAIM_GPU} {resources.gpu}; "
+        "rdd_claim_gpu {resources.gpu}; "
         "python -m rdd train-classifier --settings {input.settings} --out {output.model}"
         " --resume-dir {params.resume} > {log} 2>&1"
 
@@ -80,6 +80,6 @@ rule distill:
         runtime=res("distill", "runtime"),
         gpu=res("distill", "gpu"),
     shell:
-        "source {CLAIM_GPU} {resources.gpu}; "
+        "rdd_claim_gpu {resources.gpu}; "
         "python -m rdd distill --settings {input.settings} --teacher {input.teacher:q} {params.options}"
         " --out {output.model} --resume-dir {params.resume} > {log} 2>&1"

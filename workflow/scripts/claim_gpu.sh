@@ -1,7 +1,6 @@
-# Sourced by every rule's shell command: `source workflow/scripts/claim_gpu.sh GPUS`.
-#
-# Gives a job that asks for GPUs (GPUS > 0) GPUs of its own when Snakemake runs it on a local
-# multi-GPU machine: Snakemake's `--resources gpu=N` bounds how many GPUs are busy, but it does not
+# Sourced by every job's shell (the prefix in workflow/rules/common.smk). `rdd_claim_gpu GPUS` gives
+# a job that asks for GPUS > 0 GPUs of its own when Snakemake runs it on a local multi-GPU
+# machine: Snakemake's `--resources gpu=N` bounds how many GPUs are busy, but it does not
 # say which ones. The job takes the first free per-GPU lock (flock, held on a file descriptor until
 # the job's processes exit) and sets CUDA_VISIBLE_DEVICES to the GPUs it holds. Where
 # CUDA_VISIBLE_DEVICES is already set (SLURM's --gpus, or the user), or no nvidia-smi is found,
@@ -31,4 +30,3 @@ rdd_claim_gpu() {
     export CUDA_VISIBLE_DEVICES
     echo "claim_gpu: CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES (locks in $dir)" >&2
 }
-rdd_claim_gpu "$1"
