@@ -7,6 +7,8 @@ import os
 import signal
 import subprocess
 import time
+import zipfile
+from pathlib import PurePosixPath
 
 import pytest
 import yaml
@@ -206,3 +208,15 @@ def test_rerun_does_only_what_changed(tiny_run):
     touched = run_snakemake(workdir, *base)
     assert touched.returncode == 0, touched.stdout[-3000:]
     assert job_counts(touched.stdout) == {"report": 1, "report_index": 1, "all": 1, "total": 3}
+
+
+@pytest.mark.slow
+def test_snakemake_report_gathers_the_marked_outputs(tiny_run):
+    workdir = tiny_run["workdir"]
+    out = workdir / "snakemake-report.zip"
+    result = run_snakemake(workdir, "all", "--configfile", TINY, tiny_run["overlay"], "--report", out)
+    assert result.returncode == 0, result.stdout[-3000:]
+    with zipfile.ZipFile(out) as archive:
+        names = [PurePosixPath(name).name for name in archive.namelist()]
+    assert {"tiny.html", "metrics.csv", "speed.csv", "curves.csv", "stages.csv", "report.html"} <= set(names)
+    assert names.count("seed0.png") == 13  # one sample grid per evaluation of the study's own models

@@ -9,7 +9,8 @@ rule sample:
     output:
         samples="results/{study}/samples/{method}/{variant}/steps{steps}/seed{seed}.npz",
         record="results/{study}/samples/{method}/{variant}/steps{steps}/seed{seed}.json",
-        grid="results/{study}/grids/{method}/{variant}/steps{steps}/seed{seed}.png",
+        grid=report("results/{study}/grids/{method}/{variant}/steps{steps}/seed{seed}.png", category="{study}",
+                    subcategory="Samples", labels={"model": "{method}/{variant}", "steps": "{steps}", "seed": "{seed}"}),
     log:
         "logs/results/{study}/samples/{method}/{variant}/steps{steps}/seed{seed}.log",
     wildcard_constraints:

@@ -16,12 +16,17 @@ rule report:
         code=REPORT_CODE,
         paper_values=PAPER_VALUES,
     output:
-        report="reports/{study}.html",
+        # Marked for Snakemake's own report (`snakemake --report report.zip`) too.
+        report=report("reports/{study}.html", category="{study}", subcategory="Report", labels={"file": "report"}),
         summary="reports/{study}.summary.json",
-        metrics="results/{study}/tables/metrics.csv",
-        speed="results/{study}/tables/speed.csv",
-        curves="results/{study}/tables/curves.csv",
-        stages="results/{study}/tables/stages.csv",
+        metrics=report("results/{study}/tables/metrics.csv", category="{study}", subcategory="Tables",
+                       labels={"table": "metrics"}),
+        speed=report("results/{study}/tables/speed.csv", category="{study}", subcategory="Tables",
+                     labels={"table": "sampling speed"}),
+        curves=report("results/{study}/tables/curves.csv", category="{study}", subcategory="Tables",
+                      labels={"table": "training curves"}),
+        stages=report("results/{study}/tables/stages.csv", category="{study}", subcategory="Tables",
+                      labels={"table": "stages"}),
     log:
         "logs/reports/{study}.log",
     wildcard_constraints:
