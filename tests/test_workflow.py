@@ -29,7 +29,8 @@ def test_dry_run_embedded_default(tmp_path):
     # (CFD only and full RDD train exactly like RCFD and RDD, whose models they reuse).
     assert job_counts(result.stdout) == {
         "ref_stats": 1, "train_classifier": 1, "train_teacher": 1, "distill": 3 + 9 + 6,
-        "sample": 6 + 1 + 9 + 6, "evaluate": 6 + 1 + 9 + 6, "report": 1, "report_index": 1, "all": 1, "total": 68}
+        "sample": 6 + 1 + 9 + 6, "evaluate": 6 + 1 + 9 + 6, "memory_benchmark": 1, "report": 1, "report_index": 1,
+        "all": 1, "total": 69}
 
 
 def test_dry_run_tiny_preset(tmp_path):
@@ -37,7 +38,8 @@ def test_dry_run_tiny_preset(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:]
     assert job_counts(result.stdout) == {
         "ref_stats": 1, "train_classifier": 1, "train_teacher": 1, "distill": 1 + 6 + 4,
-        "sample": 2 + 1 + 6 + 4, "evaluate": 2 + 1 + 6 + 4, "report": 1, "report_index": 1, "all": 1, "total": 43}
+        "sample": 2 + 1 + 6 + 4, "evaluate": 2 + 1 + 6 + 4, "memory_benchmark": 1, "report": 1, "report_index": 1,
+        "all": 1, "total": 44}
 
 
 def _fake_files(root, names):
@@ -65,12 +67,33 @@ def test_dry_run_paper_protocol(tmp_path, study):
     # and CFD+M-P2P lines (RDD's 20k-iteration rounds differ from RCFD's 10k/20k/20k; full RDD is RDD).
     assert job_counts(result.stdout) == {
         "ref_stats": 1, "train_classifier": 1, "train_teacher": 1, "distill": 7 + 9 + 9,
-        "sample": 10 + 1 + 9 + 9, "evaluate": 10 + 1 + 9 + 9, "report": 1, "total": 87}
+        "sample": 10 + 1 + 9 + 9, "evaluate": 10 + 1 + 9 + 9, "memory_benchmark": 1, "report": 1, "total": 88}
     settings = yaml.safe_load((tmp_path / f"results/{study}/models/rdd/default/student_4.settings.yaml").read_text())
     assert settings["train"]["iters"] == 20000 and settings["train"]["batch_size"] == 128
     assert settings["weights"] == {"pd": 0.0, "cfd": 1.0, "is_p2p": 1.0, "m_p2p": 0.1}
     pd_1 = yaml.safe_load((tmp_path / f"results/{study}/models/pd/default/student_1.settings.yaml").read_text())
     assert pd_1["train"]["iters"] == 20000 and pd_1["train"]["lr"] == 5e-5
+
+
+def test_authors_checkpoints_replace_the_stages_they_stand_for(tmp_path):
+    # Never read in a dry run; the workflow only checks that they exist.
+    teacher, pd_8 = tmp_path / "theirs" / "teacher_8.pt", tmp_path / "theirs" / "pd_8.pt"
+    _fake_files(tmp_path, [teacher.relative_to(tmp_path), pd_8.relative_to(tmp_path)])
+    overlay = write_yaml(tmp_path / "authors.yaml", {"studies": {"tiny": {"authors_checkpoints": {
+        "teacher": str(teacher), "net": {"ch": 32, "ch_mult": [1, 2], "attn": [], "num_res_blocks": 1}}}}})
+    result = run_snakemake(tmp_path, "all", "-n", "--cores", "2", "--configfile", TINY, overlay)
+    assert result.returncode == 0, result.stdout[-3000:]
+    counts = job_counts(result.stdout)
+    assert "train_teacher" not in counts and counts["distill"] == 1 + 6 + 4
+    assert f"--teacher {teacher}" in result.stdout and "--authors-net" in result.stdout
+
+    # Their 8-step PD model replaces the shared chain too (it must end at 8 steps).
+    overlay = write_yaml(tmp_path / "pd8.yaml", {"studies": {"tiny": {"shared_steps": 8, "authors_checkpoints": {
+        "teacher": str(teacher), "pd_8": str(pd_8)}}}})
+    result = run_snakemake(tmp_path, "all", "-n", "--cores", "2", "--configfile", TINY, overlay)
+    assert result.returncode == 0, result.stdout[-3000:]
+    counts = job_counts(result.stdout)
+    assert "train_teacher" not in counts and counts["distill"] == 9 + 6  # 8 -> 4 -> 2 -> 1, no chain
 
 
 def test_lint_has_only_the_explained_finding(tmp_path):
@@ -85,7 +108,7 @@ def test_lint_has_only_the_explained_finding(tmp_path):
     assert unexplained == []
     assert {where.split(" (")[0] for where, _ in findings} == {
         f"rule {name}" for name in ("ref_stats", "train_teacher", "train_classifier", "distill", "sample",
-                                    "evaluate", "report", "report_index")}
+                                    "evaluate", "memory_benchmark", "report", "report_index")}
 
 
 # ----------------------------------------------------------------------------- the tiny preset, for real
@@ -155,7 +178,8 @@ def test_tiny_run_produces_every_record_and_the_report(tiny_run):
         kinds[entry["kind"]] = kinds.get(entry["kind"], 0) + 1
     # 13 evaluations of their own + 4 rows of aliased ablation variants; 11 rounds, teacher,
     # classifier, + 4 aliased ablation rounds' records.
-    assert kinds == {"refstats": 1, "metric": 17, "samples": 17, "grid": 17, "train_record": 17, "curves": 17}
+    assert kinds == {"refstats": 1, "memory_benchmark": 1, "metric": 17, "samples": 17, "grid": 17,
+                     "train_record": 17, "curves": 17}
     with open(workdir / "results/tiny/tables/metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 17 and {r["status"] for r in rows} == {"done"}

@@ -64,13 +64,18 @@ def quality_vs_cost(metrics, paper_points=None):
                         label=f"{LABELS[method]} (paper)")
         _log2_steps_axis(ax, set(data["nfe"]))
         _log_if_wide(ax, data[column].dropna())
-        ax.set_xlabel("NFE (sampling steps)")
-        ax.set_ylabel(label)
-        handles, names = ax.get_legend_handles_labels()
-        ax.legend(handles, [LABELS.get(n, n) for n in names], fontsize=8)
-        ax.grid(alpha=0.3)
+        _nfe_axes(ax, label)
     fig.tight_layout()
     return _figure_uri(fig)
+
+
+def _nfe_axes(ax, ylabel):
+    """Axis labels, a legend with the methods' display names, and a light grid."""
+    ax.set_xlabel("NFE (sampling steps)")
+    ax.set_ylabel(ylabel)
+    handles, names = ax.get_legend_handles_labels()
+    ax.legend(handles, [LABELS.get(n, n) for n in names], fontsize=8)
+    ax.grid(alpha=0.3)
 
 
 def speed_plot(speed):
@@ -86,11 +91,7 @@ def speed_plot(speed):
                  errorbar="sd", err_style="bars", ax=ax)
     _log2_steps_axis(ax, set(data["nfe"]))
     ax.set_yscale("log")
-    ax.set_xlabel("NFE (sampling steps)")
-    ax.set_ylabel("images / s (measured)")
-    handles, names = ax.get_legend_handles_labels()
-    ax.legend(handles, [LABELS.get(n, n) for n in names], fontsize=8)
-    ax.grid(alpha=0.3)
+    _nfe_axes(ax, "images / s (measured)")
     fig.tight_layout()
     return _figure_uri(fig)
 

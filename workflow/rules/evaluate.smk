@@ -1,4 +1,5 @@
-# Samples (with their speed) and metrics of every (model, steps, seed) the plan evaluates.
+# Samples (with their speed) and metrics of every (model, steps, seed) the plan evaluates, and the
+# relational losses' memory sweep that the report's memory claim reads.
 # {method}/{variant}: ddim/teacher (the base teacher with DDIM), pd/chain (the shared PD chain),
 # <method>/default (each method's rounds), <method>/<ablation>-<variant> (an ablation's rounds).
 
@@ -59,3 +60,24 @@ rule evaluate:
         "rdd_claim_gpu {resources.gpu}; "
         "python -m rdd evaluate --samples {input.samples} --ref-stats {input.ref} --out {output}"
         " {params.inception} --device {params.device} {params.labels} > {log} 2>&1"
+
+
+rule memory_benchmark:
+    output:
+        "results/{study}/memory_benchmark.json",
+    log:
+        "logs/results/{study}/memory_benchmark.log",
+    wildcard_constraints:
+        study=STUDIES,
+    params:
+        limit_gb=lambda wc: PLANS[wc.study].config["evaluate"]["memory_benchmark"]["limit_gb"],
+        device=lambda wc: {"auto": ""}.get(d := PLANS[wc.study].config["device"], f"--device {d}"),
+    threads: res("memory_benchmark", "threads")
+    resources:
+        mem_mb=res("memory_benchmark", "mem_mb"),
+        runtime=res("memory_benchmark", "runtime"),
+        gpu=res("memory_benchmark", "gpu"),
+    shell:
+        "rdd_claim_gpu {resources.gpu}; "
+        "python -m benchmarks.bench_relational_memory --limit-gb {params.limit_gb} {params.device}"
+        " --json {output} > {log} 2>&1"

@@ -27,7 +27,7 @@ RESERVED = {"teacher": ("data", "seed", "T_base"), "classifier": ("data", "seed"
 # Resources of a rule unless the study's `resources` says otherwise.
 BASE_RESOURCES = {"threads": 1, "mem_mb": 2000, "runtime": 60, "gpu": 0}
 RULES_WITH_RESOURCES = ("ref_stats", "train_teacher", "train_classifier", "distill", "sample", "evaluate",
-                        "report")
+                        "memory_benchmark", "report")
 # Variant shortcuts that are plain distillation settings.
 VARIANT_SETTINGS = ("tau", "memory_size", "num_anchors", "enqueue_per_step")
 
@@ -130,6 +130,10 @@ class StudyPlan:
     def ref_stats(self):
         """The reference statistics record (it names the cached statistics file)."""
         return f"{self.root}/reference/{self.config['evaluate']['reference']['split']}.json"
+
+    def memory_benchmark(self):
+        """The IS-P2P vs M-P2P memory sweep behind the report's memory claim (None when not run)."""
+        return f"{self.root}/memory_benchmark.json" if self.config["evaluate"]["memory_benchmark"] else None
 
     def ref_data_file(self):
         return f"{self.root}/reference/data.yaml"
@@ -422,6 +426,8 @@ class _Builder:
         self.check_authors()
         plan, study = self.plan, self.study
         plan.entries.append({"kind": "refstats", "path": plan.ref_stats(), "stage": "reference"})
+        if plan.memory_benchmark():
+            plan.entries.append({"kind": "memory_benchmark", "path": plan.memory_benchmark()})
         teacher = self.teacher()
         for n in study["evaluate"]["teacher_steps"]:
             self.evaluate_model("ddim/teacher", "ddim", n, teacher, {})
