@@ -190,6 +190,10 @@ def test_one_step_claims_direction_and_size_by_scale():
     assert [c["verdict"] for c in claims.one_step_claims(summary, PAPER, small_scale=False)] == ["holds", "holds"]
     close = summarize(metrics_frame({("pd", 1): [9.1, 9.3], ("rcfd", 1): [9.0, 9.2], ("rdd", 1): [8.5, 8.7]}))
     assert [c["verdict"] for c in claims.one_step_claims(close, PAPER, False)] == ["holds", "does not hold"]
+    worse = summarize(metrics_frame({("pd", 1): [60.0, 60.4], ("rcfd", 1): [66.0, 66.4], ("rdd", 1): [70.0, 70.4]}))
+    assert [c["verdict"] for c in claims.one_step_claims(worse, PAPER, True)] == ["does not hold",
+                                                                                  "not tested at this scale"]
+    assert [c["verdict"] for c in claims.one_step_claims(worse, PAPER, False)] == ["does not hold", "does not hold"]
     pending = summarize(metrics_frame({("pd", 1): [70.0], ("rdd", 1): [None]}))
     assert {c["verdict"] for c in claims.one_step_claims(pending, PAPER, True)} == {"pending"}
 
@@ -236,9 +240,11 @@ def test_memory_claim_from_a_benchmark_record(tmp_path):
 def test_speedup_claim_verdicts():
     base = {"method": "rdd", "steps": 1, "fid": 60.0, "ddim_fid": 59.0, "time_speedup": None, "note": "",
             "provisional": False}
-    reached = claims.speedup_claim([{**base, "state": "reached", "ddim_steps": 8, "nfe_speedup": 8.0,
-                                     "ddim_max_steps": 32}], PAPER, True)
-    assert reached["verdict"] == "does not hold" and "8x fewer" in reached["measured"]
+    reached = [{**base, "state": "reached", "ddim_steps": 8, "nfe_speedup": 8.0, "ddim_max_steps": 32}]
+    at_paper_scale = claims.speedup_claim(reached, PAPER, False)
+    assert at_paper_scale["verdict"] == "does not hold" and "8x fewer" in at_paper_scale["measured"]
+    small = claims.speedup_claim(reached, PAPER, True)
+    assert small["verdict"] == "not tested at this scale" and "8x fewer" in small["measured"]
     far = {**base, "state": "unreached", "ddim_steps": None, "nfe_speedup": None}
     assert claims.speedup_claim([{**far, "ddim_max_steps": 512}], PAPER, False)["verdict"] == "holds"
     assert claims.speedup_claim([{**far, "ddim_max_steps": 32}], PAPER, True)["verdict"] == "not tested at this scale"
