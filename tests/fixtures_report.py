@@ -228,8 +228,11 @@ def make_study(root, missing=MISSING, memory=True, scale_note=SCALE_NOTE, paper_
                    "seeds": list(SEEDS)}, "ddim_steps": list(DDIM_STEPS)},
         "ablations": {"loss_components": {
             "description": "Which relational terms RDD needs: CFD alone, CFD + IS-P2P, full RDD.",
-            "variants": {"cfd_only": {"weights": {"cfd": 1.0, "is_p2p": 0.0, "m_p2p": 0.0}},
-                         "no_m_p2p": {"weights": {"cfd": 1.0, "is_p2p": 1.0, "m_p2p": 0.0}}}}},
+            "method": "rdd",
+            "variants": {"cfd_only": {"description": "CFD only", "run": "rdd/loss_components-cfd_only",
+                                      "same_as": None, "changes": {"losses": ["cfd"]}},
+                         "no_m_p2p": {"description": "CFD + IS-P2P", "run": "rdd/loss_components-no_m_p2p",
+                                      "same_as": None, "changes": {"losses": ["cfd", "is_p2p"]}}}}},
         "entries": entries,
     }
     _write_json(root / base / "manifest.json", manifest)

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from rdd.report import claims
+from rdd.report.context import ablation_tables
 from rdd.report.manifest import Entry, ReportInputError, load_manifest
 from rdd.report.paper import load_paper_values
 from rdd.report.summary import (cell, comparison_table, ddim_speedups, format_cell, speed_summary,
@@ -207,6 +208,22 @@ def test_every_step_claim_verdicts():
     assert claim["verdict"] == "does not hold" and "2 steps vs PD" in claim["detail"]
     pending = summarize(metrics_frame(good | {("rdd", 1): [40.0, 40.2], ("rdd", 2): [None, None]}))
     assert claims.every_step_claim(pending, PAPER)["verdict"] == "pending"
+
+
+def test_ablation_table_rows_follow_their_models():
+    main = metrics_frame({("rdd", 1): [50.0], ("rcfd", 1): [60.0]})
+    aliased = metrics_frame({("rcfd", 1): [60.0]}, ablation="losses", variant="cfd_only")  # trains like RCFD
+    own = metrics_frame({("rdd", 1): [45.0]}, ablation="losses", variant="full")  # a name like the main run's
+    metrics = pd.concat([main, aliased, own], ignore_index=True)
+    manifest = {"ablations": {"losses": {"description": "d", "method": "rdd", "variants": {
+        "cfd_only": {"description": "CFD only", "same_as": "rcfd", "changes": {"losses": ["cfd"]}},
+        "full": {"description": "all terms", "same_as": None, "changes": {"tau": 2.0}}}}}}
+    [table] = ablation_tables(manifest, metrics, summarize(metrics))
+    fid = table["tables"][0]
+    values = {row["label"]: (row["cells"][0]["mean"], row["cells"][0].get("delta")) for row in fid["rows"]}
+    assert values == {"RDD (main run)": (50.0, None), "cfd_only": (60.0, "+10.00"), "full": (45.0, "-5.00")}
+    assert [(v["changes"], v["same_as"]) for v in table["variants"]] == [('losses: ["cfd"]', "RCFD"),
+                                                                         ("tau: 2.0", None)]
 
 
 def test_log_log_slope_matches_a_naive_least_squares():

@@ -71,18 +71,27 @@ def main_tables(metrics, summary, paper, paper_key):
     return {"tables": tables, "is_unavailable": is_unavailable, "caveats": caveats, "ddim_more": ddim_more}
 
 
+MAIN_RUN = "__main__"  # row key of an ablation's reference row (cannot clash with a variant name)
+
+
 def ablation_tables(manifest, metrics, summary):
-    """One table per ablation: each variant against the full-RDD row, FID and KID."""
+    """One table per ablation: each variant against the ablated method's main run, FID and KID."""
     out = []
     for name, ablation in (manifest.get("ablations") or {}).items():
+        method = ablation.get("method", "rdd")
         part = metrics[metrics["ablation"] == name]
         steps = sorted(int(s) for s in part["steps"].unique())
-        rows = [("full", "full RDD", "rdd", "", "")] + [
-            (v, v, "rdd", name, v) for v in ablation["variants"]]
-        out.append({"name": name, "description": ablation.get("description", ""),
-                    "variants": [{"name": v, "settings": json.dumps(s, sort_keys=True)}
-                                 for v, s in ablation["variants"].items()],
-                    "tables": [comparison_table(summary, rows, steps, m, reference="full") for m in ("fid", "kid")]
+        reference = f"{METHOD_LABELS.get(method, method)} (main run)"
+        # A variant that trains exactly like a main run is listed under that run's method.
+        rows = [(MAIN_RUN, reference, method, "", "")] + [
+            (v, v, spec.get("same_as") or method, name, v) for v, spec in ablation["variants"].items()]
+        out.append({"name": name, "description": ablation.get("description", ""), "reference": reference,
+                    "variants": [{"name": v, "description": spec.get("description", ""),
+                                  "changes": ", ".join(f"{k}: {json.dumps(c)}"
+                                                       for k, c in (spec.get("changes") or {}).items()),
+                                  "same_as": METHOD_LABELS.get(spec.get("same_as"), spec.get("same_as"))}
+                                 for v, spec in ablation["variants"].items()],
+                    "tables": [comparison_table(summary, rows, steps, m, reference=MAIN_RUN) for m in ("fid", "kid")]
                     if steps else []})
     return out
 

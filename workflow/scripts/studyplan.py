@@ -395,8 +395,8 @@ class _Builder:
             else:
                 method_label, models = method, self.add_line(stages)
             self.evaluate_line(method_label, run_dir, models, labels, own_files=not same_as)
-            variants[vname] = {"description": variant.get("description", ""), "run": run_dir,
-                               "same_as": same_as}
+            variants[vname] = {"description": variant.get("description", ""), "run": run_dir, "same_as": same_as,
+                               "changes": {k: v for k, v in variant.items() if k != "description"}}
         self.plan.ablations[name] = {"description": spec.get("description", ""), "method": method,
                                      "variants": variants}
 
