@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from rdd.report import claims
-from rdd.report.context import ablation_tables
+from rdd.report.context import _reference_source, _stage_totals, ablation_tables
 from rdd.report.manifest import Entry, ReportInputError, load_manifest
 from rdd.report.paper import load_paper_values
 from rdd.report.summary import (cell, comparison_table, ddim_speedups, format_cell, speed_summary,
@@ -224,6 +224,23 @@ def test_ablation_table_rows_follow_their_models():
     assert values == {"RDD (main run)": (50.0, None), "cfd_only": (60.0, "+10.00"), "full": (45.0, "-5.00")}
     assert [(v["changes"], v["same_as"]) for v in table["variants"]] == [('losses: ["cfd"]', "RCFD"),
                                                                          ("tau: 2.0", None)]
+
+
+def test_stage_totals_count_a_reused_record_once():
+    stages = pd.DataFrame([
+        {"stage": "round", "status": "done", "seconds": 10.0, "path": "rcfd/default/student_4.json"},
+        {"stage": "round", "status": "done", "seconds": 10.0, "path": "rcfd/default/student_4.json"},  # cfd_only
+        {"stage": "round", "status": "done", "seconds": 5.0, "path": "rdd/default/student_4.json"},
+        {"stage": "round", "status": "pending", "seconds": None, "path": "rdd/default/student_2.json"}])
+    assert _stage_totals(stages) == [{"stage": "round", "done": 2, "expected": 3, "seconds": 15.0}]
+
+
+def test_reference_source_is_read_through_the_workflow_pointer():
+    pointer = {"kind": "reference-statistics-pointer", "sha256": "abc", "record": {"source": "computed"}}
+    user = {"kind": "reference-statistics", "sha256": "def", "source": "user-supplied"}
+    refstats = {Entry("refstats", "results/s/reference/train.json"): pointer, Entry("refstats", "stats.npz"): user}
+    assert _reference_source("abc", refstats) == "computed, record results/s/reference/train.json"
+    assert _reference_source("def", refstats) == "user-supplied, record stats.npz"
 
 
 def test_log_log_slope_matches_a_naive_least_squares():

@@ -108,7 +108,9 @@ def _plain(value):
 def _reference_source(sha256, refstats):
     for entry, record in refstats.items():
         if record.get("sha256") == sha256:
-            return f"{record.get('source', 'source not recorded')}, record {entry.path}"
+            # The workflow's record points at the cached statistics and holds their own record.
+            source = record.get("source") or (record.get("record") or {}).get("source", "source not recorded")
+            return f"{source}, record {entry.path}"
     return "no reference-statistics record with this sha256 in the manifest"
 
 
@@ -221,6 +223,8 @@ def _stage_totals(stages):
     groups = sorted(stages.groupby("stage", sort=False), key=lambda kv: (
         STAGE_ORDER.index(kv[0]) if kv[0] in STAGE_ORDER else len(STAGE_ORDER), kv[0]))
     for stage, group in groups:
+        # An ablation variant that reuses a main run lists that run's records again: count them once.
+        group = group.drop_duplicates("path")
         done = group[group["status"] == "done"]
         out.append({"stage": stage, "done": len(done), "expected": len(group),
                     "seconds": float(pd.to_numeric(done["seconds"], errors="coerce").sum())})

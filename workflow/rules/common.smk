@@ -37,6 +37,7 @@ shell.prefix(_shell_literal(
 import configcheck  # noqa: E402  (needs the paths above)
 from configcheck import ConfigError  # noqa: E402
 
+
 def _config_error(message):
     return WorkflowError(f"invalid config: {message}")
 
