@@ -78,8 +78,8 @@ CASES = {
     "authors_checkpoint_missing": (tiny(authors_checkpoints={"teacher": "nowhere/teacher.pt"}), None, True, "all",
                                    ["studies.tiny.authors_checkpoints.teacher: file not found: nowhere/teacher.pt"]),
     "missing_data": ({}, None, True, "reports/cifar10.html",
-                     ["studies.cifar10.data", "dataset 'cifar10' not found", "cifar-10-batches-py",
-                      "download: true"]),
+                     ["studies.cifar10.data", "dataset 'cifar10' not found", "data/cifar-10-batches-py/data_batch_1",
+                      "relative paths are from", "download: true"]),
     # Not dry runs: a real run must stop before its first job.
     "gpu_resource_without_gpu": (tiny(resources={"train_teacher": {"gpu": 1}}), None, False, "all",
                                  ["studies.tiny.resources.train_teacher.gpu: 1 asks for a GPU",

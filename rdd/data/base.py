@@ -1,5 +1,7 @@
 """The Dataset every registry entry returns, and the missing-data error."""
 
+import os
+
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -14,7 +16,9 @@ class DatasetMissingError(FileNotFoundError):
 def missing_error(name, paths, how):
     """DatasetMissingError for dataset `name` listing `paths` and the instructions `how`."""
     listed = "\n".join(f"  {p}" for p in paths)
-    return DatasetMissingError(f"dataset {name!r} not found; looked for:\n{listed}\nto provide it: {how}")
+    # A config's data root is usually relative: say relative to what.
+    where = "" if all(os.path.isabs(str(p)) for p in paths) else f"\n(relative paths are from {os.getcwd()})"
+    return DatasetMissingError(f"dataset {name!r} not found; looked for:\n{listed}{where}\nto provide it: {how}")
 
 
 class ImageDataset(Dataset):
