@@ -8,6 +8,7 @@ import statistics
 import pandas as pd
 import pytest
 
+from rdd.metrics.aggregate import aggregate_seeds
 from rdd.report import claims
 from rdd.report.context import _reference_source, _stage_totals, ablation_tables
 from rdd.report.manifest import Entry, ReportInputError, load_manifest
@@ -59,6 +60,13 @@ def test_summary_mean_and_std_match_a_naive_computation():
     naive_var = sum((f - sum(fids) / 3) ** 2 for f in fids) / (len(fids) - 1)
     assert rdd["fid_std"] == pytest.approx(math.sqrt(naive_var))
     assert rdd["kid_std"] == pytest.approx(statistics.stdev(f / 1000 for f in fids))
+    # The 95% bootstrap CI of the mean is the metrics layer's; a single seed has none.
+    ci = aggregate_seeds(fids)
+    assert (rdd["fid_ci_low"], rdd["fid_ci_high"]) == (ci["ci_low"], ci["ci_high"])
+    assert min(fids) <= rdd["fid_ci_low"] < rdd["fid_mean"] < rdd["fid_ci_high"] <= max(fids)
+    shown = format_cell(rdd, "fid")
+    assert shown["ci"] == f"95% CI [{ci['ci_low']:.2f}, {ci['ci_high']:.2f}]" and shown["ci"] in shown["title"]
+    assert math.isnan(cell(summary, "pd", 2)["fid_ci_low"]) and format_cell(cell(summary, "pd", 2), "fid")["ci"] == ""
     assert math.isnan(cell(summary, "pd", 2)["fid_std"])  # one seed: no spread
     assert cell(summary, "rcfd", 2)["n_done"] == 0
     assert cell(summary, "ddim", 2) is None

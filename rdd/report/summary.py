@@ -1,13 +1,16 @@
-"""Per-cell summaries of the tidy tables: mean and std over seeds, best values, speed-ups over DDIM.
+"""Per-cell summaries of the tidy tables: mean, std and bootstrap CI over seeds, best values, speed-ups over DDIM.
 
 A cell is one (method, ablation, variant, steps); its seeds are the rows of
-the metrics table. The std is the sample std (ddof=1) over seeds, undefined
+the metrics table. The std is the sample std (ddof=1) over seeds and the CI the
+95% percentile bootstrap of the mean (rdd.metrics.aggregate), both undefined
 for one seed.
 """
 
 import math
 
 import pandas as pd
+
+from rdd.metrics.aggregate import aggregate_seeds
 
 CELL = ["method", "ablation", "variant", "steps"]
 # name: (metrics-table column, label, lower is better, display scale)
@@ -39,13 +42,16 @@ def summarize(metrics):
             row[f"{name}_n"] = len(values)
             row[f"{name}_mean"] = float(values.mean()) if len(values) else math.nan
             row[f"{name}_std"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
+            ci = aggregate_seeds(values.tolist()) if len(values) > 1 else {}
+            row[f"{name}_ci_low"], row[f"{name}_ci_high"] = ci.get("ci_low", math.nan), ci.get("ci_high", math.nan)
         reasons = done["is_unavailable_reason"].dropna()
         row["is_reason"] = reasons.iloc[0] if len(reasons) else None
         row["protocols"] = sorted(set(done["protocol"].dropna()))
         row["num_generated"] = sorted({int(n) for n in done["num_generated"].dropna()})
         row["seed_ranges"] = _seed_ranges(done)
         rows.append(row)
-    columns = [*CELL, "n_expected", "n_done", *(f"{m}_{s}" for m in METRICS for s in ("n", "mean", "std")),
+    columns = [*CELL, "n_expected", "n_done",
+               *(f"{m}_{s}" for m in METRICS for s in ("n", "mean", "std", "ci_low", "ci_high")),
                "is_reason", "protocols", "num_generated", "seed_ranges"]
     return pd.DataFrame(rows, columns=columns)
 
@@ -79,11 +85,14 @@ def format_cell(row, metric):
         return {"state": "unavailable", "text": "n/a", "title": reason or f"{label} not in these records"}
     mean, std = row[f"{metric}_mean"] * scale, row[f"{metric}_std"] * scale
     seeds = f"n={n}" if n == n_expected else f"n={n} of {n_expected}"
-    title = (f"{label} over {n} seed(s); protocol {', '.join(row['protocols'])}; "
+    ci_low, ci_high = row[f"{metric}_ci_low"] * scale, row[f"{metric}_ci_high"] * scale
+    ci = f"95% CI [{ci_low:.2f}, {ci_high:.2f}]" if _finite(ci_low) else ""
+    title = (f"{label} over {n} seed(s){f' (bootstrap {ci} of the mean)' if ci else ''}; "
+             f"protocol {', '.join(row['protocols'])}; "
              f"{', '.join(map(str, row['num_generated']))} generated images per seed; "
              f"image seeds {', '.join(row['seed_ranges']) or 'not recorded'}; {row['steps']} steps")
     return {"state": "partial" if n < n_expected else "done", "text": f"{mean:.2f}",
-            "spread": f"± {std:.2f}" if _finite(std) else "", "seeds": seeds, "title": title,
+            "spread": f"± {std:.2f}" if _finite(std) else "", "ci": ci, "seeds": seeds, "title": title,
             "protocols": row["protocols"], "mean": mean}
 
 
