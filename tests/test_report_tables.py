@@ -203,6 +203,7 @@ def test_one_step_claims_direction_and_size_by_scale():
     assert [c["verdict"] for c in claims.one_step_claims(worse, PAPER, True)] == ["does not hold",
                                                                                   "not tested at this scale"]
     assert [c["verdict"] for c in claims.one_step_claims(worse, PAPER, False)] == ["does not hold", "does not hold"]
+    assert claims.one_step_claims(worse, PAPER, True)[0]["measured"].endswith("RDD higher by 10.00")
     pending = summarize(metrics_frame({("pd", 1): [70.0], ("rdd", 1): [None]}))
     assert {c["verdict"] for c in claims.one_step_claims(pending, PAPER, True)} == {"pending"}
 

@@ -82,7 +82,8 @@ def one_step_claims(summary, paper, small_scale):
     best_name, best = min(bases.items(), key=lambda kv: kv[1]["fid_mean"])
     gain = best["fid_mean"] - rdd["fid_mean"]
     se = _se_diff(rdd, best)
-    measured = f"RDD {_fid(rdd)} vs {NAMES[best_name]} {_fid(best)}: RDD lower by {gain:.2f}"
+    measured = (f"RDD {_fid(rdd)} vs {NAMES[best_name]} {_fid(best)}: "
+                f"RDD {'lower' if gain >= 0 else 'higher'} by {abs(gain):.2f}")
     noise = f"2 SE of the difference = {2 * se:.2f}" if se is not None else "one seed: no noise estimate"
     direction = compare(rdd, best)
     verdict_a = {"better": HOLDS, "worse": FAILS, "tie": INCONCLUSIVE}[direction]
