@@ -110,8 +110,8 @@ def sweep(title, label, xs, cases, device, limit_bytes):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
-                        help="default: cuda when available")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="auto (the default): cuda when available")
     parser.add_argument("--limit-gb", type=float, default=8.0,
                         help="skip cases predicted to need more (default 8)")
     parser.add_argument("--json", metavar="PATH",
@@ -125,7 +125,7 @@ def main():
 
     import torch
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     what = "CUDA max_memory_allocated" if device == "cuda" else "peak RSS"
     print(f"IS-P2P vs M-P2P, forward + backward, float32, C={CHANNELS}, device {device}; "
           f"memory = increment of {what} over the pre-case baseline (fresh process per case); "

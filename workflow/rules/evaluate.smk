@@ -71,7 +71,7 @@ rule memory_benchmark:
         study=STUDIES,
     params:
         limit_gb=lambda wc: PLANS[wc.study].config["evaluate"]["memory_benchmark"]["limit_gb"],
-        device=lambda wc: {"auto": ""}.get(d := PLANS[wc.study].config["device"], f"--device {d}"),
+        device=lambda wc: PLANS[wc.study].config["device"],
     threads: res("memory_benchmark", "threads")
     resources:
         mem_mb=res("memory_benchmark", "mem_mb"),
@@ -79,5 +79,5 @@ rule memory_benchmark:
         gpu=res("memory_benchmark", "gpu"),
     shell:
         "rdd_claim_gpu {resources.gpu}; "
-        "python -m benchmarks.bench_relational_memory --limit-gb {params.limit_gb} {params.device}"
+        "python -m benchmarks.bench_relational_memory --limit-gb {params.limit_gb} --device {params.device}"
         " --json {output} > {log} 2>&1"
