@@ -6,6 +6,7 @@ RCFD and RDD compare the frozen classifier's features of the two.
 """
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from rdd.diffusion import q_sample
@@ -48,6 +49,8 @@ class DistillObjective(nn.Module):
         self.weights = loss_weights(settings)
         self.tau = settings["tau"]
         self.is_p2p_temperature = settings["is_p2p_temperature"]
+        self.is_p2p_group_size = settings["is_p2p_group_size"]
+        self.post_relu = settings["feature_map"] == "post_relu"
         if classifier is None and any(self.weights[k] for k in ("cfd", "is_p2p", "m_p2p")):
             raise ValueError("feature losses (cfd, is_p2p, m_p2p) need a classifier")
         self.m_p2p = None
@@ -56,7 +59,19 @@ class DistillObjective(nn.Module):
                 feature_channels, memory_size=settings["memory_size"],
                 num_anchors=settings["num_anchors"], enqueue_per_step=settings["enqueue_per_step"],
                 contrast_temperature=settings["contrast_temperature"],
-                kd_temperature=settings["kd_temperature"], gather=gather)
+                kd_temperature=settings["kd_temperature"], gather=gather,
+                enqueue=settings["m_p2p_enqueue"], wrap=settings["m_p2p_wrap"],
+                anchor_slots=settings["m_p2p_anchors"], head_bias=settings["m_p2p_head_bias"])
+
+    def features(self, images):
+        """The classifier's relational map and pooled vector of `images`.
+
+        As released, the map is relu(F): the released classifier keeps F in a
+        tensor that its next, in-place ReLU overwrites ("post_relu"); "pre_relu"
+        relates F itself. The pooled vector is avgpool(relu(F)) either way.
+        """
+        feature_map, pooled = self.classifier.features(images)
+        return (F.relu(feature_map) if self.post_relu else feature_map), pooled
 
     def forward(self, student, x, y=None):
         """Return (total loss, {term: value}) for clean images `x`."""
@@ -72,12 +87,13 @@ class DistillObjective(nn.Module):
             terms["pd"] = truncated_snr_loss(self.grid, z_t, t, x0_student, x_target, eps_target).mean()
         if self.classifier is not None and any(self.weights[k] for k in ("cfd", "is_p2p", "m_p2p")):
             with torch.no_grad():
-                F_t, f_t = self.classifier.features(x_target)
-            F_s, f_s = self.classifier.features(x0_student)
+                F_t, f_t = self.features(x_target)
+            F_s, f_s = self.features(x0_student)
             if self.weights["cfd"]:
                 terms["cfd"] = cfd_loss(f_s, f_t, self.tau)
             if self.weights["is_p2p"]:
-                terms["is_p2p"] = is_p2p_loss(F_s, F_t, temperature=self.is_p2p_temperature)
+                terms["is_p2p"] = is_p2p_loss(F_s, F_t, temperature=self.is_p2p_temperature,
+                                              group_size=self.is_p2p_group_size)
             if self.weights["m_p2p"]:
                 terms["m_p2p"] = self.m_p2p(F_s.float(), F_t.float())
         total = sum(self.weights[k] * v for k, v in terms.items())

@@ -39,8 +39,18 @@ DEFAULTS = {
         # None: take the method's preset weight (see rdd.distill.METHOD_WEIGHTS).
         "weights": {"pd": None, "cfd": None, "is_p2p": None, "m_p2p": None},
         "tau": 0.9, "is_p2p_temperature": 1.0,
+        # Released behaviour by default; each alternative is the paper's description
+        # (METHOD.md, "Released behaviour"; see rdd.losses.relational for the modes).
+        "dropout": 0.0,  # the student's dropout in the round (None: keep the teacher's)
+        "feature_map": "post_relu",  # the map IS-P2P and M-P2P relate: relu(F) or F
+        "is_p2p_group_size": None,  # samples related per IS-P2P group (None: each process's batch)
         "memory_size": 20000, "num_anchors": 4096, "enqueue_per_step": 128,
         "contrast_temperature": 0.1, "kd_temperature": 1.0,
+        "m_p2p_enqueue": "columns", "m_p2p_wrap": "tail", "m_p2p_anchors": "linspace",
+        "m_p2p_head_bias": False,
+        "m_p2p_head_lr": "constant",  # the head's Adam: constant lr, or the student's cosine decay
+        "m_p2p_sync_bn": True,  # SyncBatchNorm in the head under multi-GPU data parallelism
+        "classifier_input": "raw",  # images fed to the classifier: raw [-1, 1], or as it was trained
         "train": {**TRAIN_DEFAULTS, "iters": 1000, "lr": 5e-5},
         "device": DEVICE_DEFAULTS,
     },
@@ -49,6 +59,19 @@ DEFAULTS = {
 
 class SettingsError(ValueError):
     """A settings value that is unknown or of the wrong kind; the message names the key."""
+
+
+# Settings that take one of a few names: (command, key path) -> allowed values.
+CHOICES = {
+    ("distill", "feature_map"): ("post_relu", "pre_relu"),
+    ("distill", "m_p2p_enqueue"): ("columns", "pixels"),
+    ("distill", "m_p2p_wrap"): ("tail", "modulo"),
+    ("distill", "m_p2p_anchors"): ("linspace", "stride"),
+    ("distill", "m_p2p_head_lr"): ("constant", "cosine"),
+    ("distill", "classifier_input"): ("raw", "as_trained"),
+}
+# Settings whose default is None and whose value, when given, is a positive integer.
+OPTIONAL_POSITIVE_INTS = {("distill", "is_p2p_group_size")}
 
 
 def _merge(defaults, user, path=""):
@@ -103,7 +126,22 @@ def resolve(command, user=None):
     """The full settings record of `command`: its defaults overlaid with `user`."""
     if command not in DEFAULTS:
         raise SettingsError(f"unknown command '{command}' (allowed: {', '.join(DEFAULTS)})")
-    return _merge(DEFAULTS[command], user or {})
+    record = _merge(DEFAULTS[command], user or {})
+    for (owner, key), allowed in CHOICES.items():
+        value = _lookup(record, key)
+        if owner == command and value not in allowed:
+            raise SettingsError(f"setting '{key}' must be one of {', '.join(allowed)}, got {value!r}")
+    for owner, key in OPTIONAL_POSITIVE_INTS:
+        value = _lookup(record, key)
+        if owner == command and value is not None and (type(value) is not int or value < 1):
+            raise SettingsError(f"setting '{key}' must be a positive integer or null, got {value!r}")
+    return record
+
+
+def _lookup(record, dotted):
+    for part in dotted.split("."):
+        record = record.get(part) if isinstance(record, dict) else None
+    return record
 
 
 def load_file(path):

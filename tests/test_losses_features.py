@@ -1,6 +1,7 @@
 """CFD, IS-P2P and M-P2P losses against naive loop implementations."""
 
 import math
+from fractions import Fraction
 
 import pytest
 import torch
@@ -50,6 +51,7 @@ def naive_cfd(f_student, f_teacher, tau):
 
 
 def naive_is_p2p(F_student, F_teacher, temperature=1.0):
+    """Every pair of samples of the batch, every pair of pixels; no T^2 factor (as released)."""
     ps, pt = pixel_vectors(F_student), pixel_vectors(F_teacher)
     batch, pixels = len(ps), len(ps[0])
     total = 0.0
@@ -59,14 +61,16 @@ def naive_is_p2p(F_student, F_teacher, temperature=1.0):
                 row_s = [dot(ps[b][i], ps[d][j]) / temperature for j in range(pixels)]
                 row_t = [dot(pt[b][i], pt[d][j]) / temperature for j in range(pixels)]
                 total += naive_kl(row_t, row_s)
-    return total / (batch * batch * pixels) * temperature**2
+    return total / (batch * batch * pixels)
 
 
 def naive_head(head, feature_map):
     """conv1x1 -> BatchNorm (training batch statistics, biased variance) -> ReLU -> conv1x1."""
     conv1, bn, _, conv2 = head
-    w1, b1 = conv1.weight[:, :, 0, 0].tolist(), conv1.bias.tolist()
-    w2, b2 = conv2.weight[:, :, 0, 0].tolist(), conv2.bias.tolist()
+    w1, w2 = conv1.weight[:, :, 0, 0].tolist(), conv2.weight[:, :, 0, 0].tolist()
+    zeros = [0.0] * feature_map.shape[1]
+    b1 = conv1.bias.tolist() if conv1.bias is not None else zeros
+    b2 = conv2.bias.tolist() if conv2.bias is not None else zeros
     gamma, beta = bn.weight.tolist(), bn.bias.tolist()
     fm = feature_map.tolist()
     b_, c_, h_, w_ = feature_map.shape
@@ -85,9 +89,14 @@ def naive_head(head, feature_map):
     return out
 
 
-def naive_mp2p(head_out, F_teacher, queue, num_anchors, contrast_temperature, kd_temperature):
-    size = len(queue)
-    anchors = [queue[k * size // num_anchors] for k in range(num_anchors)]
+def naive_anchor_slots(size, num_anchors):
+    """round(linspace(0, size - 1, K)) with exact fractions (ties to even, as torch.round)."""
+    if num_anchors == 1:
+        return [0]
+    return [round(Fraction(k * (size - 1), num_anchors - 1)) for k in range(num_anchors)]
+
+
+def naive_mp2p(head_out, F_teacher, anchors, contrast_temperature, kd_temperature):
     ps, pt = pixel_vectors(head_out), pixel_vectors(F_teacher)
     rows = [(b, i) for b in range(len(ps)) for i in range(len(ps[0]))]
     total = 0.0
@@ -139,6 +148,25 @@ def test_is_p2p_matches_naive_loops(temperature):
     F_s, F_t = maps(4), maps(5)
     loss = is_p2p_loss(F_s, F_t, temperature=temperature).item()
     assert loss == pytest.approx(naive_is_p2p(F_s, F_t, temperature), rel=1e-12)
+    if temperature != 1.0:  # discriminating: the released loss has no T^2 factor
+        assert loss != pytest.approx(naive_is_p2p(F_s, F_t, temperature) * temperature**2, rel=1e-3)
+
+
+@pytest.mark.parametrize("group_size", [1, 2, 3, 6])
+def test_is_p2p_groups_are_separate_losses_averaged(group_size):
+    # As released on 4 GPUs x 32: each group's samples are related among themselves only,
+    # each group's loss is its own batch-mean, and data parallelism averages them.
+    F_s, F_t = maps(20, (6, C, 2, 2)), maps(21, (6, C, 2, 2))
+    per_group = [naive_is_p2p(F_s[g:g + group_size], F_t[g:g + group_size]) for g in range(0, 6, group_size)]
+    loss = is_p2p_loss(F_s, F_t, group_size=group_size).item()
+    assert loss == pytest.approx(sum(per_group) / len(per_group), rel=1e-12)
+    if group_size < 6:
+        assert loss != pytest.approx(naive_is_p2p(F_s, F_t), rel=1e-3)
+
+
+def test_is_p2p_group_size_must_divide_the_batch():
+    with pytest.raises(ValueError, match="group_size 2 must divide the batch of 3"):
+        is_p2p_loss(maps(0), maps(1), group_size=2)
 
 
 def test_is_p2p_relates_pixels_across_samples():
@@ -181,31 +209,71 @@ def test_pixel_memory_initial_queue_is_unit_and_seeded():
     assert a.ptr.dtype == torch.long and a.ptr.item() == 0
 
 
-def test_pixel_memory_fifo_order_pointer_and_wrap_around():
-    memory = PixelMemory(5, 2)
+def naive_enqueue(queue, ptr, vectors, wrap):
+    """METHOD.md's write rule on a list: "tail" (released) or a ring buffer ("modulo")."""
+    queue, n, size = list(queue), len(vectors), len(queue)
+    if wrap == "tail":
+        if ptr + n >= size:
+            for k in range(n):
+                queue[size - n + k] = vectors[k]
+            return queue, 0
+        for k in range(n):
+            queue[ptr + k] = vectors[k]
+        return queue, ptr + n
+    for k in range(n):
+        queue[(ptr + k) % size] = vectors[k]
+    return queue, (ptr + n) % size
+
+
+@pytest.mark.parametrize("wrap", ["tail", "modulo"])
+def test_pixel_memory_write_rule_over_several_wraps(wrap):
+    memory = PixelMemory(7, 2, wrap=wrap)
+    queue, ptr = memory.queue.tolist(), 0
+    for step, n in enumerate([3, 3, 1, 2, 4, 4, 7, 5, 2, 6]):
+        vectors = rows(n, 2, 100 * step).tolist()
+        memory.enqueue(torch.tensor(vectors))
+        queue, ptr = naive_enqueue(queue, ptr, vectors, wrap)
+        assert memory.queue.tolist() == queue and memory.ptr.item() == ptr, f"step {step}"
+
+
+def test_pixel_memory_released_wrap_fills_the_last_slots_and_restarts():
+    memory = PixelMemory(5, 2)  # wrap "tail" is the default, as released
     initial = memory.queue.clone()
-    first, second, third = rows(2, 2, 100), rows(2, 2, 200), rows(3, 2, 300)
-    memory.enqueue(first)
-    assert torch.equal(memory.queue[:2], first) and torch.equal(memory.queue[2:], initial[2:])
-    assert memory.ptr.item() == 2
-    memory.enqueue(second)
-    assert torch.equal(memory.queue[2:4], second) and memory.ptr.item() == 4
-    memory.enqueue(third)  # slots 4, 0, 1: crosses the end
-    assert torch.equal(memory.queue[4], third[0])
-    assert torch.equal(memory.queue[:2], third[1:])
-    assert torch.equal(memory.queue[2:4], second)  # the oldest surviving entries are untouched
-    assert memory.ptr.item() == 2
-    memory.enqueue(rows(5, 2, 400))  # exactly a full turn from slot 2
-    assert memory.ptr.item() == 2
-    assert torch.equal(memory.queue[[2, 3, 4, 0, 1]], rows(5, 2, 400))
+    memory.enqueue(rows(3, 2, 100))
+    assert memory.ptr.item() == 3
+    memory.enqueue(rows(2, 2, 200))  # 3 + 2 >= 5: the last two slots, then ptr 0
+    assert torch.equal(memory.queue[3:], rows(2, 2, 200)) and memory.ptr.item() == 0
+    memory.enqueue(rows(3, 2, 300))  # 0 + 3 < 5: slots 0..2
+    assert torch.equal(memory.queue[:3], rows(3, 2, 300)) and memory.ptr.item() == 3
+    memory.enqueue(rows(3, 2, 400))  # 3 + 3 >= 5: slots 2..4, ptr 0 (slot 2 overwritten again)
+    assert torch.equal(memory.queue[2:], rows(3, 2, 400)) and memory.ptr.item() == 0
+    assert not torch.equal(memory.queue, initial)
 
 
-def test_pixel_memory_fixed_evenly_spaced_anchor_slots():
-    memory = PixelMemory(11, 3)
-    assert torch.equal(memory.anchors(4), memory.queue[[0, 2, 5, 8]])
-    assert torch.equal(memory.anchors(11), memory.queue)
+@pytest.mark.parametrize("size,num_anchors", [(11, 4), (11, 11), (11, 1), (300, 32), (2048, 512),
+                                              (20000, 4096), (20000, 1024)])
+def test_pixel_memory_released_anchor_slots(size, num_anchors):
+    memory = PixelMemory(size, 3)
+    slots = memory.anchor_slots(num_anchors)
+    exact = naive_anchor_slots(size, num_anchors)
+    # The released slots come from a float32 linspace: where the exact value lies within float32
+    # rounding of a half (k = 3781 at 20000 / 4096: 18465.4998...), it may round the other way.
+    near_half = {k for k in range(num_anchors) if num_anchors > 1 and
+                 abs(Fraction(k * (size - 1), num_anchors - 1) % 1 - Fraction(1, 2)) < Fraction(1, 1000)}
+    assert all(got == want or (k in near_half and abs(got - want) == 1)
+               for k, (got, want) in enumerate(zip(slots.tolist(), exact)))
+    assert len(slots) == num_anchors
+    assert torch.equal(memory.anchors(num_anchors), memory.queue[slots])
     memory.enqueue(rows(3, 3, 0))
-    assert torch.equal(memory.anchors(4), memory.queue[[0, 2, 5, 8]])  # slots do not follow ptr
+    assert torch.equal(memory.anchors(num_anchors), memory.queue[slots])  # slots do not follow ptr
+
+
+def test_pixel_memory_stride_anchor_slots():
+    memory = PixelMemory(11, 3)
+    assert memory.anchor_slots(4, "stride").tolist() == [k * 11 // 4 for k in range(4)] == [0, 2, 5, 8]
+    # At the paper's sizes the two rules agree on only 134 of the 4096 anchors.
+    released, stride = PixelMemory(20000, 1).anchor_slots(4096), PixelMemory(20000, 1).anchor_slots(4096, "stride")
+    assert int((released == stride).sum()) == 134
 
 
 def test_pixel_memory_errors():
@@ -230,11 +298,11 @@ def test_pixel_memory_writes_are_outside_autograd():
 def test_pixel_memory_state_dict_round_trip_resumes_exactly(tmp_path):
     memory = PixelMemory(7, 3, seed=0)
     memory.enqueue(rows(5, 3, 0))
-    memory.enqueue(rows(4, 3, 50))  # wraps, ptr = 2
+    memory.enqueue(rows(1, 3, 50))  # ptr = 6
     save_torch(memory.state_dict(), tmp_path / "memory.pt")
     resumed = PixelMemory(7, 3, seed=99)
     resumed.load_state_dict(load_torch(tmp_path / "memory.pt"))
-    assert torch.equal(resumed.queue, memory.queue) and resumed.ptr.item() == memory.ptr.item() == 2
+    assert torch.equal(resumed.queue, memory.queue) and resumed.ptr.item() == memory.ptr.item() == 6
     for m in (memory, resumed):
         m.enqueue(rows(3, 3, 900))
     assert torch.equal(resumed.queue, memory.queue) and torch.equal(resumed.ptr, memory.ptr)
@@ -243,6 +311,10 @@ def test_pixel_memory_state_dict_round_trip_resumes_exactly(tmp_path):
 # ---- M-P2P -------------------------------------------------------------------------------
 
 M, K, ENQUEUE = 11, 4, 4
+
+
+RELEASED = {"enqueue": "columns", "wrap": "tail", "anchor_slots": "linspace", "head_bias": False}
+DESCRIBED = {"enqueue": "pixels", "wrap": "modulo", "anchor_slots": "stride", "head_bias": True}
 
 
 def make_mp2p(**kwargs):
@@ -254,33 +326,55 @@ def make_mp2p(**kwargs):
     return loss_fn
 
 
-def expected_queue_after_step(queue_before, ptr_before, F_teacher, seed):
-    """Naive FIFO write of the teacher pixels randperm(seed) picks (row order b, h, w)."""
-    pixels = [v for sample in pixel_vectors(F_teacher) for v in sample]
-    chosen = torch.randperm(len(pixels), generator=torch.Generator().manual_seed(seed))[:ENQUEUE]
-    queue = queue_before.tolist()
-    for k, p in enumerate(chosen.tolist()):
-        queue[(ptr_before + k) % len(queue)] = pixels[p]
-    return queue
+def naive_columns(F_teacher):
+    """Released candidates: the per-pixel-normalised map's elements, in memory order of
+    [B, C, H, W], read as a row-major [C, B*H*W] matrix; column j, L2-normalised again."""
+    unit = pixel_vectors(F_teacher)
+    b_, c_, h_, w_ = F_teacher.shape
+    flat = [unit[b][h * w_ + w][c] for b in range(b_) for c in range(c_) for h in range(h_) for w in range(w_)]
+    n = b_ * h_ * w_
+    return [naive_unit([flat[c * n + j] for c in range(c_)]) for j in range(n)]
+
+
+def expected_queue_after_step(queue_before, ptr_before, F_teacher, seed, enqueue, wrap):
+    """The queue after one step: randperm(seed) picks ENQUEUE candidates, written by `wrap`."""
+    if enqueue == "columns":
+        candidates = naive_columns(F_teacher)
+    else:
+        candidates = [v for sample in pixel_vectors(F_teacher) for v in sample]
+    chosen = torch.randperm(len(candidates), generator=torch.Generator().manual_seed(seed))[:ENQUEUE]
+    return naive_enqueue(queue_before.tolist(), ptr_before, [candidates[c] for c in chosen.tolist()], wrap)
 
 
 @pytest.mark.parametrize("kd_temperature", [1.0, 2.0])
-def test_mp2p_matches_naive_and_enqueues_before_the_loss(kd_temperature):
-    loss_fn = make_mp2p(kd_temperature=kd_temperature)
+@pytest.mark.parametrize("modes", [RELEASED, DESCRIBED], ids=["released", "described"])
+def test_mp2p_matches_naive_and_enqueues_before_the_loss(kd_temperature, modes):
+    loss_fn = make_mp2p(kd_temperature=kd_temperature, **modes)
     loss_fn.memory.enqueue(loss_fn.memory.queue[:9].clone())  # start at ptr 9 so the step wraps
     F_s, F_t = maps(10), maps(11)
     queue_before, ptr_before = loss_fn.memory.queue.clone(), loss_fn.memory.ptr.item()
     loss = loss_fn(F_s, F_t, generator=torch.Generator().manual_seed(5)).item()
 
-    queue_after = expected_queue_after_step(queue_before, ptr_before, F_t, seed=5)
+    queue_after, ptr_after = expected_queue_after_step(queue_before, ptr_before, F_t, 5, modes["enqueue"],
+                                                       modes["wrap"])
     assert torch.allclose(loss_fn.memory.queue, torch.tensor(queue_after, dtype=torch.float64), atol=1e-14)
-    assert loss_fn.memory.ptr.item() == (ptr_before + ENQUEUE) % M
+    assert loss_fn.memory.ptr.item() == ptr_after
 
     head_out = naive_head(loss_fn.head, F_s)
-    assert loss == pytest.approx(naive_mp2p(head_out, F_t, queue_after, K, 0.1, kd_temperature), rel=1e-10)
+    slots = (naive_anchor_slots(M, K) if modes["anchor_slots"] == "linspace"
+             else [k * M // K for k in range(K)])
+    assert loss == pytest.approx(naive_mp2p(head_out, F_t, [queue_after[k] for k in slots], 0.1,
+                                            kd_temperature), rel=1e-10)
     # Discriminating: anchors taken before the enqueue give another value.
-    stale = naive_mp2p(head_out, F_t, queue_before.tolist(), K, 0.1, kd_temperature)
+    stale = naive_mp2p(head_out, F_t, [queue_before.tolist()[k] for k in slots], 0.1, kd_temperature)
     assert abs(loss - stale) > 1e-6
+
+
+def test_released_columns_are_not_pixel_vectors():
+    F_t = maps(22)
+    columns, pixels = naive_columns(F_t), [v for s_ in pixel_vectors(F_t) for v in s_]
+    assert len(columns) == len(pixels) == B * H * W
+    assert not any(all(abs(a - b) < 1e-6 for a, b in zip(col, pix)) for col in columns for pix in pixels)
 
 
 def test_mp2p_same_generator_seed_same_loss_and_memory():
@@ -293,12 +387,14 @@ def test_mp2p_same_generator_seed_same_loss_and_memory():
     assert not torch.equal(results[0][1], results[2][1])
 
 
-def test_mp2p_gradients_reach_student_and_head_not_teacher():
-    loss_fn = make_mp2p()
+@pytest.mark.parametrize("head_bias,count", [(False, 4), (True, 6)])
+def test_mp2p_gradients_reach_student_and_head_not_teacher(head_bias, count):
+    loss_fn = make_mp2p(head_bias=head_bias)
     F_s, F_t = maps(14).requires_grad_(), maps(15).requires_grad_()
     loss = loss_fn(F_s, F_t, generator=torch.Generator().manual_seed(0))
     head_params = list(loss_fn.head_parameters())
-    assert len(head_params) == 6  # conv1 w/b, bn w/b, conv2 w/b
+    assert len(head_params) == count  # conv1 w (b), bn w/b, conv2 w (b); the released head has no biases
+    assert (loss_fn.head[0].bias is None) == (loss_fn.head[3].bias is None) == (not head_bias)
     grads = torch.autograd.grad(loss, [F_s, F_t, *head_params], allow_unused=True)
     assert grads[1] is None
     assert grads[0].abs().sum() > 0
@@ -306,16 +402,18 @@ def test_mp2p_gradients_reach_student_and_head_not_teacher():
     assert not loss_fn.memory.queue.requires_grad
 
 
-def test_mp2p_gather_output_is_enqueued():
-    loss_fn = make_mp2p(gather=lambda pixels: torch.cat([pixels, -pixels]))
+@pytest.mark.parametrize("enqueue", ["columns", "pixels"])
+def test_mp2p_chooses_from_the_gathered_maps_in_total(enqueue):
+    # Under data parallelism the maps of every process are gathered first and enqueue_per_step
+    # vectors are chosen from all of them: the queue advances by enqueue_per_step, not per process.
+    loss_fn = make_mp2p(gather=lambda unit_map: torch.cat([unit_map, -unit_map.flip(0)]), enqueue=enqueue)
     F_t = maps(16)
+    queue_before = loss_fn.memory.queue.clone()
     loss_fn(maps(17), F_t, generator=torch.Generator().manual_seed(1))
-    queue = loss_fn.memory.queue
-    assert loss_fn.memory.ptr.item() == 2 * ENQUEUE
-    assert torch.equal(queue[ENQUEUE:2 * ENQUEUE], -queue[:ENQUEUE])
-    teacher_pixels = torch.tensor([v for s in pixel_vectors(F_t) for v in s], dtype=torch.float64)
-    for v in queue[:ENQUEUE]:
-        assert torch.isclose(teacher_pixels, v, atol=1e-14).all(dim=1).any()
+    gathered = torch.cat([F_t, -F_t.flip(0)])
+    queue_after, ptr_after = expected_queue_after_step(queue_before, 0, gathered, 1, enqueue, "tail")
+    assert loss_fn.memory.ptr.item() == ptr_after == ENQUEUE
+    assert torch.allclose(loss_fn.memory.queue, torch.tensor(queue_after, dtype=torch.float64), atol=1e-14)
 
 
 def test_mp2p_small_batch_enqueues_every_pixel():

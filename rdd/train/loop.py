@@ -32,6 +32,7 @@ class Stage:
     lr_factor: Callable[[int], float]  # multiplier of every optimiser's base lr at a step
     train_step: Callable               # (batch, step) -> dict of float loss terms
     export: Callable[[], dict]         # the exported model payload
+    constant_lr: tuple = ()            # optimisers that keep their base lr (no lr_factor)
     base_lrs: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -40,6 +41,8 @@ class Stage:
     def set_lr(self, step):
         factor = self.lr_factor(step)
         for name, opt in self.optimizers.items():
+            if name in self.constant_lr:
+                continue
             for group, base in zip(opt.param_groups, self.base_lrs[name]):
                 group["lr"] = base * factor
 
@@ -50,7 +53,10 @@ def cosine_decay(total_steps):
 
 
 def linear_warmup(warmup_steps):
-    return lambda step: min(1.0, (step + 1) / max(1, warmup_steps))
+    """lr factor min(step, warmup) / warmup, as released: the first step runs at lr 0."""
+    if warmup_steps <= 0:
+        return lambda step: 1.0
+    return lambda step: min(step, warmup_steps) / warmup_steps
 
 
 def _rng_state():

@@ -3,31 +3,64 @@
 import copy
 
 import torch
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from rdd import dist
 from rdd.distill import DistillObjective
 from rdd.models import denoiser_payload, load_classifier, load_denoiser
-from rdd.train.loop import Stage, cosine_decay
+from rdd.train.loop import Stage, cosine_decay, log_line
 from rdd.train.runner import amp_context
 
 
-def make_build_stage(teacher_path, classifier_path=None, authors_net=None):
+def round_student(teacher, net_kwargs, dropout):
+    """`(student, its net kwargs)`: a trainable copy of `teacher` with the round's dropout.
+
+    The released rounds run every student with dropout 0 whatever the teacher
+    was trained with; `dropout` None keeps the teacher's.
+    """
+    student = copy.deepcopy(teacher).requires_grad_(True).train()
+    if dropout is None:
+        return student, dict(net_kwargs)
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"setting 'dropout' must be in [0, 1) or null, got {dropout!r}")
+    for module in student.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = float(dropout)
+    return student, {**net_kwargs, "dropout": float(dropout)}
+
+
+def head_norm(objective, settings, device, log):
+    """Synchronise the M-P2P head's BatchNorm across processes where torch can; say what ran."""
+    if objective.m_p2p is None or not dist.is_distributed():
+        return None
+    if not settings["m_p2p_sync_bn"]:
+        return "BatchNorm per process (m_p2p_sync_bn: false)"
+    if device.type != "cuda":
+        log("[distill] m_p2p_sync_bn: torch's SyncBatchNorm needs CUDA; the M-P2P head keeps "
+            "one BatchNorm per process on this device")
+        return "BatchNorm per process (SyncBatchNorm needs CUDA; asked for by m_p2p_sync_bn)"
+    objective.m_p2p.head = nn.SyncBatchNorm.convert_sync_batchnorm(objective.m_p2p.head)
+    return "SyncBatchNorm across processes"
+
+
+def make_build_stage(teacher_path, classifier_path=None, authors_net=None, log=log_line):
     """A `build_stage` for the runner, for the teacher (and classifier) files given."""
 
     def build_stage(settings, device, dataset):
-        teacher, kwargs, grid = load_denoiser(teacher_path, device, authors_net)
+        teacher, teacher_kwargs, grid = load_denoiser(teacher_path, device, authors_net)
         teacher.requires_grad_(False)
         classifier = load_classifier(classifier_path, device)[0] if classifier_path else None
         channels = classifier.num_features if classifier is not None else None
         objective = DistillObjective(teacher, grid, settings, classifier, channels,
                                      gather=dist.all_gather_cat).to(device)
-        student = copy.deepcopy(teacher).requires_grad_(True).train()
+        norm = head_norm(objective, settings, device, log)
+        student, kwargs = round_student(teacher, teacher_kwargs, settings["dropout"])
         train = settings["train"]
         optimizers = {"student": torch.optim.Adam(student.parameters(), lr=train["lr"])}
         modules = {"student": student}
         if objective.m_p2p is not None:
-            # The projection head has its own Adam at the student's learning rate.
+            # The projection head has its own Adam at the round's lr.
             optimizers["m_p2p_head"] = torch.optim.Adam(objective.m_p2p.head.parameters(), lr=train["lr"])
             modules["m_p2p"] = objective.m_p2p
         model = DistributedDataParallel(student) if dist.is_distributed() else student
@@ -42,16 +75,19 @@ def make_build_stage(teacher_path, classifier_path=None, authors_net=None):
             loss.backward()
             if objective.m_p2p is not None:
                 dist.average_gradients(objective.m_p2p.head.parameters())
-            if train["grad_clip"]:
+            if train["grad_clip"]:  # the student only, as released
                 torch.nn.utils.clip_grad_norm_(student.parameters(), train["grad_clip"])
             for opt in optimizers.values():
                 opt.step()
             return {"loss": float(loss.detach()), **terms}
 
+        # As released, only the student's lr follows the cosine; the head's stays constant.
+        constant = ("m_p2p_head",) if settings["m_p2p_head_lr"] == "constant" else ()
         stage = Stage("distill", modules, optimizers, cosine_decay(train["iters"]), train_step,
-                      lambda: denoiser_payload(student, kwargs, grid.student()))
+                      lambda: denoiser_payload(student, kwargs, grid.student()), constant_lr=constant)
         extra = {"teacher": str(teacher_path), "classifier": str(classifier_path) if classifier_path else None,
-                 "teacher_T": grid.T, "student_T": grid.student().T, "loss_weights": objective.weights}
+                 "teacher_T": grid.T, "student_T": grid.student().T, "loss_weights": objective.weights,
+                 "student_dropout": kwargs.get("dropout"), "m_p2p_head_norm": norm}
         return stage, lambda: extra
 
     return build_stage
