@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rdd.data.input_norm import normalize_input
 from rdd.diffusion import q_sample
 from rdd.losses.cfd import cfd_loss
 from rdd.losses.pd import pd_target
@@ -51,6 +52,7 @@ class DistillObjective(nn.Module):
         self.is_p2p_temperature = settings["is_p2p_temperature"]
         self.is_p2p_group_size = settings["is_p2p_group_size"]
         self.post_relu = settings["feature_map"] == "post_relu"
+        self.as_trained = settings["classifier_input"] == "as_trained"
         if classifier is None and any(self.weights[k] for k in ("cfd", "is_p2p", "m_p2p")):
             raise ValueError("feature losses (cfd, is_p2p, m_p2p) need a classifier")
         self.m_p2p = None
@@ -69,7 +71,11 @@ class DistillObjective(nn.Module):
         As released, the map is relu(F): the released classifier keeps F in a
         tensor that its next, in-place ReLU overwrites ("post_relu"); "pre_relu"
         relates F itself. The pooled vector is avgpool(relu(F)) either way.
+        As released, the images go in raw, in [-1, 1], whatever normalisation
+        the classifier was trained with ("raw"); "as_trained" applies it.
         """
+        if self.as_trained:
+            images = normalize_input(images, self.classifier.input_norm)
         feature_map, pooled = self.classifier.features(images)
         return (F.relu(feature_map) if self.post_relu else feature_map), pooled
 

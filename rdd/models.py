@@ -6,11 +6,16 @@ resume state is kept elsewhere.
 """
 
 from rdd import io
+from rdd.data.input_norm import input_norm
 from rdd.diffusion import TimeGrid
-from rdd.nets import load_authors_state_dict, build_classifier, build_unet
+from rdd.nets import build_classifier, build_unet, classifier_kwargs_of, from_authors_names, load_authors_state_dict
 
 DENOISER_FORMAT = "rdd/denoiser-v1"
 CLASSIFIER_FORMAT = "rdd/classifier-v1"
+
+# The released CIFAR-10 classifier was trained on CIFAR-10's channel mean and std; its file does
+# not say so (METHOD.md, "Released behaviour", classifier recipe).
+AUTHORS_CLASSIFIER_INPUT_NORM = input_norm("mean_std", {"name": "cifar10", "channels": 3})
 
 # The authors' CIFAR-10 network; their files do not say which network they hold.
 AUTHORS_CIFAR10_NET = {"img_resolution": 32, "in_channels": 3, "ch": 128, "ch_mult": [1, 2, 2, 2],
@@ -23,8 +28,9 @@ def denoiser_payload(net, net_kwargs, grid, settings=None):
             "settings": settings or {}}
 
 
-def classifier_payload(net, net_kwargs, settings=None):
-    return {"format": CLASSIFIER_FORMAT, "net": dict(net_kwargs),
+def classifier_payload(net, net_kwargs, input_norm, settings=None):
+    """The exported classifier; `input_norm` is the normalisation it was trained with (see load_classifier)."""
+    return {"format": CLASSIFIER_FORMAT, "net": dict(net_kwargs), "input_norm": dict(input_norm),
             "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
             "settings": settings or {}}
 
@@ -60,12 +66,36 @@ def load_denoiser(path, device="cpu", authors_net=None):
     return net.to(device).eval(), net_kwargs, grid
 
 
-def load_classifier(path, device="cpu"):
-    """`(net, net_kwargs)` of an exported feature classifier, frozen, in eval mode."""
+def load_classifier(path, device="cpu", authors_input_norm=AUTHORS_CLASSIFIER_INPUT_NORM):
+    """`(net, net_kwargs)` of our exported classifier or the RCFD authors' one, frozen, in eval mode.
+
+    `net.input_norm` is the normalisation the classifier was trained with:
+    `{"mean": [...], "std": [...]}`, per channel, of images in [0, 1]
+    (rdd.data.normalize_input applies it to images in [-1, 1]). Our files record
+    it; those from before they did were trained on [-1, 1]. The authors' file,
+    `{'model': state_dict}` of a DenseNet-201 (or -121), does not:
+    `authors_input_norm` gives it.
+    """
     payload = io.load_torch(path)
-    if not isinstance(payload, dict) or payload.get("format") != CLASSIFIER_FORMAT:
-        raise io.CheckpointError(f"{path} is not an exported rdd classifier")
-    net = build_classifier(**payload["net"])
-    net.load_state_dict(payload["state_dict"])
+    if isinstance(payload, dict) and payload.get("format") == CLASSIFIER_FORMAT:
+        net_kwargs = payload["net"]
+        net = build_classifier(**net_kwargs)
+        net.load_state_dict(payload["state_dict"])
+        norm = payload.get("input_norm") or input_norm("minus1_1", {"channels": net_kwargs["in_channels"]})
+    elif isinstance(payload, dict) and isinstance(payload.get("model"), dict):
+        weights = from_authors_names(payload["model"])
+        try:
+            net_kwargs = classifier_kwargs_of(weights)
+            net = build_classifier(**net_kwargs)
+            net.load_state_dict(weights)
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise io.CheckpointError(f"{path}: 'model' is not a DenseNet state dict in the authors' layout "
+                                     f"({type(exc).__name__}: {exc})") from exc
+        norm = dict(authors_input_norm)
+    else:
+        keys = sorted(payload)[:8] if isinstance(payload, dict) else type(payload).__name__
+        raise io.CheckpointError(f"{path} is neither an exported rdd classifier nor the authors' classifier "
+                                 f"{{'model': state_dict}} (found: {keys})")
     net.requires_grad_(False)
-    return net.to(device).eval(), payload["net"]
+    net.input_norm = norm
+    return net.to(device).eval(), net_kwargs

@@ -29,8 +29,21 @@ DEFAULTS = {
     "classifier": {
         "seed": 0, "data": {"name": "fashion_mnist"},
         "net": {"name": "densenet_small"},
+        # The released CIFAR-10 recipe (METHOD.md, "Released behaviour"; see rdd.train.classifier).
+        # The suite's earlier recipe: lr_schedule cosine, augment [hflip] ([] for data not flipped),
+        # input_norm minus1_1, select final.
         "train": {**TRAIN_DEFAULTS, "iters": 1500, "batch_size": 128, "lr": 0.1, "momentum": 0.9,
-                  "weight_decay": 5e-4, "grad_clip": 0.0},
+                  "weight_decay": 5e-4, "grad_clip": 0.0,
+                  "epochs": None,  # when set, the run's length in epochs (iters is then ignored); released 300
+                  "lr_schedule": "multistep",  # lr x lr_gamma at each milestone; or cosine (decay to 0)
+                  "lr_milestones": [0.5, 0.75],  # fractions of the run: epochs 150 and 225 of 300
+                  "lr_gamma": 0.1,
+                  # applied in this order; the data spec's hflip is not consulted
+                  "augment": ["crop", "hflip", "autoaugment", "cutout"],
+                  "crop_padding": 4, "cutout_length": 16,  # pixels
+                  "input_norm": "mean_std",  # (x01 - dataset mean) / std; or minus1_1 (x in [-1, 1])
+                  "select": "best_test",  # export the epoch of best test accuracy; or final
+                  "eval_every_epochs": 1},
         "device": DEVICE_DEFAULTS,
     },
     "distill": {
@@ -69,6 +82,19 @@ CHOICES = {
     ("distill", "m_p2p_anchors"): ("linspace", "stride"),
     ("distill", "m_p2p_head_lr"): ("constant", "cosine"),
     ("distill", "classifier_input"): ("raw", "as_trained"),
+}
+# Where the released training code departs from the paper's description (METHOD.md, "Released
+# behaviour"): distill setting -> (what it is, the released value, the paper's description's value).
+# The released value is each setting's default; the report says which one every study ran.
+RELEASED_VS_DESCRIBED = {
+    "dropout": ("student dropout in the rounds", 0.0, None),
+    "feature_map": ("map related by IS-P2P and M-P2P", "post_relu", "pre_relu"),
+    "m_p2p_enqueue": ("vectors M-P2P enqueues", "columns", "pixels"),
+    "m_p2p_wrap": ("M-P2P queue write at its end", "tail", "modulo"),
+    "m_p2p_anchors": ("M-P2P anchor slots", "linspace", "stride"),
+    "m_p2p_head_bias": ("M-P2P head convolutions with bias", False, True),
+    "m_p2p_head_lr": ("M-P2P head's learning rate", "constant", "cosine"),
+    "classifier_input": ("images the classifier is fed while distilling", "raw", "as_trained"),
 }
 # Settings whose default is None and whose value, when given, is a positive integer.
 OPTIONAL_POSITIVE_INTS = {("distill", "is_p2p_group_size")}

@@ -40,8 +40,9 @@ def tiny(data_root, tmp_path_factory):
         "teacher": {"data": data, "T_base": 16, "net": {"ch": 32, "ch_mult": [1, 2], "num_res_blocks": 1},
                     "train": {"iters": 12, "batch_size": 16, "log_every": 4, "checkpoint_every": 4,
                               "warmup_iters": 2, "ema_decay": 0.5, "lr": 1e-3}},
-        "classifier": {"data": data, "train": {"iters": 12, "batch_size": 32, "log_every": 4,
-                                                "checkpoint_every": 6}},
+        # The released recipe with its crop padding and Cutout hole scaled from 32x32 to 16x16.
+        "classifier": {"data": data, "train": {"iters": 36, "batch_size": 32, "log_every": 12,
+                                                "checkpoint_every": 12, "crop_padding": 2, "cutout_length": 8}},
         "distill": {"data": data, "memory_size": 300, "num_anchors": 32, "enqueue_per_step": 24,
                     "train": {"iters": 4, "batch_size": 8, "log_every": 2, "checkpoint_every": 2}},
     }

@@ -102,3 +102,15 @@ def test_m_p2p_head_lr_is_constant_as_released(head_lr, teacher, classifier, tin
 def test_released_behaviour_settings_reject_unknown_values(key, value):
     with pytest.raises(settings_mod.SettingsError, match=key):
         settings_mod.resolve("distill", {key: value})
+
+
+@pytest.mark.parametrize("classifier_input", ["raw", "as_trained"])
+def test_classifier_is_fed_raw_images_as_released(classifier_input, teacher, classifier, tiny):
+    net, _, grid = load_denoiser(teacher)
+    clf = load_classifier(classifier)[0]
+    clf.input_norm = {"mean": [0.2860], "std": [0.3530]}  # as if trained on mean/std-normalised inputs
+    settings = _distill_settings(tiny, classifier_input=classifier_input, feature_map="pre_relu")
+    objective = DistillObjective(net, grid, settings, clf, clf.num_features)
+    images = torch.rand(4, 1, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    fed = images if classifier_input == "raw" else ((images + 1) / 2 - 0.2860) / 0.3530
+    assert torch.allclose(objective.features(images)[0], _final_norm_output(clf, fed), atol=1e-5)

@@ -51,7 +51,7 @@ def test_teacher_training_lowers_the_loss(teacher, tiny):
 def test_classifier_learns_fashion_mnist(classifier):
     net, kwargs = load_classifier(classifier)
     assert kwargs["num_classes"] == 10 and not any(p.requires_grad for p in net.parameters())
-    assert read_record(classifier)["test_accuracy"] > 0.2  # chance is 0.1 after 12 steps of SGD
+    assert read_record(classifier)["test_accuracy"] > 0.2  # chance is 0.1; 36 steps of SGD
 
 
 @pytest.mark.parametrize("method,terms", [("pd", {"pd"}), ("rcfd", {"cfd"}),

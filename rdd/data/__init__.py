@@ -5,7 +5,9 @@ float32 [-1, 1] CHW, and to_uint8 / from_uint8 are the one quantisation used
 for datasets, reference statistics and samples alike.
 """
 
+from rdd.data.augment import Augmentation
 from rdd.data.base import DatasetMissingError, ImageDataset
+from rdd.data.input_norm import CHANNEL_STATS, input_norm, normalize_input
 from rdd.data.quantize import from_uint8, to_uint8
 from rdd.data.registry import (
     DATASETS,
@@ -20,7 +22,7 @@ from rdd.data.registry import (
 from rdd.data.transforms import hflip_decision
 
 __all__ = [
-    "DATASETS", "DEFAULTS", "DatasetMissingError", "ImageDataset", "build_dataset", "check_available",
-    "dataset_defaults", "from_uint8", "hflip_decision", "iter_uint8_batches", "normalize_spec",
-    "num_classes", "to_uint8",
+    "Augmentation", "CHANNEL_STATS", "DATASETS", "DEFAULTS", "DatasetMissingError", "ImageDataset",
+    "build_dataset", "check_available", "dataset_defaults", "from_uint8", "hflip_decision", "input_norm",
+    "iter_uint8_batches", "normalize_input", "normalize_spec", "num_classes", "to_uint8",
 ]

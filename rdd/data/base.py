@@ -6,7 +6,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from rdd.data.transforms import hflip_decision, prepare
+from rdd.data.augment import Augmentation
+from rdd.data.transforms import prepare
 
 
 class DatasetMissingError(FileNotFoundError):
@@ -26,20 +27,23 @@ class ImageDataset(Dataset):
 
     `source` supplies uint8 images: `len(source)`, `source.labels` (int64 array) and
     `source.read(start, stop)`, an iterable of uint8 NHWC chunks covering [start, stop).
-    With augment=True and spec["hflip"], sample i is mirrored in epoch e when
-    hflip_decision(seed, e, i) is true: the flips depend only on (seed, epoch, index),
-    not on worker count or loading order. Call set_epoch before each epoch's DataLoader
-    iterator is created (persistent workers keep the epoch they were started with).
+    `augment`: False (none); True, the seeded flip when spec["hflip"] (sample i is
+    mirrored in epoch e when hflip_decision(seed, e, i) is true); or an
+    rdd.data.augment.Augmentation. Either way an item depends only on (seed, epoch,
+    index), not on worker count or loading order. Call set_epoch before each epoch's
+    DataLoader iterator is created (persistent workers keep the epoch they were started with).
     """
 
     def __init__(self, source, spec, augment=False, seed=0):
         self.source, self.spec = source, dict(spec)
         self.labels = np.asarray(source.labels, dtype=np.int64)
-        self.flip = bool(augment and spec["hflip"])
+        if augment is True:
+            augment = Augmentation(["hflip"] if spec["hflip"] else [])
+        self.augment = augment or None
         self.seed, self.epoch = int(seed), 0
 
     def set_epoch(self, epoch):
-        """Select the epoch whose flips __getitem__ draws."""
+        """Select the epoch whose augmentation __getitem__ draws."""
         self.epoch = int(epoch)
 
     def __len__(self):
@@ -56,6 +60,6 @@ class ImageDataset(Dataset):
         """Sample `index` as augmented in `epoch` (used by step-indexed training batches)."""
         index = range(len(self))[index]  # negative indices, and IndexError past the end
         x = self.images(index, index + 1)[0]
-        if self.flip and hflip_decision(self.seed, epoch, index):
-            x = x.flip(-1)
+        if self.augment:
+            x = self.augment(x, self.seed, epoch, index)
         return x, int(self.labels[index])

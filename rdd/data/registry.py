@@ -112,7 +112,8 @@ def check_available(spec, splits=None):
 
 
 def build_dataset(spec, split, augment=False, seed=0):
-    """The (image, label) Dataset of `split`; augment=True applies the seeded flip when spec["hflip"]."""
+    """The (image, label) Dataset of `split`; augment: False, True (the seeded flip when spec["hflip"])
+    or an rdd.data.augment.Augmentation."""
     spec = normalize_spec(spec)
     return ImageDataset(_entry(spec, split).source(spec, split), spec, augment=augment, seed=seed)
 

@@ -2,10 +2,11 @@
 
 import inspect
 
-from rdd.nets.densenet import DenseNet
+from rdd.nets.densenet import DenseNet, block_config_of, from_authors_names
 from rdd.nets.unet import UNet, load_authors_state_dict
 
-__all__ = ["CLASSIFIERS", "DenseNet", "UNet", "build_classifier", "build_unet", "load_authors_state_dict"]
+__all__ = ["CLASSIFIERS", "DenseNet", "UNet", "build_classifier", "build_unet", "classifier_kwargs_of",
+           "from_authors_names", "load_authors_state_dict"]
 
 # DenseNet-BC presets: name -> DenseNet keyword arguments.
 CLASSIFIERS = {
@@ -38,3 +39,14 @@ def build_classifier(name, num_classes, in_channels=3, **overrides):
     kwargs = {**CLASSIFIERS[name], **overrides, "num_classes": num_classes, "in_channels": in_channels}
     _check_kwargs(DenseNet, kwargs, f"classifier {name!r}")
     return DenseNet(**kwargs)
+
+
+def classifier_kwargs_of(state_dict):
+    """`build_classifier` arguments of a DenseNet state dict under our names: the preset recognised
+    from its layers per block and growth rate, its classes and input channels."""
+    block_config, growth = block_config_of(state_dict)
+    for name, preset in CLASSIFIERS.items():
+        if (tuple(preset["block_config"]), preset["growth_rate"]) == (block_config, growth):
+            return {"name": name, "num_classes": state_dict["fc.weight"].shape[0],
+                    "in_channels": state_dict["stem.conv0.weight"].shape[1]}
+    raise ValueError(f"blocks {block_config} with growth {growth} are none of the presets {sorted(CLASSIFIERS)}")

@@ -2,7 +2,8 @@
 
 Follows the RCFD authors' small-image variant: a 3x3 stride-1 stem conv with
 BatchNorm and ReLU, no stem pooling. Submodule names match theirs (their
-`features` stem is our `stem`, since `features` is our feature method).
+`features` stem is our `stem`, since `features` is our feature method; see
+from_authors_names).
 """
 
 from collections import OrderedDict
@@ -91,5 +92,28 @@ class DenseNet(nn.Module):
         return feat_map, F.relu(feat_map).mean(dim=(2, 3))
 
     def forward(self, x):
-        """Logits [B, num_classes] of images x in [-1, 1]."""
+        """Logits [B, num_classes] of images x, normalised as in training (see rdd.data.input_norm)."""
         return self.fc(self.features(x)[1])
+
+
+def from_authors_names(state_dict):
+    """An RCFD authors' DenseNet state dict under our names: DataParallel's `module.` dropped, `features.` -> `stem.`.
+
+    Their stem is under `features.`; every other name is already ours.
+    """
+    renamed = {}
+    for key, value in state_dict.items():
+        key = key.removeprefix("module.")
+        renamed["stem." + key.removeprefix("features.") if key.startswith("features.") else key] = value
+    return renamed
+
+
+def block_config_of(state_dict):
+    """`(block_config, growth_rate)` of a DenseNet state dict under our names."""
+    layers = {}
+    for key in state_dict:
+        parts = key.split(".")
+        if len(parts) > 2 and parts[0].startswith("block") and parts[1].startswith("denselayer"):
+            layers.setdefault(int(parts[0].removeprefix("block")), set()).add(parts[1])
+    growth = state_dict["block1.denselayer1.conv2.weight"].shape[0]
+    return tuple(len(layers[i]) for i in sorted(layers)), growth

@@ -8,15 +8,27 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 
-def step_indices(num_examples, batch_size, seed, step):
-    """`(epoch, indices)` of the global batch at `step`: a slice of a per-epoch permutation.
+def steps_per_epoch(num_examples, batch_size):
+    """Steps of one epoch: the last partial batch is dropped.
 
-    The last partial batch of each epoch is dropped.
+    (The released CIFAR-10 classifier's loader keeps it: 391 steps of 128 images
+    per epoch where we take 390.)
     """
-    steps_per_epoch = num_examples // batch_size
-    if steps_per_epoch < 1:
+    steps = num_examples // batch_size
+    if steps < 1:
         raise ValueError(f"batch size {batch_size} exceeds the dataset's {num_examples} examples")
-    epoch, j = divmod(step, steps_per_epoch)
+    return steps
+
+
+def train_steps(train, num_examples):
+    """Length of a run in steps: `train.epochs` whole epochs when set, else `train.iters`."""
+    epochs = train.get("epochs")
+    return train["iters"] if epochs is None else epochs * steps_per_epoch(num_examples, train["batch_size"])
+
+
+def step_indices(num_examples, batch_size, seed, step):
+    """`(epoch, indices)` of the global batch at `step`: a slice of a per-epoch permutation."""
+    epoch, j = divmod(step, steps_per_epoch(num_examples, batch_size))
     gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     perm = torch.randperm(num_examples, generator=gen)
     return epoch, perm[j * batch_size:(j + 1) * batch_size].tolist()

@@ -7,7 +7,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from rdd import dist
-from rdd.distill import DistillObjective
+from rdd.distill import DistillObjective, loss_weights
 from rdd.models import denoiser_payload, load_classifier, load_denoiser
 from rdd.train.loop import Stage, cosine_decay, log_line
 from rdd.train.runner import amp_context
@@ -30,6 +30,15 @@ def round_student(teacher, net_kwargs, dropout):
     return student, {**net_kwargs, "dropout": float(dropout)}
 
 
+def check_relation_groups(settings):
+    """IS-P2P groups must tile each process's share of the batch (checked before any loading)."""
+    group = settings["is_p2p_group_size"]
+    per_process = settings["train"]["batch_size"] // dist.world_size()
+    if group and loss_weights(settings)["is_p2p"] and per_process % group:
+        raise ValueError(f"setting 'is_p2p_group_size' ({group}) must divide the batch per process "
+                         f"({per_process} = train.batch_size / {dist.world_size()} processes)")
+
+
 def head_norm(objective, settings, device, log):
     """Synchronise the M-P2P head's BatchNorm across processes where torch can; say what ran."""
     if objective.m_p2p is None or not dist.is_distributed():
@@ -48,6 +57,7 @@ def make_build_stage(teacher_path, classifier_path=None, authors_net=None, log=l
     """A `build_stage` for the runner, for the teacher (and classifier) files given."""
 
     def build_stage(settings, device, dataset):
+        check_relation_groups(settings)
         teacher, teacher_kwargs, grid = load_denoiser(teacher_path, device, authors_net)
         teacher.requires_grad_(False)
         classifier = load_classifier(classifier_path, device)[0] if classifier_path else None

@@ -13,9 +13,10 @@ from pathlib import Path
 import torch
 
 from rdd import dist, io, settings as settings_mod
-from rdd.data import build_dataset, check_available, normalize_spec
+from rdd.data import Augmentation, build_dataset, check_available, normalize_spec
 from rdd.provenance import environment_record
 from rdd.train import loop
+from rdd.train.batches import train_steps
 
 
 def sidecar(out, suffix):
@@ -33,6 +34,14 @@ def _curves_csv(rows):
     return buf.getvalue().encode()
 
 
+def train_augmentation(train):
+    """`train.augment` where a command has it (the classifier; the spec's hflip then plays no part),
+    else the dataset spec's seeded flip."""
+    if "augment" not in train:
+        return True
+    return Augmentation(train["augment"], train["crop_padding"], train["cutout_length"])
+
+
 def run_training(command, user_settings, out, resume_dir, build_stage, log=loop.log_line):
     """Resolve settings, build the stage with `build_stage(settings, device, dataset)`, train, export."""
     settings = settings_mod.resolve(command, user_settings)
@@ -41,14 +50,15 @@ def run_training(command, user_settings, out, resume_dir, build_stage, log=loop.
     device = dist.resolve_device(settings["device"]["device"])
     dist.init(device)
     try:
-        dataset = build_dataset(settings["data"], "train", augment=True, seed=settings["seed"])
+        dataset = build_dataset(settings["data"], "train", augment=train_augmentation(settings["train"]),
+                                seed=settings["seed"])
         torch.manual_seed(settings["seed"])  # the same initial weights on every rank and every run
         stage, extra_record = build_stage(settings, device, dataset)
         train = settings["train"]
         started = time.time()
         payload, rows, seconds = loop.run(
-            stage, dataset, iters=train["iters"], batch_size=train["batch_size"], seed=settings["seed"],
-            resume_dir=resume_dir, digest=settings_mod.digest(settings),
+            stage, dataset, iters=train_steps(train, len(dataset)), batch_size=train["batch_size"],
+            seed=settings["seed"], resume_dir=resume_dir, digest=settings_mod.digest(settings),
             checkpoint_every=train["checkpoint_every"], log_every=train["log_every"],
             num_workers=train["num_workers"], log=log)
         if dist.is_main():
