@@ -21,14 +21,13 @@ METHODS = ("pd", "rcfd", "rdd")
 
 def build(method, args, device):
     """Student, its optimisers and a one-iteration closure for `method`."""
-    import copy
-
     import torch
 
     from rdd.diffusion import TimeGrid
     from rdd.distill import DistillObjective
     from rdd.nets import build_classifier, build_unet
     from rdd.settings import resolve
+    from rdd.train.round import round_student
 
     torch.manual_seed(0)
     size = args.image_size
@@ -39,7 +38,7 @@ def build(method, args, device):
     settings = resolve("distill", {"method": method})
     objective = DistillObjective(teacher, TimeGrid(8, 1024), settings, classifier,
                                  classifier.num_features).to(device)
-    student = copy.deepcopy(teacher).requires_grad_(True).train()
+    student = round_student(teacher, {}, settings["dropout"])[0]
     params = list(student.parameters()) + (list(objective.m_p2p.head.parameters()) if objective.m_p2p else [])
     opt = torch.optim.Adam(params, lr=5e-5)
     x = torch.rand(args.batch, args.channels, size, size, device=device) * 2 - 1

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from rdd.settings import resolve as resolve_settings
+
 STUDY = "fashion_mnist"
 SCALE_NOTE = ("Fashion-MNIST padded to 32x32, small UNets (ch 32), 1000 distillation iterations per round, "
               "500 generated images per evaluation.")
@@ -91,9 +93,10 @@ def samples_record(method, steps, seed):
     }
 
 
-def train_record(command, seconds, final_terms, **extra):
-    """A training record as rdd/train/runner.py writes it."""
-    return {"command": command, "settings": {"seed": 0, "data": {"name": "fashion_mnist"}},
+def train_record(command, seconds, final_terms, settings=None, **extra):
+    """A training record as rdd/train/runner.py writes it (the command's full settings record)."""
+    full = resolve_settings(command, {"data": {"name": "fashion_mnist"}, **(settings or {})})
+    return {"command": command, "settings": full,
             "started_unix": 1764000000.0, "train_seconds_this_run": seconds, "world_size": 1,
             "final_terms": final_terms, "code": {"git_commit": COMMIT, "git_dirty": False},
             "packages": PACKAGES, "machine": MACHINE, **extra}
@@ -194,7 +197,10 @@ def make_study(root, missing=MISSING, memory=True, scale_note=SCALE_NOTE, paper_
     models = base / "models"
     trained("teacher", models / "teacher", train_record("teacher", 5420.0, {"step": 20000, "loss": 0.031}), [])
     trained("classifier", models / "classifier",
-            train_record("classifier", 1210.0, {"step": 1500, "loss": 0.29}, test_accuracy=0.8912), [])
+            train_record("classifier", 1210.0, {"step": 1500, "loss": 0.29}, test_accuracy=0.8912,
+                         epochs_run=20.0, selected_epoch=17.0, selection="best_test",
+                         selection_note="the epoch of best test accuracy (the test set selects it, as released)"),
+            [])
     for t_in, t_out in PD_CHAIN:
         trained("pd_chain", models / f"pd_chain/student_{t_out}",
                 train_record("distill", 610.0, {"step": 1000, "loss": 0.02, "pd": 0.02},

@@ -330,3 +330,41 @@ def test_record_errors_name_the_file(tmp_path):
     path.write_text("{not json")
     with pytest.raises(ReportInputError, match=r"m\.json"):
         entry.read_json()
+
+
+def _round_study(tmp_path, rounds):
+    """A Study of main-round training records: rounds maps (stage, method) to (settings, loss weights, extra)."""
+    from rdd.report.study import Study
+    from rdd.settings import resolve
+
+    entries, records = [], {}
+    for i, ((stage, method), (settings, weights, extra)) in enumerate(rounds.items()):
+        path = tmp_path / f"r{i}.json"
+        path.write_text("{}")
+        entry = Entry("train_record", path, method=method, stage=stage, round="8->4")
+        entries.append(entry)
+        records[entry] = {"settings": resolve("distill", {"method": method, **settings}), "loss_weights": weights,
+                          "world_size": 1, **extra}
+    return Study({"config": {}}, entries, records)
+
+
+def test_training_protocol_names_the_behaviours_each_method_ran(tmp_path):
+    from rdd.report.training_protocol import behaviours
+
+    study = _round_study(tmp_path, {
+        ("pd_chain", "pd"): ({}, {"pd": 1.0}, {}),
+        ("round", "rcfd"): ({"feature_map": "pre_relu", "dropout": None}, {"cfd": 1.0}, {}),
+        ("round", "rdd"): ({"m_p2p_enqueue": "pixels", "is_p2p_group_size": 16},
+                           {"cfd": 1.0, "is_p2p": 1.0, "m_p2p": 0.1},
+                           {"m_p2p_head_norm": "BatchNorm per process (SyncBatchNorm needs CUDA)"}),
+    })
+    table = behaviours(study)
+    assert table["methods"] == ["pd chain", "rcfd", "rdd"]
+    cells = {r["key"]: [(c["text"], c["tag"]) for c in r["cells"]] for r in table["rows"]}
+    assert cells["dropout"] == [("0.0", "released"), ("null", "paper's description"), ("0.0", "released")]
+    # RCFD relates no maps: its pre-ReLU setting is not used; RDD's post-ReLU default is released.
+    assert cells["feature_map"] == [("not used", "unused"), ("not used", "unused"), ("post_relu", "released")]
+    assert cells["m_p2p_enqueue"][2] == ("pixels", "paper's description")
+    assert cells["classifier_input"][1] == ("raw", "released")
+    assert cells["is_p2p_group_size"][2] == ("16 (64 images per process x 1)", "other")
+    assert cells["m_p2p_sync_bn"][2][1] == "other"

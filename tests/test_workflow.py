@@ -26,11 +26,15 @@ def test_dry_run_embedded_default(tmp_path):
     result = run_snakemake(tmp_path, "all", "-n", "--cores", "8")
     assert result.returncode == 0, result.stdout[-3000:]
     # Chain 64 -> 8 (3 rounds), 3 methods x 3 rounds, 2 loss-ablation lines of their own
-    # (CFD only and full RDD train exactly like RCFD and RDD, whose models they reuse).
+    # (CFD only and full RDD train exactly like RCFD and RDD, whose models they reuse), and the
+    # released-vs-described lines (pre-ReLU map, pixel-vector queue).
     assert job_counts(result.stdout) == {
-        "ref_stats": 1, "train_classifier": 1, "train_teacher": 1, "distill": 3 + 9 + 6,
-        "sample": 6 + 1 + 9 + 6, "evaluate": 6 + 1 + 9 + 6, "memory_benchmark": 1, "report": 1, "report_index": 1,
-        "all": 1, "total": 69}
+        "ref_stats": 1, "train_classifier": 1, "train_teacher": 1, "distill": 3 + 9 + 6 + 6,
+        "sample": 6 + 1 + 9 + 6 + 6, "evaluate": 6 + 1 + 9 + 6 + 6, "memory_benchmark": 1, "report": 1,
+        "report_index": 1, "all": 1, "total": 87}
+    released = yaml.safe_load((tmp_path / "results/fmnist/models/rdd/released-pre_relu_map/student_1.settings.yaml")
+                              .read_text())
+    assert released["feature_map"] == "pre_relu" and released["m_p2p_enqueue"] == "columns"
 
 
 def test_dry_run_tiny_preset(tmp_path):
@@ -63,16 +67,33 @@ def test_dry_run_paper_protocol(tmp_path, study):
         _fake_files(tmp_path / "data" / "imagenet64", [*imagenet64.FILES["train"], *imagenet64.FILES["test"]])
     result = run_snakemake(tmp_path, f"reports/{study}.html", "-n", "--cores", "8")
     assert result.returncode == 0, result.stdout[-3000:]
-    # 1024 -> 8: 7 shared PD rounds; 3 methods x 3 rounds; the loss ablation's CFD-only, CFD+IS-P2P
-    # and CFD+M-P2P lines (RDD's 20k-iteration rounds differ from RCFD's 10k/20k/20k; full RDD is RDD).
+    # 1024 -> 8: 7 shared PD rounds; 3 methods x 3 rounds; the ablations' own lines: CIFAR-10's loss
+    # ablation has 3 (RDD's 20k-iteration rounds differ from RCFD's 10k/20k/20k; full RDD is RDD) and
+    # released-vs-described 2 + 2; ImageNet's loss ablation 2 (CFD only is RCFD there) and 2.
+    lines = {"cifar10": 3 + 2 + 2, "imagenet64": 2 + 2}[study]
     assert job_counts(result.stdout) == {
-        "ref_stats": 1, "train_classifier": 1, "train_teacher": 1, "distill": 7 + 9 + 9,
-        "sample": 10 + 1 + 9 + 9, "evaluate": 10 + 1 + 9 + 9, "memory_benchmark": 1, "report": 1, "total": 88}
-    settings = yaml.safe_load((tmp_path / f"results/{study}/models/rdd/default/student_4.settings.yaml").read_text())
-    assert settings["train"]["iters"] == 20000 and settings["train"]["batch_size"] == 128
-    assert settings["weights"] == {"pd": 0.0, "cfd": 1.0, "is_p2p": 1.0, "m_p2p": 0.1}
-    pd_1 = yaml.safe_load((tmp_path / f"results/{study}/models/pd/default/student_1.settings.yaml").read_text())
-    assert pd_1["train"]["iters"] == 20000 and pd_1["train"]["lr"] == 5e-5
+        "ref_stats": 1, "train_classifier": 1, "train_teacher": 1, "distill": 7 + 9 + 3 * lines,
+        "sample": 10 + 1 + 9 + 3 * lines, "evaluate": 10 + 1 + 9 + 3 * lines, "memory_benchmark": 1,
+        "report": 1, "total": 61 + 9 * lines}
+    read = lambda name: yaml.safe_load((tmp_path / f"results/{study}/models/{name}.settings.yaml").read_text())
+    rdd, pd_1, teacher = read("rdd/default/student_4"), read("pd/default/student_1"), read("teacher/teacher_1024")
+    assert rdd["weights"] == {"pd": 0.0, "cfd": 1.0, "is_p2p": 1.0, "m_p2p": 0.1}
+    released = {"dropout": 0.0, "feature_map": "post_relu", "is_p2p_group_size": 32, "m_p2p_enqueue": "columns",
+                "m_p2p_wrap": "tail", "m_p2p_anchors": "linspace", "m_p2p_head_bias": False,
+                "m_p2p_head_lr": "constant", "classifier_input": "raw"}
+    assert {k: rdd[k] for k in released} == released
+    # The released configs (METHOD.md): CIFAR10_PD / train_rdd.sh, and the IMAGENET64 PD/RCFD ones.
+    gpus, batch, lr, iters, tau = {"cifar10": (4, 128, 5e-5, 20000, 0.9),
+                                   "imagenet64": (8, 256, 1e-4, 50000, 0.75)}[study]
+    assert (rdd["train"]["batch_size"], rdd["train"]["lr"], rdd["train"]["iters"], rdd["tau"]) == (batch, lr, iters, tau)
+    assert pd_1["train"]["iters"] == iters and pd_1["train"]["lr"] == lr
+    assert f"--standalone --nproc_per_node {gpus} -m rdd distill" in result.stdout
+    if study == "cifar10":
+        assert teacher["train"]["batch_size"] == 256 and teacher["net"]["dropout"] == 0.1
+    else:
+        assert teacher["net"] == {"ch": 128, "ch_mult": [1, 2, 3, 4], "attn": [2, 3], "num_res_blocks": 3,
+                                  "dropout": 0.0, "class_conditional": True}
+        assert (teacher["train"]["lr"], teacher["train"]["iters"]) == (2e-5, 1000000)
 
 
 def test_authors_checkpoints_replace_the_stages_they_stand_for(tmp_path):
@@ -94,6 +115,19 @@ def test_authors_checkpoints_replace_the_stages_they_stand_for(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:]
     counts = job_counts(result.stdout)
     assert "train_teacher" not in counts and counts["distill"] == 9 + 6  # 8 -> 4 -> 2 -> 1, no chain
+
+
+def test_authors_classifier_replaces_the_classifier_training(tmp_path):
+    theirs = tmp_path / "theirs" / "densenet201.pt"
+    _fake_files(tmp_path, [theirs.relative_to(tmp_path)])  # never read in a dry run
+    overlay = write_yaml(tmp_path / "authors.yaml", {"studies": {"tiny": {"authors_checkpoints": {
+        "classifier": str(theirs)}}}})
+    result = run_snakemake(tmp_path, "all", "-n", "--cores", "2", "--configfile", TINY, overlay)
+    assert result.returncode == 0, result.stdout[-3000:]
+    counts = job_counts(result.stdout)
+    assert "train_classifier" not in counts and counts["distill"] == 1 + 6 + 4
+    # Every feature round reads their file: RCFD's and RDD's two rounds, the loss ablation's two lines.
+    assert result.stdout.count("--classifier ") == result.stdout.count(f"--classifier {theirs}") == 2 + 2 + 4
 
 
 def test_lint_has_only_the_explained_finding(tmp_path):

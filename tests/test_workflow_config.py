@@ -77,6 +77,12 @@ CASES = {
                                  "allowed: cfd, is_p2p, m_p2p, pd"]),
     "authors_checkpoint_missing": (tiny(authors_checkpoints={"teacher": "nowhere/teacher.pt"}), None, True, "all",
                                    ["studies.tiny.authors_checkpoints.teacher: file not found: nowhere/teacher.pt"]),
+    "authors_classifier_missing": (tiny(authors_checkpoints={"classifier": "nowhere/densenet.pt"}), None, True,
+                                   "all", ["studies.tiny.authors_checkpoints.classifier: file not found: "
+                                           "nowhere/densenet.pt"]),
+    "classifier_recipe_unknown_augmentation": (
+        tiny(classifier={"train": {"augment": ["crop", "mixup"]}}), None, True, "all",
+        ["studies.tiny.classifier: setting 'train.augment' must name each of crop, hflip, autoaugment, cutout"]),
     "missing_data": ({}, None, True, "reports/cifar10.html",
                      ["studies.cifar10.data", "dataset 'cifar10' not found", "data/cifar-10-batches-py/data_batch_1",
                       "relative paths are from", "download: true"]),

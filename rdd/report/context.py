@@ -6,6 +6,7 @@ from collections import Counter
 import pandas as pd
 
 from rdd.report import claims, plots
+from rdd.report.training_protocol import training_protocol
 from rdd.report.summary import (DISTILLED, METHOD_LABELS, comparison_table, ddim_speedups, speed_summary,
                                 summarize)
 from rdd.report.tables import PROTOCOL_COLUMNS, machine_label
@@ -309,5 +310,6 @@ def build_context(study, tables, paper):
         "grids": sample_grids(study),
         "curves": training_curves(study, tables["curves"]),
         "provenance": provenance(study, tables),
+        "training_protocol": training_protocol(study),
         "method_labels": METHOD_LABELS,
     }

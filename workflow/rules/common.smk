@@ -258,6 +258,17 @@ REPORT_CODE = sorted(str(p) for p in (REPO / "rdd" / "report").rglob("*")
 PAPER_VALUES = str(REPO / CONFIG["paper_values"])  # an absolute path stays as it is
 
 
+def launcher(rule_name):
+    """`python -m rdd` for a job of one GPU or none; torchrun over the job's GPUs for more (data
+    parallel, the batch split across them), as the released multi-GPU runs."""
+    def launch(wildcards):
+        gpus = PLANS[wildcards.study].resources(rule_name)["gpu"]
+        if gpus <= 1:
+            return "python -m rdd"
+        return f"python -m torch.distributed.run --standalone --nproc_per_node {int(gpus)} -m rdd"
+    return launch
+
+
 def res(rule_name, key):
     """A resource of `rule_name` from the study's config (callable for Snakemake)."""
     return lambda wildcards: PLANS[wildcards.study].resources(rule_name)[key]

@@ -19,6 +19,7 @@ rule train_teacher:
     params:
         resume=resume_dir,
         settings=settings_digest("train_teacher"),
+        launch=launcher("train_teacher"),
     threads: res("train_teacher", "threads")
     resources:
         mem_mb=res("train_teacher", "mem_mb"),
@@ -26,7 +27,7 @@ rule train_teacher:
         gpu=res("train_teacher", "gpu"),
     shell:
         "rdd_claim_gpu {resources.gpu}; "
-        "python -m rdd train-teacher --settings {input.settings} --out {output.model}"
+        "{params.launch} train-teacher --settings {input.settings} --out {output.model}"
         " --resume-dir {params.resume} > {log} 2>&1"
 
 
@@ -45,6 +46,7 @@ rule train_classifier:
     params:
         resume=resume_dir,
         settings=settings_digest("train_classifier"),
+        launch=launcher("train_classifier"),
     threads: res("train_classifier", "threads")
     resources:
         mem_mb=res("train_classifier", "mem_mb"),
@@ -52,7 +54,7 @@ rule train_classifier:
         gpu=res("train_classifier", "gpu"),
     shell:
         "rdd_claim_gpu {resources.gpu}; "
-        "python -m rdd train-classifier --settings {input.settings} --out {output.model}"
+        "{params.launch} train-classifier --settings {input.settings} --out {output.model}"
         " --resume-dir {params.resume} > {log} 2>&1"
 
 
@@ -74,6 +76,7 @@ rule distill:
         options=distill_options,
         resume=resume_dir,
         settings=settings_digest("distill"),
+        launch=launcher("distill"),
     threads: res("distill", "threads")
     resources:
         mem_mb=res("distill", "mem_mb"),
@@ -81,5 +84,5 @@ rule distill:
         gpu=res("distill", "gpu"),
     shell:
         "rdd_claim_gpu {resources.gpu}; "
-        "python -m rdd distill --settings {input.settings} --teacher {input.teacher:q} {params.options}"
+        "{params.launch} distill --settings {input.settings} --teacher {input.teacher:q} {params.options}"
         " --out {output.model} --resume-dir {params.resume} > {log} 2>&1"

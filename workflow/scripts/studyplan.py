@@ -18,6 +18,7 @@ from rdd import settings as rdd_settings
 from rdd.data import normalize_spec
 from rdd.distill import METHOD_WEIGHTS, loss_weights
 from rdd.nets import build_classifier, build_unet
+from rdd.train.classifier import check_recipe
 from rdd.train.teacher import unet_kwargs
 
 LOSS_TERMS = tuple(METHOD_WEIGHTS["rdd"])
@@ -260,15 +261,28 @@ class _Builder:
         if authors.get("pd_8") and self.study["shared_steps"] != 8:
             raise ConfigError(f"{w}.pd_8: an 8-step model, but the shared chain ends at shared_steps = "
                               f"{self.study['shared_steps']}; set shared_steps: 8")
-        for key in ("teacher", "pd_8"):
+        for key in ("teacher", "pd_8", "classifier"):
             if authors.get(key):
                 self.plan.external[key] = str(authors[key])
 
     # -- stages
     def add_stage(self, stage):
+        self.check_parallel(stage)
         self.plan.stages[stage.model] = stage
         self.add_entries(stage, stage.labels)
         return stage.model
+
+    def check_parallel(self, stage):
+        """A job of several GPUs splits its batch evenly; IS-P2P groups fit in each GPU's share."""
+        gpus = max(1, self.plan.resources(stage.rule)["gpu"])
+        batch = stage.settings["train"]["batch_size"]
+        where = f"{self.where}.resources.{stage.rule}.gpu"
+        if batch % gpus:
+            raise ConfigError(f"{where}: {gpus} GPUs cannot split the batch of {batch} of {stage.model} evenly")
+        group = stage.settings.get("is_p2p_group_size")
+        if group and stage.settings["weights"]["is_p2p"] and (batch // gpus) % group:
+            raise ConfigError(f"{where}: is_p2p_group_size {group} must divide the batch per GPU "
+                              f"({batch} / {gpus} = {batch // gpus}) of {stage.model}")
 
     def add_entries(self, stage, labels):
         for kind, suffix in (("train_record", ".json"), ("curves", ".curves.csv")):
@@ -285,7 +299,13 @@ class _Builder:
         return self.add_stage(Stage("train_teacher", model, settings, {"stage": "teacher"}))
 
     def classifier(self, overrides=None, labels=None, variant_dir="default"):
-        """The classifier for `overrides` of the study's classifier settings (shared when they change nothing)."""
+        """The classifier for `overrides` of the study's classifier settings (shared when they change nothing).
+
+        The authors' classifier, when given, is the study's own; an ablation variant that asks for
+        another classifier still trains it.
+        """
+        if overrides is None and "classifier" in self.plan.external:
+            return self.plan.external["classifier"]
         block, where = deep_merge(self.study["classifier"], overrides), f"{self.where}.classifier"
         _no_reserved("classifier", block, where)
         settings = _resolved("classifier", deep_merge(self.common, block), where)
@@ -293,6 +313,10 @@ class _Builder:
             if stage.rule == "train_classifier" and stage.settings == settings:
                 return stage.model
         _check_net("classifier", settings, where)
+        try:
+            check_recipe(settings)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
         model = f"{self.plan.root}/models/classifier/{variant_dir}/classifier.pt"
         return self.add_stage(Stage("train_classifier", model, settings, {"stage": "classifier", **(labels or {})}))
 

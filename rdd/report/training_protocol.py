@@ -1,0 +1,151 @@
+"""What each study trained: the released-vs-described behaviours of its rounds, and its classifier."""
+
+from rdd.settings import RELEASED_VS_DESCRIBED
+
+FEATURE_TERMS = ("cfd", "is_p2p", "m_p2p")
+# Behaviours that matter only when a round uses these loss terms.
+NEEDS = {"feature_map": ("is_p2p", "m_p2p"), "classifier_input": FEATURE_TERMS,
+         "m_p2p_enqueue": ("m_p2p",), "m_p2p_wrap": ("m_p2p",), "m_p2p_anchors": ("m_p2p",),
+         "m_p2p_head_bias": ("m_p2p",), "m_p2p_head_lr": ("m_p2p",)}
+
+
+def _text(value):
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def _tag(key, value):
+    _, released, described = RELEASED_VS_DESCRIBED[key]
+    if value == released:
+        return "released"
+    return "paper's description" if value == described else "other"
+
+
+def _cell(values):
+    """One table cell from the distinct values a method's rounds used ([] when none ran yet)."""
+    if not values:
+        return {"text": "pending", "tag": "pending"}
+    if values == ["not used"]:
+        return {"text": "not used", "tag": "unused"}
+    return {"text": ", ".join(v["text"] for v in values), "tag": "; ".join(sorted({v["tag"] for v in values}))}
+
+
+def _round_records(study):
+    """{method: [records of its main rounds that finished]}, the shared PD chain apart."""
+    by_method = {}
+    for entry in study.of_kind("train_record"):
+        if entry.stage in ("round", "pd_chain") and entry.is_main and entry in study.records:
+            method = "pd chain" if entry.stage == "pd_chain" else entry.method
+            by_method.setdefault(method, []).append(study.records[entry])
+    return by_method
+
+
+def _distinct(values):
+    out = []
+    for v in values:
+        if v not in out:
+            out.append(v)
+    return out
+
+
+def behaviours(study):
+    """Rows per released-vs-described behaviour, a column per method's main rounds."""
+    records = _round_records(study)
+    methods = [m for m in ("pd chain", "pd", "rcfd", "rdd") if m in records or m in _expected(study)]
+    rows = []
+    for key, (what, released, described) in RELEASED_VS_DESCRIBED.items():
+        cells = []
+        for method in methods:
+            values = []
+            for record in records.get(method, []):
+                weights = record.get("loss_weights") or record["settings"].get("weights") or {}
+                if key in NEEDS and not any(weights.get(t) for t in NEEDS[key]):
+                    values.append("not used")
+                    continue
+                value = record["settings"].get(key)
+                values.append({"text": _text(value), "tag": _tag(key, value)})
+            values = _distinct(values)
+            cells.append(_cell([v for v in values if v != "not used"] or values))
+        rows.append({"what": what, "key": key, "released": _text(released), "described": _text(described),
+                     "cells": cells})
+    rows.append(_groups_row(records, methods))
+    rows.append(_head_norm_row(records, methods))
+    return {"methods": methods, "rows": rows}
+
+
+def _expected(study):
+    return {("pd chain" if e.stage == "pd_chain" else e.method) for e in study.of_kind("train_record")
+            if e.stage in ("round", "pd_chain") and e.is_main}
+
+
+def _groups_row(records, methods):
+    cells = []
+    for method in methods:
+        values = []
+        for record in records.get(method, []):
+            settings = record["settings"]
+            weights = record.get("loss_weights") or settings.get("weights") or {}
+            if not weights.get("is_p2p"):
+                values.append("not used")
+                continue
+            per_process = settings["train"]["batch_size"] // max(1, record.get("world_size") or 1)
+            group = settings.get("is_p2p_group_size") or per_process
+            values.append({"text": f"{group} ({per_process} images per process x {record.get('world_size') or 1})",
+                           "tag": "released" if group == 32 else "other"})
+        values = _distinct(values)
+        cells.append(_cell([v for v in values if v != "not used"] or values))
+    return {"what": "images related per IS-P2P group", "key": "is_p2p_group_size",
+            "released": "32 (one GPU's batch of 4 x 32)", "described": "the whole batch", "cells": cells}
+
+
+def _head_norm_row(records, methods):
+    cells = []
+    for method in methods:
+        values = _distinct([_head_norm(r.get("m_p2p_head_norm")) if (r.get("loss_weights") or {}).get("m_p2p")
+                            else "not used" for r in records.get(method, [])])
+        cells.append(_cell([v for v in values if v != "not used"] or values))
+    return {"what": "M-P2P head BatchNorm under data parallelism", "key": "m_p2p_sync_bn",
+            "released": "SyncBatchNorm", "described": "not described", "cells": cells}
+
+
+def _head_norm(recorded):
+    if recorded is None:  # one process: its BatchNorm sees the whole batch, as SyncBatchNorm would
+        return {"text": "one process", "tag": "released"}
+    return {"text": recorded, "tag": "released" if recorded.startswith("SyncBatchNorm") else "other"}
+
+
+def classifiers(study):
+    """The feature classifier(s) of the study: recipe, epochs, selected epoch and test accuracy."""
+    out = []
+    authors = ((study.manifest.get("config") or {}).get("authors_checkpoints") or {}).get("classifier")
+    if authors:
+        out.append({"label": "authors' released classifier", "path": str(authors), "state": "external"})
+    for entry in study.of_kind("train_record"):
+        if entry.stage != "classifier":
+            continue
+        label = "study classifier" if entry.is_main else f"ablation {entry.ablation}: {entry.variant}"
+        record = study.records.get(entry)
+        if record is None:
+            out.append({"label": label, "path": str(entry.path), "state": "pending"})
+            continue
+        settings, train = record["settings"], record["settings"]["train"]
+        out.append({
+            "label": label, "path": str(entry.path), "state": "done", "net": settings["net"]["name"],
+            "recipe": (f"SGD lr {train['lr']} (momentum {train['momentum']}, weight decay {train['weight_decay']}), "
+                       f"batch {train['batch_size']}, {train['lr_schedule']} schedule"
+                       + (f" (x{train['lr_gamma']} at {', '.join(map(str, train['lr_milestones']))} of the run)"
+                          if train["lr_schedule"] == "multistep" else "")
+                       + f"; augmentation {', '.join(train['augment']) or 'none'}; inputs {train['input_norm']}"),
+            "epochs": record.get("epochs_run"), "selected_epoch": record.get("selected_epoch"),
+            "test_accuracy": record.get("test_accuracy"), "selection_note": record.get("selection_note")})
+    return out
+
+
+def training_protocol(study):
+    """The template's training-protocol block."""
+    config = study.manifest.get("config") or {}
+    return {"settings_source": config.get("settings_source"), "behaviours": behaviours(study),
+            "classifiers": classifiers(study)}
