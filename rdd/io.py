@@ -4,6 +4,8 @@ Every artefact the suite writes goes through here, so a killed job never
 leaves a half-written file under its final name.
 """
 
+import contextlib
+import fcntl
 import json
 import os
 import tempfile
@@ -14,6 +16,29 @@ import torch
 
 class CheckpointError(RuntimeError):
     """A checkpoint or weights file that cannot be read; the message names it."""
+
+
+class OutputBusyError(RuntimeError):
+    """Another process is writing the same output; the message names it."""
+
+
+@contextlib.contextmanager
+def exclusive(output):
+    """Hold `<output>.lock` for the duration: a second writer of `output` is refused at once,
+    so two commands can never interleave their partial files."""
+    output = Path(output)
+    lock = output.with_name(output.name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutputBusyError(f"another process is writing {output} (it holds {lock}); wait for it to "
+                                  "finish, or write to another path") from None
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
 
 
 def _umask():

@@ -47,10 +47,18 @@ def _save_npz(path, **arrays):
 
 def generate(model, steps, seeds, out, *, batch_size=256, net_batch=16, shard_size=1000, device="cpu",
              authors_net=None, log=print):
-    """Sample `seeds` from `model` with `steps` steps into `out` (.npz) and its record `<out>.json`."""
+    """Sample `seeds` from `model` with `steps` steps into `out` (.npz) and its record `<out>.json`.
+
+    One process at a time writes `out` (and its shards): a second is refused with OutputBusyError.
+    """
     out = Path(out)
     if not seeds:
         raise ValueError("no seeds to sample")
+    with io.exclusive(out):
+        return _generate(model, steps, seeds, out, batch_size, net_batch, shard_size, device, authors_net, log)
+
+
+def _generate(model, steps, seeds, out, batch_size, net_batch, shard_size, device, authors_net, log):
     device = torch.device(device)
     net, kwargs, grid = load_denoiser(model, device, authors_net)
     shape = (kwargs["in_channels"], kwargs["img_resolution"], kwargs["img_resolution"])

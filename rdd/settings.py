@@ -74,15 +74,6 @@ class SettingsError(ValueError):
     """A settings value that is unknown or of the wrong kind; the message names the key."""
 
 
-# Settings that take one of a few names: (command, key path) -> allowed values.
-CHOICES = {
-    ("distill", "feature_map"): ("post_relu", "pre_relu"),
-    ("distill", "m_p2p_enqueue"): ("columns", "pixels"),
-    ("distill", "m_p2p_wrap"): ("tail", "modulo"),
-    ("distill", "m_p2p_anchors"): ("linspace", "stride"),
-    ("distill", "m_p2p_head_lr"): ("constant", "cosine"),
-    ("distill", "classifier_input"): ("raw", "as_trained"),
-}
 # Where the released training code departs from the paper's description (METHOD.md, "Released
 # behaviour"): distill setting -> (what it is, the released value, the paper's description's value).
 # The released value is each setting's default; the report says which one every study ran.
@@ -96,25 +87,123 @@ RELEASED_VS_DESCRIBED = {
     "m_p2p_head_lr": ("M-P2P head's learning rate", "constant", "cosine"),
     "classifier_input": ("images the classifier is fed while distilling", "raw", "as_trained"),
 }
-# Settings whose default is None and whose value, when given, is a positive integer.
-OPTIONAL_POSITIVE_INTS = {("distill", "is_p2p_group_size")}
 
 
-def _merge(defaults, user, path=""):
+# ----------------------------------------------------------------------------- allowed values
+
+def _rule(test, allowed, optional=False):
+    """(test, what is allowed) of a setting; `optional` lets null through."""
+    return (lambda v: (optional and v is None) or (v is not None and test(v)),
+            allowed + (" or null" if optional else ""))
+
+
+def _int_from(low, optional=False):
+    return _rule(lambda v: type(v) is int and v >= low, f"an integer >= {low}", optional)
+
+
+def _number_above(low, optional=False):
+    return _rule(lambda v: v > low, f"a number > {low}", optional)
+
+
+def _number_from(low, optional=False):
+    return _rule(lambda v: v >= low, f"a number >= {low}", optional)
+
+
+def _fraction(optional=False):
+    return _rule(lambda v: 0 <= v < 1, "a number in [0, 1)", optional)
+
+
+def _one_of(*names):
+    return _rule(lambda v: v in names, "one of " + ", ".join(names))
+
+
+_POWER_OF_TWO = _rule(lambda v: type(v) is int and v >= 1 and not v & (v - 1), "a power of two (1, 2, 4, ...)")
+
+# What each setting allows: (command, key path) -> rule; "*" applies to every command that has the key.
+# Checked when settings are resolved, before any data or model is loaded (the workflow resolves
+# every stage's settings through here too, so its config check and the command line agree).
+LIMITS = {
+    ("*", "seed"): _int_from(0),
+    ("*", "train.iters"): _int_from(1),
+    ("*", "train.batch_size"): _int_from(1),
+    ("*", "train.lr"): _number_above(0),
+    ("*", "train.grad_clip"): _number_from(0),
+    ("*", "train.checkpoint_every"): _int_from(1),
+    ("*", "train.log_every"): _int_from(1),
+    ("*", "train.num_workers"): _int_from(0),
+    ("teacher", "T_base"): _POWER_OF_TWO,
+    ("teacher", "train.warmup_iters"): _int_from(0),
+    ("teacher", "train.ema_decay"): _fraction(),
+    ("classifier", "train.momentum"): _fraction(),
+    ("classifier", "train.weight_decay"): _number_from(0),
+    ("classifier", "train.epochs"): _int_from(1, optional=True),
+    ("classifier", "train.lr_schedule"): _one_of("multistep", "cosine"),
+    ("classifier", "train.lr_gamma"): _number_above(0),
+    ("classifier", "train.crop_padding"): _int_from(1),
+    ("classifier", "train.cutout_length"): _int_from(1),
+    ("classifier", "train.input_norm"): _one_of("mean_std", "minus1_1"),
+    ("classifier", "train.select"): _one_of("best_test", "final"),
+    ("classifier", "train.eval_every_epochs"): _int_from(1),
+    ("distill", "method"): _one_of("pd", "rcfd", "rdd"),
+    **{("distill", f"weights.{term}"): _number_from(0, optional=True) for term in ("pd", "cfd", "is_p2p", "m_p2p")},
+    ("distill", "tau"): _number_above(0),
+    ("distill", "is_p2p_temperature"): _number_above(0),
+    ("distill", "dropout"): _fraction(optional=True),
+    ("distill", "feature_map"): _one_of("post_relu", "pre_relu"),
+    ("distill", "is_p2p_group_size"): _int_from(1, optional=True),
+    ("distill", "memory_size"): _int_from(1),
+    ("distill", "num_anchors"): _int_from(1),
+    ("distill", "enqueue_per_step"): _int_from(1),
+    ("distill", "contrast_temperature"): _number_above(0),
+    ("distill", "kd_temperature"): _number_above(0),
+    ("distill", "m_p2p_enqueue"): _one_of("columns", "pixels"),
+    ("distill", "m_p2p_wrap"): _one_of("tail", "modulo"),
+    ("distill", "m_p2p_anchors"): _one_of("linspace", "stride"),
+    ("distill", "m_p2p_head_lr"): _one_of("constant", "cosine"),
+    ("distill", "classifier_input"): _one_of("raw", "as_trained"),
+    ("*", "device.device"): _rule(lambda v: v in ("auto", "cpu") or v == "cuda" or v.startswith("cuda:"),
+                                  "auto, cpu, cuda or cuda:N"),
+}
+# Settings that must not exceed another: (command, key, the key bounding it).
+AT_MOST = [("distill", "num_anchors", "memory_size"), ("distill", "enqueue_per_step", "memory_size")]
+
+
+def _limit_errors(command, record):
+    errors = []
+    for (owner, key), (test, allowed) in LIMITS.items():
+        if owner not in ("*", command) or not _has(record, key):
+            continue
+        value = _lookup(record, key)
+        if not test(value):
+            errors.append(f"setting '{key}' must be {allowed}, got {value!r}")
+    for owner, key, bound in AT_MOST:
+        values = (_lookup(record, key), _lookup(record, bound))
+        if owner == command and all(type(v) is int and v >= 1 for v in values) and values[0] > values[1]:
+            errors.append(f"setting '{key}' ({_lookup(record, key)}) must be at most "
+                          f"'{bound}' ({_lookup(record, bound)})")
+    return errors
+
+
+def _merge(defaults, user, errors, path=""):
+    """`defaults` overlaid with `user`; each unknown key or wrong kind is added to `errors`."""
     out = copy.deepcopy(defaults)
     for key, value in user.items():
         where = f"{path}.{key}" if path else key
         if key not in defaults and path not in _OPEN:
             allowed = ", ".join(sorted(defaults))
-            raise SettingsError(f"unknown setting '{where}' (allowed here: {allowed})")
-        if isinstance(defaults.get(key), dict):
-            if not isinstance(value, dict):
-                raise SettingsError(f"setting '{where}' must be a mapping, got {value!r}")
-            out[key] = _merge(defaults[key], value, where)
+            errors.append(f"unknown setting '{where}' (allowed here: {allowed})")
+        elif isinstance(defaults.get(key), dict):
+            if isinstance(value, dict):
+                out[key] = _merge(defaults[key], value, errors, where)
+            else:
+                errors.append(f"setting '{where}' must be a mapping, got {value!r}")
         else:
             value = _yaml_float(defaults.get(key), value)
-            _check_kind(where, defaults.get(key), value)
-            out[key] = copy.deepcopy(value)
+            problem = _kind_error(where, defaults.get(key), value)
+            if problem:
+                errors.append(problem)
+            else:
+                out[key] = copy.deepcopy(value)
     return out
 
 
@@ -128,9 +217,10 @@ def _yaml_float(default, value):
     return value
 
 
-def _check_kind(where, default, value):
+def _kind_error(where, default, value):
+    """The message when `value` is not of the kind of `default` (None: it is)."""
     if default is None or value is None:
-        return
+        return None
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if isinstance(default, bool):
         ok, kind = isinstance(value, bool), "true or false"
@@ -140,8 +230,7 @@ def _check_kind(where, default, value):
         ok, kind = number, "a number"
     else:
         ok, kind = isinstance(value, type(default)), type(default).__name__
-    if not ok:
-        raise SettingsError(f"setting '{where}' must be {kind}, got {value!r}")
+    return None if ok else f"setting '{where}' must be {kind}, got {value!r}"
 
 
 # Sub-records whose keys are checked by their owners (the dataset and network registries).
@@ -152,16 +241,21 @@ def resolve(command, user=None):
     """The full settings record of `command`: its defaults overlaid with `user`."""
     if command not in DEFAULTS:
         raise SettingsError(f"unknown command '{command}' (allowed: {', '.join(DEFAULTS)})")
-    record = _merge(DEFAULTS[command], user or {})
-    for (owner, key), allowed in CHOICES.items():
-        value = _lookup(record, key)
-        if owner == command and value not in allowed:
-            raise SettingsError(f"setting '{key}' must be one of {', '.join(allowed)}, got {value!r}")
-    for owner, key in OPTIONAL_POSITIVE_INTS:
-        value = _lookup(record, key)
-        if owner == command and value is not None and (type(value) is not int or value < 1):
-            raise SettingsError(f"setting '{key}' must be a positive integer or null, got {value!r}")
+    errors = []
+    record = _merge(DEFAULTS[command], user or {}, errors)
+    errors += _limit_errors(command, record)
+    if errors:
+        # Every problem at once, on one line: a user fixes them all in one go.
+        raise SettingsError("; ".join(errors))
     return record
+
+
+def _has(record, dotted):
+    for part in dotted.split("."):
+        if not isinstance(record, dict) or part not in record:
+            return False
+        record = record[part]
+    return True
 
 
 def _lookup(record, dotted):
@@ -175,7 +269,10 @@ def load_file(path):
     path = Path(path)
     if not path.is_file():
         raise SettingsError(f"settings file not found: {path}")
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"settings file {path} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise SettingsError(f"settings file {path} must hold a mapping")
     return data

@@ -316,9 +316,9 @@ def test_show_defaults_lists_the_recipe(capsys):
     ({"input_norm": "imagenet"}, "train.input_norm"),
 ])
 def test_bad_recipe_settings_are_named(bad, message):
-    settings = settings_mod.resolve("classifier", {"train": bad})
-    settings["data"] = normalize_spec(settings["data"])
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=message):  # when the settings are resolved, or checked together
+        settings = settings_mod.resolve("classifier", {"train": bad})
+        settings["data"] = normalize_spec(settings["data"])
         recipe.check_recipe(settings)
 
 

@@ -24,7 +24,6 @@ from rdd.nets import build_classifier
 from rdd.train.batches import steps_per_epoch, train_steps
 from rdd.train.loop import Stage, cosine_decay, log_line
 
-LR_SCHEDULES = ("multistep", "cosine")
 SELECTION_NOTES = {
     "best_test": "the weights of the evaluation with the best test accuracy, as released: the test set "
                  "chose them, so test_accuracy is optimistic",
@@ -33,24 +32,15 @@ SELECTION_NOTES = {
 
 
 def check_recipe(settings):
-    """Raise ValueError, naming the setting, for classifier train settings that cannot run."""
+    """Raise ValueError, naming the setting, for recipe settings whose single values are allowed
+    (rdd.settings.LIMITS) but which cannot run together or on this dataset."""
     train = settings["train"]
     Augmentation(train["augment"], train["crop_padding"], train["cutout_length"])
     input_norm(train["input_norm"], settings["data"])
-    for key, allowed in (("lr_schedule", LR_SCHEDULES), ("select", tuple(SELECTION_NOTES))):
-        if train[key] not in allowed:
-            raise ValueError(f"setting 'train.{key}' must be one of {', '.join(allowed)}, got {train[key]!r}")
     milestones = train["lr_milestones"]
     if not all(isinstance(f, (int, float)) and 0 < f < 1 for f in milestones) or milestones != sorted(milestones):
         raise ValueError(f"setting 'train.lr_milestones' must be increasing fractions of the run in (0, 1), "
                          f"got {milestones!r}")
-    if not train["lr_gamma"] > 0:
-        raise ValueError(f"setting 'train.lr_gamma' must be positive, got {train['lr_gamma']!r}")
-    for key, optional in (("epochs", True), ("eval_every_epochs", False)):
-        value = train[key]
-        if not (optional and value is None) and (type(value) is not int or value < 1):
-            raise ValueError(f"setting 'train.{key}' must be a positive integer{' or null' * optional}, "
-                             f"got {value!r}")
 
 
 def lr_factor(train, num_examples):

@@ -1,0 +1,151 @@
+"""Bad input on the command line: one `error: ...` line naming the key or file, exit 2, no traceback,
+before any data or model is loaded. Each case is (arguments, what the line must say)."""
+
+import pytest
+import torch
+
+from rdd.cli import main as rdd_main
+
+TEACHER = ("train-teacher", "--out", "{tmp}/t.pt", "--resume-dir", "{tmp}/r")
+CLASSIFIER = ("train-classifier", "--out", "{tmp}/c.pt", "--resume-dir", "{tmp}/r")
+DISTILL = ("distill", "--teacher", "{tmp}/missing_teacher.pt", "--out", "{tmp}/s.pt", "--resume-dir", "{tmp}/r")
+SAMPLE = ("sample", "--model", "{tmp}/missing.pt", "--steps", "1", "--seeds", "0-3", "--out", "{tmp}/s.npz")
+
+
+def setting(command, *assignments):
+    return (*command, *(arg for a in assignments for arg in ("--set", a)))
+
+
+CASES = [
+    # every training command: lengths, rates, intervals, seeds, devices, keys, kinds
+    (setting(TEACHER, "train.iters=-5"), "'train.iters' must be an integer >= 1, got -5"),
+    (setting(TEACHER, "train.iters=0"), "'train.iters' must be an integer >= 1, got 0"),
+    (setting(TEACHER, "train.batch_size=0"), "'train.batch_size' must be an integer >= 1, got 0"),
+    (setting(TEACHER, "train.lr=0"), "'train.lr' must be a number > 0"),
+    (setting(TEACHER, "train.lr=abc"), "'train.lr' must be a number, got 'abc'"),
+    (setting(TEACHER, "train.ema_decay=1.0"), "'train.ema_decay' must be a number in [0, 1)"),
+    (setting(TEACHER, "train.warmup_iters=-1"), "'train.warmup_iters' must be an integer >= 0"),
+    (setting(TEACHER, "T_base=1000"), "'T_base' must be a power of two"),
+    (setting(TEACHER, "seed=-1"), "'seed' must be an integer >= 0"),
+    (setting(TEACHER, "train.grad_clip=-1"), "'train.grad_clip' must be a number >= 0"),
+    (setting(TEACHER, "train.checkpoint_every=0"), "'train.checkpoint_every' must be an integer >= 1"),
+    (setting(TEACHER, "train.log_every=0"), "'train.log_every' must be an integer >= 1"),
+    (setting(TEACHER, "train.num_workers=-2"), "'train.num_workers' must be an integer >= 0"),
+    (setting(TEACHER, "device.device=gpu"), "'device.device' must be auto, cpu, cuda or cuda:N"),
+    (setting(TEACHER, "foo=1"), "unknown setting 'foo'"),
+    (setting(TEACHER, "train=5"), "setting 'train' must be a mapping"),
+    (setting(TEACHER, "train.iters.x=1"), "'train.iters' must be an integer, got {{'x': 1}}"),
+    (setting(TEACHER, "train.iters=4", "train.iters.x=1"), "'iters' is not a mapping of settings"),
+    (setting(TEACHER, "noequals"), "--set takes key=value"),
+    (setting(TEACHER, "tau=["), "the value is not valid YAML"),
+    ((*TEACHER, "--settings", "{tmp}/absent.yaml"), "settings file not found: {tmp}/absent.yaml"),
+    ((*TEACHER, "--settings", "{tmp}/broken.yaml"), "settings file {tmp}/broken.yaml is not valid YAML"),
+    ((*TEACHER, "--settings", "{tmp}/list.yaml"), "settings file {tmp}/list.yaml must hold a mapping"),
+    # the classifier's recipe
+    (setting(CLASSIFIER, "train.momentum=1.5"), "'train.momentum' must be a number in [0, 1)"),
+    (setting(CLASSIFIER, "train.weight_decay=-1"), "'train.weight_decay' must be a number >= 0"),
+    (setting(CLASSIFIER, "train.lr_schedule=step"), "'train.lr_schedule' must be one of multistep, cosine"),
+    (setting(CLASSIFIER, "train.select=best"), "'train.select' must be one of best_test, final"),
+    (setting(CLASSIFIER, "train.input_norm=imagenet"), "'train.input_norm' must be one of mean_std, minus1_1"),
+    (setting(CLASSIFIER, "train.epochs=0"), "'train.epochs' must be an integer >= 1 or null"),
+    (setting(CLASSIFIER, "train.cutout_length=0"), "'train.cutout_length' must be an integer >= 1"),
+    (setting(CLASSIFIER, "train.eval_every_epochs=0"), "'train.eval_every_epochs' must be an integer >= 1"),
+    (setting(CLASSIFIER, "train.lr_gamma=0"), "'train.lr_gamma' must be a number > 0"),
+    # distillation: the first error is the one reported, not the missing classifier behind it
+    (setting(DISTILL, "tau=-1"), "'tau' must be a number > 0, got -1"),
+    (setting(DISTILL, "method=foo"), "'method' must be one of pd, rcfd, rdd"),
+    (setting(DISTILL, "weights.cfd=-1"), "'weights.cfd' must be a number >= 0 or null"),
+    (setting(DISTILL, "dropout=1.0"), "'dropout' must be a number in [0, 1) or null"),
+    (setting(DISTILL, "feature_map=relu"), "'feature_map' must be one of post_relu, pre_relu"),
+    (setting(DISTILL, "is_p2p_group_size=0"), "'is_p2p_group_size' must be an integer >= 1 or null"),
+    (setting(DISTILL, "num_anchors=30000"), "'num_anchors' (30000) must be at most 'memory_size' (20000)"),
+    (setting(DISTILL, "enqueue_per_step=0"), "'enqueue_per_step' must be an integer >= 1"),
+    (setting(DISTILL, "contrast_temperature=0"), "'contrast_temperature' must be a number > 0"),
+    (setting(DISTILL, "kd_temperature=-1"), "'kd_temperature' must be a number > 0"),
+    (setting(DISTILL, "is_p2p_temperature=0"), "'is_p2p_temperature' must be a number > 0"),
+    (setting(DISTILL, "m_p2p_enqueue=rows"), "'m_p2p_enqueue' must be one of columns, pixels"),
+    (setting(DISTILL, "classifier_input=normalised"), "'classifier_input' must be one of raw, as_trained"),
+    (setting(DISTILL, "train.iters=0", "tau=-1", "memory_size=0"),
+     "'train.iters' must be an integer >= 1, got 0; setting 'tau' must be a number > 0, got -1; "
+     "setting 'memory_size' must be an integer >= 1, got 0"),
+    ((*DISTILL[:-4], "--out", "{tmp}/s.pt"), "the following arguments are required: --resume-dir"),
+    # sampling: counts, seeds, model files
+    (("sample", "--model", "m.pt", "--steps", "0", "--seeds", "0", "--out", "s.npz"),
+     "argument --steps: must be a positive integer, got '0'"),
+    (("sample", "--model", "m.pt", "--steps", "two", "--seeds", "0", "--out", "s.npz"),
+     "argument --steps: must be a positive integer, got 'two'"),
+    ((*SAMPLE[:-4], "--seeds", "abc", "--out", "s.npz"), "--seeds: 'abc' is not a list of seeds"),
+    ((*SAMPLE[:-4], "--seeds", "5-2", "--out", "s.npz"), "--seeds: '5-2' is not a list of seeds"),
+    ((*SAMPLE[:-4], "--seeds", "-3", "--out", "s.npz"), "--seeds: '-3' is not a list of seeds"),
+    ((*SAMPLE[:-4], "--seeds", "0,1,1", "--out", "s.npz"), "--seeds: '0,1,1' names a seed more than once"),
+    ((*SAMPLE, "--batch-size", "0"), "argument --batch-size: must be a positive integer"),
+    ((*SAMPLE, "--net-batch", "-1"), "argument --net-batch: must be a positive integer"),
+    ((*SAMPLE, "--shard-size", "0"), "argument --shard-size: must be a positive integer"),
+    (SAMPLE, "checkpoint not found: {tmp}/missing.pt"),
+    (("sample", "--model", "{tmp}/text.pt", "--steps", "1", "--seeds", "0", "--out", "{tmp}/s.npz"),
+     "cannot read checkpoint {tmp}/text.pt"),
+    (("sample", "--model", "{tmp}/truncated.pt", "--steps", "1", "--seeds", "0", "--out", "{tmp}/s.npz"),
+     "cannot read checkpoint {tmp}/truncated.pt"),
+    (("sample", "--model", "{tmp}/list.pt", "--steps", "1", "--seeds", "0", "--out", "{tmp}/s.npz"),
+     "{tmp}/list.pt does not hold a model dict"),
+    # reference statistics, evaluation, the defaults record
+    (("ref-stats", "--data-settings", "{tmp}/absent.yaml", "--out", "r.json"), "settings file not found"),
+    (("ref-stats", "--data-settings", "{tmp}/list.yaml", "--out", "r.json"), "must hold a mapping"),
+    (("ref-stats", "--data-settings", "x.yaml", "--limit", "0", "--out", "r.json"),
+     "argument --limit: must be a positive integer"),
+    (("show-defaults", "sampler"), "argument command: invalid choice: 'sampler'"),
+    (("frobnicate",), "argument cmd: invalid choice: 'frobnicate'"),
+]
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bad_inputs")
+    (folder / "broken.yaml").write_text("train: {iters: [1, 2\n")
+    (folder / "list.yaml").write_text("- 1\n- 2\n")
+    (folder / "text.pt").write_text("not a checkpoint\n")
+    torch.save({"state_dict": {"w": torch.zeros(1000)}}, folder / "whole.pt")
+    data = (folder / "whole.pt").read_bytes()
+    (folder / "truncated.pt").write_bytes(data[:len(data) // 2])
+    torch.save([1, 2, 3], folder / "list.pt")
+    return folder
+
+
+@pytest.mark.parametrize("args,expected", CASES, ids=[f"{i:02d}-{c[0][0]}" for i, c in enumerate(CASES)])
+def test_bad_input_is_one_line_and_exit_2(args, expected, bad_files, capsys):
+    args = [a.format(tmp=bad_files) for a in args]
+    try:
+        code = rdd_main(args)
+    except SystemExit as exc:  # argparse's usage errors
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert expected.format(tmp=bad_files) in lines[0]
+    assert "Traceback" not in err
+
+
+def test_enough_bad_inputs_are_counted():
+    assert len(CASES) >= 40
+
+
+def test_debug_shows_the_traceback_of_an_input_error(bad_files):
+    with pytest.raises(Exception, match="train.iters"):
+        rdd_main(["--debug", *(a.format(tmp=bad_files) for a in setting(TEACHER, "train.iters=0"))])
+
+
+def test_two_samplers_of_one_output_cannot_interleave(bad_files, tmp_path, capsys):
+    from rdd import io
+
+    out = tmp_path / "s.npz"
+    with io.exclusive(out):  # as if another `sample` were writing this file right now
+        code = rdd_main(["sample", "--model", str(bad_files / "text.pt"), "--steps", "1", "--seeds", "0",
+                         "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and f"another process is writing {out}" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "s.npz.lock").exists()  # released and removed by its holder
+    # Once free, the same command proceeds (and here finds the file is no checkpoint).
+    assert rdd_main(["sample", "--model", str(bad_files / "text.pt"), "--steps", "1", "--seeds", "0",
+                     "--out", str(out)]) == 2
+    assert "cannot read checkpoint" in capsys.readouterr().err
