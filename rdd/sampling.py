@@ -9,6 +9,7 @@ import io as std_io
 import shutil
 import statistics
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,16 @@ def sample_batch(net, grid, seeds, steps, shape, num_classes, device, net_batch=
 
 def _shard_path(parts, index):
     return parts / f"shard-{index:05d}.npz"
+
+
+def _finished_shard(path, seeds, log):
+    """Whether the shard at `path` holds `seeds`; an unreadable one is removed (and redone)."""
+    try:
+        return np.array_equal(np.load(path)["seeds"], seeds)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        log(f"[sample] shard {path} cannot be read ({type(exc).__name__}: {exc}); sampling it again")
+        path.unlink()
+        return False
 
 
 def _save_npz(path, **arrays):
@@ -68,7 +79,7 @@ def _generate(model, steps, seeds, out, batch_size, net_batch, shard_size, devic
     shards = [seeds[i:i + shard_size] for i in range(0, len(seeds), shard_size)]
     for index, shard in enumerate(shards):
         path = _shard_path(parts, index)
-        if path.exists() and np.array_equal(np.load(path)["seeds"], shard):
+        if path.exists() and _finished_shard(path, shard, log):
             continue
         images, labels = [], []
         for i in range(0, len(shard), batch_size):

@@ -90,7 +90,16 @@ def load_resume(stage, path, digest, log):
     path = Path(path)
     if not path.exists():
         return 0
-    state = io.load_torch(path)
+    try:
+        state = io.load_torch(path)
+    except io.CheckpointError as exc:
+        # Writes are atomic, so this is damage from outside (a full disk, a copy cut short): the run
+        # starts afresh rather than fail, and the damaged file is kept for a look.
+        bad = path.with_name(path.name + f".corrupt-{int(time.time())}")
+        if dist.is_main():
+            path.replace(bad)
+        log(f"resume state {path} cannot be read ({exc}); moved to {bad}, starting afresh")
+        return 0
     if state.get("settings_digest") != digest:
         stale = path.with_name(path.name + f".stale-{state.get('settings_digest')}")
         if dist.is_main():
