@@ -158,9 +158,10 @@ TEACHER_RESUME = "resume/results/tiny/models/teacher/teacher_8/resume.pt"
 def _interrupt_during_teacher(workdir, overlay):
     """Start the tiny run, press Ctrl-C (SIGINT to the process group) once the teacher has saved state."""
     with open(workdir / "first-run.log", "w") as out:
+        # SIGINT restored to its default: a test run started in the background of a shell inherits it ignored.
         proc = subprocess.Popen(snakemake_command(workdir, "all", "--cores", "2", "--configfile", TINY, overlay),
                                 cwd=workdir, env=snakemake_env(), stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         log = workdir / TEACHER_LOG
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and proc.poll() is None:
