@@ -117,6 +117,11 @@ def _one_of(*names):
     return _rule(lambda v: v in names, "one of " + ", ".join(names))
 
 
+# The M-P2P queue's modes (see rdd.losses.relational), released first.
+ENQUEUE_MODES = ("columns", "pixels")
+WRAP_MODES = ("tail", "modulo")
+ANCHOR_MODES = ("linspace", "stride")
+
 _POWER_OF_TWO = _rule(lambda v: type(v) is int and v >= 1 and not v & (v - 1), "a power of two (1, 2, 4, ...)")
 
 # What each setting allows: (command, key path) -> rule; "*" applies to every command that has the key.
@@ -156,9 +161,9 @@ LIMITS = {
     ("distill", "enqueue_per_step"): _int_from(1),
     ("distill", "contrast_temperature"): _number_above(0),
     ("distill", "kd_temperature"): _number_above(0),
-    ("distill", "m_p2p_enqueue"): _one_of("columns", "pixels"),
-    ("distill", "m_p2p_wrap"): _one_of("tail", "modulo"),
-    ("distill", "m_p2p_anchors"): _one_of("linspace", "stride"),
+    ("distill", "m_p2p_enqueue"): _one_of(*ENQUEUE_MODES),
+    ("distill", "m_p2p_wrap"): _one_of(*WRAP_MODES),
+    ("distill", "m_p2p_anchors"): _one_of(*ANCHOR_MODES),
     ("distill", "m_p2p_head_lr"): _one_of("constant", "cosine"),
     ("distill", "classifier_input"): _one_of("raw", "as_trained"),
     ("*", "device.device"): _rule(lambda v: v in ("auto", "cpu") or v == "cuda" or v.startswith("cuda:"),

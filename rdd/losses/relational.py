@@ -9,19 +9,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rdd.settings import ANCHOR_MODES, ENQUEUE_MODES, WRAP_MODES
+
+# The modes (their names live in rdd.settings, released first).
 # How teacher vectors are taken from the map for the queue:
 #   "columns" (released): the per-pixel-normalised map [B, C, H, W] is reinterpreted, without
 #       permuting, as a [C, B*H*W] matrix and random columns are enqueued; a column holds the flat
 #       elements j, j + BHW, ..., so it is not one pixel's channel vector.
 #   "pixels" (the paper's description): random pixels' channel vectors.
-ENQUEUE_MODES = ("columns", "pixels")
 # Where a write that reaches the end of the queue goes:
 #   "tail" (released): when ptr + n >= M the n vectors fill the last n slots and ptr restarts at 0;
 #   "modulo": a ring buffer, the write continues at slot 0.
-WRAP_MODES = ("tail", "modulo")
 # Which fixed queue slots are the K anchors:
 #   "linspace" (released): round(linspace(0, M - 1, K)); "stride": floor(k * M / K).
-ANCHOR_MODES = ("linspace", "stride")
 
 
 def _check_maps(F_student, F_teacher, name):
