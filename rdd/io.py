@@ -41,6 +41,20 @@ def exclusive(output):
             lock.unlink(missing_ok=True)
 
 
+def remove_partial_writes(folder):
+    """Delete the temporary files that writers killed mid-write left in `folder`; return their names.
+
+    Call it only while holding the lock of everything written there (see `exclusive`): a live
+    writer's temporary file looks the same."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    leftovers = sorted(p for p in folder.glob(".*.tmp") if p.is_file())
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    return [p.name for p in leftovers]
+
+
 def _umask():
     mask = os.umask(0)
     os.umask(mask)

@@ -75,11 +75,14 @@ def _generate(model, steps, seeds, out, batch_size, net_batch, shard_size, devic
     shape = (kwargs["in_channels"], kwargs["img_resolution"], kwargs["img_resolution"])
     parts = out.with_name(out.name + ".parts")
     parts.mkdir(parents=True, exist_ok=True)
+    for name in io.remove_partial_writes(parts):
+        log(f"[sample] removed {parts / name}, a write cut short by a kill")
     latencies, started = [], time.perf_counter()
     shards = [seeds[i:i + shard_size] for i in range(0, len(seeds), shard_size)]
     for index, shard in enumerate(shards):
         path = _shard_path(parts, index)
         if path.exists() and _finished_shard(path, shard, log):
+            log(f"[sample] {out.name}: shard {index + 1}/{len(shards)} reused from {path}")
             continue
         images, labels = [], []
         for i in range(0, len(shard), batch_size):

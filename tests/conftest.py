@@ -1,9 +1,6 @@
 """Shared fixtures: tiny settings on real Fashion-MNIST, and a tiny trained teacher and classifier."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,12 +15,6 @@ def run_rdd(*args):
     """`python -m rdd ...` in this process; fails the test on a non-zero exit."""
     code = rdd_main([str(a) for a in args])
     assert code == 0, f"python -m rdd {' '.join(map(str, args))} exited {code}"
-
-
-def rdd_subprocess(*args, **kwargs):
-    """`python -m rdd ...` as a child process (for kills and torchrun)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-m", "rdd", *map(str, args)], env=env, cwd=REPO, **kwargs)
 
 
 @pytest.fixture(scope="session")

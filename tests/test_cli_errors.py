@@ -4,6 +4,7 @@ before any data or model is loaded. Each case is (arguments, what the line must 
 import pytest
 import torch
 
+from conftest import REPO
 from rdd.cli import main as rdd_main
 
 TEACHER = ("train-teacher", "--out", "{tmp}/t.pt", "--resume-dir", "{tmp}/r")
@@ -149,3 +150,24 @@ def test_two_samplers_of_one_output_cannot_interleave(bad_files, tmp_path, capsy
     assert rdd_main(["sample", "--model", str(bad_files / "text.pt"), "--steps", "1", "--seeds", "0",
                      "--out", str(out)]) == 2
     assert "cannot read checkpoint" in capsys.readouterr().err
+
+
+def test_two_trainings_of_one_resume_folder_cannot_interleave(tiny, tmp_path, capsys):
+    from rdd import io
+
+    resume = tmp_path / "resume"
+    with io.exclusive(resume / "resume.pt"):  # as if another training were using this folder right now
+        code = rdd_main(["train-teacher", "--settings", str(tiny["teacher"]), "--out", str(tmp_path / "t.pt"),
+                         "--resume-dir", str(resume)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.strip().splitlines() == [
+        f"error: another process is writing {resume / 'resume.pt'} (it holds {resume / 'resume.pt.lock'}); "
+        "wait for it to finish, or write to another path"]
+    assert not (tmp_path / "t.pt").exists()
+
+
+def test_the_readme_states_these_counts():
+    from test_workflow_config import CASES as BAD_CONFIGS
+
+    readme = (REPO / "README.md").read_text()
+    assert f"{len(CASES)} bad command lines" in readme and f"{len(BAD_CONFIGS)} bad configs" in readme

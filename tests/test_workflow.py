@@ -156,7 +156,9 @@ TEACHER_RESUME = "resume/results/tiny/models/teacher/teacher_8/resume.pt"
 
 
 def _interrupt_during_teacher(workdir, overlay):
-    """Start the tiny run, press Ctrl-C (SIGINT to the process group) once the teacher has saved state."""
+    """Start the tiny run; once the teacher has saved state, start a second run on the same folder
+    (which Snakemake's lock must refuse), then press Ctrl-C (SIGINT to the process group).
+    Returns the first run's exit code and the second run's CompletedProcess."""
     with open(workdir / "first-run.log", "w") as out:
         # SIGINT restored to its default: a test run started in the background of a shell inherits it ignored.
         proc = subprocess.Popen(snakemake_command(workdir, "all", "--cores", "2", "--configfile", TINY, overlay),
@@ -169,9 +171,11 @@ def _interrupt_during_teacher(workdir, overlay):
                 break
             time.sleep(0.2)
         assert proc.poll() is None, "the run ended before the teacher could be interrupted"
+        second = run_snakemake(workdir, "all", "--cores", "1", "--configfile", TINY, overlay)
+        assert proc.poll() is None, "the first run ended while the second was refused"
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(timeout=120)
-    return proc.returncode
+    return proc.returncode, second
 
 
 @pytest.fixture(scope="module")
@@ -184,11 +188,11 @@ def tiny_run(tmp_path_factory):
     paper_values.write_text((REPO / "reports" / "paper_values.yaml").read_text())
     overlay = write_yaml(workdir / "long_teacher.yaml", {"paper_values": str(paper_values), "studies": {"tiny": {
         "teacher": {"train": {"iters": 400, "checkpoint_every": 5, "log_every": 5}}}}})
-    interrupted = _interrupt_during_teacher(workdir, overlay)
+    interrupted, second = _interrupt_during_teacher(workdir, overlay)
     teacher_after_kill = (workdir / "results/tiny/models/teacher/teacher_8.pt").exists()
     resume_after_kill = (workdir / TEACHER_RESUME).exists()
     result = run_snakemake(workdir, "all", "--cores", "2", "--configfile", TINY, overlay, timeout=900)
-    return {"workdir": workdir, "overlay": overlay, "interrupted": interrupted, "result": result,
+    return {"workdir": workdir, "overlay": overlay, "interrupted": interrupted, "second": second, "result": result,
             "teacher_after_kill": teacher_after_kill, "resume_after_kill": resume_after_kill}
 
 
@@ -204,6 +208,16 @@ def test_interrupted_teacher_resumes_on_rerun(tiny_run):
     assert 20 <= step < 400
     assert f"[teacher] step {step}/400" not in log  # steps done before the interruption are not redone
     assert "[teacher] step 400/400" in log
+
+
+@pytest.mark.slow
+def test_second_run_on_the_same_folder_is_refused(tiny_run):
+    """Snakemake's lock: the second process stops with its message; the first is not disturbed (it
+    kept running, and the other tests check what it and its resumed rerun produced)."""
+    second = tiny_run["second"]
+    assert second.returncode != 0
+    assert "Directory cannot be locked" in second.stdout, second.stdout[-3000:]
+    assert "[teacher]" not in second.stdout and "rule train_teacher" not in second.stdout
 
 
 @pytest.mark.slow

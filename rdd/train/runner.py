@@ -5,6 +5,7 @@ Outputs beside `out` (a .pt file): `out` itself (the exported model),
 (loss terms over training). Resume state lives in `resume_dir`.
 """
 
+import contextlib
 import csv
 import io as std_io
 import time
@@ -50,30 +51,41 @@ def run_training(command, user_settings, out, resume_dir, build_stage, log=loop.
     device = dist.resolve_device(settings["device"]["device"])
     dist.init(device)
     try:
-        dataset = build_dataset(settings["data"], "train", augment=train_augmentation(settings["train"]),
-                                seed=settings["seed"])
-        torch.manual_seed(settings["seed"])  # the same initial weights on every rank and every run
-        stage, extra_record = build_stage(settings, device, dataset)
-        train = settings["train"]
-        started = time.time()
-        payload, rows, seconds = loop.run(
-            stage, dataset, iters=train_steps(train, len(dataset)), batch_size=train["batch_size"],
-            seed=settings["seed"], resume_dir=resume_dir, digest=settings_mod.digest(settings),
-            checkpoint_every=train["checkpoint_every"], log_every=train["log_every"],
-            num_workers=train["num_workers"], log=log)
-        if dist.is_main():
-            record = {"command": command, "settings": settings, "started_unix": started,
-                      "train_seconds_this_run": seconds, "world_size": dist.world_size(),
-                      "final_terms": rows[-1] if rows else None,
-                      **extra_record(), **environment_record(device)}
-            payload["settings"] = settings
-            io.write_bytes(_curves_csv(rows), sidecar(out, ".curves.csv"))
-            io.write_json(record, sidecar(out, ".json"))
-            io.save_torch(payload, out)
-        dist.barrier()
+        # One run per resume folder: a second command on it is refused before any work (OutputBusyError).
+        with io.exclusive(Path(resume_dir) / "resume.pt") if dist.is_main() else contextlib.nullcontext():
+            if dist.is_main():
+                for name in io.remove_partial_writes(resume_dir):
+                    log(f"[{command}] removed {Path(resume_dir) / name}, a write cut short by a kill")
+            dist.barrier()
+            _train_and_export(command, settings, device, out, resume_dir, build_stage, log)
     finally:
         dist.shutdown()
     return out
+
+
+def _train_and_export(command, settings, device, out, resume_dir, build_stage, log):
+    """Build the stage, run the loop, and write the model, its record and its curves (rank 0)."""
+    dataset = build_dataset(settings["data"], "train", augment=train_augmentation(settings["train"]),
+                            seed=settings["seed"])
+    torch.manual_seed(settings["seed"])  # the same initial weights on every rank and every run
+    stage, extra_record = build_stage(settings, device, dataset)
+    train = settings["train"]
+    started = time.time()
+    payload, rows, seconds = loop.run(
+        stage, dataset, iters=train_steps(train, len(dataset)), batch_size=train["batch_size"],
+        seed=settings["seed"], resume_dir=resume_dir, digest=settings_mod.digest(settings),
+        checkpoint_every=train["checkpoint_every"], log_every=train["log_every"],
+        num_workers=train["num_workers"], log=log)
+    if dist.is_main():
+        record = {"command": command, "settings": settings, "started_unix": started,
+                  "train_seconds_this_run": seconds, "world_size": dist.world_size(),
+                  "final_terms": rows[-1] if rows else None,
+                  **extra_record(), **environment_record(device)}
+        payload["settings"] = settings
+        io.write_bytes(_curves_csv(rows), sidecar(out, ".curves.csv"))
+        io.write_json(record, sidecar(out, ".json"))
+        io.save_torch(payload, out)
+    dist.barrier()
 
 
 def amp_context(settings, device):
