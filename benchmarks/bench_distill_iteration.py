@@ -15,8 +15,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import peak_memory  # noqa: E402
+from rdd import methods  # noqa: E402
 
-METHODS = ("pd", "rcfd", "rdd")
+METHODS = tuple(methods.method_names(distilled=True))
 
 
 def build(method, args, device):

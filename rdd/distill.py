@@ -9,27 +9,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rdd import methods
 from rdd.data.input_norm import normalize_input
 from rdd.diffusion import q_sample
-from rdd.losses.cfd import cfd_loss
 from rdd.losses.pd import pd_target
-from rdd.losses.relational import MP2PLoss, is_p2p_loss
-from rdd.losses.teacher import truncated_snr_loss
-
-# Loss weights of each method as released: in RCFD/RDD the pixel PD loss is not added.
-METHOD_WEIGHTS = {
-    "pd": {"pd": 1.0, "cfd": 0.0, "is_p2p": 0.0, "m_p2p": 0.0},
-    "rcfd": {"pd": 0.0, "cfd": 1.0, "is_p2p": 0.0, "m_p2p": 0.0},
-    "rdd": {"pd": 0.0, "cfd": 1.0, "is_p2p": 1.0, "m_p2p": 0.1},
-}
+from rdd.losses.terms import RoundBatch, TermContext, build_term
 
 
 def loss_weights(settings):
-    """The method's preset weights with the settings' explicit ones laid over them."""
+    """The method's preset weights (0 for a term it does not name) with the settings' explicit ones laid over them."""
     method = settings["method"]
-    if method not in METHOD_WEIGHTS:
-        raise ValueError(f"unknown method '{method}' (allowed: {', '.join(METHOD_WEIGHTS)})")
-    weights = dict(METHOD_WEIGHTS[method])
+    if method not in methods.method_names(distilled=True):
+        raise ValueError(f"unknown method '{method}' (allowed: {', '.join(methods.method_names(distilled=True))})")
+    weights = {term: float(methods.METHODS[method].weights.get(term, 0.0)) for term in methods.TERMS}
     for term, value in settings["weights"].items():
         if term not in weights:
             raise ValueError(f"unknown loss term '{term}' (allowed: {', '.join(weights)})")
@@ -41,29 +33,22 @@ def loss_weights(settings):
 
 
 class DistillObjective(nn.Module):
-    """Computes one round's loss for a batch; holds M-P2P's memory and projection head."""
+    """Computes one round's loss for a batch: the weighted sum of the terms (rdd.methods.TERMS) whose
+    weight is not zero. `terms` holds each term's module (M-P2P's memory and projection head)."""
 
     def __init__(self, teacher, grid, settings, classifier=None, feature_channels=None,
                  gather=lambda v: v):
         super().__init__()
         self.teacher, self.grid, self.classifier = teacher, grid, classifier
         self.weights = loss_weights(settings)
-        self.tau = settings["tau"]
-        self.is_p2p_temperature = settings["is_p2p_temperature"]
-        self.is_p2p_group_size = settings["is_p2p_group_size"]
         self.post_relu = settings["feature_map"] == "post_relu"
         self.as_trained = settings["classifier_input"] == "as_trained"
-        if classifier is None and any(self.weights[k] for k in ("cfd", "is_p2p", "m_p2p")):
-            raise ValueError("feature losses (cfd, is_p2p, m_p2p) need a classifier")
-        self.m_p2p = None
-        if self.weights["m_p2p"]:
-            self.m_p2p = MP2PLoss(
-                feature_channels, memory_size=settings["memory_size"],
-                num_anchors=settings["num_anchors"], enqueue_per_step=settings["enqueue_per_step"],
-                contrast_temperature=settings["contrast_temperature"],
-                kd_temperature=settings["kd_temperature"], gather=gather,
-                enqueue=settings["m_p2p_enqueue"], wrap=settings["m_p2p_wrap"],
-                anchor_slots=settings["m_p2p_anchors"], head_bias=settings["m_p2p_head_bias"])
+        if classifier is None and methods.needs_classifier(self.weights):
+            needing = [t for t, w in self.weights.items() if w and methods.TERMS[t].needs_classifier]
+            raise ValueError(f"the loss terms {', '.join(needing)} need a classifier")
+        context = TermContext(feature_channels, gather)
+        self.terms = nn.ModuleDict({name: build_term(methods.TERMS[name], settings, context)
+                                    for name, weight in self.weights.items() if weight})
 
     def features(self, images):
         """The classifier's relational map and pooled vector of `images`.
@@ -87,20 +72,7 @@ class DistillObjective(nn.Module):
         x_target, eps_target, _ = pd_target(self.teacher, self.grid, z_t, t, y)
         # The student's time k on its own grid is the same network time as t here.
         x0_student = student(z_t, self.grid.net_time(t, x), y)
-
-        terms = {}
-        if self.weights["pd"]:
-            terms["pd"] = truncated_snr_loss(self.grid, z_t, t, x0_student, x_target, eps_target).mean()
-        if self.classifier is not None and any(self.weights[k] for k in ("cfd", "is_p2p", "m_p2p")):
-            with torch.no_grad():
-                F_t, f_t = self.features(x_target)
-            F_s, f_s = self.features(x0_student)
-            if self.weights["cfd"]:
-                terms["cfd"] = cfd_loss(f_s, f_t, self.tau)
-            if self.weights["is_p2p"]:
-                terms["is_p2p"] = is_p2p_loss(F_s, F_t, temperature=self.is_p2p_temperature,
-                                              group_size=self.is_p2p_group_size)
-            if self.weights["m_p2p"]:
-                terms["m_p2p"] = self.m_p2p(F_s.float(), F_t.float())
+        batch = RoundBatch(self.grid, z_t, t, x0_student, x_target, eps_target, self.features)
+        terms = {name: term(batch) for name, term in self.terms.items()}
         total = sum(self.weights[k] * v for k, v in terms.items())
         return total, {k: float(v.detach()) for k, v in terms.items()}

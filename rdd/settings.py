@@ -11,6 +11,8 @@ from pathlib import Path
 
 import yaml
 
+from rdd import methods
+
 DEVICE_DEFAULTS = {"device": "auto", "amp_bf16": False}
 
 # The embedded default: small models on Fashion-MNIST padded to 32x32.
@@ -49,8 +51,8 @@ DEFAULTS = {
     "distill": {
         "seed": 0, "data": {"name": "fashion_mnist"},
         "method": "rdd",
-        # None: take the method's preset weight (see rdd.distill.METHOD_WEIGHTS).
-        "weights": {"pd": None, "cfd": None, "is_p2p": None, "m_p2p": None},
+        # None: take the method's preset weight (see rdd.methods.METHODS).
+        "weights": {term: None for term in methods.TERMS},
         "tau": 0.9, "is_p2p_temperature": 1.0,
         # Released behaviour by default; each alternative is the paper's description
         # (METHOD.md, "Released behaviour"; see rdd.losses.relational for the modes).
@@ -149,8 +151,8 @@ LIMITS = {
     ("classifier", "train.input_norm"): _one_of("mean_std", "minus1_1"),
     ("classifier", "train.select"): _one_of("best_test", "final"),
     ("classifier", "train.eval_every_epochs"): _int_from(1),
-    ("distill", "method"): _one_of("pd", "rcfd", "rdd"),
-    **{("distill", f"weights.{term}"): _number_from(0, optional=True) for term in ("pd", "cfd", "is_p2p", "m_p2p")},
+    ("distill", "method"): _one_of(*methods.method_names(distilled=True)),
+    **{("distill", f"weights.{term}"): _number_from(0, optional=True) for term in methods.TERMS},
     ("distill", "tau"): _number_above(0),
     ("distill", "is_p2p_temperature"): _number_above(0),
     ("distill", "dropout"): _fraction(optional=True),

@@ -127,14 +127,14 @@ def test_report_in_a_browser(built):
     # Main table: every method and step count, pending and partial cells, paper values with source.
     assert seen["heads"] == ["FID", "1 step", "2 steps", "4 steps", "8 steps"]
     rows = {r[0]: r[1:] for r in seen["rows"]}
-    assert list(rows) == ["DDIM (teacher, N steps)", "PD", "RCFD", "RDD"]
+    assert list(rows) == ["DDIM (teacher)", "PD", "RCFD", "RDD"]
     assert all(len(cells) == 8 for cells in rows.values())  # ours + paper for 4 step counts
     assert rows["PD"][6] == "pending"  # PD at 8 steps: no evaluation yet
     assert "n=1 of 2" in rows["RCFD"][0]
     assert rows["PD"][1].startswith("9.12") and "PD paper" in rows["PD"][1]
     assert rows["RDD"][1] == "unknown"
     assert [c.startswith("★") for c in rows["RDD"][0::2]] == [True, True, True, True]
-    assert rows["DDIM (teacher, N steps)"][0].startswith("287.") and "± " in rows["DDIM (teacher, N steps)"][0]
+    assert rows["DDIM (teacher)"][0].startswith("287.") and "± " in rows["DDIM (teacher)"][0]
 
     # Every section is rendered; provenance names the commit, extractor and weights.
     sections = dict(seen["sections"])

@@ -4,8 +4,10 @@
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
+import sys
 import time
 import zipfile
 from pathlib import PurePosixPath
@@ -297,3 +299,49 @@ def test_snakemake_report_gathers_the_marked_outputs(tiny_run):
         names = [PurePosixPath(name).name for name in archive.namelist()]
     assert {"tiny.html", "metrics.csv", "speed.csv", "curves.csv", "stages.csv", "report.html"} <= set(names)
     assert names.count("seed0.png") == 13  # one sample grid per evaluation of the study's own models
+
+
+# A method added as one entry of rdd/methods.py, and nothing else.
+TOY_METHOD = ('    Method("toy", "Toy", "#2ca02c", "a test method: half the PD loss plus CFD",\n'
+              '           weights={"pd": 0.5, "cfd": 1.0}),\n')
+
+
+def _repository_with_toy_method(folder):
+    """A copy of this checkout (its tracked and untracked files) with the toy method registered."""
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
+                            text=True, check=True).stdout.split("\n")
+    for name in filter(None, listed):
+        if (REPO / name).is_file():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, folder / name)
+    registry = folder / "rdd" / "methods.py"
+    text = registry.read_text()
+    end = text.index("\n])\n", text.index("METHODS = _by_name(["))
+    registry.write_text(text[:end + 1] + TOY_METHOD + text[end + 1:])
+    return folder
+
+
+@pytest.mark.slow
+def test_a_method_added_to_the_registry_alone_is_planned_trained_evaluated_and_reported(tiny_run, tmp_path):
+    """The tiny run's results, copied, plus rounds of a toy method: only its rounds, their samples and
+    evaluations and the report run, and the report shows it."""
+    repo = _repository_with_toy_method(tmp_path / "repo")
+    workdir = tmp_path / "work"
+    shutil.copytree(tiny_run["workdir"], workdir, symlinks=True)
+    overlay = write_yaml(workdir / "toy.yaml", {"studies": {"tiny": {"rounds": {"toy": {"iters": 2}}}}})
+    command = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "--directory", str(workdir),
+               "all", "--cores", "2", "--configfile", TINY, tiny_run["overlay"], overlay]
+    result = subprocess.run(command, cwd=workdir, env=snakemake_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-5000:]
+    counts = job_counts(result.stdout)
+    assert counts["distill"] == 2 and counts["sample"] == counts["evaluate"] == 2, counts
+    assert "train_teacher" not in counts and "train_classifier" not in counts
+    record = json.loads((workdir / "results/tiny/models/toy/default/student_1.json").read_text())
+    assert record["loss_weights"] == {"pd": 0.5, "cfd": 1.0, "is_p2p": 0.0, "m_p2p": 0.0}
+    assert record["classifier"]  # CFD needs the classifier: the plan gave it one
+    with open(workdir / "results/tiny/tables/metrics.csv", newline="") as f:
+        toy_rows = [r for r in csv.DictReader(f) if r["method"] == "toy"]
+    assert {int(r["steps"]) for r in toy_rows} == {2, 1} and all(float(r["fid"]) > 0 for r in toy_rows)
+    report = (workdir / "reports/tiny.html").read_text()
+    assert ">Toy<" in report

@@ -9,13 +9,13 @@ import math
 
 import numpy as np
 
+from rdd import methods
 from rdd.report.manifest import ReportInputError
 from rdd.report.summary import cell
 
 HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
 UNTESTED_SCALE, NOT_RUN, PENDING = "not tested at this scale", "not tested in this run", "pending"
-BASELINES = ("pd", "rcfd")
-NAMES = {"pd": "PD", "rcfd": "RCFD", "rdd": "RDD", "ddim": "DDIM"}
+BASELINES = tuple(methods.baselines())  # the paper's claims compare RDD with each of these
 MEMORY_SLOPE_TOLERANCE = 0.2  # M-P2P memory counts as linear in the batch when its log-log slope is 1 ± this
 MEMORY_HELP = ("see benchmarks/bench_relational_memory.py (its JSON record, listed in the manifest as a "
                "memory_benchmark entry, fills this row)")
@@ -58,7 +58,7 @@ def _steps(s):
 def _provisional(cells):
     """A note naming the cells that still miss seeds (their verdict may change)."""
     partial = dict.fromkeys(
-        f"{NAMES[c['method']]} at {_steps(int(c['steps']))} ({c['fid_n']} of {c['n_expected']} seeds)"
+        f"{methods.label(c['method'])} at {_steps(int(c['steps']))} ({c['fid_n']} of {c['n_expected']} seeds)"
         for c in cells if c is not None and 0 < c["fid_n"] < c["n_expected"])
     return f"; provisional: {', '.join(partial)}" if partial else ""
 
@@ -75,14 +75,14 @@ def one_step_claims(summary, paper, small_scale):
         return [_claim(paper, "one_step_gain", NOT_RUN, "—", why, text_a),
                 _claim(paper, "one_step_gain", NOT_RUN, "—", why, text_b)]
     if not _done(rdd) or not all(_done(c) for c in bases.values()):
-        waiting = [NAMES[m] for m, c in {"rdd": rdd, **bases}.items() if not _done(c)]
+        waiting = [methods.label(m) for m, c in {"rdd": rdd, **bases}.items() if not _done(c)]
         why = f"1-step FID of {', '.join(waiting)} pending"
         return [_claim(paper, "one_step_gain", PENDING, "—", why, text_a),
                 _claim(paper, "one_step_gain", PENDING, "—", why, text_b)]
     best_name, best = min(bases.items(), key=lambda kv: kv[1]["fid_mean"])
     gain = best["fid_mean"] - rdd["fid_mean"]
     se = _se_diff(rdd, best)
-    measured = (f"RDD {_fid(rdd)} vs {NAMES[best_name]} {_fid(best)}: "
+    measured = (f"RDD {_fid(rdd)} vs {methods.label(best_name)} {_fid(best)}: "
                 f"RDD {'lower' if gain >= 0 else 'higher'} by {abs(gain):.2f}")
     noise = f"2 SE of the difference = {2 * se:.2f}" if se is not None else "one seed: no noise estimate"
     direction = compare(rdd, best)
@@ -120,12 +120,12 @@ def every_step_claim(summary, paper):
                 continue
             outcomes[s, base] = compare(rdd, other)
             used += [rdd, other]
-            line.append(f"{NAMES[base]} {other['fid_mean']:.2f} ({outcomes[s, base]})")
+            line.append(f"{methods.label(base)} {other['fid_mean']:.2f} ({outcomes[s, base]})")
         if line:
             parts.append(f"{_steps(s)}: RDD {rdd['fid_mean']:.2f} vs " + ", ".join(line))
     measured = "; ".join(parts) or "—"
-    worse = [f"{_steps(s)} vs {NAMES[b]}" for (s, b), o in outcomes.items() if o == "worse"]
-    ties = [f"{_steps(s)} vs {NAMES[b]}" for (s, b), o in outcomes.items() if o == "tie"]
+    worse = [f"{_steps(s)} vs {methods.label(b)}" for (s, b), o in outcomes.items() if o == "worse"]
+    ties = [f"{_steps(s)} vs {methods.label(b)}" for (s, b), o in outcomes.items() if o == "tie"]
     if not steps or (not outcomes and not pending):
         verdict, detail = NOT_RUN, "this study has no RDD and baseline evaluations at a shared step count"
     elif worse:

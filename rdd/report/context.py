@@ -5,13 +5,12 @@ from collections import Counter
 
 import pandas as pd
 
+from rdd import methods
 from rdd.report import claims, plots
 from rdd.report.training_protocol import training_protocol
-from rdd.report.summary import (DISTILLED, METHOD_LABELS, comparison_table, ddim_speedups, speed_summary,
-                                summarize)
+from rdd.report.summary import comparison_table, ddim_speedups, speed_summary, summarize
 from rdd.report.tables import PROTOCOL_COLUMNS, machine_label
 
-MAIN_ORDER = ("ddim", "pd", "rcfd", "rdd")
 MAX_MAIN_STEPS = 8  # the paper's columns are 1, 2, 4, 8 steps
 
 
@@ -22,7 +21,7 @@ def _main(frame):
 def main_steps(metrics):
     """The main table's columns: the distilled models' step counts (DDIM's up to 8 if there are none)."""
     main = _main(metrics)
-    steps = main.loc[main["method"].isin(DISTILLED), "steps"]
+    steps = main.loc[main["method"].isin(methods.method_names(distilled=True)), "steps"]
     if steps.empty:
         steps = main.loc[main["steps"] <= MAX_MAIN_STEPS, "steps"]
     return sorted(int(s) for s in steps.unique())
@@ -30,7 +29,7 @@ def main_steps(metrics):
 
 def _rows(metrics):
     present = set(_main(metrics)["method"])
-    return [(m, METHOD_LABELS[m], m, "", "") for m in MAIN_ORDER if m in present]
+    return [(m, methods.label(m), m, "", "") for m in methods.method_names() if m in present]
 
 
 def _labels_text(entry):
@@ -67,7 +66,7 @@ def main_tables(metrics, summary, paper, paper_key):
                       if c.get("paper") is not None and c["paper"].caveat})
     ddim = _main(summary)
     extra = sorted(int(s) for s in ddim.loc[(ddim["method"] == "ddim") & ~ddim["steps"].isin(steps), "steps"])
-    ddim_more = (comparison_table(summary, [("ddim", METHOD_LABELS["ddim"], "ddim", "", "")], extra, "fid")
+    ddim_more = (comparison_table(summary, [("ddim", methods.label("ddim"), "ddim", "", "")], extra, "fid")
                  if extra else None)
     return {"tables": tables, "is_unavailable": is_unavailable, "caveats": caveats, "ddim_more": ddim_more}
 
@@ -82,7 +81,7 @@ def ablation_tables(manifest, metrics, summary):
         method = ablation.get("method", "rdd")
         part = metrics[metrics["ablation"] == name]
         steps = sorted(int(s) for s in part["steps"].unique())
-        reference = f"{METHOD_LABELS.get(method, method)} (main run)"
+        reference = f"{methods.label(method)} (main run)"
         # A variant that trains exactly like a main run is listed under that run's method.
         rows = [(MAIN_RUN, reference, method, "", "")] + [
             (v, v, spec.get("same_as") or method, name, v) for v, spec in ablation["variants"].items()]
@@ -90,7 +89,7 @@ def ablation_tables(manifest, metrics, summary):
                     "variants": [{"name": v, "description": spec.get("description", ""),
                                   "changes": ", ".join(f"{k}: {json.dumps(c)}"
                                                        for k, c in (spec.get("changes") or {}).items()),
-                                  "same_as": METHOD_LABELS.get(spec.get("same_as"), spec.get("same_as"))}
+                                  "same_as": methods.label(spec.get("same_as"))}
                                  for v, spec in ablation["variants"].items()],
                     "tables": [comparison_table(summary, rows, steps, m, reference=MAIN_RUN) for m in ("fid", "kid")]
                     if steps else []})
@@ -158,7 +157,7 @@ def _grid_cells(study, ablation, variant, method_rows):
 
 def sample_grids(study):
     """Grids per method and steps (main rows), then per ablation variant."""
-    main = _grid_cells(study, "", "", [(m, METHOD_LABELS[m]) for m in MAIN_ORDER])
+    main = _grid_cells(study, "", "", [(m, methods.label(m)) for m in methods.method_names()])
     ablations = []
     for name, ablation in (study.manifest.get("ablations") or {}).items():
         for variant in ablation["variants"]:
@@ -172,7 +171,7 @@ def _lineage_title(stage, method, ablation, variant):
     name = {"teacher": "Base teacher", "classifier": "Feature classifier",
             "pd_chain": "Shared PD chain (base teacher down to 8 steps)"}.get(stage)
     if name is None:
-        name = f"{METHOD_LABELS[method]} rounds" if method else (stage or "Training run")
+        name = f"{methods.label(method)} rounds" if method else (stage or "Training run")
     return name + (f" · ablation {ablation}: {variant}" if ablation else "")
 
 
@@ -261,8 +260,8 @@ def speed_by_steps(speed_sum):
     """Measured speed as rows (methods, then ablation variants) by columns (steps)."""
     steps = sorted(int(s) for s in speed_sum["steps"].unique())
     by_cell = {(r["method"], r["ablation"], r["variant"], int(r["steps"])): r for r in speed_sum.to_dict("records")}
-    keys = sorted({k[:3] for k in by_cell}, key=lambda k: (k[1] != "", MAIN_ORDER.index(k[0]), k[1], k[2]))
-    rows = [{"label": METHOD_LABELS[m] + (f" · {a}: {v}" if a else ""),
+    keys = sorted({k[:3] for k in by_cell}, key=lambda k: (k[1] != "", methods.method_names().index(k[0]), k[1], k[2]))
+    rows = [{"label": methods.label(m) + (f" · {a}: {v}" if a else ""),
              "cells": [_speed_cell(by_cell.get((m, a, v, s))) for s in steps]} for m, a, v in keys]
     machines = sorted({m for text in speed_sum["machine"] if text for m in text.split("; ")})
     return {"steps": steps, "rows": rows, "machines": machines}
@@ -311,5 +310,4 @@ def build_context(study, tables, paper):
         "curves": training_curves(study, tables["curves"]),
         "provenance": provenance(study, tables),
         "training_protocol": training_protocol(study),
-        "method_labels": METHOD_LABELS,
     }

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from rdd import methods
 from rdd.io import read_json
 
-METHODS = ("ddim", "pd", "rcfd", "rdd")
+METHODS = tuple(methods.method_names())
 KINDS = ("metric", "samples", "grid", "curves", "train_record", "refstats", "memory_benchmark")
 # Kinds whose entries must name a method and a step count.
 _LABELLED = ("metric", "samples", "grid")

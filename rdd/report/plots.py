@@ -12,11 +12,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.ticker import FixedLocator, NullLocator  # noqa: E402
+from rdd import methods  # noqa: E402
 
 DPI = 80
-PALETTE = {"ddim": "#7f7f7f", "pd": "#1f77b4", "rcfd": "#ff7f0e", "rdd": "#d62728"}
-ORDER = ["ddim", "pd", "rcfd", "rdd"]
-LABELS = {"ddim": "DDIM (teacher)", "pd": "PD", "rcfd": "RCFD", "rdd": "RDD"}
+PALETTE = {m.name: m.colour for m in methods.METHODS.values()}
 
 
 def png_data_uri(data):
@@ -51,17 +50,17 @@ def quality_vs_cost(metrics, paper_points=None):
     if done.empty:
         return None
     data = done.assign(nfe=done["steps"].astype(int), kid_x1e3=pd.to_numeric(done["kid_mean"]) * 1e3)
-    methods = [m for m in ORDER if m in set(data["method"])]
+    order = [m for m in methods.method_names() if m in set(data["method"])]
     panels = [("fid", "FID")] + ([("kid_x1e3", "KID ×10³")] if data["kid_x1e3"].notna().any() else [])
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.4), squeeze=False)
     for ax, (column, label) in zip(axes[0], panels):
-        sns.lineplot(data=data.dropna(subset=[column]), x="nfe", y=column, hue="method", hue_order=methods,
+        sns.lineplot(data=data.dropna(subset=[column]), x="nfe", y=column, hue="method", hue_order=order,
                      palette=PALETTE, marker="o", errorbar="sd", err_style="bars", ax=ax)
         if column == "fid" and paper_points:
             for method, points in paper_points.items():
                 xs, ys = zip(*sorted(points))
                 ax.plot(xs, ys, linestyle=":", marker="s", markerfacecolor="none", color=PALETTE[method],
-                        label=f"{LABELS[method]} (paper)")
+                        label=f"{methods.label(method)} (paper)")
         _log2_steps_axis(ax, set(data["nfe"]))
         _log_if_wide(ax, data[column].dropna())
         _nfe_axes(ax, label)
@@ -74,7 +73,7 @@ def _nfe_axes(ax, ylabel):
     ax.set_xlabel("NFE (sampling steps)")
     ax.set_ylabel(ylabel)
     handles, names = ax.get_legend_handles_labels()
-    ax.legend(handles, [LABELS.get(n, n) for n in names], fontsize=8)
+    ax.legend(handles, [methods.label(n) for n in names], fontsize=8)
     ax.grid(alpha=0.3)
 
 
@@ -85,9 +84,9 @@ def speed_plot(speed):
     if done.empty:
         return None
     data = done.assign(nfe=done["nfe"].astype(int), ips=pd.to_numeric(done["images_per_second"]))
-    methods = [m for m in ORDER if m in set(data["method"])]
+    order = [m for m in methods.method_names() if m in set(data["method"])]
     fig, ax = plt.subplots(figsize=(5.2, 3.4))
-    sns.lineplot(data=data, x="nfe", y="ips", hue="method", hue_order=methods, palette=PALETTE, marker="o",
+    sns.lineplot(data=data, x="nfe", y="ips", hue="method", hue_order=order, palette=PALETTE, marker="o",
                  errorbar="sd", err_style="bars", ax=ax)
     _log2_steps_axis(ax, set(data["nfe"]))
     ax.set_yscale("log")

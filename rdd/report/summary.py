@@ -10,6 +10,7 @@ import math
 
 import pandas as pd
 
+from rdd import methods
 from rdd.metrics.aggregate import aggregate_seeds
 
 CELL = ["method", "ablation", "variant", "steps"]
@@ -19,8 +20,6 @@ METRICS = {
     "kid": ("kid_mean", "KID ×10³", True, 1e3),
     "is": ("is_mean", "IS", False, 1.0),
 }
-METHOD_LABELS = {"ddim": "DDIM (teacher, N steps)", "pd": "PD", "rcfd": "RCFD", "rdd": "RDD"}
-DISTILLED = ("pd", "rcfd", "rdd")
 
 
 def _finite(value):
@@ -167,10 +166,10 @@ def ddim_speedups(summary, speed_sum):
     ddim_pending = sorted(int(s) for s in ddim.loc[ddim["fid_n"] == 0, "steps"])
     ddim_max = int(ddim_done["steps"].max()) if len(ddim_done) else None
     out = []
-    for method in DISTILLED:
+    for method in methods.method_names(distilled=True):
         for _, model in main[main["method"] == method].sort_values("steps").iterrows():
             steps = int(model["steps"])
-            row = {"method": method, "label": METHOD_LABELS[method], "steps": steps, "nfe": steps,
+            row = {"method": method, "label": methods.label(method), "steps": steps, "nfe": steps,
                    "fid": model["fid_mean"], "ddim_steps": None, "ddim_fid": None, "nfe_speedup": None,
                    "time_speedup": None, "ddim_max_steps": ddim_max, "note": "", "provisional": False}
             if model["fid_n"] == 0:

@@ -1,8 +1,9 @@
 """What each study trained: the released-vs-described behaviours of its rounds, and its classifier."""
 
+from rdd import methods
 from rdd.settings import RELEASED_VS_DESCRIBED
 
-FEATURE_TERMS = ("cfd", "is_p2p", "m_p2p")
+FEATURE_TERMS = tuple(name for name, term in methods.TERMS.items() if term.needs_classifier)
 # Behaviours that matter only when a round uses these loss terms.
 NEEDS = {"feature_map": ("is_p2p", "m_p2p"), "classifier_input": FEATURE_TERMS,
          "m_p2p_enqueue": ("m_p2p",), "m_p2p_wrap": ("m_p2p",), "m_p2p_anchors": ("m_p2p",),
@@ -54,11 +55,11 @@ def _distinct(values):
 def behaviours(study):
     """Rows per released-vs-described behaviour, a column per method's main rounds."""
     records = _round_records(study)
-    methods = [m for m in ("pd chain", "pd", "rcfd", "rdd") if m in records or m in _expected(study)]
+    columns = [m for m in ("pd chain", *methods.method_names(distilled=True)) if m in records or m in _expected(study)]
     rows = []
     for key, (what, released, described) in RELEASED_VS_DESCRIBED.items():
         cells = []
-        for method in methods:
+        for method in columns:
             values = []
             for record in records.get(method, []):
                 weights = record.get("loss_weights") or record["settings"].get("weights") or {}
@@ -71,9 +72,9 @@ def behaviours(study):
             cells.append(_cell([v for v in values if v != "not used"] or values))
         rows.append({"what": what, "key": key, "released": _text(released), "described": _text(described),
                      "cells": cells})
-    rows.append(_groups_row(records, methods))
-    rows.append(_head_norm_row(records, methods))
-    return {"methods": methods, "rows": rows}
+    rows.append(_groups_row(records, columns))
+    rows.append(_head_norm_row(records, columns))
+    return {"methods": columns, "rows": rows}
 
 
 def _expected(study):

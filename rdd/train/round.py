@@ -41,7 +41,8 @@ def check_relation_groups(settings):
 
 def head_norm(objective, settings, device, log):
     """Synchronise the M-P2P head's BatchNorm across processes where torch can; say what ran."""
-    if objective.m_p2p is None or not dist.is_distributed():
+    m_p2p = objective.terms["m_p2p"] if "m_p2p" in objective.terms else None
+    if m_p2p is None or not dist.is_distributed():
         return None
     if not settings["m_p2p_sync_bn"]:
         return "BatchNorm per process (m_p2p_sync_bn: false)"
@@ -49,7 +50,7 @@ def head_norm(objective, settings, device, log):
         log("[distill] m_p2p_sync_bn: torch's SyncBatchNorm needs CUDA; the M-P2P head keeps "
             "one BatchNorm per process on this device")
         return "BatchNorm per process (SyncBatchNorm needs CUDA; asked for by m_p2p_sync_bn)"
-    objective.m_p2p.head = nn.SyncBatchNorm.convert_sync_batchnorm(objective.m_p2p.head)
+    m_p2p.head = nn.SyncBatchNorm.convert_sync_batchnorm(m_p2p.head)
     return "SyncBatchNorm across processes"
 
 
@@ -69,10 +70,14 @@ def make_build_stage(teacher_path, classifier_path=None, authors_net=None, log=l
         train = settings["train"]
         optimizers = {"student": torch.optim.Adam(student.parameters(), lr=train["lr"])}
         modules = {"student": student}
-        if objective.m_p2p is not None:
-            # The projection head has its own Adam at the round's lr.
-            optimizers["m_p2p_head"] = torch.optim.Adam(objective.m_p2p.head.parameters(), lr=train["lr"])
-            modules["m_p2p"] = objective.m_p2p
+        heads = {}  # terms with trained parameters (M-P2P's projection head)
+        for name, term in objective.terms.items():
+            if any(True for _ in term.state_dict()):
+                modules[name] = term  # its state (M-P2P's memory too) is resumed
+            if any(True for _ in term.parameters()):
+                # Each head has its own Adam at the round's lr, as released for M-P2P.
+                heads[name] = term
+                optimizers[f"{name}_head"] = torch.optim.Adam(term.parameters(), lr=train["lr"])
         model = DistributedDataParallel(student) if dist.is_distributed() else student
         conditional = kwargs["num_classes"] > 0
 
@@ -83,8 +88,8 @@ def make_build_stage(teacher_path, classifier_path=None, authors_net=None, log=l
             for opt in optimizers.values():
                 opt.zero_grad(set_to_none=True)
             loss.backward()
-            if objective.m_p2p is not None:
-                dist.average_gradients(objective.m_p2p.head.parameters())
+            for term in heads.values():
+                dist.average_gradients(term.parameters())
             if train["grad_clip"]:  # the student only, as released
                 torch.nn.utils.clip_grad_norm_(student.parameters(), train["grad_clip"])
             for opt in optimizers.values():

@@ -68,6 +68,7 @@ def _load_ablations(folder):
         if not configcheck.NAME.fullmatch(path.stem):
             raise _config_error(f"{where} an ablation name is lower-case letters, digits and underscores")
         files[path.stem] = _validated(configcheck.string_keys(data or {}), "ablation.schema.yaml", where)
+        configcheck.check_ablation_names(files[path.stem], where)
     return files
 
 
@@ -75,6 +76,7 @@ def _checked_config():
     cfg = _validated(configcheck.string_keys(config), "config.schema.yaml")
     try:
         configcheck.check_run(cfg)
+        configcheck.check_method_names(cfg)
         return cfg, _load_ablations(cfg["ablations_dir"])
     except ConfigError as exc:
         raise _config_error(str(exc)) from None
@@ -94,6 +96,18 @@ def _plans():
 
 PLANS = _plans()
 STUDIES = "|".join(PLANS)
+
+from rdd import methods  # noqa: E402
+
+# Each wildcard means the same in every rule; method names come from the registry (rdd/methods.py).
+wildcard_constraints:
+    study=STUDIES,
+    method=methods.wildcard(),
+    variant="[a-z0-9_-]+",
+    T=r"\d+",
+    steps=r"\d+",
+    seed=r"\d+",
+    split="train|test",
 
 
 # ----------------------------------------------------------------------------- checks of requested studies

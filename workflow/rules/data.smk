@@ -9,9 +9,6 @@ rule ref_stats:
         "results/{study}/reference/{split}.json",
     log:
         "logs/results/{study}/reference/{split}.log",
-    wildcard_constraints:
-        study=STUDIES,
-        split="train|test",
     params:
         limit=lambda wc: f"--limit {n}" if (n := PLANS[wc.study].config["evaluate"]["reference"]["limit"]) else "",
         inception=inception_option,

@@ -14,12 +14,6 @@ rule sample:
                     subcategory="Samples", labels={"model": "{method}/{variant}", "steps": "{steps}", "seed": "{seed}"}),
     log:
         "logs/results/{study}/samples/{method}/{variant}/steps{steps}/seed{seed}.log",
-    wildcard_constraints:
-        study=STUDIES,
-        method="ddim|pd|rcfd|rdd",
-        variant="[a-z0-9_-]+",
-        steps=r"\d+",
-        seed=r"\d+",
     params:
         options=sample_options,
     threads: res("sample", "threads")
@@ -41,12 +35,6 @@ rule evaluate:
         "results/{study}/metrics/{method}/{variant}/steps{steps}/seed{seed}.json",
     log:
         "logs/results/{study}/metrics/{method}/{variant}/steps{steps}/seed{seed}.log",
-    wildcard_constraints:
-        study=STUDIES,
-        method="ddim|pd|rcfd|rdd",
-        variant="[a-z0-9_-]+",
-        steps=r"\d+",
-        seed=r"\d+",
     params:
         labels=metric_labels,
         inception=inception_option,
@@ -67,8 +55,6 @@ rule memory_benchmark:
         "results/{study}/memory_benchmark.json",
     log:
         "logs/results/{study}/memory_benchmark.log",
-    wildcard_constraints:
-        study=STUDIES,
     params:
         limit_gb=lambda wc: PLANS[wc.study].config["evaluate"]["memory_benchmark"]["limit_gb"],
         device=lambda wc: PLANS[wc.study].config["device"],

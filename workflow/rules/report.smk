@@ -29,8 +29,6 @@ rule report:
                       labels={"table": "stages"}),
     log:
         "logs/reports/{study}.log",
-    wildcard_constraints:
-        study=STUDIES,
     params:
         tables_dir=lambda wc: f"results/{wc.study}/tables",
         manifest=lambda wc: text_digest(manifest_text(wc.study)),

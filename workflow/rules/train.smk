@@ -13,9 +13,6 @@ rule train_teacher:
         curves="results/{study}/models/teacher/teacher_{T}.curves.csv",
     log:
         "logs/results/{study}/models/teacher/teacher_{T}.log",
-    wildcard_constraints:
-        study=STUDIES,
-        T=r"\d+",
     params:
         resume=resume_dir,
         settings=settings_digest("train_teacher"),
@@ -40,9 +37,6 @@ rule train_classifier:
         curves="results/{study}/models/classifier/{variant}/classifier.curves.csv",
     log:
         "logs/results/{study}/models/classifier/{variant}/classifier.log",
-    wildcard_constraints:
-        study=STUDIES,
-        variant="[a-z0-9_-]+",
     params:
         resume=resume_dir,
         settings=settings_digest("train_classifier"),
@@ -67,11 +61,6 @@ rule distill:
         curves="results/{study}/models/{method}/{variant}/student_{T}.curves.csv",
     log:
         "logs/results/{study}/models/{method}/{variant}/student_{T}.log",
-    wildcard_constraints:
-        study=STUDIES,
-        method="pd|rcfd|rdd",
-        variant="[a-z0-9_-]+",
-        T=r"\d+",
     params:
         options=distill_options,
         resume=resume_dir,

@@ -23,6 +23,14 @@ def string_keys(value):
     return value
 
 
+def unknown_key(path, key, allowed):
+    return f"{path}: unknown key {key!r}; allowed: {', '.join(allowed) or 'none'}"
+
+
+def not_allowed(path, value, allowed):
+    return f"{path}: {value!r} is not allowed; allowed: {', '.join(map(repr, allowed))}"
+
+
 def describe_schema_error(error, where=""):
     """One line naming the key of a jsonschema ValidationError (after `where`) and what is allowed there."""
     from jsonschema.exceptions import best_match
@@ -40,13 +48,12 @@ def describe_schema_error(error, where=""):
         allowed = sorted(schema.get("properties", {}))
         patterns = [f"keys matching {p}" for p in schema.get("patternProperties", {})]
         unknown = [k for k in error.instance if k not in allowed]
-        return (f"{path}: unknown key {unknown[0]!r}; allowed: {', '.join(allowed + patterns) or 'none'}"
-                if unknown else f"{path}: {error.message}")
+        return unknown_key(path, unknown[0], allowed + patterns) if unknown else f"{path}: {error.message}"
     if error.validator in ("oneOf", "anyOf"):
         options = "; or ".join(s.get("description", json.dumps(s)) for s in error.validator_value)
         return f"{path}: {error.instance!r} is not allowed; expected {options}"
     if error.validator == "enum":
-        return f"{path}: {error.instance!r} is not allowed; allowed: {', '.join(map(repr, error.validator_value))}"
+        return not_allowed(path, error.instance, error.validator_value)
     hint = f" ({schema['description']})" if schema.get("description") else ""
     return f"{path}: {error.message}{hint}"
 
@@ -56,3 +63,32 @@ def check_run(config):
     for name in config.get("run", []):
         if name not in config["studies"]:
             raise ConfigError(f"run: {name!r} is not a study; studies: {', '.join(config['studies'])}")
+
+
+# Method and loss-term names come from the library's registry (rdd.methods), not from the schemas.
+
+def check_method_names(config):
+    """Each study's `rounds` keys must be distillation methods."""
+    from rdd import methods
+
+    distilled = methods.method_names(distilled=True)
+    for study, block in config["studies"].items():
+        for name in block.get("rounds", {}):
+            if name not in distilled:
+                raise ConfigError(unknown_key(f"studies.{study}.rounds", name, distilled))
+
+
+def check_ablation_names(ablation, where):
+    """An ablation's method, and the loss terms its variants switch or weigh."""
+    from rdd import methods
+
+    distilled, terms = methods.method_names(distilled=True), list(methods.TERMS)
+    if ablation.get("method", "rdd") not in distilled:
+        raise ConfigError(not_allowed(f"{where}method", ablation["method"], distilled))
+    for name, variant in ablation["variants"].items():
+        for i, term in enumerate(variant.get("losses", [])):
+            if term not in terms:
+                raise ConfigError(not_allowed(f"{where}variants.{name}.losses.{i}", term, terms))
+        for term in variant.get("weights", {}):
+            if term not in terms:
+                raise ConfigError(unknown_key(f"{where}variants.{name}.weights", term, sorted(terms)))

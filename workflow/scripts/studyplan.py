@@ -14,14 +14,13 @@ import torch
 import yaml
 
 from configcheck import ConfigError
-from rdd import settings as rdd_settings
+from rdd import methods, settings as rdd_settings
 from rdd.data import normalize_spec
-from rdd.distill import METHOD_WEIGHTS, loss_weights
+from rdd.distill import loss_weights
 from rdd.nets import build_classifier, build_unet
 from rdd.train.classifier import check_recipe
 from rdd.train.teacher import unet_kwargs
 
-LOSS_TERMS = tuple(METHOD_WEIGHTS["rdd"])
 # Settings the workflow itself writes into every stage; a config block may not set them.
 RESERVED = {"teacher": ("data", "seed", "T_base"), "classifier": ("data", "seed"),
             "distill": ("data", "seed", "method")}
@@ -360,7 +359,7 @@ class _Builder:
         stages, previous = {}, start
         for T in students:
             settings = self.round_settings(method, layers, _round_iters(schedule, T), where)
-            uses_features = any(settings["weights"][k] for k in ("cfd", "is_p2p", "m_p2p"))
+            uses_features = methods.needs_classifier(settings["weights"])
             model = f"{self.plan.root}/models/{run_dir}/student_{T}.pt"
             stages[T] = Stage("distill", model, settings,
                               {"stage": "round", "method": method, "round": f"{2 * T}->{T}", **labels},
@@ -382,9 +381,9 @@ class _Builder:
         method = self.ablation_files[ablation].get("method", "rdd")
         layer = {}
         if "losses" in variant:
-            preset = METHOD_WEIGHTS[method]
+            preset = methods.METHODS[method].weights
             # A listed term keeps the method's own weight (1.0 if the method does not use it); others are off.
-            layer["weights"] = {t: (preset[t] or 1.0) if t in variant["losses"] else 0.0 for t in LOSS_TERMS}
+            layer["weights"] = {t: (preset.get(t) or 1.0) if t in variant["losses"] else 0.0 for t in methods.TERMS}
         if "weights" in variant:
             layer = deep_merge(layer, {"weights": variant["weights"]})
         layer.update({k: variant[k] for k in VARIANT_SETTINGS if k in variant})

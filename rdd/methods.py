@@ -1,0 +1,86 @@
+"""The methods and the loss terms of the suite: one entry each, read by everything that names them.
+
+The round's objective takes a method's default weights and each term's loss from here; the
+settings check, the workflow (config check, wildcard constraints, which rounds need the
+classifier), the report (labels, order, colours, the claims' baselines) and the benchmarks derive
+their lists from here. Adding a method is one `Method` entry; adding a loss term is one `Term`
+entry plus its loss (a builder in `rdd/losses/terms.py`, named by `Term.build`).
+
+Torch-free, so the workflow's config check can read it before the library is imported.
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Term:
+    """A loss term of a distillation round."""
+
+    name: str
+    label: str
+    needs_classifier: bool  # computed on the frozen classifier's features
+    build: str              # "module:function" returning the term's loss (see rdd/losses/terms.py)
+    help: str
+
+
+@dataclass(frozen=True)
+class Method:
+    """A row of the report: the DDIM teacher, or a distillation method (it has `weights`)."""
+
+    name: str
+    label: str
+    colour: str
+    help: str
+    weights: dict = None    # default weight of every term in its rounds; None: not distilled
+    baseline: bool = False  # the claims compare RDD with every baseline
+
+
+def _by_name(entries):
+    return {entry.name: entry for entry in entries}
+
+
+TERMS = _by_name([
+    Term("pd", "PD", False, "rdd.losses.terms:pd",
+         "the truncated-SNR pixel loss to the teacher's two-step x_target (progressive distillation)"),
+    Term("cfd", "CFD", True, "rdd.losses.terms:cfd",
+         "KL between the classifier's softened outputs on x_target and on the student's x0"),
+    Term("is_p2p", "IS-P2P", True, "rdd.losses.terms:is_p2p",
+         "inter-sample pixel-to-pixel relations of the classifier's feature map"),
+    Term("m_p2p", "M-P2P", True, "rdd.losses.terms:m_p2p",
+         "pixel relations to a memory of teacher features, through a trained projection head"),
+])
+
+# Loss weights as released: in RCFD and RDD the pixel PD loss is not added.
+METHODS = _by_name([
+    Method("ddim", "DDIM (teacher)", "#7f7f7f", "the base teacher sampled with fewer DDIM steps"),
+    Method("pd", "PD", "#1f77b4", "progressive distillation (Salimans & Ho)",
+           weights={"pd": 1.0, "cfd": 0.0, "is_p2p": 0.0, "m_p2p": 0.0}, baseline=True),
+    Method("rcfd", "RCFD", "#ff7f0e", "progressive distillation with classifier-based feature distillation",
+           weights={"pd": 0.0, "cfd": 1.0, "is_p2p": 0.0, "m_p2p": 0.0}, baseline=True),
+    Method("rdd", "RDD", "#d62728", "relational diffusion distillation: CFD with IS-P2P and M-P2P",
+           weights={"pd": 0.0, "cfd": 1.0, "is_p2p": 1.0, "m_p2p": 0.1}),
+])
+
+
+def method_names(distilled=False):
+    """Every method in report order, or only those with rounds."""
+    return [m.name for m in METHODS.values() if not distilled or m.weights is not None]
+
+
+def baselines():
+    return [m.name for m in METHODS.values() if m.baseline]
+
+
+def label(name):
+    """A method's display name (an unknown name as it is)."""
+    return METHODS[name].label if name in METHODS else name
+
+
+def wildcard(distilled=False):
+    """A regular expression matching the method names (for Snakemake's wildcard constraints)."""
+    return "|".join(method_names(distilled))
+
+
+def needs_classifier(weights):
+    """Whether a round with these term weights reads the classifier's features."""
+    return any(weights.get(name) and term.needs_classifier for name, term in TERMS.items())
