@@ -25,7 +25,7 @@ def build(method, args, device):
     import torch
 
     from rdd.diffusion import TimeGrid
-    from rdd.distill import DistillObjective
+    from rdd.losses.objective import DistillObjective
     from rdd.nets import build_classifier, build_unet
     from rdd.settings import resolve
     from rdd.train.round import round_student

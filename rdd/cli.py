@@ -76,7 +76,7 @@ def cmd_distill(args):
 
 def cmd_sample(args):
     from rdd.dist import resolve_device
-    from rdd.sampling import generate, save_grid
+    from rdd.generate import generate, save_grid
     authors_net = json.loads(args.authors_net) if args.authors_net else None
     generate(args.model, args.steps, parse_seeds(args.seeds), args.out, batch_size=args.batch_size,
              net_batch=args.net_batch, shard_size=args.shard_size, device=resolve_device(args.device), authors_net=authors_net)
@@ -189,7 +189,8 @@ def build_parser():
 
 def user_error_types():
     """Exceptions that mean bad input (settings, files, data), not a bug: one line, exit 2."""
-    from rdd.io import CheckpointError, OutputBusyError
+    from rdd.checkpoints import CheckpointError
+    from rdd.io import OutputBusyError
     return settings_mod.SettingsError, FileNotFoundError, ValueError, CheckpointError, OutputBusyError
 
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from rdd import io
+from rdd import checkpoints, io
 from rdd.data import check_available, iter_uint8_batches, normalize_spec
-from rdd.metrics import (InceptionHandle, RefStats, compute_metrics, reference_statistics,
-                         resolve_inception, user_statistics)
-from rdd.metrics.inception import sha256_file
+from rdd.metrics.inception import InceptionHandle, resolve_inception, sha256_file
+from rdd.metrics.reference import RefStats, reference_statistics, user_statistics
+from rdd.metrics.scores import compute_metrics
 from rdd.provenance import environment_record
 
 DATASET_IDENTITY = ("name", "image_size", "channels", "resize")
@@ -49,7 +49,7 @@ def load_reference(path):
 def _recorded_inception(recorded):
     handle = InceptionHandle(**recorded)
     if not Path(handle.path).is_file() or sha256_file(handle.path) != handle.sha256:
-        raise io.CheckpointError(f"Inception weights {handle.path} are missing or changed since the reference "
+        raise checkpoints.CheckpointError(f"Inception weights {handle.path} are missing or changed since the reference "
                                  f"statistics were computed (sha256 {handle.sha256}); recompute them")
     return handle
 

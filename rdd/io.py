@@ -1,4 +1,4 @@
-"""Atomic file output and safe checkpoint loading.
+"""Atomic file output, JSON, and locks on outputs (torch-free; checkpoints are in rdd.checkpoints).
 
 Every artefact the suite writes goes through here, so a killed job never
 leaves a half-written file under its final name.
@@ -11,11 +11,6 @@ import os
 import tempfile
 from pathlib import Path
 
-import torch
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint or weights file that cannot be read; the message names it."""
 
 
 class OutputBusyError(RuntimeError):
@@ -64,7 +59,8 @@ def _umask():
 _FILE_MODE = 0o666 & ~_umask()
 
 
-def _atomic_write(path, write_fn, mode):
+def write_with(path, write_fn, mode="wb"):
+    """Write `path` atomically: `write_fn(f)` fills a temporary file in the same folder, then a rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -81,32 +77,13 @@ def _atomic_write(path, write_fn, mode):
         raise
 
 
-def save_torch(obj, path):
-    """torch.save to `path` atomically (temporary file in the same folder, then rename)."""
-    _atomic_write(path, lambda f: torch.save(obj, f), "wb")
-
-
 def write_json(obj, path):
     """Write `obj` as indented JSON atomically."""
-    _atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, sort_keys=True) + "\n"), "w")
+    write_with(path, lambda f: f.write(json.dumps(obj, indent=2, sort_keys=True) + "\n"), "w")
 
 
 def write_bytes(data, path):
-    _atomic_write(path, lambda f: f.write(data), "wb")
-
-
-def load_torch(path, map_location="cpu"):
-    """torch.load with weights_only=True; any failure names the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # truncated zip, wrong format, pickled code objects
-        raise CheckpointError(
-            f"cannot read checkpoint {path} ({type(exc).__name__}: {exc}); "
-            "it is corrupt, truncated, or not a weights-only torch file"
-        ) from exc
+    write_with(path, lambda f: f.write(data), "wb")
 
 
 def read_json(path):

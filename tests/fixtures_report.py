@@ -82,7 +82,7 @@ def metric_record(method, steps, seed, fid, ablation=None, variant=None):
 
 
 def samples_record(method, steps, seed):
-    """A sampling record as `python -m rdd sample` writes it (rdd/sampling.py)."""
+    """A sampling record as `python -m rdd sample` writes it (rdd/generate.py)."""
     ips = 1900.0 / steps * (1.0 + 0.02 * seed)
     return {
         "model": f"models/{method}/student_{steps}.pt", "steps": steps, "nfe": steps, "T": steps,

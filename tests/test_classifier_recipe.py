@@ -9,12 +9,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from conftest import read_record, run_rdd
-from rdd import io, settings as settings_mod
+from rdd import checkpoints, settings as settings_mod
 from rdd.data import (CHANNEL_STATS, Augmentation, ImageDataset, input_norm, normalize_input, normalize_spec,
                       to_uint8)
 from rdd.data.augment import BLACK
 from rdd.data.fashion_mnist import FashionMNISTSource
-from rdd.models import AUTHORS_CLASSIFIER_INPUT_NORM, load_classifier
+from rdd.checkpoints import AUTHORS_CLASSIFIER_INPUT_NORM, load_classifier
 from rdd.nets import build_classifier
 from rdd.train import classifier as recipe, loop
 from rdd.train.batches import EpochItems, StepBatchSampler, train_steps
@@ -288,7 +288,7 @@ def test_killed_classifier_resumes_to_the_same_weights_and_selection(spec, sourc
     # which the resumed run repeats from the saved best weights and accuracies.
     with pytest.raises(KeyboardInterrupt):
         small_run(spec, sources, tmp_path / "killed", train, kill_before=19)
-    assert io.load_torch(tmp_path / "killed" / "resume.pt")["step"] == 15
+    assert checkpoints.load_torch(tmp_path / "killed" / "resume.pt")["step"] == 15
     resumed, resumed_record, _ = small_run(spec, sources, tmp_path / "killed", train)
     assert all(torch.equal(resumed["state_dict"][k], v) for k, v in straight["state_dict"].items())
     assert resumed_record == straight_record
@@ -372,5 +372,5 @@ def test_wrong_classifier_files_are_named(tmp_path):
              "odd_blocks.pt": {"model": {k: v for k, v in small.items() if "block3" not in k}}}
     for name, payload in cases.items():
         torch.save(payload, tmp_path / name)
-        with pytest.raises(io.CheckpointError, match=str(tmp_path / name)):
+        with pytest.raises(checkpoints.CheckpointError, match=str(tmp_path / name)):
             load_classifier(tmp_path / name)

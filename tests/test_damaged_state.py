@@ -3,7 +3,7 @@
 import numpy as np
 
 from conftest import run_rdd
-from rdd import io
+from rdd import checkpoints
 
 
 def test_corrupt_resume_state_is_set_aside_and_the_run_completes(teacher, tiny, tmp_path, capsys):
@@ -17,7 +17,7 @@ def test_corrupt_resume_state_is_set_aside_and_the_run_completes(teacher, tiny, 
     assert f"resume state {resume / 'resume.pt'} cannot be read" in log and "starting afresh" in log
     [kept] = resume.glob("resume.pt.corrupt-*")
     assert kept.read_bytes() == b"PK\x03\x04 a zip cut short"
-    assert io.load_torch(resume / "resume.pt")["step"] == 2 and out.is_file()
+    assert checkpoints.load_torch(resume / "resume.pt")["step"] == 2 and out.is_file()
 
 
 def test_unreadable_shard_is_sampled_again(teacher, tmp_path, capsys):

@@ -7,8 +7,8 @@ import torch
 
 from rdd.diffusion import TimeGrid, cosine_alpha_bar, ddim_step, q_sample
 from rdd.losses.pd import pd_target
-from rdd.losses.teacher import TeacherLoss
-from rdd.sampler import ddim_sample, initial_noise
+from rdd.losses.truncated_snr import TeacherLoss
+from rdd.ddim import ddim_sample, initial_noise
 
 T_BASE = 1024
 

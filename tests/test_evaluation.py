@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from conftest import run_rdd
-from rdd import io
+from rdd import checkpoints, io
 from rdd.evaluation import evaluate
 
 
@@ -71,5 +71,5 @@ def test_changed_inception_weights_are_refused(evaluated, tmp_path):
     pointer = json.loads((evaluated / "ref.json").read_text())
     pointer["inception"]["sha256"] = "0" * 64
     io.write_json(pointer, tmp_path / "ref.json")
-    with pytest.raises(io.CheckpointError, match="changed since"):
+    with pytest.raises(checkpoints.CheckpointError, match="changed since"):
         evaluate(evaluated / "s.npz", tmp_path / "ref.json", tmp_path / "m.json", cache_dir=evaluated / "cache")

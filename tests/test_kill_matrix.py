@@ -25,7 +25,7 @@ import yaml
 
 from conftest import REPO, run_rdd
 from fixtures_report import make_study
-from rdd import io
+from rdd import checkpoints, io
 from rdd.metrics.inception import resolve_inception
 
 # Fields that measure time, not results.
@@ -47,7 +47,7 @@ class StageRun:
 
 def _resume_step(folder):
     path = folder / "resume.pt"
-    return io.load_torch(path)["step"] if path.exists() else -1
+    return checkpoints.load_torch(path)["step"] if path.exists() else -1
 
 
 def _training(command, settings, checkpoint_every, extra_args=lambda inputs: []):
@@ -140,7 +140,7 @@ def _comparable(path):
         with np.load(path) as npz:
             return {k: (npz[k].dtype.str, npz[k].shape, npz[k].tobytes()) for k in sorted(npz.files)}
     if path.suffix == ".pt":
-        return _plain(io.load_torch(path))
+        return _plain(checkpoints.load_torch(path))
     return path.read_bytes()
 
 
@@ -226,9 +226,9 @@ def test_checkpoint_write_cut_short_leaves_the_previous_one_loadable(tmp_path):
     """SIGKILL while the next checkpoint is being written: the previous one still loads, and the
     next run under the lock clears the partial file."""
     path = tmp_path / "resume.pt"
-    io.save_torch({"step": 1}, path)
+    checkpoints.save_torch({"step": 1}, path)
     writer = ("import sys, torch; from rdd import io; "
-              "io.save_torch({'step': 2, 'big': torch.zeros(150_000_000)}, sys.argv[1])")
+              "checkpoints.save_torch({'step': 2, 'big': torch.zeros(150_000_000)}, sys.argv[1])")
     proc = subprocess.Popen([sys.executable, "-c", writer, str(path)], env=ENV)
     deadline = time.monotonic() + 120
     while not any(p.stat().st_size > 1 << 20 for p in tmp_path.glob(".resume.pt.*.tmp")):
@@ -236,7 +236,7 @@ def test_checkpoint_write_cut_short_leaves_the_previous_one_loadable(tmp_path):
         time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert io.load_torch(path) == {"step": 1}
+    assert checkpoints.load_torch(path) == {"step": 1}
     with io.exclusive(path):
         assert len(io.remove_partial_writes(tmp_path)) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["resume.pt"]

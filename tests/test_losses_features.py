@@ -6,7 +6,7 @@ from fractions import Fraction
 import pytest
 import torch
 
-from rdd.io import load_torch, save_torch
+from rdd.checkpoints import load_torch, save_torch
 from rdd.losses.cfd import cfd_loss
 from rdd.losses.relational import MP2PLoss, PixelMemory, is_p2p_loss
 

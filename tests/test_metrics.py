@@ -15,19 +15,13 @@ import pytest
 import torch
 from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
 
-from rdd.io import CheckpointError, load_torch, save_torch
-from rdd.metrics import (
-    StatisticsFileError,
-    aggregate_seeds,
-    compute_metrics,
-    extract_features,
-    metrics_from_features,
-    reference_statistics,
-    resolve_inception,
-    user_statistics,
-)
-from rdd.metrics.inception import FID_HELPER_FILE, convert_fid_helper_weights, sha256_file
-from rdd.metrics.reference import features_to_statistics
+from rdd.checkpoints import CheckpointError, load_torch, save_torch
+from rdd.metrics.aggregate import aggregate_seeds
+from rdd.metrics.features import extract_features
+from rdd.metrics.inception import FID_HELPER_FILE, convert_fid_helper_weights, resolve_inception, sha256_file
+from rdd.metrics.reference import (StatisticsFileError, features_to_statistics, reference_statistics,
+                                   user_statistics)
+from rdd.metrics.scores import compute_metrics, metrics_from_features
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 N = 24

@@ -6,13 +6,12 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 import yaml
 
 from conftest import read_record, run_rdd
-from rdd import io, settings as settings_mod
-from rdd.distill import DistillObjective
-from rdd.models import load_classifier, load_denoiser
+from rdd import checkpoints, settings as settings_mod
+from rdd.losses.objective import DistillObjective
+from rdd.checkpoints import load_classifier, load_denoiser
 from rdd.train.round import round_student
 
 
@@ -84,7 +83,7 @@ def test_m_p2p_head_lr_is_constant_as_released(head_lr, teacher, classifier, tin
     run_rdd("distill", "--settings", tiny["distill"], "--set", f"train.iters={iters}",
             "--set", f"m_p2p_head_lr={head_lr}", "--teacher", teacher, "--classifier", classifier,
             "--out", tmp_path / "s.pt", "--resume-dir", tmp_path / "resume")
-    state = io.load_torch(tmp_path / "resume" / "resume.pt")
+    state = checkpoints.load_torch(tmp_path / "resume" / "resume.pt")
     base = read_record(tmp_path / "s.pt")["settings"]["train"]["lr"]
     last_factor = 0.5 * (1 + math.cos(math.pi * (iters - 1) / iters))  # the lr of the last step
     student_lr = state["optimizers"]["student"]["param_groups"][0]["lr"]

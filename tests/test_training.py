@@ -13,11 +13,11 @@ import torch
 import yaml
 
 from conftest import REPO, read_record, run_rdd
-from rdd import io
+from rdd import checkpoints
 from rdd.data import build_dataset, normalize_spec
 from rdd.diffusion import TimeGrid
-from rdd.losses.teacher import TeacherLoss
-from rdd.models import load_classifier, load_denoiser
+from rdd.losses.truncated_snr import TeacherLoss
+from rdd.checkpoints import load_classifier, load_denoiser
 from rdd.nets import build_unet
 from rdd.nets.unet import AUTHORS_TIME_TABLE_KEY
 
@@ -69,7 +69,7 @@ def test_each_method_round_trains_the_student(method, terms, teacher, classifier
 
 
 def _resume_state(folder):
-    return io.load_torch(folder / "resume.pt")
+    return checkpoints.load_torch(folder / "resume.pt")
 
 
 def test_resume_state_of_other_settings_is_set_aside(teacher, tiny, tmp_path):
@@ -151,7 +151,7 @@ def test_samples_do_not_depend_on_batch_size(teacher, tmp_path):
 def test_corrupt_checkpoint_is_named(tmp_path, tiny):
     bad = tmp_path / "teacher.pt"
     bad.write_bytes(b"PK\x03\x04 truncated")
-    with pytest.raises(io.CheckpointError, match=str(bad)):
+    with pytest.raises(checkpoints.CheckpointError, match=str(bad)):
         load_denoiser(bad)
 
 

@@ -8,15 +8,14 @@ stored uncompressed, otherwise from a one-off decompressed .npy copy in
 <root>/_extracted/.
 """
 
-import os
 import shutil
 import struct
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from rdd import io
 from rdd.data.base import missing_error
 
 NUM_CLASSES = 1000
@@ -43,15 +42,10 @@ def _read_npy_header(f):
 
 def _extract_member(npz_path, member, target):
     """Decompress one npz member to `target` atomically, streaming (members can be GBs)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out, zipfile.ZipFile(npz_path) as z, z.open(member) as src:
+    def copy(out):
+        with zipfile.ZipFile(npz_path) as z, z.open(member) as src:
             shutil.copyfileobj(src, out, length=1 << 24)
-        os.replace(tmp, target)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    io.write_with(target, copy)
 
 
 def open_data(npz_path, extract_dir):

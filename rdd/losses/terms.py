@@ -16,7 +16,7 @@ from torch import nn
 
 from rdd.losses.cfd import cfd_loss
 from rdd.losses.relational import MP2PLoss, is_p2p_loss
-from rdd.losses.teacher import truncated_snr_loss
+from rdd.losses.truncated_snr import truncated_snr_loss
 
 
 @dataclass

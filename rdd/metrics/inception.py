@@ -19,7 +19,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, BasicConv2d
 from torch_fidelity.utils import create_feature_extractor
 
-from rdd.io import CheckpointError, load_torch, save_torch
+from rdd.checkpoints import CheckpointError, load_torch, save_torch
 
 EXTRACTOR_NAME = "inception-v3-compat"
 POOL3 = "2048"

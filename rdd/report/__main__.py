@@ -23,7 +23,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    # Imported here so `--help` stays fast (matplotlib, pandas, torch via rdd.io).
+    # Imported here so `--help` stays fast (matplotlib, pandas, seaborn).
     from rdd.report.render import build, build_index
 
     try:

@@ -19,7 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from rdd import dist
 from rdd.data import Augmentation, build_dataset, input_norm, normalize_input, num_classes
-from rdd.models import classifier_payload
+from rdd.checkpoints import classifier_payload
 from rdd.nets import build_classifier
 from rdd.train.batches import steps_per_epoch, train_steps
 from rdd.train.loop import Stage, cosine_decay, log_line

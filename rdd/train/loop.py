@@ -18,7 +18,7 @@ import torch
 import torch.distributed as torch_dist
 from torch.utils.data import DataLoader
 
-from rdd import dist, io
+from rdd import checkpoints, dist, io
 from rdd.train.batches import EpochItems, StepBatchSampler
 
 
@@ -77,7 +77,7 @@ def save_resume(stage, path, step, digest):
     states = _gather_rng()
     if not dist.is_main():
         return
-    io.save_torch({
+    checkpoints.save_torch({
         "settings_digest": digest, "step": step,
         "modules": {k: m.state_dict() for k, m in stage.modules.items()},
         "optimizers": {k: o.state_dict() for k, o in stage.optimizers.items()},
@@ -91,8 +91,8 @@ def load_resume(stage, path, digest, log):
     if not path.exists():
         return 0
     try:
-        state = io.load_torch(path)
-    except io.CheckpointError as exc:
+        state = checkpoints.load_torch(path)
+    except checkpoints.CheckpointError as exc:
         # Writes are atomic, so this is damage from outside (a full disk, a copy cut short): the run
         # starts afresh rather than fail, and the damaged file is kept for a look.
         bad = path.with_name(path.name + f".corrupt-{int(time.time())}")

@@ -7,8 +7,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from rdd import dist
-from rdd.distill import DistillObjective, loss_weights
-from rdd.models import denoiser_payload, load_classifier, load_denoiser
+from rdd.losses.objective import DistillObjective, loss_weights
+from rdd.checkpoints import denoiser_payload, load_classifier, load_denoiser
 from rdd.train.loop import Stage, cosine_decay, log_line
 from rdd.train.runner import amp_context
 

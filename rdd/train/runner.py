@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from rdd import dist, io, settings as settings_mod
+from rdd import checkpoints, dist, io, settings as settings_mod
 from rdd.data import Augmentation, build_dataset, check_available, normalize_spec
 from rdd.provenance import environment_record
 from rdd.train import loop
@@ -84,7 +84,7 @@ def _train_and_export(command, settings, device, out, resume_dir, build_stage, l
         payload["settings"] = settings
         io.write_bytes(_curves_csv(rows), sidecar(out, ".curves.csv"))
         io.write_json(record, sidecar(out, ".json"))
-        io.save_torch(payload, out)
+        checkpoints.save_torch(payload, out)
     dist.barrier()
 
 

@@ -8,8 +8,8 @@ from torch.nn.parallel import DistributedDataParallel
 from rdd import dist
 from rdd.data import num_classes
 from rdd.diffusion import TimeGrid
-from rdd.losses.teacher import TeacherLoss
-from rdd.models import denoiser_payload
+from rdd.losses.truncated_snr import TeacherLoss
+from rdd.checkpoints import denoiser_payload
 from rdd.nets import build_unet
 from rdd.train.loop import Stage, linear_warmup
 from rdd.train.runner import amp_context

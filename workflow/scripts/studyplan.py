@@ -6,7 +6,6 @@ Every path is relative to the working directory the workflow runs in.
 """
 
 import copy
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import yaml
 from configcheck import ConfigError
 from rdd import methods, settings as rdd_settings
 from rdd.data import normalize_spec
-from rdd.distill import loss_weights
+from rdd.losses.objective import loss_weights
 from rdd.nets import build_classifier, build_unet
 from rdd.train.classifier import check_recipe
 from rdd.train.teacher import unet_kwargs

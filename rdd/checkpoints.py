@@ -1,14 +1,42 @@
-"""Exported model files: ours, and the authors' released RCFD/RDD checkpoints.
+"""Checkpoint files: safe loading and atomic saving, exported models (ours and the authors' released
+RCFD/RDD checkpoints).
 
 An exported model is a plain dict (loadable with weights_only=True) holding
 the network's constructor arguments, its time grid and its weights; training
-resume state is kept elsewhere.
+resume state is kept elsewhere (rdd.train.loop), in the same kind of file.
 """
+
+from pathlib import Path
+
+import torch
 
 from rdd import io
 from rdd.data.input_norm import input_norm
 from rdd.diffusion import TimeGrid
 from rdd.nets import build_classifier, build_unet, classifier_kwargs_of, from_authors_names, load_authors_state_dict
+
+class CheckpointError(RuntimeError):
+    """A checkpoint or weights file that cannot be read; the message names it."""
+
+
+def save_torch(obj, path):
+    """torch.save to `path` atomically (temporary file in the same folder, then rename)."""
+    io.write_with(path, lambda f: torch.save(obj, f), "wb")
+
+
+def load_torch(path, map_location="cpu"):
+    """torch.load with weights_only=True; any failure names the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # truncated zip, wrong format, pickled code objects
+        raise CheckpointError(
+            f"cannot read checkpoint {path} ({type(exc).__name__}: {exc}); "
+            "it is corrupt, truncated, or not a weights-only torch file"
+        ) from exc
+
 
 DENOISER_FORMAT = "rdd/denoiser-v1"
 CLASSIFIER_FORMAT = "rdd/classifier-v1"
@@ -42,9 +70,9 @@ def load_denoiser(path, device="cpu", authors_net=None):
     not record the architecture: `authors_net` gives it (default: their
     CIFAR-10 network). Their EMA weights are used when present.
     """
-    payload = io.load_torch(path)
+    payload = load_torch(path)
     if not isinstance(payload, dict):
-        raise io.CheckpointError(f"{path} does not hold a model dict")
+        raise CheckpointError(f"{path} does not hold a model dict")
     if payload.get("format") == DENOISER_FORMAT:
         net_kwargs = payload["net"]
         net = build_unet(**net_kwargs)
@@ -57,11 +85,11 @@ def load_denoiser(path, device="cpu", authors_net=None):
         try:
             load_authors_state_dict(net, weights)
         except (RuntimeError, ValueError) as exc:
-            raise io.CheckpointError(f"{path}: weights do not fit the network {net_kwargs}: {exc}") from exc
+            raise CheckpointError(f"{path}: weights do not fit the network {net_kwargs}: {exc}") from exc
         T, time_scale = int(payload["T"]), int(payload["time_scale"])
         grid = TimeGrid(T, T * time_scale)
     else:
-        raise io.CheckpointError(f"{path} is neither an exported rdd model nor an authors' checkpoint "
+        raise CheckpointError(f"{path} is neither an exported rdd model nor an authors' checkpoint "
                                  f"(keys: {sorted(payload)[:8]})")
     return net.to(device).eval(), net_kwargs, grid
 
@@ -76,7 +104,7 @@ def load_classifier(path, device="cpu", authors_input_norm=AUTHORS_CLASSIFIER_IN
     `{'model': state_dict}` of a DenseNet-201 (or -121), does not:
     `authors_input_norm` gives it.
     """
-    payload = io.load_torch(path)
+    payload = load_torch(path)
     if isinstance(payload, dict) and payload.get("format") == CLASSIFIER_FORMAT:
         net_kwargs = payload["net"]
         net = build_classifier(**net_kwargs)
@@ -89,12 +117,12 @@ def load_classifier(path, device="cpu", authors_input_norm=AUTHORS_CLASSIFIER_IN
             net = build_classifier(**net_kwargs)
             net.load_state_dict(weights)
         except (KeyError, RuntimeError, ValueError) as exc:
-            raise io.CheckpointError(f"{path}: 'model' is not a DenseNet state dict in the authors' layout "
+            raise CheckpointError(f"{path}: 'model' is not a DenseNet state dict in the authors' layout "
                                      f"({type(exc).__name__}: {exc})") from exc
         norm = dict(authors_input_norm)
     else:
         keys = sorted(payload)[:8] if isinstance(payload, dict) else type(payload).__name__
-        raise io.CheckpointError(f"{path} is neither an exported rdd classifier nor the authors' classifier "
+        raise CheckpointError(f"{path} is neither an exported rdd classifier nor the authors' classifier "
                                  f"{{'model': state_dict}} (found: {keys})")
     net.requires_grad_(False)
     net.input_norm = norm

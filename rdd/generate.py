@@ -19,9 +19,9 @@ from torchvision.utils import make_grid
 
 from rdd import io
 from rdd.data.quantize import from_uint8, to_uint8
-from rdd.models import load_denoiser
+from rdd.checkpoints import load_denoiser
 from rdd.provenance import environment_record
-from rdd.sampler import ddim_sample, fixed_batch, initial_noise
+from rdd.ddim import ddim_sample, fixed_batch, initial_noise
 
 
 @torch.inference_mode()
