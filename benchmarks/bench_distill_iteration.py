@@ -2,7 +2,8 @@
 
 Run from the repository root:  python benchmarks/bench_distill_iteration.py [--device cuda]
 Same teacher/student, classifier and batch for every method (default: the
-embedded default's sizes). Times are measured in this one process with the
+embedded default's sizes); each iteration is the production step (rdd.train.loop.train_step on the
+round's stage: lr schedule, zero_grad, backward, head gradients, clipping, every optimiser). Times are measured in this one process with the
 methods interleaved round-robin, and reported as medians and as ratios to PD;
 peak memory of each method comes from a fresh process (see peak_memory.py).
 """
@@ -21,34 +22,30 @@ METHODS = tuple(methods.method_names(distilled=True))
 
 
 def build(method, args, device):
-    """Student, its optimisers and a one-iteration closure for `method`."""
+    """A one-iteration closure for `method`: the production round stage and training step."""
     import torch
 
     from rdd.diffusion import TimeGrid
-    from rdd.losses.objective import DistillObjective
     from rdd.nets import build_classifier, build_unet
     from rdd.settings import resolve
-    from rdd.train.round import round_student
+    from rdd.train.loop import train_step
+    from rdd.train.round import round_stage
 
     torch.manual_seed(0)
     size = args.image_size
-    teacher = build_unet(img_resolution=size, in_channels=args.channels, ch=args.ch, ch_mult=args.ch_mult,
-                         attn=args.attn, num_res_blocks=args.num_res_blocks, dropout=0.1,
-                         num_classes=0).to(device).eval().requires_grad_(False)
+    net_kwargs = {"img_resolution": size, "in_channels": args.channels, "ch": args.ch, "ch_mult": args.ch_mult,
+                  "attn": args.attn, "num_res_blocks": args.num_res_blocks, "dropout": 0.1, "num_classes": 0}
+    teacher = build_unet(**net_kwargs).to(device).eval()
     classifier = build_classifier(args.classifier, 10, args.channels).to(device).eval().requires_grad_(False)
-    settings = resolve("distill", {"method": method})
-    objective = DistillObjective(teacher, TimeGrid(8, 1024), settings, classifier,
-                                 classifier.num_features).to(device)
-    student = round_student(teacher, {}, settings["dropout"])[0]
-    params = list(student.parameters()) + (list(objective.m_p2p.head.parameters()) if objective.m_p2p else [])
-    opt = torch.optim.Adam(params, lr=5e-5)
-    x = torch.rand(args.batch, args.channels, size, size, device=device) * 2 - 1
+    settings = resolve("distill", {"method": method, "device": {"device": device},
+                                   "train": {"batch_size": args.batch, "lr": 5e-5}})
+    stage, _ = round_stage(settings, torch.device(device), teacher, net_kwargs, TimeGrid(8, 1024), classifier,
+                           log=lambda message: None)
+    batch = (torch.rand(args.batch, args.channels, size, size) * 2 - 1, torch.zeros(args.batch, dtype=torch.long))
+    steps = iter(range(1 << 30))
 
     def iteration():
-        loss, _ = objective(student, x)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        train_step(stage, batch, next(steps), settings["seed"])
         if device == "cuda":
             torch.cuda.synchronize()
 

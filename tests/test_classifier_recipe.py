@@ -214,13 +214,13 @@ def small_run(spec, sources, tmp_path, train, kill_before=None):
     torch.manual_seed(0)
     stage, record = recipe.build_stage(settings, torch.device("cpu"), data, test_set=test_set)
     if kill_before is not None:
-        step_fn = stage.train_step
+        loss_fn = stage.loss
 
-        def train_step(batch, step):
+        def loss(batch, step):
             if step == kill_before:
                 raise KeyboardInterrupt  # as a kill: whatever came after the last checkpoint is lost
-            return step_fn(batch, step)
-        stage.train_step = train_step
+            return loss_fn(batch, step)
+        stage.loss = loss
     payload, _, _ = loop.run(stage, data, iters=train_steps(settings["train"], len(data)), batch_size=32, seed=0,
                              resume_dir=tmp_path, digest=settings_mod.digest(settings), checkpoint_every=5,
                              log_every=8, log=lambda message: None)

@@ -227,7 +227,7 @@ def test_checkpoint_write_cut_short_leaves_the_previous_one_loadable(tmp_path):
     next run under the lock clears the partial file."""
     path = tmp_path / "resume.pt"
     checkpoints.save_torch({"step": 1}, path)
-    writer = ("import sys, torch; from rdd import io; "
+    writer = ("import sys, torch; from rdd import checkpoints; "
               "checkpoints.save_torch({'step': 2, 'big': torch.zeros(150_000_000)}, sys.argv[1])")
     proc = subprocess.Popen([sys.executable, "-c", writer, str(path)], env=ENV)
     deadline = time.monotonic() + 120

@@ -123,20 +123,16 @@ def build_stage(settings, device, dataset, test_set=None):
                                     keep_best=train["select"] == "best_test")
     to_evaluate = set(selection.steps)
 
-    def train_step(batch, step):
+    def loss(batch, step):
         x, y = (v.to(device) for v in batch)
-        loss = F.cross_entropy(model(normalize_input(x, norm)), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if train["grad_clip"]:
-            torch.nn.utils.clip_grad_norm_(net.parameters(), train["grad_clip"])
-        opt.step()
+        return F.cross_entropy(model(normalize_input(x, norm)), y), {}
+
+    def after_step(step):
         if step + 1 in to_evaluate:
             acc = accuracy(net, test_set, norm, device)
             selection.record(step + 1, acc, net)
             if dist.is_main():
                 log_line(f"[classifier] epoch {(step + 1) / per_epoch:.4g}: test accuracy {acc:.4f}")
-        return {"loss": float(loss.detach())}
 
     def export():
         return classifier_payload(net if selection.best is None else selection.best, kwargs, norm)
@@ -152,5 +148,6 @@ def build_stage(settings, device, dataset, test_set=None):
                 "input_norm": norm}
 
     stage = Stage("classifier", {"net": net, "selection": selection}, {"net": opt},
-                  lr_factor(train, len(dataset)), train_step, export)
+                  lr_factor(train, len(dataset)), loss, export, clip_parameters=list(net.parameters()),
+                  grad_clip=train["grad_clip"], after_step=after_step)
     return stage, extra_record

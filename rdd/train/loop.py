@@ -1,11 +1,16 @@
-"""The training loop every stage shares: resume state, loss curves, export.
+"""The training loop every stage shares: the optimiser step, resume state, loss curves, export.
 
-Resume state (all modules, optimisers, RNG states of every rank, the step) is
-written atomically every `checkpoint_every` steps and on SIGTERM, to a folder
-kept apart from the exported model. A run started again with the same
-settings continues from it; state written for other settings is set aside.
+A stage gives its loss and its optimisers; the loop does the step (zero_grad, backward, gradient
+averaging, clipping, the optimisers' steps). The global RNG is seeded at every step from (seed,
+rank, step), so a step's noise does not depend on what ran before it.
+
+Resume state (all modules, optimisers, the step) is written atomically every `checkpoint_every`
+steps and on SIGTERM, to a folder kept apart from the exported model. A run started again with the
+same settings continues from it, on any number of processes; state written for other settings is
+set aside.
 """
 
+import hashlib
 import json
 import math
 import signal
@@ -15,7 +20,6 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.distributed as torch_dist
 from torch.utils.data import DataLoader
 
 from rdd import checkpoints, dist, io
@@ -30,8 +34,12 @@ class Stage:
     modules: dict                      # name -> nn.Module, all kept in the resume state
     optimizers: dict                   # name -> torch.optim.Optimizer
     lr_factor: Callable[[int], float]  # multiplier of every optimiser's base lr at a step
-    train_step: Callable               # (batch, step) -> dict of float loss terms
+    loss: Callable                     # (batch, step) -> (loss tensor, {term: float})
     export: Callable[[], dict]         # the exported model payload
+    clip_parameters: list = field(default_factory=list)  # their gradient norm is clipped to grad_clip
+    grad_clip: float = 0.0             # 0: no clipping
+    unsynced_parameters: list = field(default_factory=list)  # outside DDP: the loop averages their gradients
+    after_step: Callable = None        # (step) -> None, after the optimisers' steps (EMA, evaluation)
     constant_lr: tuple = ()            # optimisers that keep their base lr (no lr_factor)
     base_lrs: dict = field(default_factory=dict)
 
@@ -59,29 +67,37 @@ def linear_warmup(warmup_steps):
     return lambda step: min(step, warmup_steps) / warmup_steps
 
 
-def _rng_state():
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
-    return {"cpu": torch.get_rng_state(), "cuda": cuda}
+def step_seed(seed, rank, step):
+    """The global RNG's seed at `step` of process `rank` (a hash, so nearby values do not collide)."""
+    digest = hashlib.sha256(f"{seed}/{rank}/{step}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
-def _gather_rng():
-    state = _rng_state()
-    if not torch_dist.is_initialized():
-        return [state]
-    states = [None] * dist.world_size()
-    torch_dist.all_gather_object(states, state)
-    return states
+def train_step(stage, batch, step, seed):
+    """One optimiser step of `stage` on `batch`; returns its loss terms (floats)."""
+    torch.manual_seed(step_seed(seed, dist.rank(), step))
+    stage.set_lr(step)
+    loss, terms = stage.loss(batch, step)
+    for opt in stage.optimizers.values():
+        opt.zero_grad(set_to_none=True)
+    loss.backward()
+    dist.average_gradients(stage.unsynced_parameters)
+    if stage.grad_clip:
+        torch.nn.utils.clip_grad_norm_(stage.clip_parameters, stage.grad_clip)
+    for opt in stage.optimizers.values():
+        opt.step()
+    if stage.after_step is not None:
+        stage.after_step(step)
+    return {"loss": float(loss.detach()), **terms}
 
 
 def save_resume(stage, path, step, digest):
-    states = _gather_rng()
     if not dist.is_main():
         return
     checkpoints.save_torch({
         "settings_digest": digest, "step": step,
         "modules": {k: m.state_dict() for k, m in stage.modules.items()},
         "optimizers": {k: o.state_dict() for k, o in stage.optimizers.items()},
-        "rng": states,
     }, path)
 
 
@@ -110,13 +126,6 @@ def load_resume(stage, path, digest, log):
         m.load_state_dict(state["modules"][k])
     for k, o in stage.optimizers.items():
         o.load_state_dict(state["optimizers"][k])
-    rng = state["rng"]
-    if len(rng) != dist.world_size():
-        raise RuntimeError(f"{path} holds {len(rng)} ranks' RNG states; this run has {dist.world_size()}")
-    mine = rng[dist.rank()]
-    torch.set_rng_state(mine["cpu"])
-    if mine["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(mine["cuda"])
     log(f"resumed from {path} at step {state['step']}")
     return state["step"]
 
@@ -164,8 +173,6 @@ def run(stage, dataset, *, iters, batch_size, seed, resume_dir, digest, checkpoi
     resume_dir = Path(resume_dir)
     resume_path = resume_dir / "resume.pt"
     start = load_resume(stage, resume_path, digest, log)
-    if start == 0:
-        torch.manual_seed(seed * 1000 + dist.rank())
     curves = _Curves(resume_dir / "curves.jsonl", start)
     sampler = StepBatchSampler(len(dataset), batch_size, seed, start, iters, dist.rank(), dist.world_size())
     # The loader's own generator: creating an iterator must not draw from the global
@@ -179,8 +186,7 @@ def run(stage, dataset, *, iters, batch_size, seed, resume_dir, digest, checkpoi
     window_steps = 0
     try:
         for step, batch in enumerate(loader, start=start):
-            stage.set_lr(step)
-            terms = stage.train_step(batch, step)
+            terms = train_step(stage, batch, step, seed)
             window_steps += 1
             done = step + 1
             if done % log_every == 0 or done == iters:

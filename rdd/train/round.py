@@ -54,55 +54,54 @@ def head_norm(objective, settings, device, log):
     return "SyncBatchNorm across processes"
 
 
+def round_stage(settings, device, teacher, teacher_kwargs, grid, classifier=None, log=log_line):
+    """The stage of one round from a loaded teacher (and classifier); returns (stage, record items)."""
+    check_relation_groups(settings)
+    teacher.requires_grad_(False)
+    channels = classifier.num_features if classifier is not None else None
+    objective = DistillObjective(teacher, grid, settings, classifier, channels,
+                                 gather=dist.all_gather_cat).to(device)
+    norm = head_norm(objective, settings, device, log)
+    student, kwargs = round_student(teacher, teacher_kwargs, settings["dropout"])
+    train = settings["train"]
+    optimizers = {"student": torch.optim.Adam(student.parameters(), lr=train["lr"])}
+    modules, heads = {"student": student}, []
+    for name, term in objective.terms.items():
+        if any(True for _ in term.state_dict()):
+            modules[name] = term  # its state (M-P2P's memory too) is resumed
+        if any(True for _ in term.parameters()):
+            # A term's trained head has its own Adam at the round's lr, as released for M-P2P.
+            heads += list(term.parameters())
+            optimizers[f"{name}_head"] = torch.optim.Adam(term.parameters(), lr=train["lr"])
+    model = DistributedDataParallel(student) if dist.is_distributed() else student
+    conditional = kwargs["num_classes"] > 0
+
+    def loss(batch, step):
+        x, y = (v.to(device) for v in batch)
+        with amp_context(settings, device):
+            return objective(model, x, y if conditional else None)
+
+    # As released, only the student's lr follows the cosine and only its gradient is clipped; the
+    # head's lr stays constant.
+    constant = ("m_p2p_head",) if settings["m_p2p_head_lr"] == "constant" else ()
+    stage = Stage("distill", modules, optimizers, cosine_decay(train["iters"]), loss,
+                  lambda: denoiser_payload(student, kwargs, grid.student()),
+                  clip_parameters=list(student.parameters()), grad_clip=train["grad_clip"],
+                  unsynced_parameters=heads, constant_lr=constant)
+    extra = {"teacher_T": grid.T, "student_T": grid.student().T, "loss_weights": objective.weights,
+             "student_dropout": kwargs.get("dropout"), "m_p2p_head_norm": norm}
+    return stage, extra
+
+
 def make_build_stage(teacher_path, classifier_path=None, authors_net=None, log=log_line):
     """A `build_stage` for the runner, for the teacher (and classifier) files given."""
 
     def build_stage(settings, device, dataset):
-        check_relation_groups(settings)
+        check_relation_groups(settings)  # before any file is loaded
         teacher, teacher_kwargs, grid = load_denoiser(teacher_path, device, authors_net)
-        teacher.requires_grad_(False)
         classifier = load_classifier(classifier_path, device)[0] if classifier_path else None
-        channels = classifier.num_features if classifier is not None else None
-        objective = DistillObjective(teacher, grid, settings, classifier, channels,
-                                     gather=dist.all_gather_cat).to(device)
-        norm = head_norm(objective, settings, device, log)
-        student, kwargs = round_student(teacher, teacher_kwargs, settings["dropout"])
-        train = settings["train"]
-        optimizers = {"student": torch.optim.Adam(student.parameters(), lr=train["lr"])}
-        modules = {"student": student}
-        heads = {}  # terms with trained parameters (M-P2P's projection head)
-        for name, term in objective.terms.items():
-            if any(True for _ in term.state_dict()):
-                modules[name] = term  # its state (M-P2P's memory too) is resumed
-            if any(True for _ in term.parameters()):
-                # Each head has its own Adam at the round's lr, as released for M-P2P.
-                heads[name] = term
-                optimizers[f"{name}_head"] = torch.optim.Adam(term.parameters(), lr=train["lr"])
-        model = DistributedDataParallel(student) if dist.is_distributed() else student
-        conditional = kwargs["num_classes"] > 0
-
-        def train_step(batch, step):
-            x, y = (v.to(device) for v in batch)
-            with amp_context(settings, device):
-                loss, terms = objective(model, x, y if conditional else None)
-            for opt in optimizers.values():
-                opt.zero_grad(set_to_none=True)
-            loss.backward()
-            for term in heads.values():
-                dist.average_gradients(term.parameters())
-            if train["grad_clip"]:  # the student only, as released
-                torch.nn.utils.clip_grad_norm_(student.parameters(), train["grad_clip"])
-            for opt in optimizers.values():
-                opt.step()
-            return {"loss": float(loss.detach()), **terms}
-
-        # As released, only the student's lr follows the cosine; the head's stays constant.
-        constant = ("m_p2p_head",) if settings["m_p2p_head_lr"] == "constant" else ()
-        stage = Stage("distill", modules, optimizers, cosine_decay(train["iters"]), train_step,
-                      lambda: denoiser_payload(student, kwargs, grid.student()), constant_lr=constant)
-        extra = {"teacher": str(teacher_path), "classifier": str(classifier_path) if classifier_path else None,
-                 "teacher_T": grid.T, "student_T": grid.student().T, "loss_weights": objective.weights,
-                 "student_dropout": kwargs.get("dropout"), "m_p2p_head_norm": norm}
-        return stage, lambda: extra
+        stage, extra = round_stage(settings, device, teacher, teacher_kwargs, grid, classifier, log)
+        files = {"teacher": str(teacher_path), "classifier": str(classifier_path) if classifier_path else None}
+        return stage, lambda: {**files, **extra}
 
     return build_stage

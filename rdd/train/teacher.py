@@ -43,18 +43,13 @@ def build_stage(settings, device, dataset):
     model = DistributedDataParallel(net) if dist.is_distributed() else net
     conditional = kwargs["num_classes"] > 0
 
-    def train_step(batch, step):
+    def loss(batch, step):
         x, y = (v.to(device) for v in batch)
         with amp_context(settings, device):
-            loss = loss_fn(model, x, y if conditional else None).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if train["grad_clip"]:
-            torch.nn.utils.clip_grad_norm_(net.parameters(), train["grad_clip"])
-        opt.step()
-        ema_update(ema, net, train["ema_decay"])
-        return {"loss": float(loss.detach())}
+            return loss_fn(model, x, y if conditional else None).mean(), {}
 
     stage = Stage("teacher", {"net": net, "ema": ema}, {"net": opt}, linear_warmup(train["warmup_iters"]),
-                  train_step, lambda: denoiser_payload(ema, kwargs, grid))
+                  loss, lambda: denoiser_payload(ema, kwargs, grid),
+                  clip_parameters=list(net.parameters()), grad_clip=train["grad_clip"],
+                  after_step=lambda step: ema_update(ema, net, train["ema_decay"]))
     return stage, lambda: {"T": grid.T, "T_base": grid.T_base}
