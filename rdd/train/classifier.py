@@ -107,11 +107,17 @@ class CheckpointSelection(nn.Module):
         return accuracies.index(max(accuracies)) if self.best is not None else len(accuracies) - 1
 
 
+def classifier_kwargs(settings):
+    """DenseNet constructor arguments from the net settings and the dataset (its classes and channels)."""
+    data = settings["data"]
+    return {**settings["net"], "num_classes": num_classes(data), "in_channels": data["channels"]}
+
+
 def build_stage(settings, device, dataset, test_set=None):
     """The classifier's Stage and record; `test_set` (default: the test split) measures accuracy."""
     check_recipe(settings)
     data, train = settings["data"], settings["train"]
-    kwargs = {**settings["net"], "num_classes": num_classes(data), "in_channels": data["channels"]}
+    kwargs = classifier_kwargs(settings)
     net = build_classifier(**kwargs).to(device)
     opt = torch.optim.SGD(net.parameters(), lr=train["lr"], momentum=train["momentum"],
                           weight_decay=train["weight_decay"])

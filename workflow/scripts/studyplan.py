@@ -17,7 +17,7 @@ from rdd import methods, settings as rdd_settings
 from rdd.data import normalize_spec
 from rdd.losses.objective import loss_weights
 from rdd.nets import build_classifier, build_unet
-from rdd.train.classifier import check_recipe
+from rdd.train.classifier import check_recipe, classifier_kwargs
 from rdd.train.teacher import unet_kwargs
 
 # Settings the workflow itself writes into every stage; a config block may not set them.
@@ -187,7 +187,7 @@ def _check_net(command, resolved, where):
             if command == "teacher":
                 build_unet(**unet_kwargs(resolved))
             else:
-                build_classifier(**resolved["net"], num_classes=10, in_channels=resolved["data"]["channels"])
+                build_classifier(**classifier_kwargs(resolved))
     except (TypeError, ValueError, KeyError) as exc:
         raise ConfigError(f"{where}.net: {exc}") from None
 
