@@ -75,7 +75,9 @@ def evaluate(samples, ref_stats, out, *, labels=None, inception_weights=None, ca
                  "source": ref.record.get("source"),
                  "dataset": pointer["dataset"] if pointer else None, "split": pointer["split"] if pointer else None}
     record = {
-        "metrics": {"fid": values["fid"], "kid_mean": values["kid_mean"], "kid_std": values["kid_std"],
+        "metrics": {"fid": values["fid"], "fid_ci95_low": values["fid_ci95_low"],
+                    "fid_ci95_high": values["fid_ci95_high"], "kid_mean": values["kid_mean"],
+                    "kid_std": values["kid_std"],
                     "is_mean": values["isc_mean"], "is_std": values["isc_std"],
                     "is_unavailable_reason": unavailable.get("isc"),
                     "kid_unavailable_reason": unavailable.get("kid")},

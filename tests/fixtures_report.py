@@ -63,7 +63,8 @@ def _noise(method, steps, seed, scale=0.6):
 def metric_record(method, steps, seed, fid, ablation=None, variant=None):
     """A metric record as `python -m rdd evaluate` writes it (contract format)."""
     return {
-        "metrics": {"fid": fid, "kid_mean": fid * 6.1e-4, "kid_std": 3.0e-3, "is_mean": None, "is_std": None,
+        "metrics": {"fid": fid, "fid_ci95_low": fid - 2.0, "fid_ci95_high": fid + 2.5, "kid_mean": fid * 6.1e-4,
+                    "kid_std": 3.0e-3, "is_mean": None, "is_std": None,
                     "is_unavailable_reason": IS_REASON},
         "protocol": {
             "extractor": "inception-v3-compat",

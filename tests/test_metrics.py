@@ -345,3 +345,72 @@ def test_aggregate_seeds_single_value_and_bad_input():
         aggregate_seeds([1.0, None])
     with pytest.raises(ValueError):
         aggregate_seeds([])
+
+
+# ----------------------------------------------------------------------------- FID's sampling interval
+
+def test_fast_fid_equals_torch_fidelity_on_real_features(features, ref_stats):
+    """The N x N eigenproblem (and the d x d form used above 2048 images) against torch-fidelity's FID."""
+    from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_statistics_to_metric
+
+    from rdd.metrics.bootstrap import _CovarianceFID, fid_from_features
+
+    ref = ref_stats.arrays()
+    for name in ("train", "noise"):
+        expected = fid_statistics_to_metric(features_to_statistics(features[name]), ref, verbose=False)[KEY_METRIC_FID]
+        fast = fid_from_features(features[name], ref["mu"], ref["sigma"])
+        assert fast == pytest.approx(expected, rel=1e-6), name
+        x = features[name].astype(np.float64)
+        assert _CovarianceFID(x, ref["mu"], ref["sigma"]).fid(np.arange(N)) == pytest.approx(expected, rel=1e-6)
+
+
+def _gaussian_case(seed=1, d=16):
+    """Reference statistics and a generator of N-image feature sets from another Gaussian."""
+    rng = np.random.default_rng(seed)
+    mixing = rng.standard_normal((d, d)) / np.sqrt(d)
+    sigma_r = mixing @ mixing.T + 0.1 * np.eye(d)
+    mu_g, mixing_g = 0.3 * rng.standard_normal(d), mixing + 0.3 * rng.standard_normal((d, d)) / np.sqrt(d)
+    return np.zeros(d), sigma_r, lambda n, r: mu_g + r.standard_normal((n, d)) @ mixing_g.T
+
+
+def test_fid_interval_covers_the_expected_fid_at_this_sample_size():
+    """A known answer: E[FID at N] by Monte Carlo over 2000 independent draws; the interval of one draw
+    should contain it in about 95% of draws (the raw bootstrap percentiles, biased up, in far fewer)."""
+    from rdd.metrics.bootstrap import fid_from_features, fid_replicates, interval
+
+    mu_r, sigma_r, draw = _gaussian_case()
+    rng, n = np.random.default_rng(2), 60
+    expected = np.mean([fid_from_features(draw(n, rng), mu_r, sigma_r) for _ in range(2000)])
+    covered = raw_covered = 0
+    trials = 80
+    for trial in range(trials):
+        x = draw(n, rng)
+        replicates = fid_replicates(x, mu_r, sigma_r, replicates=100, seed=trial)
+        low, high = interval(fid_from_features(x, mu_r, sigma_r), replicates)
+        covered += low <= expected <= high
+        raw_low, raw_high = np.percentile(replicates, [2.5, 97.5])
+        raw_covered += raw_low <= expected <= raw_high
+    assert 0.85 <= covered / trials <= 1.0, covered
+    assert raw_covered / trials < 0.5, raw_covered
+
+
+def test_fid_bootstrap_is_reproducible_and_shrinks_as_n_grows():
+    from rdd.metrics.bootstrap import fid_from_features, fid_replicates, interval, resample_indices
+
+    mu_r, sigma_r, draw = _gaussian_case(seed=3)
+    x = draw(400, np.random.default_rng(4))
+    assert np.array_equal(fid_replicates(x, mu_r, sigma_r, seed=7), fid_replicates(x, mu_r, sigma_r, seed=7))
+    # Replicate r depends on (seed, r, N) only: two models' replicates resample the same sample seeds.
+    assert np.array_equal(resample_indices(400, 3), resample_indices(400, 3))
+    widths = []
+    for n in (50, 400):
+        low, high = interval(fid_from_features(x[:n], mu_r, sigma_r), fid_replicates(x[:n], mu_r, sigma_r))
+        widths.append(high - low)
+    assert widths[1] < 0.6 * widths[0], widths
+
+
+def test_metric_record_carries_the_fid_sampling_interval(scored):
+    for record in scored.values():
+        values, setting = record["values"], record["protocol"]["settings"]["fid_interval"]
+        assert values["fid_ci95_low"] < values["fid"] < values["fid_ci95_high"]
+        assert setting["replicates"] == len(setting["fid_replicates"]) == 200 and setting["seed"] == 0

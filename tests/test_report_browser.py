@@ -131,6 +131,9 @@ def test_report_in_a_browser(built):
     assert all(len(cells) == 8 for cells in rows.values())  # ours + paper for 4 step counts
     assert rows["PD"][6] == "pending"  # PD at 8 steps: no evaluation yet
     assert "n=1 of 2" in rows["RCFD"][0]
+    # One seed: that evaluation's own sampling interval; two seeds: the interval of their mean.
+    assert "sampling 95% CI [" in rows["RCFD"][0]
+    assert "95% CI [" in rows["RDD"][0] and "sampling" not in rows["RDD"][0]
     assert rows["PD"][1].startswith("9.12") and "PD paper" in rows["PD"][1]
     assert rows["RDD"][1] == "unknown"
     assert [c.startswith("★") for c in rows["RDD"][0::2]] == [True, True, True, True]

@@ -14,6 +14,7 @@ from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, KEY_METRIC_ISC_STD, i
 from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
 
 from rdd.io import write_json
+from rdd.metrics import bootstrap
 from rdd.metrics.features import extract_features
 from rdd.metrics.inception import LOGITS, POOL3
 from rdd.metrics.reference import NO_FEATURES_REASON, features_to_statistics
@@ -64,7 +65,7 @@ def compute_metrics(gen_images, ref_stats, handle, protocol, out_path=None, batc
 
 
 def _score(features, logits, ref, ref_stats, handle, protocol, kid_subset_size=KID_MAX_SUBSET_SIZE,
-           kid_subsets=KID_SUBSETS, isc_splits=ISC_SPLITS, rng_seed=RNG_SEED):
+           kid_subsets=KID_SUBSETS, isc_splits=ISC_SPLITS, rng_seed=RNG_SEED, bootstrap_seed=0):
     start = time.perf_counter()
     if len(features) < 2:
         raise ValueError(f"FID and KID need at least 2 generated images, got {len(features)}")
@@ -74,6 +75,15 @@ def _score(features, logits, ref, ref_stats, handle, protocol, kid_subset_size=K
 
     fid = fid_statistics_to_metric(features_to_statistics(features), ref, verbose=False)
     values["fid"] = fid[KEY_METRIC_FID]
+    # The sampling interval: the generated images resampled, the reference held fixed.
+    replicates = bootstrap.fid_replicates(features, ref["mu"], ref["sigma"], seed=bootstrap_seed)
+    values["fid_ci95_low"], values["fid_ci95_high"] = bootstrap.interval(values["fid"], replicates)
+    settings["fid_interval"] = {
+        "method": "bootstrap over the generated images (reference fixed), percentiles re-centred on the estimate",
+        "level": bootstrap.LEVEL, "replicates": len(replicates), "seed": bootstrap_seed,
+        "form": "N x N eigenproblem" if len(features) <= bootstrap.MAX_GRAM_IMAGES else "d x d eigenproblem",
+        # Replicate r of every model resamples the same sample seeds: differences pair.
+        "fid_replicates": replicates.tolist()}
 
     if ref["features"] is None:
         values["kid_mean"] = values["kid_std"] = None

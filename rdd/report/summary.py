@@ -2,8 +2,9 @@
 
 A cell is one (method, ablation, variant, steps); its seeds are the rows of
 the metrics table. The std is the sample std (ddof=1) over seeds and the CI the
-95% percentile bootstrap of the mean (rdd.metrics.aggregate), both undefined
-for one seed.
+95% percentile bootstrap of the mean (rdd.metrics.aggregate). With one seed the
+std is undefined, and FID's CI is that evaluation's own sampling interval (a
+bootstrap over its images, rdd.metrics.bootstrap).
 """
 
 import math
@@ -30,6 +31,15 @@ def _seed_ranges(done):
     return [f"{int(a)}–{int(b)}" for a, b in zip(done["seed_first"], done["seed_last"]) if _finite(a) and _finite(b)]
 
 
+def _sampling_interval(done, metric):
+    """The one evaluation's own sampling interval (bootstrap over its images), where it has one."""
+    columns = {"fid": ("fid_ci95_low", "fid_ci95_high")}.get(metric)
+    if columns is None or len(done) != 1 or not all(c in done for c in columns):
+        return {}
+    low, high = (pd.to_numeric(done[c], errors="coerce").iloc[0] for c in columns)
+    return {"ci_low": float(low), "ci_high": float(high)} if _finite(low) and _finite(high) else {}
+
+
 def summarize(metrics):
     """One row per cell: seeds expected and done, mean and std over seeds of FID, KID and IS."""
     rows = []
@@ -41,8 +51,9 @@ def summarize(metrics):
             row[f"{name}_n"] = len(values)
             row[f"{name}_mean"] = float(values.mean()) if len(values) else math.nan
             row[f"{name}_std"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
-            ci = aggregate_seeds(values.tolist()) if len(values) > 1 else {}
+            ci = aggregate_seeds(values.tolist()) if len(values) > 1 else _sampling_interval(done, name)
             row[f"{name}_ci_low"], row[f"{name}_ci_high"] = ci.get("ci_low", math.nan), ci.get("ci_high", math.nan)
+            row[f"{name}_ci_kind"] = "seeds" if len(values) > 1 else ("sampling" if ci else "")
         reasons = done["is_unavailable_reason"].dropna()
         row["is_reason"] = reasons.iloc[0] if len(reasons) else None
         row["protocols"] = sorted(set(done["protocol"].dropna()))
@@ -50,7 +61,7 @@ def summarize(metrics):
         row["seed_ranges"] = _seed_ranges(done)
         rows.append(row)
     columns = [*CELL, "n_expected", "n_done",
-               *(f"{m}_{s}" for m in METRICS for s in ("n", "mean", "std", "ci_low", "ci_high")),
+               *(f"{m}_{s}" for m in METRICS for s in ("n", "mean", "std", "ci_low", "ci_high", "ci_kind")),
                "is_reason", "protocols", "num_generated", "seed_ranges"]
     return pd.DataFrame(rows, columns=columns)
 
@@ -85,8 +96,10 @@ def format_cell(row, metric):
     mean, std = row[f"{metric}_mean"] * scale, row[f"{metric}_std"] * scale
     seeds = f"n={n}" if n == n_expected else f"n={n} of {n_expected}"
     ci_low, ci_high = row[f"{metric}_ci_low"] * scale, row[f"{metric}_ci_high"] * scale
-    ci = f"95% CI [{ci_low:.2f}, {ci_high:.2f}]" if _finite(ci_low) else ""
-    title = (f"{label} over {n} seed(s){f' (bootstrap {ci} of the mean)' if ci else ''}; "
+    sampling = row.get(f"{metric}_ci_kind") == "sampling"
+    ci = f"{'sampling ' if sampling else ''}95% CI [{ci_low:.2f}, {ci_high:.2f}]" if _finite(ci_low) else ""
+    how = ("bootstrap over this evaluation's images" if sampling else "bootstrap of the mean over seeds")
+    title = (f"{label} over {n} seed(s){f' ({ci}: {how})' if ci else ''}; "
              f"protocol {', '.join(row['protocols'])}; "
              f"{', '.join(map(str, row['num_generated']))} generated images per seed; "
              f"image seeds {', '.join(row['seed_ranges']) or 'not recorded'}; {row['steps']} steps")

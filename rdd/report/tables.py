@@ -15,7 +15,7 @@ LABEL_COLUMNS = ["method", "ablation", "variant", "steps", "seed"]
 PROTOCOL_COLUMNS = ["extractor", "weights_source", "weights_sha256", "reference_path", "reference_sha256",
                     "reference_dataset", "reference_split", "reference_num_images", "num_generated",
                     "kid_subset_size"]
-METRIC_COLUMNS = [*LABEL_COLUMNS, "status", "fid", "kid_mean", "kid_std", "is_mean", "is_std",
+METRIC_COLUMNS = [*LABEL_COLUMNS, "status", "fid", "fid_ci95_low", "fid_ci95_high", "kid_mean", "kid_std", "is_mean", "is_std",
                   "is_unavailable_reason", *PROTOCOL_COLUMNS, "seed_first", "seed_last", "wall_seconds",
                   "protocol", "path"]
 SPEED_COLUMNS = [*LABEL_COLUMNS, "status", "nfe", "images_per_second", "median_latency_per_full_batch_s",
@@ -67,7 +67,8 @@ def _metric_fields(entry, record):
     return {
         "fid": float(_get(record, "metrics.fid", entry)),
         **{k: _get(record, f"metrics.{k}", entry, required=False)
-           for k in ("kid_mean", "kid_std", "is_mean", "is_std", "is_unavailable_reason")},
+           for k in ("fid_ci95_low", "fid_ci95_high", "kid_mean", "kid_std", "is_mean", "is_std",
+                     "is_unavailable_reason")},
         "extractor": _get(record, "protocol.extractor", entry),
         "weights_source": _get(record, "protocol.weights_source", entry, required=False),
         "weights_sha256": _get(record, "protocol.weights_sha256", entry),

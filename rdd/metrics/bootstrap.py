@@ -1,0 +1,103 @@
+"""Sampling intervals of FID from the generated images' own features: a bootstrap over images.
+
+With N generated images and Sigma_g = A A^T (A: the centred features over sqrt(N - 1), d x N),
+tr sqrtm(Sigma_g Sigma_r) = sum_i sqrt(lambda_i(A^T Sigma_r A)): an N x N eigenproblem instead of
+a d x d matrix square root. With the Gram matrices G = X Sigma_r X^T and K = X X^T computed once,
+a bootstrap replicate (images drawn with replacement) only double-centres an N x N submatrix, so
+hundreds of replicates take seconds at N <= 2048. Above `MAX_GRAM_IMAGES` the d x d form is used
+(one eigendecomposition of Sigma_r, then one of sqrt(Sigma_r) Sigma_g sqrt(Sigma_r) per replicate),
+with fewer replicates.
+
+The interval is the replicates' spread around the estimate (see `interval`). Replicate r draws its images from a generator seeded by (seed, r) and N alone. Every model of a
+study samples the same seeds in the same order, so replicate r of two models resamples the same
+sample seeds: the difference of their replicates is a paired bootstrap of the difference.
+"""
+
+import numpy as np
+
+MAX_GRAM_IMAGES = 2048
+REPLICATES = 200           # at N <= MAX_GRAM_IMAGES
+REPLICATES_LARGE_N = 20    # above it (each replicate is a d x d covariance and eigenproblem)
+LEVEL = 0.95
+
+
+def _double_centred(matrix):
+    return matrix - matrix.mean(0, keepdims=True) - matrix.mean(1, keepdims=True) + matrix.mean()
+
+
+def _trace_sqrt(eigenvalues):
+    return float(np.sqrt(np.clip(eigenvalues, 0.0, None)).sum())
+
+
+def fid_from_features(features, mu_r, sigma_r):
+    """FID of generated `features` [N, d] against reference statistics, through the N x N eigenproblem."""
+    x = np.asarray(features, dtype=np.float64)
+    return _GramFID(x, mu_r, sigma_r).fid(np.arange(len(x)))
+
+
+class _GramFID:
+    """FID of any resample of the rows of `x`, from Gram matrices computed once (N x N form)."""
+
+    def __init__(self, x, mu_r, sigma_r):
+        self.x, self.mu_r = x, np.asarray(mu_r, dtype=np.float64)
+        sigma_r = np.asarray(sigma_r, dtype=np.float64)
+        self.trace_r = float(np.trace(sigma_r))
+        self.gram_r = x @ sigma_r @ x.T  # G = X Sigma_r X^T
+        self.gram = x @ x.T              # K = X X^T
+
+    def fid(self, idx):
+        n = len(idx)
+        mean_term = float(((self.x[idx].mean(0) - self.mu_r) ** 2).sum())
+        trace_g = float(np.trace(_double_centred(self.gram[np.ix_(idx, idx)]))) / (n - 1)
+        cross = np.linalg.eigvalsh(_double_centred(self.gram_r[np.ix_(idx, idx)]) / (n - 1))
+        return mean_term + trace_g + self.trace_r - 2.0 * _trace_sqrt(cross)
+
+
+class _CovarianceFID:
+    """FID of any resample of the rows of `x` in the d x d form, for large N."""
+
+    def __init__(self, x, mu_r, sigma_r):
+        self.x, self.mu_r = x, np.asarray(mu_r, dtype=np.float64)
+        sigma_r = np.asarray(sigma_r, dtype=np.float64)
+        self.trace_r = float(np.trace(sigma_r))
+        values, vectors = np.linalg.eigh(sigma_r)
+        self.sqrt_r = (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
+
+    def fid(self, idx):
+        xb = self.x[idx]
+        mu_g = xb.mean(0)
+        sigma_g = np.cov(xb, rowvar=False)
+        cross = np.linalg.eigvalsh(self.sqrt_r @ sigma_g @ self.sqrt_r)
+        return float(((mu_g - self.mu_r) ** 2).sum()) + float(np.trace(sigma_g)) + self.trace_r \
+            - 2.0 * _trace_sqrt(cross)
+
+
+def resample_indices(n, replicate, seed=0):
+    """The images of bootstrap replicate `replicate`: a function of (seed, replicate, n) only."""
+    return np.random.default_rng([seed, replicate, n]).integers(0, n, size=n)
+
+
+def fid_replicates(features, mu_r, sigma_r, replicates=None, seed=0):
+    """FID of `replicates` bootstrap resamples of the generated images (the reference held fixed)."""
+    x = np.asarray(features, dtype=np.float64)
+    n = len(x)
+    if n < 2:
+        raise ValueError(f"a bootstrap of FID needs at least 2 images, got {n}")
+    small = n <= MAX_GRAM_IMAGES
+    scorer = (_GramFID if small else _CovarianceFID)(x, mu_r, sigma_r)
+    count = replicates or (REPLICATES if small else REPLICATES_LARGE_N)
+    return np.array([scorer.fid(resample_indices(n, r, seed)) for r in range(count)])
+
+
+def interval(estimate, replicates, level=LEVEL):
+    """A `level` interval of the expected FID at this N: the replicates' central percentiles, shifted
+    so that their mean falls on `estimate`.
+
+    Resampling with replacement repeats images, and FID rises as distinct images fall, so the raw
+    percentiles sit above the estimate. On synthetic Gaussian features with a known expected FID
+    (tests/test_metrics.py), the raw percentiles covered it in 31% of draws at d = 16, N = 60 and
+    in 0.5% at d = 32, N = 100; the shifted interval in 99% of draws in both (so it is conservative)."""
+    replicates = np.asarray(replicates, dtype=np.float64)
+    tail = (1.0 - level) / 2.0 * 100.0
+    low, high = np.percentile(replicates, [tail, 100.0 - tail]) - replicates.mean()
+    return float(estimate + low), float(estimate + high)
