@@ -29,7 +29,7 @@ def build(method, args, device):
     from rdd.nets import build_classifier, build_unet
     from rdd.settings import resolve
     from rdd.train.loop import train_step
-    from rdd.train.round import round_stage
+    from rdd.train.round import check_relation_groups, round_stage
 
     torch.manual_seed(0)
     size = args.image_size
@@ -39,6 +39,7 @@ def build(method, args, device):
     classifier = build_classifier(args.classifier, 10, args.channels).to(device).eval().requires_grad_(False)
     settings = resolve("distill", {"method": method, "device": {"device": device},
                                    "train": {"batch_size": args.batch, "lr": 5e-5}})
+    check_relation_groups(settings)
     stage, _ = round_stage(settings, torch.device(device), teacher, net_kwargs, TimeGrid(8, 1024), classifier,
                            log=lambda message: None)
     batch = (torch.rand(args.batch, args.channels, size, size) * 2 - 1, torch.zeros(args.batch, dtype=torch.long))

@@ -55,8 +55,8 @@ def head_norm(objective, settings, device, log):
 
 
 def round_stage(settings, device, teacher, teacher_kwargs, grid, classifier=None, log=log_line):
-    """The stage of one round from a loaded teacher (and classifier); returns (stage, record items)."""
-    check_relation_groups(settings)
+    """The stage of one round from a loaded teacher (and classifier); returns (stage, record items).
+    The caller checks the settings first (`check_relation_groups`)."""
     teacher.requires_grad_(False)
     channels = classifier.num_features if classifier is not None else None
     objective = DistillObjective(teacher, grid, settings, classifier, channels,
@@ -67,12 +67,13 @@ def round_stage(settings, device, teacher, teacher_kwargs, grid, classifier=None
     optimizers = {"student": torch.optim.Adam(student.parameters(), lr=train["lr"])}
     modules, heads = {"student": student}, []
     for name, term in objective.terms.items():
-        if any(True for _ in term.state_dict()):
+        if term.state_dict():
             modules[name] = term  # its state (M-P2P's memory too) is resumed
-        if any(True for _ in term.parameters()):
+        parameters = list(term.parameters())
+        if parameters:
             # A term's trained head has its own Adam at the round's lr, as released for M-P2P.
-            heads += list(term.parameters())
-            optimizers[f"{name}_head"] = torch.optim.Adam(term.parameters(), lr=train["lr"])
+            heads += parameters
+            optimizers[f"{name}_head"] = torch.optim.Adam(parameters, lr=train["lr"])
     model = DistributedDataParallel(student) if dist.is_distributed() else student
     conditional = kwargs["num_classes"] > 0
 
