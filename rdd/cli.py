@@ -113,7 +113,10 @@ def cmd_evaluate(args):
 
 
 def cmd_show_defaults(args):
-    print(json.dumps(settings_mod.resolve(args.command), indent=2))
+    if args.json:
+        print(json.dumps(settings_mod.defaults(args.command), indent=2))
+    else:
+        print(settings_mod.help_text(args.command), end="")
 
 
 def _metric_options(p):
@@ -181,8 +184,9 @@ def build_parser():
     p.add_argument("--label", action="append", metavar="KEY=VALUE", help="what is evaluated, e.g. method=rdd")
     _metric_options(p)
     p.set_defaults(fn=cmd_evaluate)
-    p = sub.add_parser("show-defaults", help="print a command's default settings record")
-    p.add_argument("command", choices=sorted(settings_mod.DEFAULTS))
+    p = sub.add_parser("show-defaults", help="print a command's settings: each default with its help, as YAML")
+    p.add_argument("command", choices=sorted(settings_mod.SETTINGS))
+    p.add_argument("--json", action="store_true", help="the bare defaults record as JSON")
     p.set_defaults(fn=cmd_show_defaults)
     return parser
 

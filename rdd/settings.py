@@ -6,75 +6,218 @@ stored beside every output it produced.
 
 import copy
 import hashlib
+import importlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Optional
 
 import yaml
 
 from rdd import methods
 
-DEVICE_DEFAULTS = {"device": "auto", "amp_bf16": False}
-
-# The embedded default: small models on Fashion-MNIST padded to 32x32.
-UNET_DEFAULTS = {"ch": 32, "ch_mult": [1, 2, 2], "attn": [], "num_res_blocks": 1, "dropout": 0.1,
-                 "class_conditional": False}
-
-TRAIN_DEFAULTS = {"iters": 2000, "batch_size": 64, "lr": 2e-4, "grad_clip": 1.0,
-                  "checkpoint_every": 200, "log_every": 50, "num_workers": 0}
-
-DEFAULTS = {
-    "teacher": {
-        "seed": 0, "data": {"name": "fashion_mnist"}, "net": UNET_DEFAULTS, "T_base": 1024,
-        "train": {**TRAIN_DEFAULTS, "warmup_iters": 200, "ema_decay": 0.999},
-        "device": DEVICE_DEFAULTS,
-    },
-    "classifier": {
-        "seed": 0, "data": {"name": "fashion_mnist"},
-        "net": {"name": "densenet_small"},
-        # The released CIFAR-10 recipe (METHOD.md, "Released behaviour"; see rdd.train.classifier).
-        # The suite's earlier recipe: lr_schedule cosine, augment [hflip] ([] for data not flipped),
-        # input_norm minus1_1, select final.
-        "train": {**TRAIN_DEFAULTS, "iters": 1500, "batch_size": 128, "lr": 0.1, "momentum": 0.9,
-                  "weight_decay": 5e-4, "grad_clip": 0.0,
-                  "epochs": None,  # when set, the run's length in epochs (iters is then ignored); released 300
-                  "lr_schedule": "multistep",  # lr x lr_gamma at each milestone; or cosine (decay to 0)
-                  "lr_milestones": [0.5, 0.75],  # fractions of the run: epochs 150 and 225 of 300
-                  "lr_gamma": 0.1,
-                  # applied in this order; the data spec's hflip is not consulted
-                  "augment": ["crop", "hflip", "autoaugment", "cutout"],
-                  "crop_padding": 4, "cutout_length": 16,  # pixels
-                  "input_norm": "mean_std",  # (x01 - dataset mean) / std; or minus1_1 (x in [-1, 1])
-                  "select": "best_test",  # export the epoch of best test accuracy; or final
-                  "eval_every_epochs": 1},
-        "device": DEVICE_DEFAULTS,
-    },
-    "distill": {
-        "seed": 0, "data": {"name": "fashion_mnist"},
-        "method": "rdd",
-        # None: take the method's preset weight (see rdd.methods.METHODS).
-        "weights": {term: None for term in methods.TERMS},
-        "tau": 0.9, "is_p2p_temperature": 1.0,
-        # Released behaviour by default; each alternative is the paper's description
-        # (METHOD.md, "Released behaviour"; see rdd.losses.relational for the modes).
-        "dropout": 0.0,  # the student's dropout in the round (None: keep the teacher's)
-        "feature_map": "post_relu",  # the map IS-P2P and M-P2P relate: relu(F) or F
-        "is_p2p_group_size": None,  # samples related per IS-P2P group (None: each process's batch)
-        "memory_size": 20000, "num_anchors": 4096, "enqueue_per_step": 128,
-        "contrast_temperature": 0.1, "kd_temperature": 1.0,
-        "m_p2p_enqueue": "columns", "m_p2p_wrap": "tail", "m_p2p_anchors": "linspace",
-        "m_p2p_head_bias": False,
-        "m_p2p_head_lr": "constant",  # the head's Adam: constant lr, or the student's cosine decay
-        "m_p2p_sync_bn": True,  # SyncBatchNorm in the head under multi-GPU data parallelism
-        "classifier_input": "raw",  # images fed to the classifier: raw [-1, 1], or as it was trained
-        "train": {**TRAIN_DEFAULTS, "iters": 1000, "lr": 5e-5},
-        "device": DEVICE_DEFAULTS,
-    },
-}
-
-
 class SettingsError(ValueError):
     """A settings value that is unknown or of the wrong kind; the message names the key."""
 
+
+# ----------------------------------------------------------------------------- kinds of value
+
+@dataclass(frozen=True)
+class Kind:
+    """What a setting allows: `base` the type (checked first, its message names only the type),
+    `test` the values of that type (its message is `allowed`)."""
+
+    base: str  # "integer", "number", "boolean", "text" or "list"
+    allowed: str
+    test: Callable = lambda v: True
+
+
+def _is_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+# Each base type's name in messages and its test; integers may be written 5.0 (the range test then
+# asks for an int); booleans are not numbers.
+BASE_TESTS = {
+    "integer": ("an integer", lambda v: _is_number(v) and float(v).is_integer()),
+    "number": ("a number", _is_number),
+    "boolean": ("true or false", lambda v: isinstance(v, bool)),
+    "text": ("str", lambda v: isinstance(v, str)),
+    "list": ("list", lambda v: isinstance(v, list)),
+}
+
+
+def integer(low):
+    return Kind("integer", f"an integer >= {low}", lambda v: type(v) is int and v >= low)
+
+
+def number_above(low):
+    return Kind("number", f"a number > {low}", lambda v: v > low)
+
+
+def number_from(low):
+    return Kind("number", f"a number >= {low}", lambda v: v >= low)
+
+
+FRACTION = Kind("number", "a number in [0, 1)", lambda v: 0 <= v < 1)
+BOOLEAN = Kind("boolean", "true or false")
+POWER_OF_TWO = Kind("integer", "a power of two (1, 2, 4, ...)", lambda v: type(v) is int and v >= 1 and not v & (v - 1))
+
+
+def one_of(*names):
+    return Kind("text", "one of " + ", ".join(names), lambda v: v in names)
+
+
+def subset_of(*names):
+    return Kind("list", f"a list naming each of {', '.join(names)} at most once",
+                lambda v: all(x in names for x in v) and len(set(map(str, v))) == len(v))
+
+
+FRACTIONS = Kind("list", "a list of numbers in (0, 1)", lambda v: all(_is_number(x) and 0 < x < 1 for x in v))
+DEVICE = Kind("text", "auto, cpu, cuda or cuda:N",
+              lambda v: v in ("auto", "cpu") or v == "cuda" or v.startswith("cuda:"))
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: its default, the values it allows, and one line of help."""
+
+    default: object
+    kind: Optional[Kind]  # None: a record checked by its owner (the dataset or network registry)
+    help: str
+    optional: bool = False  # null is allowed too (its meaning is in the help)
+
+    def allows(self):
+        return self.kind.allowed + (" or null" if self.optional else "")
+
+
+# ----------------------------------------------------------------------------- the settings of each command
+
+# The M-P2P queue's modes (see rdd.losses.relational), released first.
+ENQUEUE_MODES = ("columns", "pixels")
+WRAP_MODES = ("tail", "modulo")
+ANCHOR_MODES = ("linspace", "stride")
+# The classifier's augmentations (rdd.data.augment), in the order of the released recipe.
+AUGMENTATIONS = ("crop", "hflip", "autoaugment", "cutout")
+
+
+def _data(default):
+    return Setting({"name": default}, None, "the dataset spec: name and its keys (see rdd.data.registry; the "
+                                            "workflow writes the study's data here)")
+
+
+def _train(iters, lr, batch_size=64, grad_clip=1.0, **extra):
+    return {
+        "iters": Setting(iters, integer(1), "optimiser steps of the run"),
+        "batch_size": Setting(batch_size, integer(1), "images per step, over all processes"),
+        "lr": Setting(lr, number_above(0), "base learning rate"),
+        "grad_clip": Setting(grad_clip, number_from(0), "clip the gradient's global norm to this (0: no clipping)"),
+        "checkpoint_every": Setting(200, integer(1), "steps between resume checkpoints"),
+        "log_every": Setting(50, integer(1), "steps between log lines and loss-curve rows"),
+        "num_workers": Setting(0, integer(0), "data-loader worker processes (0: load in the main process)"),
+        **extra,
+    }
+
+
+def _device():
+    return {
+        "device": Setting("auto", DEVICE, "where to train: auto (CUDA when present), cpu, cuda or cuda:N"),
+        "amp_bf16": Setting(False, BOOLEAN, "bf16 autocast on CUDA (ignored on the CPU)"),
+    }
+
+
+SEED = Setting(0, integer(0), "the run's seed: initial weights, data order and every step's noise")
+
+SETTINGS = {
+    "teacher": {
+        "seed": SEED,
+        "data": _data("fashion_mnist"),
+        # The embedded default: a small UNet on Fashion-MNIST padded to 32x32.
+        "net": Setting({"ch": 32, "ch_mult": [1, 2, 2], "attn": [], "num_res_blocks": 1, "dropout": 0.1,
+                        "class_conditional": False}, None,
+                       "the UNet: ch (a multiple of 32), ch_mult, attn (levels with attention), num_res_blocks, "
+                       "dropout, class_conditional"),
+        "T_base": Setting(1024, POWER_OF_TWO, "the teacher's number of time steps (the workflow writes the study's)"),
+        "train": _train(2000, 2e-4, **{
+            "warmup_iters": Setting(200, integer(0), "steps of linear lr warm-up, factor min(s, w) / w"),
+            "ema_decay": Setting(0.999, FRACTION, "decay of the exported EMA of the weights, per step"),
+        }),
+        "device": _device(),
+    },
+    "classifier": {
+        "seed": SEED,
+        "data": _data("fashion_mnist"),
+        "net": Setting({"name": "densenet_small"}, None,
+                       "the DenseNet: name (densenet201, densenet121, densenet_small) and optional DenseNet "
+                       "keyword overrides"),
+        # The released CIFAR-10 recipe (METHOD.md, "Released behaviour"; see rdd.train.classifier).
+        # The suite's earlier recipe: lr_schedule cosine, augment [hflip] ([] for data not flipped),
+        # input_norm minus1_1, select final.
+        "train": _train(1500, 0.1, batch_size=128, grad_clip=0.0, **{
+            "momentum": Setting(0.9, FRACTION, "SGD momentum"),
+            "weight_decay": Setting(5e-4, number_from(0), "SGD weight decay"),
+            "epochs": Setting(None, integer(1), "the run's length in epochs; null: train.iters steps "
+                                                "(released: 300)", optional=True),
+            "lr_schedule": Setting("multistep", one_of("multistep", "cosine"),
+                                   "multistep: lr x lr_gamma at each milestone; cosine: decay to 0"),
+            "lr_milestones": Setting([0.5, 0.75], FRACTIONS, "multistep milestones as increasing fractions of "
+                                                             "the run (epochs 150 and 225 of 300)"),
+            "lr_gamma": Setting(0.1, number_above(0), "multistep lr factor at each milestone"),
+            "augment": Setting(list(AUGMENTATIONS), subset_of(*AUGMENTATIONS),
+                               "augmentations, applied in this order (the data spec's hflip is not consulted)"),
+            "crop_padding": Setting(4, integer(1), "random crop: pixels of grey (128) padding each side"),
+            "cutout_length": Setting(16, integer(1), "cutout: side of the square hole in pixels"),
+            "input_norm": Setting("mean_std", one_of("mean_std", "minus1_1"),
+                                  "classifier inputs: (x01 - dataset mean) / std, or x in [-1, 1]"),
+            "select": Setting("best_test", one_of("best_test", "final"),
+                              "the exported weights: the epoch of best test accuracy, or the last step"),
+            "eval_every_epochs": Setting(1, integer(1), "epochs between test-accuracy evaluations"),
+        }),
+        "device": _device(),
+    },
+    # Released behaviour by default; each alternative is the paper's description (METHOD.md,
+    # "Released behaviour"; see RELEASED_VS_DESCRIBED and rdd.losses.relational for the modes).
+    "distill": {
+        "seed": SEED,
+        "data": _data("fashion_mnist"),
+        "method": Setting("rdd", one_of(*methods.method_names(distilled=True)),
+                          "the method; picks the loss weights not set in `weights` (see rdd.methods)"),
+        "weights": {term: Setting(None, number_from(0), f"weight of the {methods.TERMS[term].label} term "
+                                                        "(null: the method's preset)", optional=True)
+                    for term in methods.TERMS},
+        "tau": Setting(0.9, number_above(0), "CFD: the teacher features' softmax temperature tau"),
+        "is_p2p_temperature": Setting(1.0, number_above(0), "IS-P2P: temperature of the pixel similarities' softmax"),
+        "dropout": Setting(0.0, FRACTION, "the student's dropout in the round (null: keep the teacher's)",
+                           optional=True),
+        "feature_map": Setting("post_relu", one_of("post_relu", "pre_relu"),
+                               "the map IS-P2P and M-P2P relate: relu(F) or F"),
+        "is_p2p_group_size": Setting(None, integer(1), "samples related per IS-P2P group (null: each "
+                                                       "process's batch)", optional=True),
+        "memory_size": Setting(20000, integer(1), "M-P2P: slots of the memory queue"),
+        "num_anchors": Setting(4096, integer(1), "M-P2P: queue slots read as anchors (at most memory_size)"),
+        "enqueue_per_step": Setting(128, integer(1), "M-P2P: vectors written to the queue per step, over all "
+                                                     "processes (at most memory_size)"),
+        "contrast_temperature": Setting(0.1, number_above(0), "M-P2P: temperature of the similarities to the anchors"),
+        "kd_temperature": Setting(1.0, number_above(0), "M-P2P: temperature of the KL between the anchor relations"),
+        "m_p2p_enqueue": Setting("columns", one_of(*ENQUEUE_MODES),
+                                 "M-P2P enqueue: the map reinterpreted as [C, BHW] columns, or pixel vectors"),
+        "m_p2p_wrap": Setting("tail", one_of(*WRAP_MODES),
+                              "M-P2P queue end: write the last n slots then restart at 0, or wrap modulo"),
+        "m_p2p_anchors": Setting("linspace", one_of(*ANCHOR_MODES),
+                                 "M-P2P anchors: float32 linspace then round, or an integer stride"),
+        "m_p2p_head_bias": Setting(False, BOOLEAN, "M-P2P head convolutions with bias"),
+        "m_p2p_head_lr": Setting("constant", one_of("constant", "cosine"),
+                                 "the M-P2P head's Adam lr: constant, or the student's cosine decay"),
+        "m_p2p_sync_bn": Setting(True, BOOLEAN, "SyncBatchNorm in the M-P2P head under multi-GPU data "
+                                                "parallelism"),
+        "classifier_input": Setting("raw", one_of("raw", "as_trained"),
+                                    "images fed to the classifier: raw [-1, 1], or normalised as it was trained"),
+        "train": _train(1000, 5e-5),
+        "device": _device(),
+    },
+}
+# Settings that must not exceed another: (command, key, the key bounding it).
+AT_MOST = [("distill", "num_anchors", "memory_size"), ("distill", "enqueue_per_step", "memory_size")]
 
 # Where the released training code departs from the paper's description (METHOD.md, "Released
 # behaviour"): distill setting -> (what it is, the released value, the paper's description's value).
@@ -91,122 +234,49 @@ RELEASED_VS_DESCRIBED = {
 }
 
 
-# ----------------------------------------------------------------------------- allowed values
-
-def _rule(test, allowed, optional=False):
-    """(test, what is allowed) of a setting; `optional` lets null through."""
-    return (lambda v: (optional and v is None) or (v is not None and test(v)),
-            allowed + (" or null" if optional else ""))
-
-
-def _int_from(low, optional=False):
-    return _rule(lambda v: type(v) is int and v >= low, f"an integer >= {low}", optional)
-
-
-def _number_above(low, optional=False):
-    return _rule(lambda v: v > low, f"a number > {low}", optional)
+def flat(command):
+    """{dotted key: Setting} of `command`, in definition order."""
+    def walk(tree, prefix):
+        for key, value in tree.items():
+            if isinstance(value, Setting):
+                yield prefix + key, value
+            else:
+                yield from walk(value, f"{prefix}{key}.")
+    return dict(walk(SETTINGS[command], ""))
 
 
-def _number_from(low, optional=False):
-    return _rule(lambda v: v >= low, f"a number >= {low}", optional)
+def _defaults(tree):
+    return {k: copy.deepcopy(v.default) if isinstance(v, Setting) else _defaults(v) for k, v in tree.items()}
 
 
-def _fraction(optional=False):
-    return _rule(lambda v: 0 <= v < 1, "a number in [0, 1)", optional)
+def defaults(command):
+    """The defaults record of `command` (a fresh copy)."""
+    return _defaults(SETTINGS[command])
 
 
-def _one_of(*names):
-    return _rule(lambda v: v in names, "one of " + ", ".join(names))
+# ----------------------------------------------------------------------------- checking a user's record
 
-
-# The M-P2P queue's modes (see rdd.losses.relational), released first.
-ENQUEUE_MODES = ("columns", "pixels")
-WRAP_MODES = ("tail", "modulo")
-ANCHOR_MODES = ("linspace", "stride")
-
-_POWER_OF_TWO = _rule(lambda v: type(v) is int and v >= 1 and not v & (v - 1), "a power of two (1, 2, 4, ...)")
-
-# What each setting allows: (command, key path) -> rule; "*" applies to every command that has the key.
-# Checked when settings are resolved, before any data or model is loaded (the workflow resolves
-# every stage's settings through here too, so its config check and the command line agree).
-LIMITS = {
-    ("*", "seed"): _int_from(0),
-    ("*", "train.iters"): _int_from(1),
-    ("*", "train.batch_size"): _int_from(1),
-    ("*", "train.lr"): _number_above(0),
-    ("*", "train.grad_clip"): _number_from(0),
-    ("*", "train.checkpoint_every"): _int_from(1),
-    ("*", "train.log_every"): _int_from(1),
-    ("*", "train.num_workers"): _int_from(0),
-    ("teacher", "T_base"): _POWER_OF_TWO,
-    ("teacher", "train.warmup_iters"): _int_from(0),
-    ("teacher", "train.ema_decay"): _fraction(),
-    ("classifier", "train.momentum"): _fraction(),
-    ("classifier", "train.weight_decay"): _number_from(0),
-    ("classifier", "train.epochs"): _int_from(1, optional=True),
-    ("classifier", "train.lr_schedule"): _one_of("multistep", "cosine"),
-    ("classifier", "train.lr_gamma"): _number_above(0),
-    ("classifier", "train.crop_padding"): _int_from(1),
-    ("classifier", "train.cutout_length"): _int_from(1),
-    ("classifier", "train.input_norm"): _one_of("mean_std", "minus1_1"),
-    ("classifier", "train.select"): _one_of("best_test", "final"),
-    ("classifier", "train.eval_every_epochs"): _int_from(1),
-    ("distill", "method"): _one_of(*methods.method_names(distilled=True)),
-    **{("distill", f"weights.{term}"): _number_from(0, optional=True) for term in methods.TERMS},
-    ("distill", "tau"): _number_above(0),
-    ("distill", "is_p2p_temperature"): _number_above(0),
-    ("distill", "dropout"): _fraction(optional=True),
-    ("distill", "feature_map"): _one_of("post_relu", "pre_relu"),
-    ("distill", "is_p2p_group_size"): _int_from(1, optional=True),
-    ("distill", "memory_size"): _int_from(1),
-    ("distill", "num_anchors"): _int_from(1),
-    ("distill", "enqueue_per_step"): _int_from(1),
-    ("distill", "contrast_temperature"): _number_above(0),
-    ("distill", "kd_temperature"): _number_above(0),
-    ("distill", "m_p2p_enqueue"): _one_of(*ENQUEUE_MODES),
-    ("distill", "m_p2p_wrap"): _one_of(*WRAP_MODES),
-    ("distill", "m_p2p_anchors"): _one_of(*ANCHOR_MODES),
-    ("distill", "m_p2p_head_lr"): _one_of("constant", "cosine"),
-    ("distill", "classifier_input"): _one_of("raw", "as_trained"),
-    ("*", "device.device"): _rule(lambda v: v in ("auto", "cpu") or v == "cuda" or v.startswith("cuda:"),
-                                  "auto, cpu, cuda or cuda:N"),
-}
-# Settings that must not exceed another: (command, key, the key bounding it).
-AT_MOST = [("distill", "num_anchors", "memory_size"), ("distill", "enqueue_per_step", "memory_size")]
-
-
-def _limit_errors(command, record):
-    errors = []
-    for (owner, key), (test, allowed) in LIMITS.items():
-        if owner not in ("*", command) or not _has(record, key):
-            continue
-        value = _lookup(record, key)
-        if not test(value):
-            errors.append(f"setting '{key}' must be {allowed}, got {value!r}")
-    for owner, key, bound in AT_MOST:
-        values = (_lookup(record, key), _lookup(record, bound))
-        if owner == command and all(type(v) is int and v >= 1 for v in values) and values[0] > values[1]:
-            errors.append(f"setting '{key}' ({_lookup(record, key)}) must be at most "
-                          f"'{bound}' ({_lookup(record, bound)})")
-    return errors
-
-
-def _merge(defaults, user, errors, path=""):
-    """`defaults` overlaid with `user`; each unknown key or wrong kind is added to `errors`."""
-    out = copy.deepcopy(defaults)
+def _merge(tree, user, errors, path=""):
+    """`tree`'s defaults overlaid with `user`; each unknown key or wrong value is added to `errors`."""
+    out = _defaults(tree)
     for key, value in user.items():
-        where = f"{path}.{key}" if path else key
-        if key not in defaults and path not in _OPEN:
-            allowed = ", ".join(sorted(defaults))
-            errors.append(f"unknown setting '{where}' (allowed here: {allowed})")
-        elif isinstance(defaults.get(key), dict):
+        where = path + key
+        entry = tree.get(key)
+        if entry is None:
+            errors.append(f"unknown setting '{where}' (allowed here: {', '.join(sorted(tree))})")
+        elif not isinstance(entry, Setting):
             if isinstance(value, dict):
-                out[key] = _merge(defaults[key], value, errors, where)
+                out[key] = _merge(entry, value, errors, where + ".")
+            else:
+                errors.append(f"setting '{where}' must be a mapping, got {value!r}")
+        elif entry.kind is None:  # a record: its owner checks its keys
+            if isinstance(value, dict):
+                out[key] = {**out[key], **copy.deepcopy(value)}
             else:
                 errors.append(f"setting '{where}' must be a mapping, got {value!r}")
         else:
-            value = _yaml_float(defaults.get(key), value)
-            problem = _kind_error(where, defaults.get(key), value)
+            value = _yaml_float(entry, value)
+            problem = _value_error(where, entry, value)
             if problem:
                 errors.append(problem)
             else:
@@ -214,9 +284,9 @@ def _merge(defaults, user, errors, path=""):
     return out
 
 
-def _yaml_float(default, value):
+def _yaml_float(entry, value):
     """YAML 1.1 reads `1e-4` (no dot) as a string; take it as the number it means."""
-    if isinstance(default, float) and isinstance(value, str):
+    if entry.kind.base == "number" and isinstance(value, str):
         try:
             return float(value)
         except ValueError:
@@ -224,51 +294,103 @@ def _yaml_float(default, value):
     return value
 
 
-def _kind_error(where, default, value):
-    """The message when `value` is not of the kind of `default` (None: it is)."""
-    if default is None or value is None:
-        return None
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if isinstance(default, bool):
-        ok, kind = isinstance(value, bool), "true or false"
-    elif isinstance(default, int):
-        ok, kind = number and float(value).is_integer(), "an integer"
-    elif isinstance(default, float):
-        ok, kind = number, "a number"
-    else:
-        ok, kind = isinstance(value, type(default)), type(default).__name__
-    return None if ok else f"setting '{where}' must be {kind}, got {value!r}"
+def _value_error(where, entry, value):
+    """The message when `value` is not allowed for `entry` (None: it is)."""
+    if value is None:
+        return None if entry.optional else f"setting '{where}' must be {entry.allows()}, got None"
+    kind_text, of_kind = BASE_TESTS[entry.kind.base]
+    if not of_kind(value):
+        return f"setting '{where}' must be {kind_text}, got {value!r}"
+    if not entry.kind.test(value):
+        return f"setting '{where}' must be {entry.allows()}, got {value!r}"
+    return None
 
 
-# Sub-records whose keys are checked by their owners (the dataset and network registries).
-_OPEN = {"data", "net"}
+def _bound_errors(command, record):
+    errors = []
+    for owner, key, bound in AT_MOST:
+        values = (_lookup(record, key), _lookup(record, bound))
+        if owner == command and all(type(v) is int and v >= 1 for v in values) and values[0] > values[1]:
+            errors.append(f"setting '{key}' ({values[0]}) must be at most '{bound}' ({values[1]})")
+    return errors
 
 
 def resolve(command, user=None):
-    """The full settings record of `command`: its defaults overlaid with `user`."""
-    if command not in DEFAULTS:
-        raise SettingsError(f"unknown command '{command}' (allowed: {', '.join(DEFAULTS)})")
+    """The full settings record of `command`: its defaults overlaid with `user`, each value checked.
+
+    Checked before any data or model is loaded; the workflow resolves every stage's settings through
+    here too, so its config check and the command line agree."""
+    if command not in SETTINGS:
+        raise SettingsError(f"unknown command '{command}' (allowed: {', '.join(SETTINGS)})")
     errors = []
-    record = _merge(DEFAULTS[command], user or {}, errors)
-    errors += _limit_errors(command, record)
+    record = _merge(SETTINGS[command], user or {}, errors)
+    if not errors:
+        errors = _bound_errors(command, record)
     if errors:
         # Every problem at once, on one line: a user fixes them all in one go.
         raise SettingsError("; ".join(errors))
     return record
 
 
-def _has(record, dotted):
-    for part in dotted.split("."):
-        if not isinstance(record, dict) or part not in record:
-            return False
-        record = record[part]
-    return True
+# The module of each command; its check_settings(record) raises ValueError for what single values
+# cannot show (the network's keys and shapes, settings that cannot run together).
+COMMAND_MODULES = {"teacher": "rdd.train.teacher", "classifier": "rdd.train.classifier",
+                   "distill": "rdd.train.round"}
+
+
+def validate(command, user=None):
+    """`resolve`, the dataset spec completed, then the command's own checks (no network is built).
+
+    One call for the command line and the workflow, before any data or model is loaded. Raises
+    SettingsError naming the key."""
+    from rdd.data import normalize_spec  # the registries import torch; resolve does not need them
+
+    record = resolve(command, user)
+    try:
+        record["data"] = normalize_spec(record["data"])
+    except ValueError as exc:
+        raise SettingsError(f"data: {exc}") from None
+    try:
+        importlib.import_module(COMMAND_MODULES[command]).check_settings(record)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise SettingsError(str(exc)) from None
+    return record
 
 
 def _lookup(record, dotted):
     for part in dotted.split("."):
         record = record.get(part) if isinstance(record, dict) else None
     return record
+
+
+def _yaml_scalar(value):
+    """`value` in YAML flow style (JSON, with floats that YAML 1.1 reads back as numbers: 5e-05 is a
+    string there, 5.0e-05 a float)."""
+    text = json.dumps(value)
+    if isinstance(value, float) and "e" in text and "." not in text:
+        mantissa, exponent = text.split("e")
+        text = f"{mantissa}.0e{exponent}"
+    return text
+
+
+def help_text(command):
+    """`command`'s defaults as commented YAML: every key with its default and its one line of help
+    (the text can be saved and edited as a --settings file)."""
+    lines = [f"# python -m rdd {'train-' + command if command != 'distill' else command} settings "
+             "(defaults; edit and pass with --settings, or one key with --set key=value)"]
+
+    def walk(tree, indent):
+        for key, entry in tree.items():
+            pad = "  " * indent
+            if not isinstance(entry, Setting):
+                lines.append(f"{pad}{key}:")
+                walk(entry, indent + 1)
+                continue
+            value = _yaml_scalar(entry.default)
+            allowed = f" [{entry.allows()}]" if entry.kind else ""
+            lines.append(f"{pad}{key}: {value}  # {entry.help}{allowed}")
+    walk(SETTINGS[command], 0)
+    return "\n".join(lines) + "\n"
 
 
 def load_file(path):

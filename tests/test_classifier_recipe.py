@@ -297,7 +297,7 @@ def test_killed_classifier_resumes_to_the_same_weights_and_selection(spec, sourc
 # ---------------------------------------------------------------- the command and its exported file
 
 def test_show_defaults_lists_the_recipe(capsys):
-    run_rdd("show-defaults", "classifier")
+    run_rdd("show-defaults", "classifier", "--json")
     train = json.loads(capsys.readouterr().out)["train"]
     assert {k: train[k] for k in ("epochs", "lr_schedule", "lr_milestones", "lr_gamma", "augment", "crop_padding",
                                   "cutout_length", "input_norm", "select", "eval_every_epochs", "grad_clip")} == {

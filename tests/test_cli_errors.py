@@ -66,6 +66,10 @@ CASES = [
     (setting(DISTILL, "is_p2p_temperature=0"), "'is_p2p_temperature' must be a number > 0"),
     (setting(DISTILL, "m_p2p_enqueue=rows"), "'m_p2p_enqueue' must be one of columns, pixels"),
     (setting(DISTILL, "classifier_input=normalised"), "'classifier_input' must be one of raw, as_trained"),
+    (setting(DISTILL, "m_p2p_head_bias=maybe"), "'m_p2p_head_bias' must be true or false, got 'maybe'"),
+    (setting(TEACHER, "net.ch=48"), "setting 'net': ch must be a positive multiple of 32"),
+    (setting(CLASSIFIER, "net.name=resnet18"), "setting 'net': unknown classifier 'resnet18'"),
+    (setting(CLASSIFIER, "train.augment=[crop, crop]"), "'train.augment' must be a list naming each of crop"),
     (setting(DISTILL, "train.iters=0", "tau=-1", "memory_size=0"),
      "'train.iters' must be an integer >= 1, got 0; setting 'tau' must be a number > 0, got -1; "
      "setting 'memory_size' must be an integer >= 1, got 0"),

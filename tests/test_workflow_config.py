@@ -53,7 +53,7 @@ CASES = {
     "setting_the_workflow_sets": (tiny(teacher={"T_base": 16}), None, True, "all",
                                   ["studies.tiny.teacher.T_base: set by the workflow"]),
     "unknown_net_key": (tiny(teacher={"net": {"channels": 64}}), None, True, "all",
-                        ["studies.tiny.teacher.net", "channels"]),
+                        ["studies.tiny.teacher: setting 'net'", "unknown keys ['channels']"]),
     "unknown_dataset": (tiny(data={"name": "mnist3"}), None, True, "all",
                         ["studies.tiny.data", "unknown dataset 'mnist3'", "fashion_mnist"]),
     "unknown_resource": (tiny(resources={"train_teacher": {"gpus": 1}}), None, True, "all",
@@ -82,7 +82,7 @@ CASES = {
                                            "nowhere/densenet.pt"]),
     "classifier_recipe_unknown_augmentation": (
         tiny(classifier={"train": {"augment": ["crop", "mixup"]}}), None, True, "all",
-        ["studies.tiny.classifier: setting 'train.augment' must name each of crop, hflip, autoaugment, cutout"]),
+        ["studies.tiny.classifier: setting 'train.augment' must be a list naming each of crop, hflip, autoaugment, cutout"]),
     "missing_data": ({}, None, True, "reports/cifar10.html",
                      ["studies.cifar10.data", "dataset 'cifar10' not found", "data/cifar-10-batches-py/data_batch_1",
                       "relative paths are from", "download: true"]),

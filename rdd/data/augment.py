@@ -17,8 +17,7 @@ import torchvision.transforms as T
 
 from rdd.data.quantize import from_uint8, to_uint8
 from rdd.data.transforms import hflip_decision
-
-AUGMENTATIONS = ("crop", "hflip", "autoaugment", "cutout")
+from rdd.settings import AUGMENTATIONS
 # Generator stream of each operation (hflip keeps hflip_decision's own, shared with the diffusion models).
 _STREAM = {"crop": 1, "autoaugment": 2, "cutout": 3}
 # uint8 128, the released crop's padding ("grey"), as a [-1, 1] value

@@ -2,11 +2,12 @@
 
 import inspect
 
+from rdd.nets import densenet, unet
 from rdd.nets.densenet import DenseNet, block_config_of, from_authors_names
 from rdd.nets.unet import UNet, load_authors_state_dict
 
-__all__ = ["CLASSIFIERS", "DenseNet", "UNet", "build_classifier", "build_unet", "classifier_kwargs_of",
-           "from_authors_names", "load_authors_state_dict"]
+__all__ = ["CLASSIFIERS", "DenseNet", "UNet", "build_classifier", "build_unet", "check_classifier", "check_unet",
+           "classifier_kwargs_of", "from_authors_names", "load_authors_state_dict"]
 
 # DenseNet-BC presets: name -> DenseNet keyword arguments.
 CLASSIFIERS = {
@@ -17,28 +18,44 @@ CLASSIFIERS = {
 }
 
 
-def _check_kwargs(cls, given, what):
+def _full_kwargs(cls, given, what):
+    """`given` with the constructor's defaults filled in; unknown or missing keys raise ValueError."""
     params = {name: p for name, p in inspect.signature(cls.__init__).parameters.items() if name != "self"}
     unknown = sorted(set(given) - set(params))
     missing = [name for name, p in params.items() if p.default is p.empty and name not in given]
     if unknown or missing:
         raise ValueError(f"bad {what} config: unknown keys {unknown}, missing keys {missing}; "
                          f"allowed: {list(params)}")
+    return {name: given.get(name, p.default) for name, p in params.items()}
+
+
+def check_unet(**cfg):
+    """Raise ValueError for a UNet keyword config that cannot be built (nothing is built)."""
+    unet.check_config(**_full_kwargs(UNet, cfg, "UNet"))
 
 
 def build_unet(**cfg):
-    """UNet from keyword config; unknown or missing keys raise ValueError."""
-    _check_kwargs(UNet, cfg, "UNet")
+    """UNet from keyword config; unknown, missing or inconsistent keys raise ValueError."""
+    check_unet(**cfg)
     return UNet(**cfg)
+
+
+def _classifier_kwargs(name, num_classes, in_channels=3, **overrides):
+    if name not in CLASSIFIERS:
+        raise ValueError(f"unknown classifier {name!r}; allowed: {sorted(CLASSIFIERS)}")
+    kwargs = {**CLASSIFIERS[name], **overrides, "num_classes": num_classes, "in_channels": in_channels}
+    densenet.check_config(**_full_kwargs(DenseNet, kwargs, f"classifier {name!r}"))
+    return kwargs
+
+
+def check_classifier(name, num_classes, in_channels=3, **overrides):
+    """Raise ValueError for `build_classifier` arguments that cannot be built (nothing is built)."""
+    _classifier_kwargs(name, num_classes, in_channels, **overrides)
 
 
 def build_classifier(name, num_classes, in_channels=3, **overrides):
     """DenseNet preset `name` (a key of CLASSIFIERS), with optional DenseNet keyword overrides."""
-    if name not in CLASSIFIERS:
-        raise ValueError(f"unknown classifier {name!r}; allowed: {sorted(CLASSIFIERS)}")
-    kwargs = {**CLASSIFIERS[name], **overrides, "num_classes": num_classes, "in_channels": in_channels}
-    _check_kwargs(DenseNet, kwargs, f"classifier {name!r}")
-    return DenseNet(**kwargs)
+    return DenseNet(**_classifier_kwargs(name, num_classes, in_channels, **overrides))
 
 
 def classifier_kwargs_of(state_dict):

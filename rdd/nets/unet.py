@@ -119,7 +119,7 @@ class UNet(nn.Module):
                  num_res_blocks=2, dropout=0.1, num_classes=0):
         super().__init__()
         ch_mult, attn = tuple(ch_mult), tuple(attn)
-        _check_config(img_resolution, in_channels, ch, ch_mult, attn, num_res_blocks, dropout, num_classes)
+        check_config(img_resolution, in_channels, ch, ch_mult, attn, num_res_blocks, dropout, num_classes)
         self.img_resolution, self.in_channels, self.num_classes = img_resolution, in_channels, num_classes
         tdim = 4 * ch
         self.time_embedding = TimeEmbedding(ch, tdim)
@@ -201,7 +201,8 @@ class UNet(nn.Module):
             raise ValueError("unconditional UNet (num_classes=0) got labels y")
 
 
-def _check_config(img_resolution, in_channels, ch, ch_mult, attn, num_res_blocks, dropout, num_classes):
+def check_config(img_resolution, in_channels, ch, ch_mult, attn, num_res_blocks, dropout, num_classes):
+    """Raise ValueError for arguments UNet cannot be built with (nothing is built)."""
     if in_channels < 1:
         raise ValueError(f"in_channels must be >= 1, got {in_channels}")
     if ch < 32 or ch % 32:

@@ -20,7 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 from rdd import dist
 from rdd.data import Augmentation, build_dataset, input_norm, normalize_input, num_classes
 from rdd.checkpoints import classifier_payload
-from rdd.nets import build_classifier
+from rdd.nets import build_classifier, check_classifier
 from rdd.train.batches import steps_per_epoch, train_steps
 from rdd.train.loop import Stage, cosine_decay, log_line
 
@@ -31,9 +31,20 @@ SELECTION_NOTES = {
 }
 
 
+def check_settings(settings):
+    """The classifier's net can be built (nothing is built) and its recipe can run on its data;
+    see rdd.settings.validate."""
+    try:
+        check_classifier(**classifier_kwargs(settings))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"setting 'net': {exc}") from None
+    check_recipe(settings)
+    return settings
+
+
 def check_recipe(settings):
     """Raise ValueError, naming the setting, for recipe settings whose single values are allowed
-    (rdd.settings.LIMITS) but which cannot run together or on this dataset."""
+    (rdd.settings.SETTINGS) but which cannot run together or on this dataset."""
     train = settings["train"]
     Augmentation(train["augment"], train["crop_padding"], train["cutout_length"])
     input_norm(train["input_norm"], settings["data"])
@@ -115,7 +126,6 @@ def classifier_kwargs(settings):
 
 def build_stage(settings, device, dataset, test_set=None):
     """The classifier's Stage and record; `test_set` (default: the test split) measures accuracy."""
-    check_recipe(settings)
     data, train = settings["data"], settings["train"]
     kwargs = classifier_kwargs(settings)
     net = build_classifier(**kwargs).to(device)

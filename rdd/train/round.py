@@ -30,6 +30,13 @@ def round_student(teacher, net_kwargs, dropout):
     return student, {**net_kwargs, "dropout": float(dropout)}
 
 
+def check_settings(settings):
+    """The loss weights made explicit (the method's preset where a weight is null); at least one is
+    not zero. See rdd.settings.validate."""
+    settings["weights"] = loss_weights(settings)
+    return settings
+
+
 def check_relation_groups(settings):
     """IS-P2P groups must tile each process's share of the batch (checked before any loading)."""
     group = settings["is_p2p_group_size"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from rdd import checkpoints, dist, io, settings as settings_mod
-from rdd.data import Augmentation, build_dataset, check_available, normalize_spec
+from rdd.data import Augmentation, build_dataset, check_available
 from rdd.provenance import environment_record
 from rdd.train import loop
 from rdd.train.batches import train_steps
@@ -45,8 +45,7 @@ def train_augmentation(train):
 
 def run_training(command, user_settings, out, resume_dir, build_stage, log=loop.log_line):
     """Resolve settings, build the stage with `build_stage(settings, device, dataset)`, train, export."""
-    settings = settings_mod.resolve(command, user_settings)
-    settings["data"] = normalize_spec(settings["data"])
+    settings = settings_mod.validate(command, user_settings)
     check_available(settings["data"])
     device = dist.resolve_device(settings["device"]["device"])
     dist.init(device)

@@ -9,16 +9,11 @@ import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 import yaml
 
 from configcheck import ConfigError
 from rdd import methods, settings as rdd_settings
 from rdd.data import normalize_spec
-from rdd.losses.objective import loss_weights
-from rdd.nets import build_classifier, build_unet
-from rdd.train.classifier import check_recipe, classifier_kwargs
-from rdd.train.teacher import unet_kwargs
 
 # Settings the workflow itself writes into every stage; a config block may not set them.
 RESERVED = {"teacher": ("data", "seed", "T_base"), "classifier": ("data", "seed"),
@@ -169,27 +164,11 @@ class StudyPlan:
 # ----------------------------------------------------------------------------- settings of each stage
 
 def _resolved(command, record, where):
-    """The library's full settings record for `command`, or a ConfigError naming the config block."""
+    """The library's full, checked settings record for `command`, or a ConfigError naming the config block."""
     try:
-        resolved = rdd_settings.resolve(command, record)
-        resolved["data"] = normalize_spec(resolved["data"])
-        if command == "distill":
-            resolved["weights"] = loss_weights(resolved)
-    except (rdd_settings.SettingsError, ValueError) as exc:
+        return rdd_settings.validate(command, record)
+    except rdd_settings.SettingsError as exc:
         raise ConfigError(f"{where}: {exc}") from None
-    return resolved
-
-
-def _check_net(command, resolved, where):
-    """Build the network on the meta device: unknown or inconsistent net keys fail here, not in a job."""
-    try:
-        with torch.device("meta"):
-            if command == "teacher":
-                build_unet(**unet_kwargs(resolved))
-            else:
-                build_classifier(**classifier_kwargs(resolved))
-    except (TypeError, ValueError, KeyError) as exc:
-        raise ConfigError(f"{where}.net: {exc}") from None
 
 
 def _no_reserved(command, block, where, extra=()):
@@ -292,7 +271,6 @@ class _Builder:
         block, where = self.study["teacher"], f"{self.where}.teacher"
         _no_reserved("teacher", block, where)
         settings = _resolved("teacher", deep_merge(self.common, block, {"T_base": self.study["T_base"]}), where)
-        _check_net("teacher", settings, where)
         model = f"{self.plan.root}/models/teacher/teacher_{self.study['T_base']}.pt"
         return self.add_stage(Stage("train_teacher", model, settings, {"stage": "teacher"}))
 
@@ -310,11 +288,6 @@ class _Builder:
         for stage in self.plan.stages.values():
             if stage.rule == "train_classifier" and stage.settings == settings:
                 return stage.model
-        _check_net("classifier", settings, where)
-        try:
-            check_recipe(settings)
-        except ValueError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
         model = f"{self.plan.root}/models/classifier/{variant_dir}/classifier.pt"
         return self.add_stage(Stage("train_classifier", model, settings, {"stage": "classifier", **(labels or {})}))
 

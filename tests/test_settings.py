@@ -1,0 +1,82 @@
+"""The settings definitions (rdd/settings.py): one entry per setting with its default, what it allows
+and its help; `show-defaults` prints them as a settings file; `validate` checks what single values
+cannot show without building a network."""
+
+import json
+
+import pytest
+import yaml
+
+from rdd import settings as settings_mod
+from rdd.cli import main as rdd_main
+
+COMMANDS = sorted(settings_mod.SETTINGS)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_setting_has_one_line_of_help_and_a_default_it_allows(command):
+    entries = settings_mod.flat(command)
+    assert len(entries) >= 10
+    for key, entry in entries.items():
+        assert entry.help.strip() and "\n" not in entry.help, key
+        if entry.kind is None:  # a record its registry checks
+            assert isinstance(entry.default, dict) and key in ("data", "net"), key
+        elif entry.default is None:
+            assert entry.optional, key
+        else:
+            assert settings_mod._value_error(key, entry, entry.default) is None, key
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_show_defaults_is_a_settings_file_with_the_help_of_every_key(command, capsys, tmp_path):
+    assert rdd_main(["show-defaults", command]) == 0
+    text = capsys.readouterr().out
+    assert yaml.safe_load(text) == settings_mod.defaults(command)
+    for key, entry in settings_mod.flat(command).items():
+        line = next(ln for ln in text.splitlines() if ln.strip().startswith(key.rsplit(".", 1)[-1] + ":")
+                    and entry.help in ln)
+        assert "#" in line, key
+    # ... and runs as one: the file read back resolves to the defaults.
+    (tmp_path / "s.yaml").write_text(text)
+    assert settings_mod.resolve(command, settings_mod.load_file(tmp_path / "s.yaml")) == \
+        settings_mod.defaults(command)
+    assert rdd_main(["show-defaults", command, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == settings_mod.defaults(command)
+
+
+def test_a_yaml_file_and_set_give_the_same_record(tmp_path):
+    from rdd.cli import _set_item
+
+    record = {}
+    for assignment in ("train.lr=1e-4", "tau=0.5", "weights.m_p2p=0.2", "is_p2p_group_size=32"):
+        _set_item(record, assignment)
+    (tmp_path / "s.yaml").write_text("train: {lr: 1e-4}\ntau: 0.5\nweights: {m_p2p: 0.2}\nis_p2p_group_size: 32\n")
+    from_file = settings_mod.resolve("distill", settings_mod.load_file(tmp_path / "s.yaml"))
+    assert from_file == settings_mod.resolve("distill", record)
+    assert from_file["train"]["lr"] == 1e-4 and from_file["weights"]["m_p2p"] == 0.2
+
+
+def test_validate_completes_the_record():
+    from rdd import methods
+
+    distill = settings_mod.validate("distill", {"method": "rcfd", "weights": {"m_p2p": 0.5}})
+    assert distill["weights"] == {**{t: 0.0 for t in methods.TERMS}, **methods.METHODS["rcfd"].weights, "m_p2p": 0.5}
+    assert all(v is not None for v in distill["weights"].values())
+    assert distill["data"]["image_size"] == 32 and distill["data"]["channels"] == 1
+    with pytest.raises(settings_mod.SettingsError, match="every loss weight is zero"):
+        settings_mod.validate("distill", {"method": "pd", "weights": {"pd": 0}})
+
+
+def test_validate_checks_a_network_without_building_it():
+    # This UNet has about 10^11 weights (380 GB in float32): were it built, this would run out of
+    # memory, not return.
+    big = {"ch": 2048, "ch_mult": [1, 2, 4, 8], "attn": [1, 2], "num_res_blocks": 4, "dropout": 0.0,
+           "class_conditional": False}
+    assert settings_mod.validate("teacher", {"net": big})["net"] == big
+    with pytest.raises(settings_mod.SettingsError, match=r"setting 'net': attention levels \[5\] out of range"):
+        settings_mod.validate("teacher", {"net": {**big, "attn": [5]}})
+    with pytest.raises(settings_mod.SettingsError, match="setting 'net': bad classifier 'densenet201' config: "
+                                                         r"unknown keys \['depth'\]"):
+        settings_mod.validate("classifier", {"net": {"name": "densenet201", "depth": 3}})
+    with pytest.raises(settings_mod.SettingsError, match=r"data: name: unknown dataset 'mnist3'"):
+        settings_mod.validate("classifier", {"data": {"name": "mnist3"}})
