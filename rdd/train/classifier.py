@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from rdd import dist
-from rdd.data import Augmentation, build_dataset, input_norm, normalize_input, num_classes
+from rdd.data import build_dataset, input_norm, normalize_input, num_classes
 from rdd.checkpoints import classifier_payload
 from rdd.nets import build_classifier, check_classifier
 from rdd.train.batches import steps_per_epoch, train_steps
@@ -46,10 +46,9 @@ def check_recipe(settings):
     """Raise ValueError, naming the setting, for recipe settings whose single values are allowed
     (rdd.settings.SETTINGS) but which cannot run together or on this dataset."""
     train = settings["train"]
-    Augmentation(train["augment"], train["crop_padding"], train["cutout_length"])
     input_norm(train["input_norm"], settings["data"])
-    milestones = train["lr_milestones"]
-    if not all(isinstance(f, (int, float)) and 0 < f < 1 for f in milestones) or milestones != sorted(milestones):
+    milestones = train["lr_milestones"]  # each a fraction in (0, 1): checked by its setting's kind
+    if milestones != sorted(milestones):
         raise ValueError(f"setting 'train.lr_milestones' must be increasing fractions of the run in (0, 1), "
                          f"got {milestones!r}")
 
