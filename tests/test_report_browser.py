@@ -19,10 +19,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fixtures_report import COMMIT, WEIGHTS_SHA, make_study
+from fixtures_report import COMMIT, STUDY, WEIGHTS_SHA, make_study
+from rdd import layout
 
 REPO = Path(__file__).resolve().parents[1]
-STUDY_DIR = Path("results/fashion_mnist")
+MANIFEST, TABLES_DIR, REPORT = (layout.path(p, study=STUDY) for p in (layout.MANIFEST, layout.TABLES_DIR, layout.REPORT))
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--hide-scrollbars"]
 # Injected into a copy of the page: collects, after load, what the page shows.
@@ -73,8 +74,7 @@ def report_command(root, *args):
 
 
 def build(root):
-    return report_command(root, "build", "--manifest", str(STUDY_DIR / "manifest.json"),
-                          "--tables-dir", str(STUDY_DIR / "tables"), "--out", "reports/fashion_mnist.html")
+    return report_command(root, "build", "--manifest", MANIFEST, "--tables-dir", TABLES_DIR, "--out", REPORT)
 
 
 def snapshot(folder, skip):
@@ -168,10 +168,10 @@ def test_index_links_the_report(built):
 
 
 def test_tables_written_and_rebuild_touches_nothing_upstream(built):
-    tables = built / STUDY_DIR / "tables"
+    tables = built / TABLES_DIR
     metrics = (tables / "metrics.csv").read_text().splitlines()
     assert len(metrics) == 1 + 48 and sum(",pending," in line for line in metrics) == 7
-    assert {p.name for p in tables.iterdir()} == {"metrics.csv", "speed.csv", "curves.csv", "stages.csv"}
+    assert {p.name for p in tables.iterdir()} == {f"{name}.csv" for name in layout.TABLES}
     before = snapshot(built / "results", tables)
     html_before = (built / "reports/fashion_mnist.html").read_bytes()
     build(built)

@@ -8,6 +8,7 @@ import statistics
 import pandas as pd
 import pytest
 
+from rdd import records
 from rdd.metrics.aggregate import aggregate_seeds
 from rdd.report import claims
 from rdd.report.context import _reference_source, _stage_totals, ablation_tables
@@ -245,11 +246,11 @@ def test_stage_totals_count_a_reused_record_once():
 
 
 def test_reference_source_is_read_through_the_workflow_pointer():
-    pointer = {"kind": "reference-statistics-pointer", "sha256": "abc", "record": {"source": "computed"}}
-    user = {"kind": "reference-statistics", "sha256": "def", "source": "user-supplied"}
-    refstats = {Entry("refstats", "results/s/reference/train.json"): pointer, Entry("refstats", "stats.npz"): user}
+    pointer = records.reference(stats_path="cache/refstats/a.npz", stats_sha256="abc", stats_record={"source": "computed"},
+                                dataset={"name": "fashion_mnist"}, split="train", limit=None, inception={})
+    refstats = {Entry("reference", "results/s/reference/train.json"): pointer}
     assert _reference_source("abc", refstats) == "computed, record results/s/reference/train.json"
-    assert _reference_source("def", refstats) == "user-supplied, record stats.npz"
+    assert _reference_source("def", refstats) == "no reference-statistics record with this sha256 in the manifest"
 
 
 def test_log_log_slope_matches_a_naive_least_squares():
@@ -330,6 +331,9 @@ def test_record_errors_name_the_file(tmp_path):
     path.write_text("{not json")
     with pytest.raises(ReportInputError, match=r"m\.json"):
         entry.read_json()
+    path.write_text(json.dumps({"kind": "samples", "steps": 2}))
+    with pytest.raises(ReportInputError, match=r"m\.json holds a record of kind 'samples', its manifest entry expects 'metric'"):
+        entry.read_json()
 
 
 def _round_study(tmp_path, rounds):
@@ -341,7 +345,7 @@ def _round_study(tmp_path, rounds):
     for i, ((stage, method), (settings, weights, extra)) in enumerate(rounds.items()):
         path = tmp_path / f"r{i}.json"
         path.write_text("{}")
-        entry = Entry("train_record", path, method=method, stage=stage, round="8->4")
+        entry = Entry("training", path, method=method, stage=stage, round="8->4")
         entries.append(entry)
         records[entry] = {"settings": resolve("distill", {"method": method, **settings}), "loss_weights": weights,
                           "world_size": 1, **extra}

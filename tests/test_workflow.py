@@ -233,8 +233,8 @@ def test_tiny_run_produces_every_record_and_the_report(tiny_run):
         kinds[entry["kind"]] = kinds.get(entry["kind"], 0) + 1
     # 13 evaluations of their own + 4 rows of aliased ablation variants; 11 rounds, teacher,
     # classifier, + 4 aliased ablation rounds' records.
-    assert kinds == {"refstats": 1, "memory_benchmark": 1, "metric": 17, "samples": 17, "grid": 17,
-                     "train_record": 17, "curves": 17}
+    assert kinds == {"reference": 1, "memory_benchmark": 1, "metric": 17, "samples": 17, "grid": 17,
+                     "training": 17, "curves": 17}
     with open(workdir / "results/tiny/tables/metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 17 and {r["status"] for r in rows} == {"done"}

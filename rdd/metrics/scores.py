@@ -1,11 +1,10 @@
-"""FID, KID and IS of generated images against reference statistics, as a JSON-ready record.
+"""FID, KID and IS of generated images against reference statistics.
 
 The mathematics is torch-fidelity's own (metric_fid, metric_kid, metric_isc);
-this module feeds it and records the full protocol next to the values. A
-metric that cannot be computed is null with its reason, never a number.
+this module feeds it and returns the values with the settings that produced
+them (rdd.records.metric turns that into the metric record). A metric that
+cannot be computed is None with its reason, never a number.
 """
-
-import time
 
 import torch
 from torch_fidelity.defaults import DEFAULTS
@@ -13,27 +12,23 @@ from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_statistics_to_metric
 from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, KEY_METRIC_ISC_STD, isc_features_to_metric
 from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
 
-from rdd.io import write_json
 from rdd.metrics import bootstrap
 from rdd.metrics.features import extract_features
-from rdd.metrics.inception import LOGITS, POOL3
+from rdd.metrics.inception import LOGITS
 from rdd.metrics.reference import NO_FEATURES_REASON, features_to_statistics
-from rdd.metrics.versions import package_versions
 
-REQUIRED_PROTOCOL_KEYS = ("model", "steps", "seeds")
 KID_MAX_SUBSET_SIZE = DEFAULTS["kid_subset_size"]  # 1000
 KID_SUBSETS = DEFAULTS["kid_subsets"]  # 100
 ISC_SPLITS = DEFAULTS["isc_splits"]  # 10
 RNG_SEED = DEFAULTS["rng_seed"]  # torch-fidelity's seed for KID subsets and the IS shuffle
 KID_KERNEL = {k: DEFAULTS[k] for k in ("kid_kernel", "kid_kernel_poly_degree", "kid_kernel_poly_gamma",
                                        "kid_kernel_poly_coef0")}  # gamma None means 1 / feature dimension
+IMPLEMENTATION = ("torch_fidelity.metric_fid.fid_statistics_to_metric, metric_kid.kid_features_to_metric, "
+                  "metric_isc.isc_features_to_metric")
 
 
-def _checked_reference(ref_stats, handle, protocol):
-    """Check the caller's inputs and read the reference arrays, before any expensive work."""
-    missing = [k for k in REQUIRED_PROTOCOL_KEYS if k not in protocol]
-    if missing:
-        raise ValueError(f"protocol lacks {missing}: give the model evaluated, its steps (NFE) and the seeds")
+def _checked_reference(ref_stats, handle):
+    """The reference arrays, after checking they were made with `handle`'s weights (before any expensive work)."""
     if ref_stats.record.get("source") == "computed" and ref_stats.record["extractor"]["sha256"] != handle.sha256:
         raise ValueError(
             f"reference statistics {ref_stats.path} were computed with weights sha256 "
@@ -42,31 +37,21 @@ def _checked_reference(ref_stats, handle, protocol):
     return ref_stats.arrays()
 
 
-def metrics_from_features(features, logits, ref_stats, handle, protocol, **kwargs):
-    """FID, KID and IS record from already extracted generated-image features (and logits or None)."""
-    ref = _checked_reference(ref_stats, handle, protocol)
-    return _score(features, logits, ref, ref_stats, handle, protocol, **kwargs)
+def metrics_from_features(features, logits, ref_stats, handle, **kwargs):
+    """FID, KID and IS from already extracted generated-image features (and logits or None)."""
+    ref = _checked_reference(ref_stats, handle)
+    return _score(features, logits, ref, ref_stats, handle, **kwargs)
 
 
-def compute_metrics(gen_images, ref_stats, handle, protocol, out_path=None, batch_size=64, device=None, **kwargs):
-    """Extract features of `gen_images` (uint8 NHWC array or batches), score them, optionally write the record.
-
-    `protocol` must name the model, its steps (NFE) and the seeds; kwargs go to metrics_from_features.
-    """
-    start = time.perf_counter()
-    ref = _checked_reference(ref_stats, handle, protocol)
+def compute_metrics(gen_images, ref_stats, handle, batch_size=64, device=None, **kwargs):
+    """Features of `gen_images` (uint8 NHWC array or batches), scored; kwargs go to metrics_from_features."""
+    ref = _checked_reference(ref_stats, handle)
     features, logits = extract_features(gen_images, handle, batch_size=batch_size, device=device)
-    record = _score(features, logits, ref, ref_stats, handle, protocol, **kwargs)
-    # Whole evaluation, feature extraction included.
-    record["protocol"]["wall_time_s"] = time.perf_counter() - start
-    if out_path is not None:
-        write_json(record, out_path)
-    return record
+    return _score(features, logits, ref, ref_stats, handle, **kwargs)
 
 
-def _score(features, logits, ref, ref_stats, handle, protocol, kid_subset_size=KID_MAX_SUBSET_SIZE,
+def _score(features, logits, ref, ref_stats, handle, kid_subset_size=KID_MAX_SUBSET_SIZE,
            kid_subsets=KID_SUBSETS, isc_splits=ISC_SPLITS, rng_seed=RNG_SEED, bootstrap_seed=0):
-    start = time.perf_counter()
     if len(features) < 2:
         raise ValueError(f"FID and KID need at least 2 generated images, got {len(features)}")
     if ref["mu"].shape[0] != features.shape[1]:
@@ -108,22 +93,7 @@ def _score(features, logits, ref, ref_stats, handle, protocol, kid_subset_size=K
         values["isc_mean"], values["isc_std"] = isc[KEY_METRIC_ISC_MEAN], isc[KEY_METRIC_ISC_STD]
         settings["isc"] = {"splits": splits, "rng_seed": rng_seed, "layer": LOGITS}
 
-    return {
-        "kind": "metrics",
-        "values": values,
-        "unavailable": unavailable,
-        "protocol": {
-            "evaluated": protocol,
-            "extractor": handle.protocol(),
-            "features": f"pool3 ({POOL3}-d)",
-            "reference": {"file": ref_stats.path, "sha256": ref_stats.sha256, "record": ref_stats.record},
-            "num_generated": len(features),
-            "num_reference": ref_stats.record.get("num_images"),
-            "settings": settings,
-            "implementation": "torch_fidelity.metric_fid.fid_statistics_to_metric, "
-                              "metric_kid.kid_features_to_metric, metric_isc.isc_features_to_metric",
-            "versions": package_versions(),
-            "wall_time_s": time.perf_counter() - start,
-        },
-    }
-
+    # values: fid, its interval, kid_mean/std, isc_mean/std; unavailable: metric -> reason.
+    return {"values": values, "unavailable": unavailable, "settings": settings,
+            "num_generated": len(features), "num_reference": ref_stats.record.get("num_images"),
+            "implementation": IMPLEMENTATION}

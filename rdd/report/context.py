@@ -108,9 +108,8 @@ def _plain(value):
 def _reference_source(sha256, refstats):
     for entry, record in refstats.items():
         if record.get("sha256") == sha256:
-            # The workflow's record points at the cached statistics and holds their own record.
-            source = record.get("source") or (record.get("record") or {}).get("source", "source not recorded")
-            return f"{source}, record {entry.path}"
+            # The reference record points at the cached statistics and holds their own record.
+            return f"{record['record'].get('source', 'source not recorded')}, record {entry.path}"
     return "no reference-statistics record with this sha256 in the manifest"
 
 
@@ -235,13 +234,13 @@ def provenance(study, tables):
     """Config, code versions, packages, machines, wall times, metric protocols, reference statistics."""
     stages = tables["stages"]
     training = stages[~stages["stage"].isin(["sampling", "evaluation"])]
-    ref_records = {e: study.records[e] for e in study.of_kind("refstats") if e in study.records}
+    ref_records = {e: study.records[e] for e in study.of_kind("reference") if e in study.records}
     refstats = [{"path": str(e.path), "record": json.dumps(r, indent=2, sort_keys=True)} for e, r in ref_records.items()]
     return {"config": json.dumps(study.manifest.get("config") or {}, indent=2, sort_keys=True),
             **_versions(study), "stage_totals": _stage_totals(stages),
             "training": training.to_dict("records"), "protocols": protocols(tables["metrics"], ref_records),
             "refstats": refstats,
-            "refstats_pending": [str(e.path) for e in study.of_kind("refstats") if not e.exists]}
+            "refstats_pending": [str(e.path) for e in study.of_kind("reference") if not e.exists]}
 
 
 def _speed_cell(r):

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from rdd import methods
+from rdd import methods, records
 from rdd.io import read_json
 
 METHODS = tuple(methods.method_names())
-KINDS = ("metric", "samples", "grid", "curves", "train_record", "refstats", "memory_benchmark")
+KINDS = (*records.KINDS, "grid", "curves")
 # Kinds whose entries must name a method and a step count.
 _LABELLED = ("metric", "samples", "grid")
 MANIFEST_HELP = "the Snakemake workflow writes it (results/<study>/manifest.json)"
@@ -53,11 +53,16 @@ class Entry:
                 "steps": self.steps, "seed": self.seed, "round": self.round or "", "stage": self.stage or ""}
 
     def read_json(self):
-        """The record this entry points at; a parse failure names the file."""
+        """The record this entry points at; a parse failure or a record of another kind names the file."""
         try:
-            return read_json(self.path)
+            record = read_json(self.path)
         except ValueError as exc:
             raise ReportInputError(f"{self.kind} record {self.path}: {exc}") from exc
+        if not isinstance(record, dict) or record.get("kind") != self.kind:
+            found = record.get("kind") if isinstance(record, dict) else type(record).__name__
+            raise ReportInputError(f"{self.path} holds a record of kind {found!r}, its manifest entry expects "
+                                   f"{self.kind!r} (written by rdd.records)")
+        return record
 
     def read_csv(self):
         try:
@@ -133,7 +138,7 @@ def load_manifest(path):
     seen = {}
     for i, entry in enumerate(entries):
         key = (entry.kind, tuple(entry.labels().items()))
-        if key in seen and entry.kind != "refstats":
+        if key in seen and entry.kind != "reference":
             raise ReportInputError(f"manifest {path}: entries[{seen[key]}] and entries[{i}] carry the same labels")
         seen[key] = i
     return manifest, entries

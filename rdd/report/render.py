@@ -9,6 +9,7 @@ from pathlib import Path
 
 import jinja2
 
+from rdd import layout
 from rdd.io import read_json, write_bytes, write_json
 from rdd.report.context import build_context
 from rdd.report.manifest import ReportInputError
@@ -77,13 +78,8 @@ def build(manifest, tables_dir, out, paper_values=DEFAULT_PATH):
     out = Path(out)
     write_bytes(html.encode(), out)
     summary = summary_record(context, out)
-    write_json(summary, summary_path(out))
+    write_json(summary, layout.summary(out))
     return summary
-
-
-def summary_path(report):
-    report = Path(report)
-    return report.with_name(report.name.removesuffix(".html") + ".summary.json")
 
 
 def build_index(reports, out):
@@ -91,7 +87,7 @@ def build_index(reports, out):
     out = Path(out)
     studies = []
     for report in map(Path, reports):
-        sidecar = summary_path(report)
+        sidecar = Path(layout.summary(report))
         if not sidecar.is_file():
             raise ReportInputError(f"{sidecar} not found: build the report first "
                                    f"(python -m rdd.report build --manifest results/<study>/manifest.json "

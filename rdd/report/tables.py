@@ -8,6 +8,7 @@ import json
 
 import pandas as pd
 
+from rdd.records import METRIC_VALUES
 from rdd.report.manifest import ReportInputError
 
 LABEL_COLUMNS = ["method", "ablation", "variant", "steps", "seed"]
@@ -15,9 +16,8 @@ LABEL_COLUMNS = ["method", "ablation", "variant", "steps", "seed"]
 PROTOCOL_COLUMNS = ["extractor", "weights_source", "weights_sha256", "reference_path", "reference_sha256",
                     "reference_dataset", "reference_split", "reference_num_images", "num_generated",
                     "kid_subset_size"]
-METRIC_COLUMNS = [*LABEL_COLUMNS, "status", "fid", "fid_ci95_low", "fid_ci95_high", "kid_mean", "kid_std", "is_mean", "is_std",
-                  "is_unavailable_reason", *PROTOCOL_COLUMNS, "seed_first", "seed_last", "wall_seconds",
-                  "protocol", "path"]
+METRIC_COLUMNS = [*LABEL_COLUMNS, "status", *METRIC_VALUES, *PROTOCOL_COLUMNS, "seed_first", "seed_last",
+                  "wall_seconds", "protocol", "path"]
 SPEED_COLUMNS = [*LABEL_COLUMNS, "status", "nfe", "images_per_second", "median_latency_per_full_batch_s",
                  "batch_size", "num_images", "seed_first", "seed_last", "wall_seconds", "machine",
                  "git_commit", "git_dirty", "path"]
@@ -65,10 +65,8 @@ def _metric_fields(entry, record):
     reference = _get(record, "protocol.reference", entry)
     dataset = reference.get("dataset")
     return {
+        **{k: _get(record, f"metrics.{k}", entry, required=False) for k in METRIC_VALUES},
         "fid": float(_get(record, "metrics.fid", entry)),
-        **{k: _get(record, f"metrics.{k}", entry, required=False)
-           for k in ("fid_ci95_low", "fid_ci95_high", "kid_mean", "kid_std", "is_mean", "is_std",
-                     "is_unavailable_reason")},
         "extractor": _get(record, "protocol.extractor", entry),
         "weights_source": _get(record, "protocol.weights_source", entry, required=False),
         "weights_sha256": _get(record, "protocol.weights_sha256", entry),
@@ -155,7 +153,7 @@ def stages_table(entries, records):
     """Wall time and provenance of every training, sampling and evaluation record."""
     rows = []
     for entry in entries:
-        if entry.kind not in ("train_record", "samples", "metric"):
+        if entry.kind not in ("training", "samples", "metric"):
             continue
         labels = entry.labels()
         stage = {"samples": "sampling", "metric": "evaluation"}.get(entry.kind, labels["stage"] or "training")

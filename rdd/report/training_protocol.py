@@ -37,7 +37,7 @@ def _cell(values):
 def _round_records(study):
     """{method: [records of its main rounds that finished]}, the shared PD chain apart."""
     by_method = {}
-    for entry in study.of_kind("train_record"):
+    for entry in study.of_kind("training"):
         if entry.stage in ("round", "pd_chain") and entry.is_main and entry in study.records:
             method = "pd chain" if entry.stage == "pd_chain" else entry.method
             by_method.setdefault(method, []).append(study.records[entry])
@@ -78,7 +78,7 @@ def behaviours(study):
 
 
 def _expected(study):
-    return {("pd chain" if e.stage == "pd_chain" else e.method) for e in study.of_kind("train_record")
+    return {("pd chain" if e.stage == "pd_chain" else e.method) for e in study.of_kind("training")
             if e.stage in ("round", "pd_chain") and e.is_main}
 
 
@@ -124,7 +124,7 @@ def classifiers(study):
     authors = ((study.manifest.get("config") or {}).get("authors_checkpoints") or {}).get("classifier")
     if authors:
         out.append({"label": "authors' released classifier", "path": str(authors), "state": "external"})
-    for entry in study.of_kind("train_record"):
+    for entry in study.of_kind("training"):
         if entry.stage != "classifier":
             continue
         label = "study classifier" if entry.is_main else f"ablation {entry.ablation}: {entry.variant}"

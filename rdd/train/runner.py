@@ -1,8 +1,8 @@
 """Run one training command end to end: settings, device, data, loop, outputs.
 
-Outputs beside `out` (a .pt file): `out` itself (the exported model),
-`<stem>.json` (the settings and provenance record) and `<stem>.curves.csv`
-(loss terms over training). Resume state lives in `resume_dir`.
+Outputs: `out` (the exported model, a .pt file) and beside it its training
+record and curves (loss terms over training), named by rdd.layout. Resume
+state lives in `resume_dir`.
 """
 
 import contextlib
@@ -13,17 +13,11 @@ from pathlib import Path
 
 import torch
 
-from rdd import checkpoints, dist, io, settings as settings_mod
+from rdd import checkpoints, dist, io, layout, records, settings as settings_mod
 from rdd.data import Augmentation, build_dataset, check_available
 from rdd.provenance import environment_record
 from rdd.train import loop
 from rdd.train.batches import train_steps
-
-
-def sidecar(out, suffix):
-    """The path beside model file `out` with `suffix` in place of `.pt`."""
-    out = Path(out)
-    return out.with_name(out.name.removesuffix(".pt") + suffix)
 
 
 def _curves_csv(rows):
@@ -76,13 +70,12 @@ def _train_and_export(command, settings, device, out, resume_dir, build_stage, l
         checkpoint_every=train["checkpoint_every"], log_every=train["log_every"],
         num_workers=train["num_workers"], log=log)
     if dist.is_main():
-        record = {"command": command, "settings": settings, "started_unix": started,
-                  "train_seconds_this_run": seconds, "world_size": dist.world_size(),
-                  "final_terms": rows[-1] if rows else None,
-                  **extra_record(), **environment_record(device)}
+        record = records.training(command, settings, started_unix=started, train_seconds=seconds,
+                                  world_size=dist.world_size(), final_terms=rows[-1] if rows else None,
+                                  details=extra_record(), environment=environment_record(device))
         payload["settings"] = settings
-        io.write_bytes(_curves_csv(rows), sidecar(out, ".curves.csv"))
-        io.write_json(record, sidecar(out, ".json"))
+        io.write_bytes(_curves_csv(rows), layout.curves(out))
+        io.write_json(record, layout.training_record(out))
         checkpoints.save_torch(payload, out)
     dist.barrier()
 

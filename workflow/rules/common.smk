@@ -97,7 +97,7 @@ def _plans():
 PLANS = _plans()
 STUDIES = "|".join(PLANS)
 
-from rdd import methods  # noqa: E402
+from rdd import layout, methods  # noqa: E402
 
 # Each wildcard means the same in every rule; method names come from the registry (rdd/methods.py).
 wildcard_constraints:
@@ -180,13 +180,11 @@ def stage(wildcards, rule_name):
     return found
 
 
+MODEL_PATTERNS = {"train_teacher": layout.TEACHER, "train_classifier": layout.CLASSIFIER, "distill": layout.STUDENT}
+
+
 def plan_model_path(wildcards, rule_name):
-    root = PLANS[wildcards.study].root
-    if rule_name == "train_teacher":
-        return f"{root}/models/teacher/teacher_{wildcards.T}.pt"
-    if rule_name == "train_classifier":
-        return f"{root}/models/classifier/{wildcards.variant}/classifier.pt"
-    return f"{root}/models/{wildcards.method}/{wildcards.variant}/student_{wildcards.T}.pt"
+    return layout.path(MODEL_PATTERNS[rule_name], **dict(wildcards.items()))
 
 
 def training_inputs(rule_name):
@@ -247,10 +245,9 @@ def ref_data_file(wildcards):
 
 
 def manifest_of(study):
-    """results/<study>/manifest.json, rewritten only when the plan changes."""
+    """The study's manifest, rewritten only when the plan changes."""
     ready(study)
-    plan = PLANS[study]
-    return current_file(f"{plan.root}/manifest.json", manifest_text(study))
+    return current_file(layout.path(layout.MANIFEST, study=study), manifest_text(study))
 
 
 def manifest_text(study):
@@ -267,8 +264,9 @@ def report_inputs(wildcards):
 
 
 # The report's code and templates: editing them rebuilds the reports and nothing else.
-REPORT_CODE = sorted(str(p) for p in (REPO / "rdd" / "report").rglob("*")
-                     if p.is_file() and "__pycache__" not in p.parts)
+REPORT_CODE = sorted([str(p) for p in (REPO / "rdd" / "report").rglob("*")
+                      if p.is_file() and "__pycache__" not in p.parts]
+                     + [str(REPO / "rdd" / name) for name in ("layout.py", "records.py", "methods.py")])
 PAPER_VALUES = str(REPO / CONFIG["paper_values"])  # an absolute path stays as it is
 
 
@@ -289,5 +287,4 @@ def res(rule_name, key):
 
 
 def resume_dir(wildcards, output):
-    """Resume state of a training job: under resume/, out of reach of Snakemake's output deletion."""
-    return f"resume/{output.model.removesuffix('.pt')}"
+    return layout.resume_dir(output.model)

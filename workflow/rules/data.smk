@@ -6,9 +6,9 @@ rule ref_stats:
     input:
         data=ref_data_file,
     output:
-        "results/{study}/reference/{split}.json",
+        layout.REFERENCE,
     log:
-        "logs/results/{study}/reference/{split}.log",
+        layout.log(layout.REFERENCE),
     params:
         limit=lambda wc: f"--limit {n}" if (n := PLANS[wc.study].config["evaluate"]["reference"]["limit"]) else "",
         inception=inception_option,

@@ -1,19 +1,18 @@
 # Samples (with their speed) and metrics of every (model, steps, seed) the plan evaluates, and the
 # relational losses' memory sweep that the report's memory claim reads.
-# {method}/{variant}: ddim/teacher (the base teacher with DDIM), pd/chain (the shared PD chain),
-# <method>/default (each method's rounds), <method>/<ablation>-<variant> (an ablation's rounds).
+# {method}/{variant}: see rdd/layout.py (ddim/teacher, pd/chain, <method>/default, <method>/<ablation>-<variant>).
 
 
 rule sample:
     input:
         model=lambda wc: evaluation(wc).model,
     output:
-        samples="results/{study}/samples/{method}/{variant}/steps{steps}/seed{seed}.npz",
-        record="results/{study}/samples/{method}/{variant}/steps{steps}/seed{seed}.json",
-        grid=report("results/{study}/grids/{method}/{variant}/steps{steps}/seed{seed}.png", category="{study}",
-                    subcategory="Samples", labels={"model": "{method}/{variant}", "steps": "{steps}", "seed": "{seed}"}),
+        samples=layout.SAMPLES,
+        record=layout.samples_record(layout.SAMPLES),
+        grid=report(layout.GRID, category="{study}", subcategory="Samples",
+                    labels={"model": "{method}/{variant}", "steps": "{steps}", "seed": "{seed}"}),
     log:
-        "logs/results/{study}/samples/{method}/{variant}/steps{steps}/seed{seed}.log",
+        layout.log(layout.SAMPLES),
     params:
         options=sample_options,
     threads: res("sample", "threads")
@@ -29,12 +28,12 @@ rule sample:
 
 rule evaluate:
     input:
-        samples="results/{study}/samples/{method}/{variant}/steps{steps}/seed{seed}.npz",
+        samples=layout.SAMPLES,
         ref=lambda wc: PLANS[wc.study].ref_stats(),
     output:
-        "results/{study}/metrics/{method}/{variant}/steps{steps}/seed{seed}.json",
+        layout.METRIC,
     log:
-        "logs/results/{study}/metrics/{method}/{variant}/steps{steps}/seed{seed}.log",
+        layout.log(layout.METRIC),
     params:
         labels=metric_labels,
         inception=inception_option,
@@ -52,9 +51,9 @@ rule evaluate:
 
 rule memory_benchmark:
     output:
-        "results/{study}/memory_benchmark.json",
+        layout.MEMORY_BENCHMARK,
     log:
-        "logs/results/{study}/memory_benchmark.log",
+        layout.log(layout.MEMORY_BENCHMARK),
     params:
         limit_gb=lambda wc: PLANS[wc.study].config["evaluate"]["memory_benchmark"]["limit_gb"],
         device=lambda wc: PLANS[wc.study].config["device"],

@@ -17,20 +17,14 @@ rule report:
         paper_values=PAPER_VALUES,
     output:
         # Marked for Snakemake's own report (`snakemake --report report.zip`) too.
-        report=report("reports/{study}.html", category="{study}", subcategory="Report", labels={"file": "report"}),
-        summary="reports/{study}.summary.json",
-        metrics=report("results/{study}/tables/metrics.csv", category="{study}", subcategory="Tables",
-                       labels={"table": "metrics"}),
-        speed=report("results/{study}/tables/speed.csv", category="{study}", subcategory="Tables",
-                     labels={"table": "sampling speed"}),
-        curves=report("results/{study}/tables/curves.csv", category="{study}", subcategory="Tables",
-                      labels={"table": "training curves"}),
-        stages=report("results/{study}/tables/stages.csv", category="{study}", subcategory="Tables",
-                      labels={"table": "stages"}),
+        report=report(layout.REPORT, category="{study}", subcategory="Report", labels={"file": "report"}),
+        summary=layout.summary(layout.REPORT),
+        **{name: report(layout.path(layout.TABLE, study="{study}", table=name), category="{study}",
+                        subcategory="Tables", labels={"table": label}) for name, label in layout.TABLES.items()},
     log:
-        "logs/reports/{study}.log",
+        layout.log(layout.REPORT),
     params:
-        tables_dir=lambda wc: f"results/{wc.study}/tables",
+        tables_dir=lambda wc: layout.path(layout.TABLES_DIR, study=wc.study),
         manifest=lambda wc: text_digest(manifest_text(wc.study)),
     shell:
         "python -m rdd.report build --manifest {input.manifest} --tables-dir {params.tables_dir}"
@@ -39,12 +33,12 @@ rule report:
 
 rule report_index:
     input:
-        reports=expand("reports/{study}.html", study=CONFIG["run"]),
-        summaries=expand("reports/{study}.summary.json", study=CONFIG["run"]),
+        reports=expand(layout.REPORT, study=CONFIG["run"]),
+        summaries=expand(layout.summary(layout.REPORT), study=CONFIG["run"]),
         code=REPORT_CODE,
     output:
-        "reports/index.html",
+        layout.INDEX,
     log:
-        "logs/reports/index.log",
+        layout.log(layout.INDEX),
     shell:
         "python -m rdd.report index --reports {input.reports} --out {output} > {log} 2>&1"

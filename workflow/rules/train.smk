@@ -1,18 +1,19 @@
 # Training: the base teacher, the feature classifier(s) and every distillation round.
 # Each job reads a settings file that is rewritten only when its content changes (and carries its
-# digest as a param), so editing one setting retrains only the stages that depend on it. Resume state lives under resume/, apart from
-# the outputs: a killed job continues from it on the next run (Snakemake deletes only outputs).
+# digest as a param), so editing one setting retrains only the stages that depend on it. Resume
+# state lives under resume/, apart from the outputs: a killed job continues from it on the next run
+# (Snakemake deletes only outputs). Paths: rdd/layout.py.
 
 
 rule train_teacher:
     input:
         unpack(training_inputs("train_teacher")),
     output:
-        model="results/{study}/models/teacher/teacher_{T}.pt",
-        record="results/{study}/models/teacher/teacher_{T}.json",
-        curves="results/{study}/models/teacher/teacher_{T}.curves.csv",
+        model=layout.TEACHER,
+        record=layout.training_record(layout.TEACHER),
+        curves=layout.curves(layout.TEACHER),
     log:
-        "logs/results/{study}/models/teacher/teacher_{T}.log",
+        layout.log(layout.TEACHER),
     params:
         resume=resume_dir,
         settings=settings_digest("train_teacher"),
@@ -32,11 +33,11 @@ rule train_classifier:
     input:
         unpack(training_inputs("train_classifier")),
     output:
-        model="results/{study}/models/classifier/{variant}/classifier.pt",
-        record="results/{study}/models/classifier/{variant}/classifier.json",
-        curves="results/{study}/models/classifier/{variant}/classifier.curves.csv",
+        model=layout.CLASSIFIER,
+        record=layout.training_record(layout.CLASSIFIER),
+        curves=layout.curves(layout.CLASSIFIER),
     log:
-        "logs/results/{study}/models/classifier/{variant}/classifier.log",
+        layout.log(layout.CLASSIFIER),
     params:
         resume=resume_dir,
         settings=settings_digest("train_classifier"),
@@ -56,11 +57,11 @@ rule distill:
     input:
         unpack(training_inputs("distill")),
     output:
-        model="results/{study}/models/{method}/{variant}/student_{T}.pt",
-        record="results/{study}/models/{method}/{variant}/student_{T}.json",
-        curves="results/{study}/models/{method}/{variant}/student_{T}.curves.csv",
+        model=layout.STUDENT,
+        record=layout.training_record(layout.STUDENT),
+        curves=layout.curves(layout.STUDENT),
     log:
-        "logs/results/{study}/models/{method}/{variant}/student_{T}.log",
+        layout.log(layout.STUDENT),
     params:
         options=distill_options,
         resume=resume_dir,

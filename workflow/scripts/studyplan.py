@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from configcheck import ConfigError
-from rdd import methods, settings as rdd_settings
+from rdd import layout, methods, settings as rdd_settings
 from rdd.data import normalize_spec
 
 # Settings the workflow itself writes into every stage; a config block may not set them.
@@ -83,16 +83,8 @@ class Stage:
     teacher_is_external: bool = False
 
     @property
-    def stem(self):
-        return self.model.removesuffix(".pt")
-
-    @property
     def settings_file(self):
-        return f"{self.stem}.settings.yaml"
-
-    @property
-    def resume_dir(self):
-        return f"resume/{self.stem}"
+        return layout.settings_file(self.model)
 
 
 @dataclass
@@ -117,28 +109,35 @@ class StudyPlan:
     entries: list = field(default_factory=list)  # manifest entries
     external: dict = field(default_factory=dict)  # config key -> authors' checkpoint path
 
-    @property
-    def root(self):
-        return f"results/{self.name}"
+    def path(self, pattern, **wildcards):
+        """A file of this study (rdd.layout `pattern` filled in)."""
+        return layout.path(pattern, study=self.name, **wildcards)
 
     def ref_stats(self):
         """The reference statistics record (it names the cached statistics file)."""
-        return f"{self.root}/reference/{self.config['evaluate']['reference']['split']}.json"
+        return self.path(layout.REFERENCE, split=self.config["evaluate"]["reference"]["split"])
 
     def memory_benchmark(self):
         """The IS-P2P vs M-P2P memory sweep behind the report's memory claim (None when not run)."""
-        return f"{self.root}/memory_benchmark.json" if self.config["evaluate"]["memory_benchmark"] else None
+        return self.path(layout.MEMORY_BENCHMARK) if self.config["evaluate"]["memory_benchmark"] else None
 
     def ref_data_file(self):
-        return f"{self.root}/reference/data.yaml"
+        return self.path(layout.REFERENCE_DATA)
 
     def ref_data_text(self):
         return settings_text({"data": normalize_spec(self.config["data"])})
 
-    def sample_paths(self, run, steps, seed):
-        tail = f"{run}/steps{steps}/seed{seed}"
-        return {"npz": f"{self.root}/samples/{tail}.npz", "json": f"{self.root}/samples/{tail}.json",
-                "grid": f"{self.root}/grids/{tail}.png", "metrics": f"{self.root}/metrics/{tail}.json"}
+    def student(self, run, T):
+        """The `T`-step student of line `run` (<method>/<variant>, rdd.layout.run_dir)."""
+        method, variant = run.split("/")
+        return self.path(layout.STUDENT, method=method, variant=variant, T=T)
+
+    def evaluation_files(self, run, steps, seed):
+        """Manifest kind -> file of the evaluation of `run` (<method>/<variant>) at `steps` for `seed`."""
+        method, variant = run.split("/")
+        wildcards = {"method": method, "variant": variant, "steps": steps, "seed": seed}
+        return {"samples": layout.samples_record(self.path(layout.SAMPLES, **wildcards)),
+                "grid": self.path(layout.GRID, **wildcards), "metric": self.path(layout.METRIC, **wildcards)}
 
     def image_seeds(self, seed):
         """The per-image noise seeds of evaluation seed `seed`: disjoint blocks of num_samples."""
@@ -262,8 +261,8 @@ class _Builder:
                               f"({batch} / {gpus} = {batch // gpus}) of {stage.model}")
 
     def add_entries(self, stage, labels):
-        for kind, suffix in (("train_record", ".json"), ("curves", ".curves.csv")):
-            self.plan.entries.append({"kind": kind, "path": stage.stem + suffix, **labels})
+        for kind, path in (("training", layout.training_record(stage.model)), ("curves", layout.curves(stage.model))):
+            self.plan.entries.append({"kind": kind, "path": path, **labels})
 
     def teacher(self):
         if "teacher" in self.plan.external:
@@ -271,7 +270,7 @@ class _Builder:
         block, where = self.study["teacher"], f"{self.where}.teacher"
         _no_reserved("teacher", block, where)
         settings = _resolved("teacher", deep_merge(self.common, block, {"T_base": self.study["T_base"]}), where)
-        model = f"{self.plan.root}/models/teacher/teacher_{self.study['T_base']}.pt"
+        model = self.plan.path(layout.TEACHER, T=self.study["T_base"])
         return self.add_stage(Stage("train_teacher", model, settings, {"stage": "teacher"}))
 
     def classifier(self, overrides=None, labels=None, variant_dir="default"):
@@ -288,7 +287,7 @@ class _Builder:
         for stage in self.plan.stages.values():
             if stage.rule == "train_classifier" and stage.settings == settings:
                 return stage.model
-        model = f"{self.plan.root}/models/classifier/{variant_dir}/classifier.pt"
+        model = self.plan.path(layout.CLASSIFIER, variant=variant_dir)
         return self.add_stage(Stage("train_classifier", model, settings, {"stage": "classifier", **(labels or {})}))
 
     def round_settings(self, method, layers, iters, where):
@@ -313,7 +312,7 @@ class _Builder:
         for T in students:
             settings = self.round_settings("pd", [(s["pd_chain"]["settings"], f"{where}.settings")],
                                            _round_iters(schedule, T), where)
-            model = f"{self.plan.root}/models/pd/chain/student_{T}.pt"
+            model = self.plan.student(layout.CHAIN_RUN, T)
             labels = {"stage": "pd_chain", "method": "pd", "round": f"{2 * T}->{T}"}
             self.add_stage(Stage("distill", model, settings, labels, teacher=previous,
                                  teacher_is_external=previous in self.plan.external.values()))
@@ -332,7 +331,7 @@ class _Builder:
         for T in students:
             settings = self.round_settings(method, layers, _round_iters(schedule, T), where)
             uses_features = methods.needs_classifier(settings["weights"])
-            model = f"{self.plan.root}/models/{run_dir}/student_{T}.pt"
+            model = self.plan.student(run_dir, T)
             stages[T] = Stage("distill", model, settings,
                               {"stage": "round", "method": method, "round": f"{2 * T}->{T}", **labels},
                               teacher=previous, classifier=classifier() if uses_features else None,
@@ -377,13 +376,13 @@ class _Builder:
             if "classifier" in variant:
                 def classifier(overrides=variant["classifier"], labels=labels, vdir=f"{name}-{vname}"):
                     return self.classifier(overrides, labels, vdir)
-            run_dir = f"{method}/{name}-{vname}"
+            run_dir = layout.run_dir(method, f"{name}-{vname}")
             stages = self.line(method, start, layers, classifier, run_dir, labels, block["iters"])
             same_as = next((m for m, line in main_lines.items() if _same_training(stages, line)), None)
             if same_as:
                 # Trains exactly like a main run: that run's models and metrics stand for this variant.
                 main = main_lines[same_as]
-                method_label, run_dir = same_as, f"{same_as}/default"
+                method_label, run_dir = same_as, layout.run_dir(same_as, "default")
                 models = {T: stage.model for T, stage in main.items()}
                 for stage in main.values():
                     self.add_entries(stage, {**stage.labels, **labels})
@@ -403,8 +402,7 @@ class _Builder:
             if own_files:
                 self.plan.evaluations[(run, steps, seed)] = Evaluation(
                     run, steps, seed, model, model in self.plan.external.values(), full_labels)
-            paths = self.plan.sample_paths(run, steps, seed)
-            for kind, path in (("samples", paths["json"]), ("grid", paths["grid"]), ("metric", paths["metrics"])):
+            for kind, path in self.plan.evaluation_files(run, steps, seed).items():
                 self.plan.entries.append({"kind": kind, "path": path, **full_labels})
 
     def evaluate_line(self, method, run, models, labels, own_files=True):
@@ -420,21 +418,21 @@ class _Builder:
         self.check_steps()
         self.check_authors()
         plan, study = self.plan, self.study
-        plan.entries.append({"kind": "refstats", "path": plan.ref_stats(), "stage": "reference"})
+        plan.entries.append({"kind": "reference", "path": plan.ref_stats(), "stage": "reference"})
         if plan.memory_benchmark():
             plan.entries.append({"kind": "memory_benchmark", "path": plan.memory_benchmark()})
         teacher = self.teacher()
         for n in study["evaluate"]["teacher_steps"]:
-            self.evaluate_model("ddim/teacher", "ddim", n, teacher, {})
+            self.evaluate_model(layout.TEACHER_RUN, "ddim", n, teacher, {})
         chain = self.chain(teacher)
-        self.evaluate_line("pd", "pd/chain", chain, {})
+        self.evaluate_line("pd", layout.CHAIN_RUN, chain, {})
         start = chain[study["shared_steps"]]
         main_lines = {}
         for method, block in study["rounds"].items():
             stages = self.line(method, start, [(block["settings"], f"{self.where}.rounds.{method}.settings")],
-                               self.default_classifier, f"{method}/default", {}, block["iters"])
+                               self.default_classifier, layout.run_dir(method, "default"), {}, block["iters"])
             main_lines[method] = stages
-            self.evaluate_line(method, f"{method}/default", self.add_line(stages), {})
+            self.evaluate_line(method, layout.run_dir(method, "default"), self.add_line(stages), {})
         for name in self.ablation_names():
             self.ablation(name, main_lines, start)
         return plan

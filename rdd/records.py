@@ -1,0 +1,92 @@
+"""The JSON records the commands write beside their outputs: one builder per kind, one shape each.
+
+    training   beside every model (train-teacher, train-classifier, distill)
+    samples    beside every samples file (sample)
+    reference  results/<study>/reference/<split>.json (ref-stats): points at cached statistics
+    metric     results/<study>/metrics/... (evaluate)
+    memory     results/<study>/memory_benchmark.json (benchmarks/bench_relational_memory.py)
+
+Each carries `kind` and the provenance of the run (`code`, `packages`, `machine`
+from rdd.provenance.environment_record). The commands, the report and the
+report's test fixtures all build or read records through this module, so a
+field is written once, in one place, and read under one name. No torch here.
+"""
+
+import statistics
+
+# The `kind` of each record, which is also the kind of its entry in a study's manifest.
+KINDS = ("training", "samples", "reference", "metric", "memory_benchmark")
+
+# metric["metrics"]: the values (None with a reason when a metric cannot be computed).
+METRIC_VALUES = ("fid", "fid_ci95_low", "fid_ci95_high", "kid_mean", "kid_std", "is_mean", "is_std",
+                 "is_unavailable_reason", "kid_unavailable_reason")
+
+
+def training(command, settings, *, started_unix, train_seconds, world_size, final_terms, details, environment):
+    """A training run: its full settings, time, last logged terms, and the command's own `details`
+    (e.g. the classifier's test accuracy, a round's loss weights), which sit at the top level."""
+    return {"kind": "training", "command": command, "settings": settings, "started_unix": started_unix,
+            "train_seconds_this_run": train_seconds, "world_size": world_size, "final_terms": final_terms,
+            **details, **environment}
+
+
+def samples(*, model, steps, T, seeds, batch_size, net_batch, latencies, wall_seconds, environment):
+    """A samples file: its model, steps (NFE = steps for DDIM), seeds, and the speed measured while
+    sampling; `latencies` holds (images, seconds) per batch."""
+    full = [seconds for n, seconds in latencies if n == batch_size]
+    timed = sum(seconds for _, seconds in latencies)
+    return {"kind": "samples", "model": str(model), "steps": steps, "nfe": steps, "T": T, "num_images": len(seeds),
+            "seed_first": int(seeds[0]), "seed_last": int(seeds[-1]), "batch_size": batch_size,
+            "net_batch": net_batch,
+            "speed": {"images_per_second": sum(n for n, _ in latencies) / timed if latencies else None,
+                      "median_latency_per_full_batch_s": statistics.median(full) if full else None,
+                      "batches_timed": len(latencies)},
+            "wall_seconds": wall_seconds, **environment}
+
+
+def reference(*, stats_path, stats_sha256, stats_record, dataset, split, limit, inception):
+    """Reference statistics of a dataset split: the cached statistics file (content-addressed, shared
+    by studies), its own record, and the Inception weights they were computed with."""
+    return {"kind": "reference", "path": str(stats_path), "sha256": stats_sha256, "dataset": dataset,
+            "split": split, "limit": limit, "record": stats_record, "inception": inception}
+
+
+def metric(*, scores, extractor, reference_stats, reference_pointer, sampling, labels, wall_seconds, environment):
+    """FID/KID/IS of one samples file with everything needed to judge it.
+
+    `scores` is rdd.metrics.scores' result (values, unavailable, settings); `extractor` the
+    Inception handle's protocol; `reference_stats` the RefStats used; `reference_pointer` the
+    reference record it came from (None for a user-supplied npz); `sampling` the samples record.
+    """
+    values, unavailable, settings = scores["values"], scores["unavailable"], scores["settings"]
+    ref = reference_stats.record
+    return {
+        "kind": "metric",
+        "metrics": {"fid": values["fid"], "fid_ci95_low": values["fid_ci95_low"],
+                    "fid_ci95_high": values["fid_ci95_high"], "kid_mean": values["kid_mean"],
+                    "kid_std": values["kid_std"], "is_mean": values["isc_mean"], "is_std": values["isc_std"],
+                    "is_unavailable_reason": unavailable.get("isc"),
+                    "kid_unavailable_reason": unavailable.get("kid")},
+        "protocol": {
+            "extractor": extractor["extractor_name"], "weights_source": extractor["source"],
+            "weights_path": extractor["path"], "weights_sha256": extractor["sha256"],
+            "reference": {"path": reference_stats.path, "sha256": reference_stats.sha256,
+                          "num_images": ref.get("num_images"), "source": ref.get("source"),
+                          "dataset": reference_pointer["dataset"] if reference_pointer else None,
+                          "split": reference_pointer["split"] if reference_pointer else None},
+            "num_generated": scores["num_generated"],
+            "kid_subset_size": settings.get("kid", {}).get("subset_size"),
+            "seed_first": sampling["seed_first"], "seed_last": sampling["seed_last"],
+            "steps": sampling["steps"], "nfe": sampling["nfe"], "net_batch": sampling.get("net_batch"),
+            "settings": settings, "implementation": scores["implementation"]},
+        "labels": {**labels, "model": sampling["model"], "steps": sampling["steps"]},
+        "wall_seconds": wall_seconds,
+        **environment,
+    }
+
+
+def memory_benchmark(*, device, measure, channels, num_anchors, batch_sweep, map_sweep, environment):
+    """Peak memory and time of IS-P2P and M-P2P over batch sizes and feature-map sizes."""
+    return {"kind": "memory_benchmark", "benchmark": "bench_relational_memory", "device": device, "measure": measure,
+            "channels": channels, "num_anchors": num_anchors, "batch_sweep": batch_sweep, "map_sweep": map_sweep,
+            **environment}
