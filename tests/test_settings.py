@@ -80,3 +80,17 @@ def test_validate_checks_a_network_without_building_it():
         settings_mod.validate("classifier", {"net": {"name": "densenet201", "depth": 3}})
     with pytest.raises(settings_mod.SettingsError, match=r"data: name: unknown dataset 'mnist3'"):
         settings_mod.validate("classifier", {"data": {"name": "mnist3"}})
+
+
+def test_config_readme_describes_every_key_the_schemas_allow():
+    """config/README.md names each key of a study, of its `evaluate` block and of an ablation variant."""
+    from conftest import REPO
+
+    readme = (REPO / "config" / "README.md").read_text()
+    config = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    ablation = yaml.safe_load((REPO / "workflow" / "schemas" / "ablation.schema.yaml").read_text())
+    study = config["$defs"]["study"]["properties"]
+    keys = [*config["properties"], *study, *study["evaluate"]["properties"],
+            *ablation["$defs"]["variant"]["properties"]]
+    missing = [key for key in keys if f"`{key}`" not in readme]
+    assert missing == []

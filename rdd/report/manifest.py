@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from rdd import methods, records
+from rdd import layout, methods, records
 from rdd.io import read_json
 
 METHODS = tuple(methods.method_names())
 KINDS = (*records.KINDS, "grid", "curves")
 # Kinds whose entries must name a method and a step count.
 _LABELLED = ("metric", "samples", "grid")
-MANIFEST_HELP = "the Snakemake workflow writes it (results/<study>/manifest.json)"
+MANIFEST_HELP = f"the Snakemake workflow writes it ({layout.path(layout.MANIFEST, study='<study>')})"
 
 
 class ReportInputError(ValueError):

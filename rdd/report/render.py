@@ -89,9 +89,9 @@ def build_index(reports, out):
     for report in map(Path, reports):
         sidecar = Path(layout.summary(report))
         if not sidecar.is_file():
-            raise ReportInputError(f"{sidecar} not found: build the report first "
-                                   f"(python -m rdd.report build --manifest results/<study>/manifest.json "
-                                   f"--tables-dir results/<study>/tables --out {report})")
+            manifest, tables = (layout.path(p, study="<study>") for p in (layout.MANIFEST, layout.TABLES_DIR))
+            raise ReportInputError(f"{sidecar} not found: build the report first (python -m rdd.report build "
+                                   f"--manifest {manifest} --tables-dir {tables} --out {report})")
         summary = read_json(sidecar)
         summary["href"] = os.path.relpath(report, out.parent)
         studies.append(summary)
