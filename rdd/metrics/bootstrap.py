@@ -8,9 +8,10 @@ hundreds of replicates take seconds at N <= 2048. Above `MAX_GRAM_IMAGES` the d 
 (one eigendecomposition of Sigma_r, then one of sqrt(Sigma_r) Sigma_g sqrt(Sigma_r) per replicate),
 with fewer replicates.
 
-The interval is the replicates' spread around the estimate (see `interval`). Replicate r draws its images from a generator seeded by (seed, r) and N alone. Every model of a
-study samples the same seeds in the same order, so replicate r of two models resamples the same
-sample seeds: the difference of their replicates is a paired bootstrap of the difference.
+The interval is the replicates' spread around the estimate (see `interval`). Replicate r draws its
+images from a generator seeded by (seed, r) and N alone. Every model of a study samples the same
+seeds in the same order, so replicate r of two models resamples the same sample seeds: the
+difference of their replicates is a paired bootstrap of the difference (`difference`).
 """
 
 import numpy as np
@@ -101,3 +102,33 @@ def interval(estimate, replicates, level=LEVEL):
     tail = (1.0 - level) / 2.0 * 100.0
     low, high = np.percentile(replicates, [tail, 100.0 - tail]) - replicates.mean()
     return float(estimate + low), float(estimate + high)
+
+
+def difference(first, second, level=LEVEL):
+    """FID(second) - FID(first), each the mean over its evaluation seeds, with a `level` interval.
+
+    `first`, `second`: {image seed range: (FID, its bootstrap replicates)}, one item per evaluation
+    seed. Replicate r of the difference is the mean of second's replicates r minus the mean of
+    first's. Where both evaluated the same image seeds, replicate r resamples the same seeds in both
+    (see the module's note): the interval is paired, and the noise the two share cancels. Otherwise
+    the two resamples are of different images, hence independent, and the same formula gives the
+    unpaired interval.
+    """
+    counts = {len(reps) for side in (first, second) for _, reps in side.values()}
+    if not first or not second or len(counts) != 1:
+        raise ValueError("each side needs at least one evaluation, all with the same number of replicates")
+    mean = {name: (np.mean([fid for fid, _ in side.values()]),
+                   np.mean([np.asarray(reps, dtype=np.float64) for _, reps in side.values()], axis=0))
+            for name, side in (("first", first), ("second", second))}
+    estimate = float(mean["second"][0] - mean["first"][0])
+    low, high = interval(estimate, mean["second"][1] - mean["first"][1], level)
+    return {"estimate": estimate, "low": low, "high": high, "paired": set(first) == set(second),
+            "half_width": (high - low) / 2.0}
+
+
+def images_needed(half_width, estimate, num_images):
+    """Images per evaluation at which an interval of `half_width` at `num_images` would shrink to
+    |estimate| (the half-width falling as 1 / sqrt(N)); None when the estimate is 0."""
+    if estimate == 0:
+        return None
+    return int(np.ceil(num_images * (half_width / abs(estimate)) ** 2))

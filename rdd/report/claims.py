@@ -1,8 +1,14 @@
 """The paper's claims, each with our measured figure and a plain verdict.
 
-Two FIDs differ only when their means differ by more than twice the standard
-error of the difference (seed std / sqrt(seeds)); with one seed per cell there
-is no noise estimate and the means decide.
+Two cells' FIDs are compared through the 95% interval of their difference,
+from the metric records' bootstrap replicates (rdd.metrics.bootstrap.difference:
+paired when both evaluated the same image seeds, as every method of a study
+does). The claim holds when the interval lies on the claimed side of zero,
+fails when it lies on the other side, and is inconclusive otherwise, with the
+number of images per evaluation that would resolve it. Records without
+replicates fall back to twice the standard error of the difference over seeds
+(with one seed, no noise estimate: the means decide). The intervals hold the
+sampling noise of the images only: each method is trained once.
 """
 
 import math
@@ -10,12 +16,14 @@ import math
 import numpy as np
 
 from rdd import methods
+from rdd.metrics import bootstrap
 from rdd.report.manifest import ReportInputError
 from rdd.report.summary import cell
 
 HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
 UNTESTED_SCALE, NOT_RUN, PENDING = "not tested at this scale", "not tested in this run", "pending"
 BASELINES = tuple(methods.baselines())  # the paper's claims compare RDD with each of these
+INTERVAL_CAVEAT = "the intervals hold the sampling noise of the images only (each method is trained once)"
 MEMORY_SLOPE_TOLERANCE = 0.2  # M-P2P memory counts as linear in the batch when its log-log slope is 1 ± this
 MEMORY_HELP = ("see benchmarks/bench_relational_memory.py (its JSON record, listed in the manifest as a "
                "memory_benchmark entry, fills this row)")
@@ -27,13 +35,39 @@ def _se_diff(a, b):
     return math.sqrt(a["fid_std"] ** 2 / a["fid_n"] + b["fid_std"] ** 2 / b["fid_n"])
 
 
-def compare(a, b):
-    """'better', 'worse' or 'tie': cell a's FID against cell b's, ties within twice the SE of the difference."""
-    diff = b["fid_mean"] - a["fid_mean"]
+def _cell_key(c):
+    return c["method"], c["ablation"], c["variant"], int(c["steps"])
+
+
+def compare(a, b, replicates=None):
+    """How cell a's FID compares with cell b's: {'outcome': 'better' | 'worse' | 'tie', 'gain': FID(b) -
+    FID(a), 'margin': half the width of the gain's 95% interval (None: no noise estimate), 'noise': text}.
+
+    `replicates`: {cell key: {image seed range: (FID, bootstrap replicates)}} from the metric records.
+    """
+    gain = b["fid_mean"] - a["fid_mean"]
+    sides = [replicates.get(_cell_key(c), {}) for c in (a, b)] if replicates else [{}, {}]
+    if all(len(side) == c["fid_n"] for side, c in zip(sides, (a, b))) and all(sides):
+        d = bootstrap.difference(*sides)
+        names = f"{methods.label(a['method'])} − {methods.label(b['method'])}"
+        noise = (f"{'paired' if d['paired'] else 'unpaired'} 95% interval of {names}: "
+                 f"[{-d['high']:.2f}, {-d['low']:.2f}]")
+        outcome = "better" if d["low"] > 0 else "worse" if d["high"] < 0 else "tie"
+        if outcome == "tie":
+            needed = bootstrap.images_needed(d["half_width"], d["estimate"], int(max(a["num_generated"])))
+            noise += ("; no difference measured" if needed is None
+                      else f"; about {needed:,} images per evaluation would resolve it")
+        return {"outcome": outcome, "gain": gain, "margin": d["half_width"], "noise": noise, "interval": True}
     se = _se_diff(a, b)
-    if diff == 0 or (se is not None and abs(diff) <= 2 * se):
-        return "tie"
-    return "better" if diff > 0 else "worse"
+    outcome = "tie" if gain == 0 or (se is not None and abs(gain) <= 2 * se) else "better" if gain > 0 else "worse"
+    noise = f"2 SE of the difference over seeds = {2 * se:.2f}" if se is not None else "one seed: no noise estimate"
+    return {"outcome": outcome, "gain": gain, "margin": None if se is None else 2 * se, "noise": noise,
+            "interval": False}
+
+
+def _caveat(found):
+    """What the intervals of differences leave out, said once per claim."""
+    return f"; {INTERVAL_CAVEAT}" if any(f["interval"] for f in found) else ""
 
 
 def _fid(c):
@@ -63,7 +97,7 @@ def _provisional(cells):
     return f"; provisional: {', '.join(partial)}" if partial else ""
 
 
-def one_step_claims(summary, paper, small_scale):
+def one_step_claims(summary, paper, small_scale, replicates=None):
     """1a: RDD's 1-step FID is below the best baseline's; 1b: by about the paper's 1.47."""
     claimed = paper.claim("one_step_gain")["value"]
     text_a = "RDD's 1-step FID is below the best baseline's (PD, RCFD)"
@@ -80,34 +114,33 @@ def one_step_claims(summary, paper, small_scale):
         return [_claim(paper, "one_step_gain", PENDING, "—", why, text_a),
                 _claim(paper, "one_step_gain", PENDING, "—", why, text_b)]
     best_name, best = min(bases.items(), key=lambda kv: kv[1]["fid_mean"])
-    gain = best["fid_mean"] - rdd["fid_mean"]
-    se = _se_diff(rdd, best)
+    found = compare(rdd, best, replicates)
+    gain = found["gain"]
     measured = (f"RDD {_fid(rdd)} vs {methods.label(best_name)} {_fid(best)}: "
                 f"RDD {'lower' if gain >= 0 else 'higher'} by {abs(gain):.2f}")
-    noise = f"2 SE of the difference = {2 * se:.2f}" if se is not None else "one seed: no noise estimate"
-    direction = compare(rdd, best)
-    verdict_a = {"better": HOLDS, "worse": FAILS, "tie": INCONCLUSIVE}[direction]
-    detail_a = f"orderings are comparable at any scale; {noise}" + _provisional([rdd, best])
+    verdict_a = {"better": HOLDS, "worse": FAILS, "tie": INCONCLUSIVE}[found["outcome"]]
+    detail_a = (f"orderings are comparable at any scale; {found['noise']}" + _caveat([found])
+                + _provisional([rdd, best]))
     # The size of a gap is a statement about CIFAR-10 at 50k samples; its direction is claim (a).
     if small_scale:
         verdict_b = UNTESTED_SCALE
         detail_b = (f"an FID gap at this sample count and dataset is not on the paper's scale "
                     f"(claimed {claimed} on CIFAR-10 at 50k samples)")
-    elif direction == "worse":
+    elif found["outcome"] == "worse":
         verdict_b, detail_b = FAILS, "RDD's 1-step FID is not below the best baseline's"
     else:
-        margin = 2 * se if se is not None else 0.0
+        margin = found["margin"] or 0.0
         verdict_b = HOLDS if gain >= claimed - margin else FAILS
-        detail_b = f"holds when the gain is at least {claimed} minus 2 SE ({margin:.2f})"
+        detail_b = f"holds when the gain is at least {claimed} minus its noise margin ({margin:.2f})"
     return [_claim(paper, "one_step_gain", verdict_a, measured, detail_a, text_a),
             _claim(paper, "one_step_gain", verdict_b, f"gain {gain:.2f} FID", detail_b, text_b)]
 
 
-def every_step_claim(summary, paper):
+def every_step_claim(summary, paper, replicates=None):
     """RDD's FID is lower than PD's and RCFD's at every step count the study evaluates."""
     main = summary[(summary["ablation"] == "") & (summary["variant"] == "")]
     steps = sorted(int(s) for s in main.loc[main["method"].isin(["rdd", *BASELINES]), "steps"].unique())
-    outcomes, pending, parts, used = {}, [], [], []
+    outcomes, pending, parts, used, compared = {}, [], [], [], []
     for s in steps:
         rdd = cell(summary, "rdd", s)
         line = []
@@ -118,9 +151,11 @@ def every_step_claim(summary, paper):
             if not (_done(rdd) and _done(other)):
                 pending.append(_steps(s))
                 continue
-            outcomes[s, base] = compare(rdd, other)
+            found = compare(rdd, other, replicates)
+            outcomes[s, base] = found["outcome"]
+            compared.append(found)
             used += [rdd, other]
-            line.append(f"{methods.label(base)} {other['fid_mean']:.2f} ({outcomes[s, base]})")
+            line.append(f"{methods.label(base)} {other['fid_mean']:.2f} ({found['outcome']}; {found['noise']})")
         if line:
             parts.append(f"{_steps(s)}: RDD {rdd['fid_mean']:.2f} vs " + ", ".join(line))
     measured = "; ".join(parts) or "—"
@@ -133,11 +168,11 @@ def every_step_claim(summary, paper):
     elif pending:
         verdict, detail = PENDING, "still pending: " + ", ".join(sorted(set(pending)))
     elif ties:
-        verdict, detail = INCONCLUSIVE, "within seed noise at " + ", ".join(ties)
+        verdict, detail = INCONCLUSIVE, "within the noise at " + ", ".join(ties)
     else:
         verdict, detail = HOLDS, f"RDD lower at every evaluated step count ({', '.join(map(str, steps))})"
     if verdict in (HOLDS, INCONCLUSIVE):
-        detail += _provisional(used)
+        detail += _caveat(compared) + _provisional(used)
     return _claim(paper, "every_step_count", verdict, measured, detail)
 
 

@@ -278,6 +278,21 @@ def _paper_points(paper, paper_key, small_scale):
     return points or None
 
 
+def fid_replicates(study):
+    """{(method, ablation, variant, steps): {image seed range: (FID, bootstrap replicates)}} of every metric
+    record that holds its replicates (the claims' intervals of differences)."""
+    out = {}
+    for entry in study.of_kind("metric"):
+        record = study.records.get(entry)
+        interval = ((record or {}).get("protocol", {}).get("settings") or {}).get("fid_interval") or {}
+        if "fid_replicates" in interval:
+            protocol = record["protocol"]
+            key = (entry.method, entry.ablation or "", entry.variant or "", entry.steps)
+            out.setdefault(key, {})[(protocol["seed_first"], protocol["seed_last"])] = (
+                record["metrics"]["fid"], interval["fid_replicates"])
+    return out
+
+
 def build_context(study, tables, paper):
     """The full template context of one study's report."""
     manifest = study.manifest
@@ -288,7 +303,9 @@ def build_context(study, tables, paper):
     speed_sum = speed_summary(speed)
     speedups = ddim_speedups(summary, speed_sum)
     memory = next(iter(study.of_kind("memory_benchmark")), None)
-    claim_rows = [*claims.one_step_claims(summary, paper, small_scale), claims.every_step_claim(summary, paper),
+    replicates = fid_replicates(study)
+    claim_rows = [*claims.one_step_claims(summary, paper, small_scale, replicates),
+                  claims.every_step_claim(summary, paper, replicates),
                   claims.memory_claim(memory, study.records.get(memory), paper),
                   claims.speedup_claim(speedups, paper, small_scale)]
     dataset = paper.dataset(paper_key)
