@@ -94,13 +94,22 @@ def _labels(pairs):
     return labels
 
 
+def cmd_real_samples(args):
+    from rdd.generate import real_samples
+    real_samples(_data_spec(args.data_settings), args.split, parse_seeds(args.seeds), args.out)
+
+
+def _data_spec(path):
+    data = settings_mod.load_file(path).get("data")
+    if not isinstance(data, dict):
+        raise settings_mod.SettingsError(f"{path} has no 'data' mapping")
+    return data
+
+
 def cmd_ref_stats(args):
     from rdd.dist import resolve_device
     from rdd.evaluation import compute_reference
-    data = settings_mod.load_file(args.data_settings).get("data")
-    if not isinstance(data, dict):
-        raise settings_mod.SettingsError(f"{args.data_settings} has no 'data' mapping")
-    compute_reference(data, args.split, args.out, limit=args.limit, inception_weights=args.inception_weights,
+    compute_reference(_data_spec(args.data_settings), args.split, args.out, limit=args.limit, inception_weights=args.inception_weights,
                       cache_dir=args.cache_dir, batch_size=args.batch_size, device=resolve_device(args.device))
 
 
@@ -177,6 +186,14 @@ def build_parser():
     p.add_argument("--out", required=True, help="record (.json) naming the cached statistics file")
     _metric_options(p)
     p.set_defaults(fn=cmd_ref_stats)
+    p = sub.add_parser("real-samples", help="real images of a held-out split as a samples file (the report's "
+                                            "real-data row: the FID a perfect generator gets at this N)")
+    p.add_argument("--data-settings", required=True, help="YAML/JSON file with a 'data' mapping")
+    p.add_argument("--split", default="test")
+    p.add_argument("--seeds", required=True, help="image seeds, e.g. 0-99 (each picks one image of a fixed shuffle)")
+    p.add_argument("--out", required=True, help="samples .npz (its record .json is written beside it)")
+    p.set_defaults(fn=cmd_real_samples)
+
     p = sub.add_parser("evaluate", help="FID, KID (and IS when the network has logits) of a samples file")
     p.add_argument("--samples", required=True, help="samples .npz written by `sample` (its .json beside it)")
     p.add_argument("--ref-stats", required=True, help="record from `ref-stats`, or a user statistics .npz")

@@ -115,3 +115,37 @@ def save_grid(npz_path, png_path, count=64, nrow=8):
     buf = std_io.BytesIO()
     Image.fromarray(array.squeeze(-1) if array.shape[-1] == 1 else array).save(buf, format="PNG")
     io.write_bytes(buf.getvalue(), png_path)
+
+
+REAL_IMAGES_ORDER_SEED = 0  # the fixed shuffle of a split that image seeds index into
+
+
+def real_samples(data_spec, split, seeds, out, log=print):
+    """Real images of `split` as a samples file (.npz and its record), for the report's real-data row.
+
+    Image seed i is the split's image `order[i mod size]`, `order` a fixed shuffle of the split: one
+    evaluation's consecutive block of seeds is a random subset without repeats, disjoint from the
+    other evaluations' blocks while the split has room. A split smaller than the block gives all its
+    images (the first `size` seeds), and the record says so. The record names the dataset and split
+    in place of a model, with 0 steps (no network evaluation).
+    """
+    from rdd.data import check_available, iter_uint8_batches, normalize_spec
+
+    spec = normalize_spec(data_spec)
+    check_available(spec, [split])
+    started = time.perf_counter()
+    images = np.concatenate(list(iter_uint8_batches(spec, split, batch_size=1024)))
+    order = np.random.default_rng(REAL_IMAGES_ORDER_SEED).permutation(len(images))
+    source = f"real images: {spec['name']} {split} split (held out)"
+    if len(seeds) > len(images):
+        source += f"; {len(images)} of the {len(seeds)} asked for: all the split holds"
+        seeds = seeds[:len(images)]
+    out = Path(out)
+    _save_npz(out, images=images[order[np.asarray(seeds) % len(images)]], labels=np.full(len(seeds), -1),
+              seeds=np.asarray(seeds))
+    record = records.samples(model=source, steps=0, T=None, seeds=seeds, batch_size=len(seeds), net_batch=None,
+                             latencies=[], wall_seconds=time.perf_counter() - started,
+                             environment=environment_record(None))
+    io.write_json(record, layout.samples_record(out))
+    log(f"[real-samples] {out}: {source}, {len(seeds)} images")
+    return out

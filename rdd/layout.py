@@ -16,6 +16,9 @@ CLASSIFIER = "results/{study}/models/classifier/{variant}/classifier.pt"
 # <method>/<ablation>-<variant> (an ablation's rounds); ddim/teacher names the teacher's evaluations.
 STUDENT = "results/{study}/models/{method}/{variant}/student_{T}.pt"
 SAMPLES = "results/{study}/samples/{method}/{variant}/steps{steps}/seed{seed}.npz"
+# Real images of the held-out split, as many as each model's samples (the report's real-data row);
+# their metrics are METRIC with method "real", variant <split> and 0 steps.
+REAL_SAMPLES = "results/{study}/samples/real/{split}/seed{seed}.npz"
 GRID = "results/{study}/grids/{method}/{variant}/steps{steps}/seed{seed}.png"
 METRIC = "results/{study}/metrics/{method}/{variant}/steps{steps}/seed{seed}.json"
 REFERENCE = "results/{study}/reference/{split}.json"

@@ -25,7 +25,8 @@ class Term:
 
 @dataclass(frozen=True)
 class Method:
-    """A row of the report: the DDIM teacher, or a distillation method (it has `weights`)."""
+    """A row of the report: the DDIM teacher, a distillation method (it has `weights`), or the floor
+    that real images set (`floor`: evaluated once per seed, with 0 steps, shown beside every column)."""
 
     name: str
     label: str
@@ -33,6 +34,7 @@ class Method:
     help: str
     weights: dict = None    # default weight of every term in its rounds; None: not distilled
     baseline: bool = False  # the claims compare RDD with every baseline
+    floor: bool = False     # not a model: real images of the held-out split at the same sample count
 
 
 def _by_name(entries):
@@ -59,12 +61,22 @@ METHODS = _by_name([
            weights={"pd": 0.0, "cfd": 1.0, "is_p2p": 0.0, "m_p2p": 0.0}, baseline=True),
     Method("rdd", "RDD", "#d62728", "relational diffusion distillation: CFD with IS-P2P and M-P2P",
            weights={"pd": 0.0, "cfd": 1.0, "is_p2p": 1.0, "m_p2p": 0.1}),
+    Method("real", "Real images (held out)", "#2ca02c",
+           "real images of the split the reference statistics leave out, as many as each model's samples: "
+           "the FID and KID a perfect generator would get at this sample count", floor=True),
 ])
+# Which split real images are drawn from: the one the reference statistics do not use.
+HELD_OUT_SPLIT = {"train": "test", "test": "train"}
 
 
-def method_names(distilled=False):
-    """Every method in report order, or only those with rounds."""
-    return [m.name for m in METHODS.values() if not distilled or m.weights is not None]
+def method_names(distilled=False, models=False):
+    """Every method in report order; only those with rounds (`distilled`), or only models (no floor)."""
+    return [m.name for m in METHODS.values()
+            if (not distilled or m.weights is not None) and not (models and m.floor)]
+
+
+def floor_names():
+    return [m.name for m in METHODS.values() if m.floor]
 
 
 def baselines():

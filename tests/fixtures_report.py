@@ -46,6 +46,7 @@ FID = {
     "rcfd": {1: 66.8, 2: 52.4, 4: 45.2, 8: 40.6},
     "rdd": {1: 61.9, 2: 49.7, 4: 43.8, 8: 40.1},
 }
+REAL_FID = 18.3  # held-out real images at the same N: the floor
 ABLATION_FID = {"cfd_only": {1: 66.1, 2: 52.0, 4: 45.0}, "no_m_p2p": {1: 63.0, 2: 50.6, 4: 44.3}}
 LOSS_TERMS = {"pd": ["pd"], "rcfd": ["cfd"], "rdd": ["cfd", "is_p2p", "m_p2p"]}
 PD_CHAIN = [(1024 // 2 ** i, 512 // 2 ** i) for i in range(7)]  # 1024->512 ... 16->8
@@ -212,6 +213,15 @@ def make_study(root, missing=MISSING, memory=True, scale_note=SCALE_NOTE, paper_
     for variant, values in ABLATION_FID.items():
         for steps, fid in values.items():
             evaluated("rdd", steps, fid, "loss_components", variant)
+    for seed in SEEDS:  # the real-data row: held-out real images, metrics only
+        labels = {"method": "real", "steps": 0, "seed": seed}
+        sampling = records.samples(model="real images: fashion_mnist test split (held out)", steps=0, T=None,
+                                   seeds=range(seed * NUM_GENERATED, (seed + 1) * NUM_GENERATED),
+                                   batch_size=NUM_GENERATED, net_batch=None, latencies=[], wall_seconds=1.0,
+                                   environment=ENVIRONMENT)
+        add("metric", at(layout.METRIC, method="real", variant="test", steps=0, seed=seed),
+            metric_record(labels, REAL_FID + _noise("real", 0, seed), sampling), ("metric", "real", "", "", 0, seed),
+            **labels)
 
     def trained(stage, model, record, terms, method=None, round_=None, ablation=None, variant=None):
         labels = {"stage": stage, "method": method, "round": round_, "ablation": ablation, "variant": variant}
@@ -261,7 +271,7 @@ def make_study(root, missing=MISSING, memory=True, scale_note=SCALE_NOTE, paper_
                    "teacher": {"train": {"iters": 20000}, "net": {"ch": 32}},
                    "distill": {"train": {"batch_size": 64, "lr": 5e-5}},
                    "evaluate": {"num_samples": NUM_GENERATED, "seeds": list(SEEDS), "teacher_steps": list(DDIM_STEPS),
-                                "student_steps": list(STEPS)}},
+                                "student_steps": list(STEPS), "reference": {"split": "train", "limit": None}}},
         "ablations": {"loss_components": {
             "description": "Which relational terms RDD needs: CFD alone, CFD + IS-P2P, full RDD.",
             "method": "rdd", "variants": variants}},

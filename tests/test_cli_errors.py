@@ -98,6 +98,10 @@ CASES = [
     (("ref-stats", "--data-settings", "{tmp}/list.yaml", "--out", "r.json"), "must hold a mapping"),
     (("ref-stats", "--data-settings", "x.yaml", "--limit", "0", "--out", "r.json"),
      "argument --limit: must be a positive integer"),
+    (("real-samples", "--data-settings", "{tmp}/list.yaml", "--seeds", "0-9", "--out", "r.npz"),
+     "must hold a mapping"),
+    (("real-samples", "--data-settings", "{tmp}/fmnist.yaml", "--split", "val", "--seeds", "0-9", "--out", "r.npz"),
+     "split: 'val' is not a split of fashion_mnist; allowed: train, test"),
     (("show-defaults", "sampler"), "argument command: invalid choice: 'sampler'"),
     (("frobnicate",), "argument cmd: invalid choice: 'frobnicate'"),
 ]
@@ -108,6 +112,7 @@ def bad_files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("bad_inputs")
     (folder / "broken.yaml").write_text("train: {iters: [1, 2\n")
     (folder / "list.yaml").write_text("- 1\n- 2\n")
+    (folder / "fmnist.yaml").write_text("data: {name: fashion_mnist}\n")
     (folder / "text.pt").write_text("not a checkpoint\n")
     torch.save({"state_dict": {"w": torch.zeros(1000)}}, folder / "whole.pt")
     data = (folder / "whole.pt").read_bytes()

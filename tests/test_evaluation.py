@@ -73,3 +73,27 @@ def test_changed_inception_weights_are_refused(evaluated, tmp_path):
     io.write_json(pointer, tmp_path / "ref.json")
     with pytest.raises(checkpoints.CheckpointError, match="changed since"):
         evaluate(evaluated / "s.npz", tmp_path / "ref.json", tmp_path / "m.json", cache_dir=evaluated / "cache")
+
+
+def test_real_samples_are_held_out_images_scored_below_the_model(evaluated):
+    data = evaluated / "data.yaml"
+    for name, seeds in (("real_a", "100-119"), ("real_b", "120-139")):
+        run_rdd("real-samples", "--data-settings", data, "--split", "test", "--seeds", seeds,
+                "--out", evaluated / f"{name}.npz")
+    with np.load(evaluated / "real_a.npz") as a, np.load(evaluated / "real_b.npz") as b:
+        assert a["images"].shape == b["images"].shape == (20, 16, 16, 1) and list(a["seeds"]) == list(range(100, 120))
+        # Two evaluation seeds' blocks: different images, no image twice.
+        assert len({img.tobytes() for img in np.concatenate([a["images"], b["images"]])}) == 40
+    record = json.loads((evaluated / "real_a.json").read_text())
+    assert (record["kind"], record["steps"], record["nfe"]) == ("samples", 0, 0) and "test split" in record["model"]
+    # More seeds than the split holds: all of it, once, and the record says so.
+    run_rdd("real-samples", "--data-settings", data, "--split", "test", "--seeds", "0-10009",
+            "--out", evaluated / "real_all.npz")
+    with np.load(evaluated / "real_all.npz") as whole:
+        assert len(whole["images"]) == 10000 and len(np.unique(whole["seeds"] % 10000)) == 10000
+    assert "10000 of the 10010 asked for" in json.loads((evaluated / "real_all.json").read_text())["model"]
+    run_rdd("evaluate", "--samples", evaluated / "real_a.npz", "--ref-stats", evaluated / "ref.json",
+            "--out", evaluated / "m_real.json", "--cache-dir", evaluated / "cache", "--label", "method=real",
+            "--device", "cpu")
+    real, model = (json.loads((evaluated / f"{n}.json").read_text())["metrics"]["fid"] for n in ("m_real", "m"))
+    assert real < model  # the same 20 image seeds: real images beat a teacher trained for a few steps

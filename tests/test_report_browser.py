@@ -127,8 +127,12 @@ def test_report_in_a_browser(built):
     # Main table: every method and step count, pending and partial cells, paper values with source.
     assert seen["heads"] == ["FID", "1 step", "2 steps", "4 steps", "8 steps"]
     rows = {r[0]: r[1:] for r in seen["rows"]}
+    floor = rows.pop("Real images (held out), test split, N = 500")
     assert list(rows) == ["DDIM (teacher)", "PD", "RCFD", "RDD"]
     assert all(len(cells) == 8 for cells in rows.values())  # ours + paper for 4 step counts
+    # The real-data row: one cell across every column, the mean of its two seeds.
+    assert len(floor) == 1 and floor[0].startswith("18.30") and "the same at every step count" in floor[0]
+    assert "score FID 18.30" in seen["first"] and "floor a perfect generator would reach" in seen["first"]
     assert rows["PD"][6] == "pending"  # PD at 8 steps: no evaluation yet
     assert "n=1 of 2" in rows["RCFD"][0]
     # One seed: that evaluation's own sampling interval; two seeds: the interval of their mean.
@@ -163,14 +167,14 @@ def test_index_links_the_report(built):
     dom, _ = run_chromium(index, built / "profile-index", "--dump-dom")
     assert 'href="fashion_mnist.html"' in dom and "small-scale" in dom
     summary = json.loads((built / "reports/fashion_mnist.summary.json").read_text())
-    assert summary["progress"]["metric"] == {"done": 41, "expected": 48}
+    assert summary["progress"]["metric"] == {"done": 43, "expected": 50}
     assert len(summary["claims"]) == 5
 
 
 def test_tables_written_and_rebuild_touches_nothing_upstream(built):
     tables = built / TABLES_DIR
     metrics = (tables / "metrics.csv").read_text().splitlines()
-    assert len(metrics) == 1 + 48 and sum(",pending," in line for line in metrics) == 7
+    assert len(metrics) == 1 + 50 and sum(",pending," in line for line in metrics) == 7
     assert {p.name for p in tables.iterdir()} == {f"{name}.csv" for name in layout.TABLES}
     before = snapshot(built / "results", tables)
     html_before = (built / "reports/fashion_mnist.html").read_bytes()

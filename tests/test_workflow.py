@@ -31,8 +31,8 @@ def test_dry_run_embedded_default(tmp_path):
     # (CFD only and full RDD train exactly like RCFD and RDD, whose models they reuse).
     assert job_counts(result.stdout) == {
         "ref_stats": 1, "train_classifier": 1, "train_teacher": 1, "distill": 3 + 9 + 6,
-        "sample": 6 + 1 + 9 + 6, "evaluate": 6 + 1 + 9 + 6, "memory_benchmark": 1, "report": 1,
-        "report_index": 1, "all": 1, "total": 69}
+        "sample": 6 + 1 + 9 + 6, "real_samples": 1, "evaluate": 6 + 1 + 9 + 6 + 1, "memory_benchmark": 1,
+        "report": 1, "report_index": 1, "all": 1, "total": 71}
     # The released-vs-described lines (pre-ReLU map, pixel-vector queue) run with an overlay.
     overlay = write_yaml(tmp_path / "released.yaml", {"studies": {"fmnist": {"ablations": ["losses", "released"]}}})
     result = run_snakemake(tmp_path, "all", "-n", "--cores", "8", "--configfile", overlay)
@@ -48,8 +48,8 @@ def test_dry_run_tiny_preset(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:]
     assert job_counts(result.stdout) == {
         "ref_stats": 1, "train_classifier": 1, "train_teacher": 1, "distill": 1 + 6 + 4,
-        "sample": 2 + 1 + 6 + 4, "evaluate": 2 + 1 + 6 + 4, "memory_benchmark": 1, "report": 1, "report_index": 1,
-        "all": 1, "total": 44}
+        "sample": 2 + 1 + 6 + 4, "real_samples": 1, "evaluate": 2 + 1 + 6 + 4 + 1, "memory_benchmark": 1,
+        "report": 1, "report_index": 1, "all": 1, "total": 46}
 
 
 def _fake_files(root, names):
@@ -79,8 +79,8 @@ def test_dry_run_paper_protocol(tmp_path, study):
     lines = {"cifar10": 3 + 2 + 2, "imagenet64": 2 + 2}[study]
     assert job_counts(result.stdout) == {
         "ref_stats": 1, "train_classifier": 1, "train_teacher": 1, "distill": 7 + 9 + 3 * lines,
-        "sample": 10 + 1 + 9 + 3 * lines, "evaluate": 10 + 1 + 9 + 3 * lines, "memory_benchmark": 1,
-        "report": 1, "total": 61 + 9 * lines}
+        "sample": 10 + 1 + 9 + 3 * lines, "real_samples": 1, "evaluate": 10 + 1 + 9 + 3 * lines + 1,
+        "memory_benchmark": 1, "report": 1, "total": 63 + 9 * lines}
     read = lambda name: yaml.safe_load((tmp_path / f"results/{study}/models/{name}.settings.yaml").read_text())
     rdd, pd_1, teacher = read("rdd/default/student_4"), read("pd/default/student_1"), read("teacher/teacher_1024")
     assert rdd["weights"] == {"pd": 0.0, "cfd": 1.0, "is_p2p": 1.0, "m_p2p": 0.1}
@@ -231,13 +231,15 @@ def test_tiny_run_produces_every_record_and_the_report(tiny_run):
     kinds = {}
     for entry in manifest["entries"]:
         kinds[entry["kind"]] = kinds.get(entry["kind"], 0) + 1
-    # 13 evaluations of their own + 4 rows of aliased ablation variants; 11 rounds, teacher,
-    # classifier, + 4 aliased ablation rounds' records.
-    assert kinds == {"reference": 1, "memory_benchmark": 1, "metric": 17, "samples": 17, "grid": 17,
+    # 13 evaluations of their own + 4 rows of aliased ablation variants (+ the real-data row's
+    # metric); 11 rounds, teacher, classifier, + 4 aliased ablation rounds' records.
+    assert kinds == {"reference": 1, "memory_benchmark": 1, "metric": 18, "samples": 17, "grid": 17,
                      "training": 17, "curves": 17}
     with open(workdir / "results/tiny/tables/metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 17 and {r["status"] for r in rows} == {"done"}
+    assert len(rows) == 18 and {r["status"] for r in rows} == {"done"}
+    real = [r for r in rows if r["method"] == "real"]
+    assert len(real) == 1 and real[0]["steps"] == "0" and real[0]["num_generated"] == "32"
     assert all(float(r["fid"]) > 0 for r in rows)
     report = (workdir / "reports/tiny.html").read_text()
     assert "A tiny test run of the whole workflow" in report

@@ -8,7 +8,7 @@ import pandas as pd
 from rdd import methods
 from rdd.report import claims, plots
 from rdd.report.training_protocol import training_protocol
-from rdd.report.summary import comparison_table, ddim_speedups, speed_summary, summarize
+from rdd.report.summary import cell, comparison_table, ddim_speedups, format_cell, speed_summary, summarize
 from rdd.report.tables import PROTOCOL_COLUMNS, machine_label
 
 MAX_MAIN_STEPS = 8  # the paper's columns are 1, 2, 4, 8 steps
@@ -29,7 +29,22 @@ def main_steps(metrics):
 
 def _rows(metrics):
     present = set(_main(metrics)["method"])
-    return [(m, methods.label(m), m, "", "") for m in methods.method_names() if m in present]
+    return [(m, methods.label(m), m, "", "") for m in methods.method_names(models=True) if m in present]
+
+
+def floor_row(summary, manifest, metric):
+    """The real-data row of a table: held-out real images at the models' sample count (None without it)."""
+    for name in methods.floor_names():
+        row = cell(summary, name, 0)
+        if row is not None:
+            reference = ((manifest.get("config") or {}).get("evaluate") or {}).get("reference") or {}
+            split = methods.HELD_OUT_SPLIT.get(reference.get("split", "train"))
+            sizes = ", ".join(f"{n:,}" for n in row["num_generated"])
+            return {"key": name, "label": methods.label(name) + (f", {split} split" if split else "")
+                    + (f", N = {sizes}" if sizes else ""),
+                    "cell": {**format_cell(row, metric), "best": False, "best_so_far": False},
+                    "help": methods.METHODS[name].help}
+    return None
 
 
 def _labels_text(entry):
@@ -41,17 +56,20 @@ def _labels_text(entry):
     return " · ".join(p for p in parts if p)
 
 
-def scale_banner(manifest, metrics):
+def scale_banner(manifest, metrics, summary):
     """The first lines of a small-scale report: what the run is and how far it compares with the paper."""
     if not manifest.get("scale_note"):
         return None
     counts = sorted({int(n) for n in metrics["num_generated"].dropna()})
     samples = (f"{', '.join(map(str, counts))} generated images per evaluation" if counts
                else "the sample count of this study (no evaluation has finished yet)")
-    return {"note": manifest["scale_note"], "samples": samples}
+    floor = floor_row(summary, manifest, "fid")
+    floor_fid = floor["cell"]["text"] if floor and floor["cell"]["state"] in ("done", "partial") else None
+    return {"note": manifest["scale_note"], "samples": samples, "floor_fid": floor_fid,
+            "floor_label": floor["label"] if floor else None}
 
 
-def main_tables(metrics, summary, paper, paper_key):
+def main_tables(metrics, summary, paper, paper_key, manifest):
     """FID, KID and IS tables (rows DDIM, PD, RCFD, RDD; columns steps) with the paper's values beside."""
     steps, rows = main_steps(metrics), _rows(metrics)
     tables = [comparison_table(summary, rows, steps, "fid", paper, paper_key),
@@ -59,6 +77,8 @@ def main_tables(metrics, summary, paper, paper_key):
     is_unavailable = None
     if (summary["is_n"] > 0).any():
         tables.append(comparison_table(summary, rows, steps, "is", paper, paper_key))
+    for table in tables:
+        table["floor"] = floor_row(summary, manifest, table["metric"])
     else:
         reasons = summary["is_reason"].dropna()
         is_unavailable = reasons.iloc[0] if len(reasons) else "no evaluation has finished yet"
@@ -156,7 +176,7 @@ def _grid_cells(study, ablation, variant, method_rows):
 
 def sample_grids(study):
     """Grids per method and steps (main rows), then per ablation variant."""
-    main = _grid_cells(study, "", "", [(m, methods.label(m)) for m in methods.method_names()])
+    main = _grid_cells(study, "", "", [(m, methods.label(m)) for m in methods.method_names(models=True)])
     ablations = []
     for name, ablation in (study.manifest.get("ablations") or {}).items():
         for variant in ablation["variants"]:
@@ -313,10 +333,10 @@ def build_context(study, tables, paper):
         "study": manifest["study"], "dataset": manifest["dataset"], "paper_key": paper_key,
         "paper_dataset": dataset["name"] if dataset else None,
         "paper_protocol": dataset["protocol"] if dataset else None,
-        "scale": scale_banner(manifest, metrics), "progress": study.progress(),
+        "scale": scale_banner(manifest, metrics, summary), "progress": study.progress(),
         "pending": [{"kind": e.kind, "labels": _labels_text(e), "path": str(e.path)}
                     for e in study.entries if not e.exists],
-        "main": main_tables(metrics, summary, paper, paper_key),
+        "main": main_tables(metrics, summary, paper, paper_key, manifest),
         "claims": claim_rows,
         "quality_plot": plots.quality_vs_cost(metrics, _paper_points(paper, paper_key, small_scale)),
         "speed_plot": plots.speed_plot(speed),

@@ -94,8 +94,9 @@ def _entry(raw, index, manifest_path, ablations):
     if kind in _LABELLED:
         if entry.method not in METHODS:
             raise ReportInputError(f"{where} ({kind}) has method {entry.method!r}; expected one of {METHODS}")
-        if entry.steps is None or entry.steps < 1:
-            raise ReportInputError(f"{where} ({kind}) needs a positive 'steps'")
+        lowest = 0 if entry.method in methods.floor_names() else 1  # real images take 0 network evaluations
+        if entry.steps is None or entry.steps < lowest:
+            raise ReportInputError(f"{where} ({kind}) needs 'steps' of at least {lowest}")
         if kind != "grid" and entry.seed is None:
             raise ReportInputError(f"{where} ({kind}) needs a 'seed'")
     if entry.method is not None and entry.method not in METHODS:

@@ -50,6 +50,10 @@ def quality_vs_cost(metrics, paper_points=None):
     if done.empty:
         return None
     data = done.assign(nfe=done["steps"].astype(int), kid_x1e3=pd.to_numeric(done["kid_mean"]) * 1e3)
+    floor = data[data["method"].isin(methods.floor_names())]
+    data = data[~data["method"].isin(methods.floor_names())]
+    if data.empty:
+        return None
     order = [m for m in methods.method_names() if m in set(data["method"])]
     panels = [("fid", "FID")] + ([("kid_x1e3", "KID ×10³")] if data["kid_x1e3"].notna().any() else [])
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.4), squeeze=False)
@@ -61,6 +65,10 @@ def quality_vs_cost(metrics, paper_points=None):
                 xs, ys = zip(*sorted(points))
                 ax.plot(xs, ys, linestyle=":", marker="s", markerfacecolor="none", color=PALETTE[method],
                         label=f"{methods.label(method)} (paper)")
+        for name, rows in floor.groupby("method"):
+            level = pd.to_numeric(rows[column]).mean()
+            if pd.notna(level):  # real images take no network evaluation: a level, not a point on the NFE axis
+                ax.axhline(level, linestyle="--", color=PALETTE[name], label=methods.label(name))
         _log2_steps_axis(ax, set(data["nfe"]))
         _log_if_wide(ax, data[column].dropna())
         _nfe_axes(ax, label)

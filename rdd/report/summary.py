@@ -115,7 +115,7 @@ def comparison_table(summary, rows, steps, metric, paper=None, paper_key=None, r
     paper's figure beside ours; reference: a row key whose values the others are compared to.
     """
     _, _, lower, _ = METRICS[metric]
-    table = {"metric": metric, "label": METRICS[metric][1], "steps": list(steps), "rows": []}
+    table = {"metric": metric, "label": METRICS[metric][1], "steps": list(steps), "rows": [], "floor": None}
     cells = {}
     for key, _, method, ablation, variant in rows:
         for s in steps:

@@ -1,5 +1,6 @@
-# Samples (with their speed) and metrics of every (model, steps, seed) the plan evaluates, and the
-# relational losses' memory sweep that the report's memory claim reads.
+# Samples (with their speed) and metrics of every (model, steps, seed) the plan evaluates, the
+# held-out real images scored the same way (the report's real-data row), and the relational
+# losses' memory sweep that the report's memory claim reads.
 # {method}/{variant}: see rdd/layout.py (ddim/teacher, pd/chain, <method>/default, <method>/<ablation>-<variant>).
 
 
@@ -26,9 +27,29 @@ rule sample:
         " --out {output.samples} --grid {output.grid} > {log} 2>&1"
 
 
+rule real_samples:
+    input:
+        data=ref_data_file,
+    output:
+        samples=layout.REAL_SAMPLES,
+        record=layout.samples_record(layout.REAL_SAMPLES),
+    log:
+        layout.log(layout.REAL_SAMPLES),
+    params:
+        seeds=lambda wc: PLANS[wc.study].image_seeds(int(wc.seed)),
+    threads: res("real_samples", "threads")
+    resources:
+        mem_mb=res("real_samples", "mem_mb"),
+        runtime=res("real_samples", "runtime"),
+        gpu=res("real_samples", "gpu"),
+    shell:
+        "python -m rdd real-samples --data-settings {input.data} --split {wildcards.split} --seeds {params.seeds}"
+        " --out {output.samples} > {log} 2>&1"
+
+
 rule evaluate:
     input:
-        samples=layout.SAMPLES,
+        samples=lambda wc: evaluation(wc).samples,
         ref=lambda wc: PLANS[wc.study].ref_stats(),
     output:
         layout.METRIC,

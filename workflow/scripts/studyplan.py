@@ -13,15 +13,15 @@ import yaml
 
 from configcheck import ConfigError
 from rdd import layout, methods, settings as rdd_settings
-from rdd.data import normalize_spec
+from rdd.data import DATASETS, normalize_spec
 
 # Settings the workflow itself writes into every stage; a config block may not set them.
 RESERVED = {"teacher": ("data", "seed", "T_base"), "classifier": ("data", "seed"),
             "distill": ("data", "seed", "method")}
 # Resources of a rule unless the study's `resources` says otherwise.
 BASE_RESOURCES = {"threads": 1, "mem_mb": 2000, "runtime": 60, "gpu": 0}
-RULES_WITH_RESOURCES = ("ref_stats", "train_teacher", "train_classifier", "distill", "sample", "evaluate",
-                        "memory_benchmark", "report")
+RULES_WITH_RESOURCES = ("ref_stats", "train_teacher", "train_classifier", "distill", "sample", "real_samples",
+                        "evaluate", "memory_benchmark", "report")
 # Variant shortcuts that are plain distillation settings.
 VARIANT_SETTINGS = ("tau", "memory_size", "num_anchors", "enqueue_per_step")
 
@@ -94,9 +94,10 @@ class Evaluation:
     run: str  # <method>/<variant dir>, the folder under samples/, grids/ and metrics/
     steps: int
     seed: int
-    model: str
+    model: str | None  # None for real images
     model_is_external: bool
     labels: dict  # method, steps, seed (+ ablation, variant for ablation runs)
+    samples: str  # the samples file (.npz) the metrics read
 
 
 @dataclass
@@ -129,13 +130,16 @@ class StudyPlan:
 
     def student(self, run, T):
         """The `T`-step student of line `run` (<method>/<variant>, rdd.layout.run_dir)."""
+        return self.path(layout.STUDENT, **self.run_wildcards(run), T=T)
+
+    @staticmethod
+    def run_wildcards(run):
         method, variant = run.split("/")
-        return self.path(layout.STUDENT, method=method, variant=variant, T=T)
+        return {"method": method, "variant": variant}
 
     def evaluation_files(self, run, steps, seed):
         """Manifest kind -> file of the evaluation of `run` (<method>/<variant>) at `steps` for `seed`."""
-        method, variant = run.split("/")
-        wildcards = {"method": method, "variant": variant, "steps": steps, "seed": seed}
+        wildcards = {**self.run_wildcards(run), "steps": steps, "seed": seed}
         return {"samples": layout.samples_record(self.path(layout.SAMPLES, **wildcards)),
                 "grid": self.path(layout.GRID, **wildcards), "metric": self.path(layout.METRIC, **wildcards)}
 
@@ -401,9 +405,25 @@ class _Builder:
             full_labels = {"method": method, "steps": steps, "seed": seed, **labels}
             if own_files:
                 self.plan.evaluations[(run, steps, seed)] = Evaluation(
-                    run, steps, seed, model, model in self.plan.external.values(), full_labels)
+                    run, steps, seed, model, model in self.plan.external.values(), full_labels,
+                    self.plan.path(layout.SAMPLES, **self.plan.run_wildcards(run), steps=steps, seed=seed))
             for kind, path in self.plan.evaluation_files(run, steps, seed).items():
                 self.plan.entries.append({"kind": kind, "path": path, **full_labels})
+
+    def evaluate_real_images(self):
+        """The real-data row: held-out real images scored like every model (none when the dataset has
+        no split beside the reference's)."""
+        split = methods.HELD_OUT_SPLIT[self.study["evaluate"]["reference"]["split"]]
+        if split not in DATASETS[self.study["data"]["name"]].splits:
+            return
+        (floor,) = methods.floor_names()
+        run = layout.run_dir(floor, split)
+        for seed in self.study["evaluate"]["seeds"]:
+            labels = {"method": floor, "steps": 0, "seed": seed}
+            samples = self.plan.path(layout.REAL_SAMPLES, split=split, seed=seed)
+            self.plan.evaluations[(run, 0, seed)] = Evaluation(run, 0, seed, None, False, labels, samples)
+            metric = self.plan.evaluation_files(run, 0, seed)["metric"]
+            self.plan.entries.append({"kind": "metric", "path": metric, **labels})
 
     def evaluate_line(self, method, run, models, labels, own_files=True):
         for T in sorted(models, reverse=True):
@@ -421,6 +441,7 @@ class _Builder:
         plan.entries.append({"kind": "reference", "path": plan.ref_stats(), "stage": "reference"})
         if plan.memory_benchmark():
             plan.entries.append({"kind": "memory_benchmark", "path": plan.memory_benchmark()})
+        self.evaluate_real_images()
         teacher = self.teacher()
         for n in study["evaluate"]["teacher_steps"]:
             self.evaluate_model(layout.TEACHER_RUN, "ddim", n, teacher, {})
