@@ -109,8 +109,9 @@ def _data_spec(path):
 def cmd_ref_stats(args):
     from rdd.dist import resolve_device
     from rdd.evaluation import compute_reference
-    compute_reference(_data_spec(args.data_settings), args.split, args.out, limit=args.limit, inception_weights=args.inception_weights,
-                      cache_dir=args.cache_dir, batch_size=args.batch_size, device=resolve_device(args.device))
+    compute_reference(_data_spec(args.data_settings), args.split, args.out, limit=args.limit,
+                      inception_weights=args.inception_weights, cache_dir=args.cache_dir,
+                      batch_size=args.batch_size, device=resolve_device(args.device))
 
 
 def cmd_evaluate(args):

@@ -23,7 +23,8 @@ from fixtures_report import COMMIT, STUDY, WEIGHTS_SHA, make_study
 from rdd import layout
 
 REPO = Path(__file__).resolve().parents[1]
-MANIFEST, TABLES_DIR, REPORT = (layout.path(p, study=STUDY) for p in (layout.MANIFEST, layout.TABLES_DIR, layout.REPORT))
+MANIFEST, TABLES_DIR, REPORT = (layout.path(p, study=STUDY)
+                                for p in (layout.MANIFEST, layout.TABLES_DIR, layout.REPORT))
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--hide-scrollbars"]
 # Injected into a copy of the page: collects, after load, what the page shows.

@@ -425,3 +425,17 @@ def test_training_protocol_names_the_behaviours_each_method_ran(tmp_path):
     assert cells["classifier_input"][1] == ("raw", "released")
     assert cells["is_p2p_group_size"][2] == ("16 (64 images per process x 1)", "other")
     assert cells["m_p2p_sync_bn"][2][1] == "other"
+
+
+def test_main_tables_carry_the_real_data_row_and_is_when_measured():
+    from rdd.report.context import main_tables
+
+    metrics = metrics_frame({("pd", 1): [70.0, 71.0], ("rdd", 1): [60.0, 61.0], ("real", 0): [20.0, 21.0]})
+    metrics["is_mean"], metrics["is_unavailable_reason"] = 5.0, None
+    manifest = {"config": {"evaluate": {"reference": {"split": "train"}}}}
+    main = main_tables(metrics, summarize(metrics), PAPER, None, manifest)
+    assert [t["metric"] for t in main["tables"]] == ["fid", "kid", "is"] and main["is_unavailable"] is None
+    assert [r["key"] for r in main["tables"][0]["rows"]] == ["pd", "rdd"]  # the floor is not a model row
+    floor = main["tables"][0]["floor"]
+    assert floor["label"] == "Real images (held out), test split, N = 500" and floor["cell"]["text"] == "20.50"
+    assert not floor["cell"]["best"] and main["tables"][0]["rows"][1]["cells"][0]["best"]

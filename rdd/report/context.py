@@ -77,11 +77,11 @@ def main_tables(metrics, summary, paper, paper_key, manifest):
     is_unavailable = None
     if (summary["is_n"] > 0).any():
         tables.append(comparison_table(summary, rows, steps, "is", paper, paper_key))
-    for table in tables:
-        table["floor"] = floor_row(summary, manifest, table["metric"])
     else:
         reasons = summary["is_reason"].dropna()
         is_unavailable = reasons.iloc[0] if len(reasons) else "no evaluation has finished yet"
+    for table in tables:
+        table["floor"] = floor_row(summary, manifest, table["metric"])
     caveats = sorted({c["paper"].caveat for t in tables for r in t["rows"] for c in r["cells"]
                       if c.get("paper") is not None and c["paper"].caveat})
     ddim = _main(summary)
