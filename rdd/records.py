@@ -18,8 +18,8 @@ import statistics
 KINDS = ("training", "samples", "reference", "metric", "memory_benchmark")
 
 # metric["metrics"]: the values (None with a reason when a metric cannot be computed).
-METRIC_VALUES = ("fid", "fid_ci95_low", "fid_ci95_high", "kid_mean", "kid_std", "is_mean", "is_std",
-                 "is_unavailable_reason", "kid_unavailable_reason")
+METRIC_VALUES = ("fid", "fid_ci95_low", "fid_ci95_high", "kid_mean", "kid_std", "kid_ci95_low",
+                 "kid_ci95_high", "is_mean", "is_std", "is_unavailable_reason", "kid_unavailable_reason")
 
 
 def training(command, settings, *, started_unix, train_seconds, world_size, final_terms, details, environment):
@@ -64,7 +64,9 @@ def metric(*, scores, extractor, reference_stats, reference_pointer, sampling, l
         "kind": "metric",
         "metrics": {"fid": values["fid"], "fid_ci95_low": values["fid_ci95_low"],
                     "fid_ci95_high": values["fid_ci95_high"], "kid_mean": values["kid_mean"],
-                    "kid_std": values["kid_std"], "is_mean": values["isc_mean"], "is_std": values["isc_std"],
+                    "kid_std": values["kid_std"], "kid_ci95_low": values["kid_ci95_low"],
+                    "kid_ci95_high": values["kid_ci95_high"], "is_mean": values["isc_mean"],
+                    "is_std": values["isc_std"],
                     "is_unavailable_reason": unavailable.get("isc"),
                     "kid_unavailable_reason": unavailable.get("kid")},
         "protocol": {

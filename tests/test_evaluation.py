@@ -32,6 +32,8 @@ def test_metric_record_carries_values_and_protocol(evaluated):
     metrics, protocol = record["metrics"], record["protocol"]
     assert metrics["fid"] > 0 and np.isfinite(metrics["fid"])
     assert metrics["kid_mean"] is not None and metrics["kid_unavailable_reason"] is None
+    assert metrics["kid_ci95_low"] < metrics["kid_mean"] < metrics["kid_ci95_high"]
+    assert metrics["fid_ci95_low"] < metrics["fid"] < metrics["fid_ci95_high"]
     assert metrics["is_mean"] is None and "logits" in metrics["is_unavailable_reason"]
     ref = protocol["reference"]
     assert ref["num_images"] == 20 and ref["split"] == "train" and ref["dataset"]["name"] == "fashion_mnist"

@@ -398,3 +398,34 @@ def test_metric_record_carries_the_fid_sampling_interval(scored):
         values, setting = record["values"], record["settings"]["fid_interval"]
         assert values["fid_ci95_low"] < values["fid"] < values["fid_ci95_high"]
         assert setting["replicates"] == len(setting["fid_replicates"]) == 200 and setting["seed"] == 0
+
+
+def test_kid_interval_from_the_bootstrap_of_its_terms(features, ref_stats):
+    """The replicates' terms on the full sample, plus the reference-only term, are torch-fidelity's
+    unbiased MMD^2; the interval is reproducible, holds the estimate and shrinks as N grows."""
+    from torch_fidelity.metric_kid import kid_features_to_metric
+
+    from rdd.metrics.bootstrap import KIDTerms, _polynomial_kernel, interval, kid_replicates
+
+    g, r = features["noise"], ref_stats.arrays()["features"][:len(features["noise"])]
+    n = len(g)
+    kid = kid_features_to_metric(torch.from_numpy(g), torch.from_numpy(r), kid_subsets=1, kid_subset_size=n,
+                                 rng_seed=0, verbose=False)["kernel_inception_distance_mean"]
+    k_rr = _polynomial_kernel(r.astype(np.float64), r.astype(np.float64))
+    reference_term = (k_rr.sum() - np.trace(k_rr)) / (n * (n - 1))
+    assert KIDTerms(g, r).value(np.arange(n)) + reference_term == pytest.approx(kid, rel=1e-5)
+    reps = kid_replicates(g, r, seed=3)
+    assert np.array_equal(reps, kid_replicates(g, r, seed=3)) and len(reps) == 200
+    low, high = interval(kid, reps)
+    assert low < kid < high
+    _, _, draw = _gaussian_case(seed=5)
+    x, ref = draw(400, np.random.default_rng(6)), draw(400, np.random.default_rng(7)) * 1.1
+    widths = [np.subtract(*np.percentile(kid_replicates(x[:m], ref), [97.5, 2.5])) for m in (50, 400)]
+    assert widths[1] < 0.6 * widths[0], widths
+
+
+def test_metric_record_carries_the_kid_sampling_interval(scored):
+    for record in scored.values():
+        values = record["values"]
+        assert values["kid_ci95_low"] < values["kid_mean"] < values["kid_ci95_high"]
+        assert record["settings"]["kid_interval"]["replicates"] == 200

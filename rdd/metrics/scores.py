@@ -71,7 +71,7 @@ def _score(features, logits, ref, ref_stats, handle, kid_subset_size=KID_MAX_SUB
         "fid_replicates": replicates.tolist()}
 
     if ref["features"] is None:
-        values["kid_mean"] = values["kid_std"] = None
+        values["kid_mean"] = values["kid_std"] = values["kid_ci95_low"] = values["kid_ci95_high"] = None
         unavailable["kid"] = NO_FEATURES_REASON.format(path=ref_stats.path)
     else:
         # torch-fidelity refuses a subset larger than either set: shrink it for small N.
@@ -83,6 +83,18 @@ def _score(features, logits, ref, ref_stats, handle, kid_subset_size=KID_MAX_SUB
         values["kid_mean"], values["kid_std"] = kid[KEY_METRIC_KID_MEAN], kid[KEY_METRIC_KID_STD]
         settings["kid"] = {"subset_size": subset_size, "subset_size_requested": kid_subset_size,
                            "subsets": kid_subsets, "rng_seed": rng_seed, **KID_KERNEL}
+        # Its sampling interval as FID's: the generated images resampled (the same draws), reference fixed.
+        kid_reps = bootstrap.kid_replicates(features, ref["features"], seed=bootstrap_seed)
+        if kid_reps is None:
+            values["kid_ci95_low"] = values["kid_ci95_high"] = None
+            settings["kid_interval"] = {"not_computed": f"above {bootstrap.MAX_GRAM_IMAGES} generated images "
+                                                        "(an N x N kernel matrix per replicate)"}
+        else:
+            values["kid_ci95_low"], values["kid_ci95_high"] = bootstrap.interval(values["kid_mean"], kid_reps)
+            settings["kid_interval"] = {
+                "method": "bootstrap over the generated images against all reference features (reference "
+                          "fixed), percentiles re-centred on the estimate", "level": bootstrap.LEVEL,
+                "replicates": len(kid_reps), "seed": bootstrap_seed}
 
     if logits is None:
         values["isc_mean"] = values["isc_std"] = None

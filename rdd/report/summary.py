@@ -33,7 +33,7 @@ def _seed_ranges(done):
 
 def _sampling_interval(done, metric):
     """The one evaluation's own sampling interval (bootstrap over its images), where it has one."""
-    columns = {"fid": ("fid_ci95_low", "fid_ci95_high")}.get(metric)
+    columns = {"fid": ("fid_ci95_low", "fid_ci95_high"), "kid": ("kid_ci95_low", "kid_ci95_high")}.get(metric)
     if columns is None or len(done) != 1 or not all(c in done for c in columns):
         return {}
     low, high = (pd.to_numeric(done[c], errors="coerce").iloc[0] for c in columns)
