@@ -84,6 +84,26 @@ def cmd_sample(args):
         save_grid(args.out, args.grid)
 
 
+def cmd_speed_benchmark(args):
+    import time
+
+    from rdd import io, records
+    from rdd.dist import resolve_device
+    from rdd.provenance import environment_record
+    from rdd.speed import measure
+    cases = settings_mod.load_file(args.cases).get("cases")
+    if not isinstance(cases, list) or not cases or not all(isinstance(c, dict) and "model" in c and "steps" in c
+                                                           for c in cases):
+        raise settings_mod.SettingsError(f"{args.cases} must hold 'cases': a list of {{model, steps, ...}}")
+    device, started = resolve_device(args.device), time.perf_counter()
+    results = measure(cases, batch_size=args.batch_size, net_batch=args.net_batch, repeats=args.repeats,
+                      threads=args.threads, device=device)
+    io.write_json(records.speed_benchmark(results=results, batch_size=args.batch_size, net_batch=args.net_batch,
+                                          repeats=args.repeats, threads=args.threads, device=device,
+                                          wall_seconds=time.perf_counter() - started,
+                                          environment=environment_record(device)), args.out)
+
+
 def _labels(pairs):
     labels = {}
     for pair in pairs or []:
@@ -194,6 +214,17 @@ def build_parser():
     p.add_argument("--seeds", required=True, help="image seeds, e.g. 0-99 (each picks one image of a fixed shuffle)")
     p.add_argument("--out", required=True, help="samples .npz (its record .json is written beside it)")
     p.set_defaults(fn=cmd_real_samples)
+
+    p = sub.add_parser("speed-benchmark", help="images/s of every case (model, steps), interleaved and repeated "
+                                               "in one process (run it alone on the machine)")
+    p.add_argument("--cases", required=True, help="YAML/JSON file: cases: [{model, steps, labels...}, ...]")
+    p.add_argument("--out", required=True, help="speed record (.json)")
+    p.add_argument("--batch-size", type=positive_int, default=256, help="images per timed batch")
+    p.add_argument("--net-batch", type=positive_int, default=16)
+    p.add_argument("--repeats", type=positive_int, default=3)
+    p.add_argument("--threads", type=positive_int, default=1, help="torch's CPU threads (recorded)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(fn=cmd_speed_benchmark)
 
     p = sub.add_parser("evaluate", help="FID, KID (and IS when the network has logits) of a samples file")
     p.add_argument("--samples", required=True, help="samples .npz written by `sample` (its .json beside it)")

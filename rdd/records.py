@@ -5,6 +5,7 @@
     reference  results/<study>/reference/<split>.json (ref-stats): points at cached statistics
     metric     results/<study>/metrics/... (evaluate)
     memory     results/<study>/memory_benchmark.json (benchmarks/bench_relational_memory.py)
+    speed      results/<study>/speed_benchmark.json (speed-benchmark): images/s of every model
 
 Each carries `kind` and the provenance of the run (`code`, `packages`, `machine`
 from rdd.provenance.environment_record). The commands, the report and the
@@ -15,7 +16,7 @@ field is written once, in one place, and read under one name. No torch here.
 import statistics
 
 # The `kind` of each record, which is also the kind of its entry in a study's manifest.
-KINDS = ("training", "samples", "reference", "metric", "memory_benchmark")
+KINDS = ("training", "samples", "reference", "metric", "memory_benchmark", "speed_benchmark")
 
 # metric["metrics"]: the values (None with a reason when a metric cannot be computed).
 METRIC_VALUES = ("fid", "fid_ci95_low", "fid_ci95_high", "kid_mean", "kid_std", "kid_ci95_low",
@@ -91,4 +92,12 @@ def memory_benchmark(*, device, measure, channels, num_anchors, batch_sweep, map
     """Peak memory and time of IS-P2P and M-P2P over batch sizes and feature-map sizes."""
     return {"kind": "memory_benchmark", "benchmark": "bench_relational_memory", "device": device, "measure": measure,
             "channels": channels, "num_anchors": num_anchors, "batch_sweep": batch_sweep, "map_sweep": map_sweep,
+            **environment}
+
+
+def speed_benchmark(*, results, batch_size, net_batch, repeats, threads, device, wall_seconds, environment):
+    """Sampling speed of a study's models measured in one process holding the machine (rdd.speed):
+    per case its labels, model, steps, median images/s over `repeats` with their range, batch latency."""
+    return {"kind": "speed_benchmark", "cases": results, "batch_size": batch_size, "net_batch": net_batch,
+            "repeats": repeats, "threads": threads, "device": str(device), "wall_seconds": wall_seconds,
             **environment}

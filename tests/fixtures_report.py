@@ -149,6 +149,22 @@ def grid_png(path, quality, count=64, nrow=8, side=32):
     Image.fromarray(canvas).save(path)
 
 
+def speed_record():
+    """The speed benchmark's record: every main model at its step count, 3 repeats, made-up rates."""
+    cases = [(m, s) for m, steps in (("ddim", DDIM_STEPS), *((m, STEPS) for m in ("pd", "rcfd", "rdd")))
+             for s in steps]
+    def model(method, steps):
+        return (layout.path(layout.TEACHER, study=STUDY, T=1024) if method == "ddim" else
+                layout.path(layout.STUDENT, study=STUDY, method=method, variant="default", T=steps))
+
+    results = [{"model": model(method, steps), "steps": steps, "method": method,
+                "images_per_second": 1900.0 / steps, "images_per_second_low": 1850.0 / steps,
+                "images_per_second_high": 1960.0 / steps, "latency_per_batch_s": 250 / (1900.0 / steps),
+                "seconds": [250 / (1900.0 / steps)] * 3} for method, steps in cases]
+    return records.speed_benchmark(results=results, batch_size=250, net_batch=16, repeats=3, threads=2, device="cpu",
+                                   wall_seconds=60.0, environment=ENVIRONMENT)
+
+
 def memory_record():
     """A memory-benchmark record: M-P2P linear, IS-P2P quadratic in batch."""
     batches = [8, 16, 32, 64, 128]
@@ -259,6 +275,9 @@ def make_study(root, missing=MISSING, memory=True, scale_note=SCALE_NOTE, paper_
     reference = at(layout.REFERENCE, split="train")
     _write_json(root / reference, reference_record())
     entries.append({"kind": "reference", "path": reference, "stage": "reference"})
+    speed = at(layout.SPEED_BENCHMARK)
+    _write_json(root / speed, speed_record())
+    entries.append({"kind": "speed_benchmark", "path": speed})
     if memory:
         _write_json(root / at(layout.MEMORY_BENCHMARK), memory_record())
         entries.append({"kind": "memory_benchmark", "path": at(layout.MEMORY_BENCHMARK)})

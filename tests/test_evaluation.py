@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -99,3 +100,27 @@ def test_real_samples_are_held_out_images_scored_below_the_model(evaluated):
             "--device", "cpu")
     real, model = (json.loads((evaluated / f"{n}.json").read_text())["metrics"]["fid"] for n in ("m_real", "m"))
     assert real < model  # the same 20 image seeds: real images beat a teacher trained for a few steps
+
+
+def test_speed_benchmark_times_every_case_in_rotating_order(teacher, tmp_path, monkeypatch):
+    """Each repeat times every case once, starting one case later than the repeat before; the record holds
+    the median images/s and its range over repeats for each case (no timing is asserted)."""
+    import rdd.speed
+
+    shutil.copy(teacher, tmp_path / "copy.pt")
+    order = []
+    timed = rdd.speed._timed
+    monkeypatch.setattr(rdd.speed, "_timed", lambda case, *a: order.append(case["model"]) or timed(case, *a))
+    cases = [{"model": str(teacher), "steps": 2, "method": "ddim"},
+             {"model": str(tmp_path / "copy.pt"), "steps": 2, "method": "pd"},
+             {"model": str(teacher), "steps": 1, "method": "ddim"}]
+    io.write_json({"cases": cases}, tmp_path / "cases.json")
+    run_rdd("speed-benchmark", "--cases", tmp_path / "cases.json", "--out", tmp_path / "speed.json",
+            "--batch-size", 4, "--net-batch", 4, "--repeats", 3, "--device", "cpu")
+    first = [c["model"] for c in cases]
+    assert order == first + first + first[1:] + first[:1] + first[2:] + first[:2]  # warm-up, then rotated
+    record = json.loads((tmp_path / "speed.json").read_text())
+    assert (record["kind"], record["repeats"], record["batch_size"], record["threads"]) == ("speed_benchmark", 3, 4, 1)
+    for case, result in zip(cases, record["cases"]):
+        assert {k: result[k] for k in case} == case and len(result["seconds"]) == 3
+        assert result["images_per_second_low"] <= result["images_per_second"] <= result["images_per_second_high"]

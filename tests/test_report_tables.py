@@ -43,13 +43,13 @@ def metrics_frame(cells, ablation="", variant=""):
 
 
 def speed_frame(cells, machine=MACHINE):
-    """A speed table: cells maps (method, steps) to images/s (one seed)."""
+    """A speed table: cells maps (method, steps) to the benchmark's median images/s."""
     rows = []
     for (method, steps), ips in cells.items():
         row = dict.fromkeys(SPEED_COLUMNS)
-        row.update(method=method, ablation="", variant="", steps=steps, seed=0, status="done", nfe=steps,
-                   images_per_second=ips, median_latency_per_full_batch_s=250 / ips, batch_size=250,
-                   machine=machine)
+        row.update(method=method, ablation="", variant="", steps=steps, status="done", nfe=steps,
+                   images_per_second=ips, images_per_second_low=0.95 * ips, images_per_second_high=1.05 * ips,
+                   latency_per_batch_s=250 / ips, batch_size=250, repeats=3, threads=2, machine=machine)
         rows.append(row)
     return pd.DataFrame(rows, columns=SPEED_COLUMNS).astype({"steps": "Int64", "seed": "Int64"})
 

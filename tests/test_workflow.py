@@ -4,6 +4,7 @@
 import csv
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -32,7 +33,7 @@ def test_dry_run_embedded_default(tmp_path):
     assert job_counts(result.stdout) == {
         "ref_stats": 1, "train_classifier": 1, "train_teacher": 1, "distill": 3 + 9 + 6,
         "sample": 6 + 1 + 9 + 6, "real_samples": 1, "evaluate": 6 + 1 + 9 + 6 + 1, "memory_benchmark": 1,
-        "report": 1, "report_index": 1, "all": 1, "total": 71}
+        "speed_benchmark": 1, "report": 1, "report_index": 1, "all": 1, "total": 72}
     # The released-vs-described lines (pre-ReLU map, pixel-vector queue) run with an overlay.
     overlay = write_yaml(tmp_path / "released.yaml", {"studies": {"fmnist": {"ablations": ["losses", "released"]}}})
     result = run_snakemake(tmp_path, "all", "-n", "--cores", "8", "--configfile", overlay)
@@ -49,7 +50,11 @@ def test_dry_run_tiny_preset(tmp_path):
     assert job_counts(result.stdout) == {
         "ref_stats": 1, "train_classifier": 1, "train_teacher": 1, "distill": 1 + 6 + 4,
         "sample": 2 + 1 + 6 + 4, "real_samples": 1, "evaluate": 2 + 1 + 6 + 4 + 1, "memory_benchmark": 1,
-        "report": 1, "report_index": 1, "all": 1, "total": 46}
+        "speed_benchmark": 1, "report": 1, "report_index": 1, "all": 1, "total": 47}
+    # The speed benchmark holds every core: nothing runs beside it.
+    speed_job = result.stdout[result.stdout.index("rule speed_benchmark:"):]
+    assert re.search(r"^\s+threads: 2$", speed_job[:speed_job.index("Shell command")], re.M)
+    assert "--threads 2" in speed_job[:speed_job.index("\n\n")]
 
 
 def _fake_files(root, names):
@@ -80,7 +85,7 @@ def test_dry_run_paper_protocol(tmp_path, study):
     assert job_counts(result.stdout) == {
         "ref_stats": 1, "train_classifier": 1, "train_teacher": 1, "distill": 7 + 9 + 3 * lines,
         "sample": 10 + 1 + 9 + 3 * lines, "real_samples": 1, "evaluate": 10 + 1 + 9 + 3 * lines + 1,
-        "memory_benchmark": 1, "report": 1, "total": 63 + 9 * lines}
+        "memory_benchmark": 1, "speed_benchmark": 1, "report": 1, "total": 64 + 9 * lines}
     read = lambda name: yaml.safe_load((tmp_path / f"results/{study}/models/{name}.settings.yaml").read_text())
     rdd, pd_1, teacher = read("rdd/default/student_4"), read("pd/default/student_1"), read("teacher/teacher_1024")
     assert rdd["weights"] == {"pd": 0.0, "cfd": 1.0, "is_p2p": 1.0, "m_p2p": 0.1}
@@ -148,7 +153,8 @@ def test_lint_has_only_the_explained_finding(tmp_path):
     assert unexplained == []
     assert {where.split(" (")[0] for where, _ in findings} == {
         f"rule {name}" for name in ("ref_stats", "train_teacher", "train_classifier", "distill", "sample",
-                                    "evaluate", "memory_benchmark", "report", "report_index")}
+                                    "real_samples", "evaluate", "speed_benchmark", "memory_benchmark", "report",
+                                    "report_index")}
 
 
 # ----------------------------------------------------------------------------- the tiny preset, for real
@@ -233,8 +239,14 @@ def test_tiny_run_produces_every_record_and_the_report(tiny_run):
         kinds[entry["kind"]] = kinds.get(entry["kind"], 0) + 1
     # 13 evaluations of their own + 4 rows of aliased ablation variants (+ the real-data row's
     # metric); 11 rounds, teacher, classifier, + 4 aliased ablation rounds' records.
-    assert kinds == {"reference": 1, "memory_benchmark": 1, "metric": 18, "samples": 17, "grid": 17,
-                     "training": 17, "curves": 17}
+    assert kinds == {"reference": 1, "memory_benchmark": 1, "speed_benchmark": 1, "metric": 18, "samples": 17,
+                     "grid": 17, "training": 17, "curves": 17}
+    # The speed table: each main model at each evaluated step count, timed by the benchmark job.
+    with open(workdir / "results/tiny/tables/speed.csv", newline="") as f:
+        speed = list(csv.DictReader(f))
+    assert sorted((r["method"], int(r["steps"])) for r in speed) == sorted(
+        [("ddim", 1), ("ddim", 8), ("pd", 4), *((m, s) for m in ("pd", "rcfd", "rdd") for s in (2, 1))])
+    assert all(float(r["images_per_second_low"]) <= float(r["images_per_second"]) for r in speed)
     with open(workdir / "results/tiny/tables/metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 18 and {r["status"] for r in rows} == {"done"}

@@ -264,15 +264,12 @@ def provenance(study, tables):
 
 
 def _speed_cell(r):
-    if r is None:
+    if r is None or not r["n_done"]:
         return {"state": "absent"}
-    if not r["n_done"]:
-        return {"state": "pending", "seeds": f"0 of {r['n_expected']}"}
     return {"state": "done", "ips": f"{r['images_per_second']:.1f}",
-            "spread": f"± {r['images_per_second_std']:.1f}" if pd.notna(r["images_per_second_std"]) else "",
-            "latency": f"{r['latency_s']:.3f} s" if pd.notna(r["latency_s"]) else "—",
-            "batch": r["batch_size"], "seeds": f"n={r['n_done']}" + (
-                f" of {r['n_expected']}" if r["n_done"] < r["n_expected"] else "")}
+            "spread": f"[{r['images_per_second_low']:.1f}, {r['images_per_second_high']:.1f}]",
+            "latency": f"{r['latency_per_batch_s']:.3f} s" if pd.notna(r["latency_per_batch_s"]) else "—",
+            "batch": r["batch_size"]}
 
 
 def speed_by_steps(speed_sum):
@@ -284,6 +281,18 @@ def speed_by_steps(speed_sum):
              "cells": [_speed_cell(by_cell.get((m, a, v, s))) for s in steps]} for m, a, v in keys]
     machines = sorted({m for text in speed_sum["machine"] if text for m in text.split("; ")})
     return {"steps": steps, "rows": rows, "machines": machines}
+
+
+def speed_protocol(study):
+    """How the speed benchmark measured (None when the study has none; 'pending' until it ran)."""
+    entry = next(iter(study.of_kind("speed_benchmark")), None)
+    if entry is None:
+        return None
+    record = study.records.get(entry)
+    if record is None:
+        return {"state": "pending", "path": str(entry.path)}
+    return {"state": "done", "path": str(entry.path), "repeats": record["repeats"], "threads": record["threads"],
+            "batch_size": record["batch_size"], "net_batch": record["net_batch"], "device": record["device"]}
 
 
 def _paper_points(paper, paper_key, small_scale):
@@ -340,7 +349,7 @@ def build_context(study, tables, paper):
         "claims": claim_rows,
         "quality_plot": plots.quality_vs_cost(metrics, _paper_points(paper, paper_key, small_scale)),
         "speed_plot": plots.speed_plot(speed),
-        "speed": speed_by_steps(speed_sum), "speedups": speedups,
+        "speed": speed_by_steps(speed_sum), "speed_protocol": speed_protocol(study), "speedups": speedups,
         "ablations": ablation_tables(manifest, metrics, summary),
         "grids": sample_grids(study),
         "curves": training_curves(study, tables["curves"]),

@@ -144,21 +144,20 @@ def comparison_table(summary, rows, steps, metric, paper=None, paper_key=None, r
 
 
 def speed_summary(speed):
-    """Per cell: mean measured images/s and latency per full batch over seeds, and where measured."""
+    """Per cell: measured images/s (the benchmark's median over repeats, and their range), latency of
+    one batch, and where it was measured."""
     rows = []
     for key, group in speed.groupby(CELL, sort=True, dropna=False):
         done = group[group["status"] == "done"]
-        ips = pd.to_numeric(done["images_per_second"], errors="coerce").dropna()
-        latency = pd.to_numeric(done["median_latency_per_full_batch_s"], errors="coerce").dropna()
-        rows.append({**dict(zip(CELL, key)), "n_expected": len(group), "n_done": len(done),
+        number = {c: pd.to_numeric(done[c], errors="coerce").dropna() for c in
+                  ("images_per_second", "images_per_second_low", "images_per_second_high", "latency_per_batch_s")}
+        rows.append({**dict(zip(CELL, key)), "n_done": len(done),
                      "nfe": int(done["nfe"].iloc[0]) if len(done) else key[3],
-                     "images_per_second": float(ips.mean()) if len(ips) else math.nan,
-                     "images_per_second_std": float(ips.std(ddof=1)) if len(ips) > 1 else math.nan,
-                     "latency_s": float(latency.mean()) if len(latency) else math.nan,
+                     **{c: float(v.median()) if len(v) else math.nan for c, v in number.items()},
                      "batch_size": ", ".join(sorted({str(int(b)) for b in done["batch_size"].dropna()})),
                      "machine": "; ".join(sorted(set(done["machine"].dropna())))})
-    return pd.DataFrame(rows, columns=[*CELL, "n_expected", "n_done", "nfe", "images_per_second",
-                                       "images_per_second_std", "latency_s", "batch_size", "machine"])
+    return pd.DataFrame(rows, columns=[*CELL, "n_done", "nfe", "images_per_second", "images_per_second_low",
+                                       "images_per_second_high", "latency_per_batch_s", "batch_size", "machine"])
 
 
 def _speed_of(speed_sum, method, steps):

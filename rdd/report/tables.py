@@ -18,8 +18,8 @@ PROTOCOL_COLUMNS = ["extractor", "weights_source", "weights_sha256", "reference_
                     "kid_subset_size"]
 METRIC_COLUMNS = [*LABEL_COLUMNS, "status", *METRIC_VALUES, *PROTOCOL_COLUMNS, "seed_first", "seed_last",
                   "wall_seconds", "protocol", "path"]
-SPEED_COLUMNS = [*LABEL_COLUMNS, "status", "nfe", "images_per_second", "median_latency_per_full_batch_s",
-                 "batch_size", "num_images", "seed_first", "seed_last", "wall_seconds", "machine",
+SPEED_COLUMNS = [*LABEL_COLUMNS, "status", "nfe", "images_per_second", "images_per_second_low",
+                 "images_per_second_high", "latency_per_batch_s", "batch_size", "repeats", "threads", "machine",
                  "git_commit", "git_dirty", "path"]
 CURVE_COLUMNS = ["stage", "method", "ablation", "variant", "round", "step", "term", "value"]
 STAGE_COLUMNS = ["stage", "method", "ablation", "variant", "round", "steps", "seed", "status", "seconds",
@@ -108,25 +108,24 @@ def metrics_table(entries, records):
 
 
 def speed_table(entries, records):
-    """One row per sampling record: measured speed and where it was measured."""
+    """One row per case of the speed benchmark (a model at a step count, timed alone on the machine):
+    the median images/s over its repeats with their range, and the median latency of one batch."""
     rows = []
     for entry in entries:
-        if entry.kind != "samples":
+        record = records.get(entry) if entry.kind == "speed_benchmark" else None
+        if record is None:
             continue
-        row = {**_labels(entry), "status": "pending", "path": str(entry.path)}
-        record = records.get(entry)
-        if record is not None:
-            speed = _get(record, "speed", entry)
-            code = record.get("code") or {}
-            row.update(
-                status="done", nfe=record.get("nfe", entry.steps),
-                images_per_second=speed.get("images_per_second"),
-                median_latency_per_full_batch_s=speed.get("median_latency_per_full_batch_s"),
-                batch_size=record.get("batch_size"), num_images=record.get("num_images"),
-                seed_first=record.get("seed_first"), seed_last=record.get("seed_last"),
-                wall_seconds=record.get("wall_seconds"), machine=machine_label(record.get("machine")),
-                git_commit=code.get("git_commit"), git_dirty=code.get("git_dirty"))
-        rows.append(row)
+        code = record.get("code") or {}
+        for case in _get(record, "cases", entry):
+            rows.append({
+                "method": case["method"], "ablation": "", "variant": "", "steps": case["steps"], "seed": None,
+                "status": "done", "nfe": case["steps"], "images_per_second": case["images_per_second"],
+                "images_per_second_low": case["images_per_second_low"],
+                "images_per_second_high": case["images_per_second_high"],
+                "latency_per_batch_s": case["latency_per_batch_s"], "batch_size": record["batch_size"],
+                "repeats": record["repeats"], "threads": record["threads"],
+                "machine": machine_label(record.get("machine")), "git_commit": code.get("git_commit"),
+                "git_dirty": code.get("git_dirty"), "path": str(entry.path)})
     return _frame(rows, SPEED_COLUMNS)
 
 

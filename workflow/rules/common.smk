@@ -244,6 +244,15 @@ def ref_data_file(wildcards):
     return current_file(plan.ref_data_file(), plan.ref_data_text())
 
 
+def speed_cases_text(study):
+    return studyplan.settings_text({"cases": PLANS[study].speed_cases()})
+
+
+def speed_cases_file(wildcards):
+    ready(wildcards.study)
+    return current_file(PLANS[wildcards.study].path(layout.SPEED_CASES), speed_cases_text(wildcards.study))
+
+
 def manifest_of(study):
     """The study's manifest, rewritten only when the plan changes."""
     ready(study)

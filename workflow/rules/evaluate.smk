@@ -1,6 +1,7 @@
 # Samples (with their speed) and metrics of every (model, steps, seed) the plan evaluates, the
-# held-out real images scored the same way (the report's real-data row), and the relational
-# losses' memory sweep that the report's memory claim reads.
+# held-out real images scored the same way (the report's real-data row), the sampling speed of
+# every main model measured by one job alone on the machine, and the relational losses' memory
+# sweep that the report's memory claim reads.
 # {method}/{variant}: see rdd/layout.py (ddim/teacher, pd/chain, <method>/default, <method>/<ablation>-<variant>).
 
 
@@ -68,6 +69,31 @@ rule evaluate:
         "rdd_claim_gpu {resources.gpu}; "
         "python -m rdd evaluate --samples {input.samples} --ref-stats {input.ref} --out {output}"
         " {params.inception} --device {params.device} {params.labels} > {log} 2>&1"
+
+
+rule speed_benchmark:
+    # Every core, so that nothing else runs beside it; after every model it times exists.
+    input:
+        cases=speed_cases_file,
+        models=lambda wc: sorted({case["model"] for case in PLANS[wc.study].speed_cases()}),
+    output:
+        layout.SPEED_BENCHMARK,
+    log:
+        layout.log(layout.SPEED_BENCHMARK),
+    params:
+        batch_size=lambda wc: PLANS[wc.study].config["evaluate"]["batch_size"],
+        repeats=lambda wc: PLANS[wc.study].config["evaluate"]["speed_benchmark"]["repeats"],
+        device=lambda wc: PLANS[wc.study].config["device"],
+        cases=lambda wc: text_digest(speed_cases_text(wc.study)),
+    threads: workflow.cores
+    resources:
+        mem_mb=res("speed_benchmark", "mem_mb"),
+        runtime=res("speed_benchmark", "runtime"),
+        gpu=res("speed_benchmark", "gpu"),
+    shell:
+        "rdd_claim_gpu {resources.gpu}; "
+        "python -m rdd speed-benchmark --cases {input.cases} --out {output} --batch-size {params.batch_size}"
+        " --repeats {params.repeats} --threads {threads} --device {params.device} > {log} 2>&1"
 
 
 rule memory_benchmark:

@@ -21,7 +21,7 @@ RESERVED = {"teacher": ("data", "seed", "T_base"), "classifier": ("data", "seed"
 # Resources of a rule unless the study's `resources` says otherwise.
 BASE_RESOURCES = {"threads": 1, "mem_mb": 2000, "runtime": 60, "gpu": 0}
 RULES_WITH_RESOURCES = ("ref_stats", "train_teacher", "train_classifier", "distill", "sample", "real_samples",
-                        "evaluate", "memory_benchmark", "report")
+                        "evaluate", "memory_benchmark", "speed_benchmark", "report")
 # Variant shortcuts that are plain distillation settings.
 VARIANT_SETTINGS = ("tau", "memory_size", "num_anchors", "enqueue_per_step")
 
@@ -121,6 +121,23 @@ class StudyPlan:
     def memory_benchmark(self):
         """The IS-P2P vs M-P2P memory sweep behind the report's memory claim (None when not run)."""
         return self.path(layout.MEMORY_BENCHMARK) if self.config["evaluate"]["memory_benchmark"] else None
+
+    def speed_benchmark(self):
+        """Images/s of every main model at its step count, timed alone (None when not run)."""
+        return self.path(layout.SPEED_BENCHMARK) if self.config["evaluate"]["speed_benchmark"] else None
+
+    def speed_cases(self):
+        """What the speed benchmark times: each main-row model at each step count it is evaluated at."""
+        cases = {}
+        for evaluation in self.evaluations.values():
+            labels = evaluation.labels
+            if evaluation.model is None or labels.get("ablation"):
+                continue
+            cases[evaluation.model, evaluation.steps] = {
+                "model": evaluation.model, "steps": evaluation.steps, "method": labels["method"],
+                **({"authors_net": self.config["authors_checkpoints"]["net"]}
+                   if evaluation.model_is_external and self.config["authors_checkpoints"].get("net") else {})}
+        return [cases[key] for key in sorted(cases, key=lambda k: (k[1], k[0]))]
 
     def ref_data_file(self):
         return self.path(layout.REFERENCE_DATA)
@@ -441,6 +458,8 @@ class _Builder:
         plan.entries.append({"kind": "reference", "path": plan.ref_stats(), "stage": "reference"})
         if plan.memory_benchmark():
             plan.entries.append({"kind": "memory_benchmark", "path": plan.memory_benchmark()})
+        if plan.speed_benchmark():
+            plan.entries.append({"kind": "speed_benchmark", "path": plan.speed_benchmark()})
         self.evaluate_real_images()
         teacher = self.teacher()
         for n in study["evaluate"]["teacher_steps"]:
