@@ -29,8 +29,15 @@ def _timed(case, seeds, device, net_batch):
 
 def measure(cases, *, batch_size, net_batch, repeats, threads, device="cpu", log=print):
     """Images/s of every case ({"model", "steps", labels...}); returns one result per case, in order."""
-    device = torch.device(device)
+    previous = torch.get_num_threads()
     torch.set_num_threads(threads)
+    try:
+        return _measure(cases, batch_size, net_batch, repeats, torch.device(device), log)
+    finally:
+        torch.set_num_threads(previous)  # a caller in the same process keeps its own setting
+
+
+def _measure(cases, batch_size, net_batch, repeats, device, log):
     seeds = list(range(batch_size))
     cases = [{**case, "loaded": load_denoiser(case["model"], device, case.get("authors_net"))} for case in cases]
     for case in cases:

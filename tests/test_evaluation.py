@@ -7,6 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from conftest import run_rdd
@@ -115,8 +116,10 @@ def test_speed_benchmark_times_every_case_in_rotating_order(teacher, tmp_path, m
              {"model": str(tmp_path / "copy.pt"), "steps": 2, "method": "pd"},
              {"model": str(teacher), "steps": 1, "method": "ddim"}]
     io.write_json({"cases": cases}, tmp_path / "cases.json")
+    threads = torch.get_num_threads()
     run_rdd("speed-benchmark", "--cases", tmp_path / "cases.json", "--out", tmp_path / "speed.json",
             "--batch-size", 4, "--net-batch", 4, "--repeats", 3, "--device", "cpu")
+    assert torch.get_num_threads() == threads  # the process keeps its own thread count
     first = [c["model"] for c in cases]
     assert order == first + first + first[1:] + first[:1] + first[2:] + first[:2]  # warm-up, then rotated
     record = json.loads((tmp_path / "speed.json").read_text())
