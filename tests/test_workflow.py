@@ -283,12 +283,13 @@ def test_rerun_does_only_what_changed(tiny_run):
     unchanged = run_snakemake(workdir, *base)
     assert unchanged.returncode == 0 and "Nothing to be done" in unchanged.stdout, unchanged.stdout[-3000:]
 
-    # A training setting of PD's rounds: PD's two rounds and what depends on them, nothing else.
+    # A training setting of PD's rounds: PD's two rounds and what depends on them (their samples,
+    # metrics, the speed benchmark that times them, the report), nothing else.
     pd_change = write_yaml(workdir / "pd_change.yaml", {"studies": {"tiny": {"rounds": {"pd": {"iters": 5}}}}})
     changed = run_snakemake(workdir, *base, pd_change)
     assert changed.returncode == 0, changed.stdout[-3000:]
-    assert job_counts(changed.stdout) == {"distill": 2, "sample": 2, "evaluate": 2, "report": 1,
-                                          "report_index": 1, "all": 1, "total": 9}
+    assert job_counts(changed.stdout) == {"distill": 2, "sample": 2, "evaluate": 2, "speed_benchmark": 1,
+                                          "report": 1, "report_index": 1, "all": 1, "total": 10}
     assert "models/pd/default/student_2.pt" in changed.stdout
 
     # The report's inputs (here its cited paper values) rebuild the report only. Snakemake compares

@@ -290,6 +290,20 @@ def launcher(rule_name):
     return launch
 
 
+def all_cores(rule_name):
+    """Threads of a job that must run alone: every core of a local run, so that the scheduler starts
+    nothing beside it; on a cluster (or where no core count is given) the rule's configured threads."""
+    def threads(wildcards):
+        configured = PLANS[wildcards.study].resources(rule_name)["threads"]
+        if workflow.non_local_exec or workflow.remote_exec:
+            return configured
+        try:
+            return workflow.cores
+        except WorkflowError:
+            return configured
+    return threads
+
+
 def res(rule_name, key):
     """A resource of `rule_name` from the study's config (callable for Snakemake)."""
     return lambda wildcards: PLANS[wildcards.study].resources(rule_name)[key]

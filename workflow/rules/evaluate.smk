@@ -72,7 +72,7 @@ rule evaluate:
 
 
 rule speed_benchmark:
-    # Every core, so that nothing else runs beside it; after every model it times exists.
+    # Every core of a local run, so that nothing else runs beside it; after every model it times exists.
     input:
         cases=speed_cases_file,
         models=lambda wc: sorted({case["model"] for case in PLANS[wc.study].speed_cases()}),
@@ -85,7 +85,7 @@ rule speed_benchmark:
         repeats=lambda wc: PLANS[wc.study].config["evaluate"]["speed_benchmark"]["repeats"],
         device=lambda wc: PLANS[wc.study].config["device"],
         cases=lambda wc: text_digest(speed_cases_text(wc.study)),
-    threads: workflow.cores
+    threads: all_cores("speed_benchmark")
     resources:
         mem_mb=res("speed_benchmark", "mem_mb"),
         runtime=res("speed_benchmark", "runtime"),
