@@ -1,4 +1,4 @@
-# Samples (with their speed) and metrics of every (model, steps, seed) the plan evaluates, the
+# Samples and metrics of every (model, steps, seed) the plan evaluates, the
 # held-out real images scored the same way (the report's real-data row), the sampling speed of
 # every main model measured by one job alone on the machine, and the relational losses' memory
 # sweep that the report's memory claim reads.
