@@ -85,6 +85,8 @@ rule speed_benchmark:
         repeats=lambda wc: PLANS[wc.study].config["evaluate"]["speed_benchmark"]["repeats"],
         device=lambda wc: PLANS[wc.study].config["device"],
         cases=lambda wc: text_digest(speed_cases_text(wc.study)),
+        # torch's threads: the job's, but no more than the machine has (--cores may exceed them).
+        torch_threads=lambda wc, threads: min(threads, os.cpu_count() or 1),
     threads: all_cores("speed_benchmark")
     resources:
         mem_mb=res("speed_benchmark", "mem_mb"),
@@ -93,7 +95,7 @@ rule speed_benchmark:
     shell:
         "rdd_claim_gpu {resources.gpu}; "
         "python -m rdd speed-benchmark --cases {input.cases} --out {output} --batch-size {params.batch_size}"
-        " --repeats {params.repeats} --threads {threads} --device {params.device} > {log} 2>&1"
+        " --repeats {params.repeats} --threads {params.torch_threads} --device {params.device} > {log} 2>&1"
 
 
 rule memory_benchmark:
