@@ -23,6 +23,11 @@ from rdd.provenance import environment_record
 from rdd.ddim import ddim_sample, fixed_batch, initial_noise
 
 
+def image_shape(net_kwargs):
+    """(C, H, W) of the images a denoiser with these UNet arguments generates."""
+    return net_kwargs["in_channels"], net_kwargs["img_resolution"], net_kwargs["img_resolution"]
+
+
 @torch.inference_mode()
 def sample_batch(net, grid, seeds, steps, shape, num_classes, device, net_batch=16):
     """uint8 NHWC images and labels for `seeds`, with `steps` DDIM steps.
@@ -71,7 +76,7 @@ def generate(model, steps, seeds, out, *, batch_size=256, net_batch=16, shard_si
 def _generate(model, steps, seeds, out, batch_size, net_batch, shard_size, device, authors_net, log):
     device = torch.device(device)
     net, kwargs, grid = load_denoiser(model, device, authors_net)
-    shape = (kwargs["in_channels"], kwargs["img_resolution"], kwargs["img_resolution"])
+    shape = image_shape(kwargs)
     parts = out.with_name(out.name + ".parts")
     parts.mkdir(parents=True, exist_ok=True)
     for name in io.remove_partial_writes(parts):

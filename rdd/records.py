@@ -21,6 +21,8 @@ KINDS = ("training", "samples", "reference", "metric", "memory_benchmark", "spee
 # metric["metrics"]: the values (None with a reason when a metric cannot be computed).
 METRIC_VALUES = ("fid", "fid_ci95_low", "fid_ci95_high", "kid_mean", "kid_std", "kid_ci95_low",
                  "kid_ci95_high", "is_mean", "is_std", "is_unavailable_reason", "kid_unavailable_reason")
+_SCORE_NAMES = {"is_mean": "isc_mean", "is_std": "isc_std"}  # torch-fidelity's names in rdd.metrics.scores
+_REASONS = {"is_unavailable_reason": "isc", "kid_unavailable_reason": "kid"}  # why a metric is None
 
 
 def training(command, settings, *, started_unix, train_seconds, world_size, final_terms, details, environment):
@@ -63,13 +65,8 @@ def metric(*, scores, extractor, reference_stats, reference_pointer, sampling, l
     ref = reference_stats.record
     return {
         "kind": "metric",
-        "metrics": {"fid": values["fid"], "fid_ci95_low": values["fid_ci95_low"],
-                    "fid_ci95_high": values["fid_ci95_high"], "kid_mean": values["kid_mean"],
-                    "kid_std": values["kid_std"], "kid_ci95_low": values["kid_ci95_low"],
-                    "kid_ci95_high": values["kid_ci95_high"], "is_mean": values["isc_mean"],
-                    "is_std": values["isc_std"],
-                    "is_unavailable_reason": unavailable.get("isc"),
-                    "kid_unavailable_reason": unavailable.get("kid")},
+        "metrics": {key: values[_SCORE_NAMES.get(key, key)] for key in METRIC_VALUES if key not in _REASONS}
+                   | {key: unavailable.get(metric) for key, metric in _REASONS.items()},
         "protocol": {
             "extractor": extractor["extractor_name"], "weights_source": extractor["source"],
             "weights_path": extractor["path"], "weights_sha256": extractor["sha256"],

@@ -14,14 +14,13 @@ import time
 import torch
 
 from rdd.checkpoints import load_denoiser
-from rdd.generate import sample_batch
+from rdd.generate import image_shape, sample_batch
 
 
 def _timed(case, seeds, device, net_batch):
     net, kwargs, grid = case["loaded"]
-    shape = (kwargs["in_channels"], kwargs["img_resolution"], kwargs["img_resolution"])
     started = time.perf_counter()
-    sample_batch(net, grid, seeds, case["steps"], shape, kwargs["num_classes"], device, net_batch)
+    sample_batch(net, grid, seeds, case["steps"], image_shape(kwargs), kwargs["num_classes"], device, net_batch)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - started
