@@ -1,0 +1,106 @@
+"""Intervals of a cell trained with several training seeds: sampling and training noise together.
+
+A cell (method, steps) may hold R training replicates (its rounds trained with seeds seed, seed + 1,
+...), each evaluated at the same image seeds (as every model of a study). Its value is the mean over
+replicates; that mean carries two kinds of noise:
+
+- sampling noise, from the images: the bootstrap replicates of every evaluation (rdd.metrics.bootstrap),
+  averaged over the replicates draw by draw. Draw k resamples the same image seeds in every replicate,
+  so the noise the replicates share is counted once, as it is in their mean;
+- training noise, from the training seed: the spread of the replicates' values s^2 contains it and the
+  part of the sampling noise in which the replicates differ. That part is the mean over draws of the
+  replicates' spread of their centred bootstrap replicates; the training variance is the excess,
+  sigma_T^2 = max(0, s^2 - that part) (a method-of-moments split, as in a random-effects ANOVA). Its
+  share of the mean's interval is t_{R-1} sigma_T / sqrt(R), with Student's t for R - 1 degrees of
+  freedom: few seeds, wide interval.
+
+The two halves of the sampling interval (it is not symmetric) and the training half-width add in
+quadrature. With one replicate the interval is the sampling interval alone, and says so.
+"""
+
+import math
+
+import numpy as np
+from scipy import stats
+
+from rdd.metrics import bootstrap
+
+
+def _by_replicate(side):
+    """{replicate: (value, replicates)}, each the mean over that replicate's evaluation seeds.
+
+    `side`: {(replicate, image seed range): (value, bootstrap replicates)}."""
+    grouped = {}
+    for (replicate, _), (value, reps) in side.items():
+        grouped.setdefault(replicate, []).append((value, np.asarray(reps, dtype=np.float64)))
+    return {r: (float(np.mean([v for v, _ in items])), np.mean([b for _, b in items], axis=0))
+            for r, items in sorted(grouped.items())}
+
+
+def training_spread(side, level=bootstrap.LEVEL):
+    """The training noise of one cell: {'seeds': R, 'sd': sigma_T (None with one seed), 'half_width':
+    t_{R-1} sigma_T / sqrt(R) (0 with one seed), 'between_sd': s, 'sampling_sd': the sampling part of s}."""
+    replicates = _by_replicate(side)
+    count = len(replicates)
+    if count < 2:
+        return {"seeds": count, "sd": None, "half_width": 0.0, "between_sd": None, "sampling_sd": None}
+    values = np.array([v for v, _ in replicates.values()])
+    draws = np.stack([b - b.mean() for _, b in replicates.values()])  # R x K, centred per replicate
+    between = float(values.var(ddof=1))
+    sampling = float(draws.var(axis=0, ddof=1).mean())
+    sd = math.sqrt(max(0.0, between - sampling))
+    t = float(stats.t.ppf(0.5 + level / 2.0, count - 1))
+    return {"seeds": count, "sd": sd, "half_width": t * sd / math.sqrt(count), "between_sd": math.sqrt(between),
+            "sampling_sd": math.sqrt(sampling)}
+
+
+def _mean_of(side):
+    replicates = _by_replicate(side)
+    return (float(np.mean([v for v, _ in replicates.values()])),
+            np.mean([b for _, b in replicates.values()], axis=0))
+
+
+def _widened(estimate, low, high, training_half_width):
+    below, above = estimate - low, high - estimate
+    return (estimate - math.hypot(below, training_half_width), estimate + math.hypot(above, training_half_width))
+
+
+def cell_interval(side, level=bootstrap.LEVEL):
+    """The mean over training replicates of one cell with its interval: {'estimate', 'low', 'high',
+    'sampling_low', 'sampling_high', 'training': training_spread(side)}."""
+    estimate, reps = _mean_of(side)
+    sampling_low, sampling_high = bootstrap.interval(estimate, reps, level)
+    training = training_spread(side, level)
+    low, high = _widened(estimate, sampling_low, sampling_high, training["half_width"])
+    return {"estimate": estimate, "low": low, "high": high, "sampling_low": sampling_low,
+            "sampling_high": sampling_high, "training": training}
+
+
+def difference(first, second, level=bootstrap.LEVEL):
+    """value(second) - value(first), each the mean over its training replicates and evaluation seeds,
+    with an interval holding both kinds of noise: the paired (same image seeds) or unpaired bootstrap
+    of the difference (rdd.metrics.bootstrap.difference), widened by the training noise of each side
+    (independent trainings: their half-widths add in quadrature).
+
+    `first`, `second`: {(replicate, image seed range): (value, bootstrap replicates)}. The result is
+    bootstrap.difference's with 'training_half_width', 'sampling_half_width' and 'training_seeds'
+    ((R_first, R_second)) added; with one replicate on both sides it is bootstrap.difference's.
+    """
+    sampling = bootstrap.difference(first, second, level)
+    spreads = [training_spread(side, level) for side in (first, second)]
+    training = math.hypot(*(s["half_width"] for s in spreads))
+    low, high = _widened(sampling["estimate"], sampling["low"], sampling["high"], training)
+    return {**sampling, "low": low, "high": high, "half_width": (high - low) / 2.0,
+            "sampling_half_width": sampling["half_width"], "training_half_width": training,
+            "training_seeds": tuple(s["seeds"] for s in spreads)}
+
+
+def seeds_needed(d):
+    """Training seeds per method at which the training part of `d`'s interval (a difference) would let
+    it exclude zero, its half-width falling as 1 / sqrt(R) (Student's t held at its present value);
+    None when the sampling part alone already spans the estimate, or no training noise was measured."""
+    room = d["estimate"] ** 2 - d["sampling_half_width"] ** 2
+    if d["training_half_width"] == 0 or room <= 0:
+        return None
+    seeds = max(d["training_seeds"])
+    return max(seeds + 1, int(math.ceil(seeds * d["training_half_width"] ** 2 / room)))
