@@ -13,6 +13,7 @@ from pathlib import PurePosixPath
 TEACHER = "results/{study}/models/teacher/teacher_{T}.pt"
 CLASSIFIER = "results/{study}/models/classifier/{variant}/classifier.pt"
 # {method}/{variant}: pd/chain (the shared PD chain), <method>/default (each method's rounds),
+# <method>/replicate<r> (the same rounds trained with training seed seed + r, r >= 1, see `run_dir`),
 # <method>/<ablation>-<variant> (an ablation's rounds); ddim/teacher names the teacher's evaluations.
 STUDENT = "results/{study}/models/{method}/{variant}/student_{T}.pt"
 SAMPLES = "results/{study}/samples/{method}/{variant}/steps{steps}/seed{seed}.npz"
@@ -44,8 +45,13 @@ def path(pattern, **wildcards):
     return pattern.format(**wildcards)
 
 
-def run_dir(method, variant):
-    """The {method}/{variant} folder of a line of rounds: 'default' for a method's own rounds."""
+def run_dir(method, variant, replicate=0):
+    """The {method}/{variant} folder of a line of rounds: 'default' for a method's own rounds, and
+    'replicate<r>' for their training replicate r >= 1 (no hyphen: never an ablation's folder)."""
+    if replicate:
+        if variant != "default":
+            raise ValueError(f"only a method's own rounds have training replicates, not {variant!r}")
+        variant = f"replicate{replicate}"
     return f"{method}/{variant}"
 
 

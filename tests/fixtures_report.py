@@ -47,6 +47,7 @@ FID = {
     "rdd": {1: 61.9, 2: 49.7, 4: 43.8, 8: 40.1},
 }
 REAL_FID = 18.3  # held-out real images at the same N: the floor
+RDD_4_SECOND_SEED = 0.6  # RDD's 4-step FID with training seed 1, above seed 0's
 ABLATION_FID = {"cfd_only": {1: 66.1, 2: 52.0, 4: 45.0}, "no_m_p2p": {1: 63.0, 2: 50.6, 4: 44.3}}
 LOSS_TERMS = {"pd": ["pd"], "rcfd": ["cfd"], "rdd": ["cfd", "is_p2p", "m_p2p"]}
 PD_CHAIN = [(1024 // 2 ** i, 512 // 2 ** i) for i in range(7)]  # 1024->512 ... 16->8
@@ -95,7 +96,8 @@ def metric_record(labels, fid, sampling):
     # Bootstrap replicates: noise shared by every model that sampled these image seeds, plus a little of
     # its own (so paired differences are tight, as the real ones are).
     shared = np.random.default_rng(labels["seed"]).normal(0.0, 1.0, REPLICATES)
-    own = np.random.default_rng([labels["seed"], labels["steps"], len(labels["method"])]).normal(0.0, 0.1, REPLICATES)
+    key = [labels["seed"], labels["steps"], len(labels["method"])] + ([labels["replicate"]] if "replicate" in labels else [])
+    own = np.random.default_rng(key).normal(0.0, 0.1, REPLICATES)
     kid = fid * 6.1e-4
     scores = {"values": {"fid": fid, "fid_ci95_low": fid - 2.0, "fid_ci95_high": fid + 2.5, "kid_mean": kid,
                          "kid_std": 3.0e-3, "kid_ci95_low": kid - 1.5e-3, "kid_ci95_high": kid + 1.8e-3,
@@ -177,11 +179,11 @@ def memory_record():
                                     map_sweep=None, environment=ENVIRONMENT)
 
 
-def _run(method, ablation, variant):
+def _run(method, ablation, variant, replicate=0):
     """The {method}/{variant} folder of an evaluated line (rdd.layout)."""
     if method == "ddim":
         return layout.TEACHER_RUN
-    return layout.run_dir(method, f"{ablation}-{variant}" if ablation else "default")
+    return layout.run_dir(method, f"{ablation}-{variant}" if ablation else "default", replicate)
 
 
 def make_study(root, missing=MISSING, memory=True, scale_note=SCALE_NOTE, paper_key="cifar10"):
@@ -205,29 +207,33 @@ def make_study(root, missing=MISSING, memory=True, scale_note=SCALE_NOTE, paper_
         else:
             _write_json(target, content)
 
-    def evaluated(method, steps, fid, ablation=None, variant=None, seeds=SEEDS):
-        run_method, run_variant = _run(method, ablation, variant).split("/")
+    def evaluated(method, steps, fid, ablation=None, variant=None, seeds=SEEDS, replicate=0):
+        run_method, run_variant = _run(method, ablation, variant, replicate).split("/")
         model = (at(layout.TEACHER, T=1024) if method == "ddim"
                  else at(layout.STUDENT, method=run_method, variant=run_variant, T=steps))
-        labels = {"method": method, "ablation": ablation, "variant": variant, "steps": steps}
+        labels = {"method": method, "ablation": ablation, "variant": variant, "steps": steps,
+                  **({"replicate": replicate} if replicate else {})}
         a, v = ablation or "", variant or ""
+        trained_again = (replicate,) if replicate else ()  # MISSING's keys name the first training only
         for seed in seeds:
             files = {k: at(pattern, method=run_method, variant=run_variant, steps=steps, seed=seed)
                      for k, pattern in (("metric", layout.METRIC), ("samples", layout.SAMPLES))}
             sampling = samples_record(method, steps, seed, model)
             add("metric", files["metric"], metric_record({**labels, "seed": seed}, fid + _noise(method, steps, seed),
                                                          sampling),
-                ("metric", method, a, v, steps, seed), seed=seed, **labels)
+                ("metric", method, a, v, steps, seed, *trained_again), seed=seed, **labels)
             add("samples", layout.samples_record(files["samples"]), sampling,
-                ("samples", method, a, v, steps, seed), seed=seed, **labels)
+                ("samples", method, a, v, steps, seed, *trained_again), seed=seed, **labels)
         add("grid", at(layout.GRID, method=run_method, variant=run_variant, steps=steps, seed=0), min(0.9, fid / 150),
-            ("grid", method, a, v, steps, 0), seed=0, **labels)
+            ("grid", method, a, v, steps, 0, *trained_again), seed=0, **labels)
 
     for steps in DDIM_STEPS:
         evaluated("ddim", steps, FID["ddim"][steps])
     for method in ("pd", "rcfd", "rdd"):
         for steps in STEPS:
             evaluated(method, steps, FID[method][steps])
+    # RDD's 4-step student trained with a second training seed (a cell of two training replicates).
+    evaluated("rdd", 4, FID["rdd"][4] + RDD_4_SECOND_SEED, replicate=1)
     for variant, values in ABLATION_FID.items():
         for steps, fid in values.items():
             evaluated("rdd", steps, fid, "loss_components", variant)

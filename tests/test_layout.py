@@ -48,3 +48,12 @@ def test_each_record_kind_is_a_manifest_kind_and_each_builder_stamps_its_own():
     speed = built[1]["speed"]
     assert speed["images_per_second"] == pytest.approx(4 / 2.0) and speed["median_latency_per_full_batch_s"] == 1.0
     assert (built[1]["seed_first"], built[1]["seed_last"], built[1]["num_images"]) == (0, 3, 4)
+
+
+def test_training_replicates_have_folders_of_their_own_that_no_ablation_can_take():
+    assert layout.run_dir("rdd", "default", 0) == "rdd/default"
+    assert layout.run_dir("rdd", "default", 2) == "rdd/replicate2"
+    # An ablation's folder is <ablation>-<variant>: always a hyphen, which a replicate's folder never has.
+    assert "-" not in layout.run_dir("rdd", "default", 1).split("/")[1]
+    with pytest.raises(ValueError, match="only a method's own rounds"):
+        layout.run_dir("rdd", "losses-full", 1)

@@ -139,6 +139,8 @@ def test_report_in_a_browser(built):
     # One seed: that evaluation's own sampling interval; two seeds: the interval of their mean.
     assert "sampling 95% CI [" in rows["RCFD"][0]
     assert "95% CI [" in rows["RDD"][0] and "sampling" not in rows["RDD"][0]
+    # Two training seeds: their mean, with an interval of training and sampling noise.
+    assert "n=4, 2 training seeds" in rows["RDD"][4] and "training+sampling 95% CI [" in rows["RDD"][4]
     assert rows["PD"][1].startswith("9.12") and "PD paper" in rows["PD"][1]
     assert rows["RDD"][1] == "unknown"
     assert [c.startswith("★") for c in rows["RDD"][0::2]] == [True, True, True, True]
@@ -168,14 +170,14 @@ def test_index_links_the_report(built):
     dom, _ = run_chromium(index, built / "profile-index", "--dump-dom")
     assert 'href="fashion_mnist.html"' in dom and "small-scale" in dom
     summary = json.loads((built / "reports/fashion_mnist.summary.json").read_text())
-    assert summary["progress"]["metric"] == {"done": 43, "expected": 50}
+    assert summary["progress"]["metric"] == {"done": 45, "expected": 52}
     assert len(summary["claims"]) == 5
 
 
 def test_tables_written_and_rebuild_touches_nothing_upstream(built):
     tables = built / TABLES_DIR
     metrics = (tables / "metrics.csv").read_text().splitlines()
-    assert len(metrics) == 1 + 50 and sum(",pending," in line for line in metrics) == 7
+    assert len(metrics) == 1 + 52 and sum(",pending," in line for line in metrics) == 7
     assert {p.name for p in tables.iterdir()} == {f"{name}.csv" for name in layout.TABLES}
     before = snapshot(built / "results", tables)
     html_before = (built / "reports/fashion_mnist.html").read_bytes()

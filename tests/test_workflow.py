@@ -47,10 +47,11 @@ def test_dry_run_embedded_default(tmp_path):
 def test_dry_run_tiny_preset(tmp_path):
     result = run_snakemake(tmp_path, "all", "-n", "--cores", "2", "--configfile", TINY)
     assert result.returncode == 0, result.stdout[-3000:]
+    # Chain 8 -> 4, 3 methods x 2 rounds x 2 training seeds, the loss ablation's 2 lines of their own.
     assert job_counts(result.stdout) == {
-        "ref_stats": 1, "train_classifier": 1, "train_teacher": 1, "distill": 1 + 6 + 4,
-        "sample": 2 + 1 + 6 + 4, "real_samples": 1, "evaluate": 2 + 1 + 6 + 4 + 1, "memory_benchmark": 1,
-        "speed_benchmark": 1, "report": 1, "report_index": 1, "all": 1, "total": 47}
+        "ref_stats": 1, "train_classifier": 1, "train_teacher": 1, "distill": 1 + 12 + 4,
+        "sample": 2 + 1 + 12 + 4, "real_samples": 1, "evaluate": 2 + 1 + 12 + 4 + 1, "memory_benchmark": 1,
+        "speed_benchmark": 1, "report": 1, "report_index": 1, "all": 1, "total": 65}
     # The speed benchmark holds every core: nothing runs beside it.
     speed_job = result.stdout[result.stdout.index("rule speed_benchmark:"):]
     assert re.search(r"^\s+threads: 2$", speed_job[:speed_job.index("Shell command")], re.M)
@@ -116,7 +117,7 @@ def test_authors_checkpoints_replace_the_stages_they_stand_for(tmp_path):
     result = run_snakemake(tmp_path, "all", "-n", "--cores", "2", "--configfile", TINY, overlay)
     assert result.returncode == 0, result.stdout[-3000:]
     counts = job_counts(result.stdout)
-    assert "train_teacher" not in counts and counts["distill"] == 1 + 6 + 4
+    assert "train_teacher" not in counts and counts["distill"] == 1 + 12 + 4
     assert f"--teacher {teacher}" in result.stdout and "--authors-net" in result.stdout
 
     # Their 8-step PD model replaces the shared chain too (it must end at 8 steps).
@@ -237,10 +238,10 @@ def test_tiny_run_produces_every_record_and_the_report(tiny_run):
     kinds = {}
     for entry in manifest["entries"]:
         kinds[entry["kind"]] = kinds.get(entry["kind"], 0) + 1
-    # 13 evaluations of their own + 4 rows of aliased ablation variants (+ the real-data row's
-    # metric); 11 rounds, teacher, classifier, + 4 aliased ablation rounds' records.
-    assert kinds == {"reference": 1, "memory_benchmark": 1, "speed_benchmark": 1, "metric": 18, "samples": 17,
-                     "grid": 17, "training": 17, "curves": 17}
+    # 19 evaluations of their own + 4 rows of aliased ablation variants per training seed (+ the
+    # real-data row's metric); 17 rounds, teacher, classifier, + 4 aliased ablation rounds' records per seed.
+    assert kinds == {"reference": 1, "memory_benchmark": 1, "speed_benchmark": 1, "metric": 28, "samples": 27,
+                     "grid": 27, "training": 27, "curves": 27}
     # The speed table: each main model at each evaluated step count, timed by the benchmark job.
     with open(workdir / "results/tiny/tables/speed.csv", newline="") as f:
         speed = list(csv.DictReader(f))
@@ -249,7 +250,7 @@ def test_tiny_run_produces_every_record_and_the_report(tiny_run):
     assert all(float(r["images_per_second_low"]) <= float(r["images_per_second"]) for r in speed)
     with open(workdir / "results/tiny/tables/metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 18 and {r["status"] for r in rows} == {"done"}
+    assert len(rows) == 28 and {r["status"] for r in rows} == {"done"}
     real = [r for r in rows if r["method"] == "real"]
     assert len(real) == 1 and real[0]["steps"] == "0" and real[0]["num_generated"] == "32"
     assert all(float(r["fid"]) > 0 for r in rows)
@@ -265,7 +266,8 @@ def test_ablation_variants_train_or_reuse_the_main_runs(tiny_run):
     assert {name: v["same_as"] for name, v in variants.items()} == {
         "cfd_only": "rcfd", "cfd_is_p2p": None, "cfd_m_p2p": None, "full": "rdd"}
     models = workdir / "results/tiny/models/rdd"
-    assert sorted(p.name for p in models.iterdir()) == ["default", "losses-cfd_is_p2p", "losses-cfd_m_p2p"]
+    assert sorted(p.name for p in models.iterdir()) == ["default", "losses-cfd_is_p2p", "losses-cfd_m_p2p",
+                                                        "replicate1"]
     settings = yaml.safe_load((models / "losses-cfd_is_p2p/student_1.settings.yaml").read_text())
     assert settings["weights"] == {"pd": 0.0, "cfd": 1.0, "is_p2p": 1.0, "m_p2p": 0.0}
     with open(models / "losses-cfd_is_p2p/student_1.curves.csv", newline="") as f:
@@ -277,19 +279,41 @@ def test_ablation_variants_train_or_reuse_the_main_runs(tiny_run):
 
 
 @pytest.mark.slow
+def test_training_seeds_are_trained_from_one_chain_and_reported_as_their_mean(tiny_run):
+    """The tiny preset trains every method's rounds with 2 training seeds: each replicate's rounds start
+    from the one shared chain, sample the same image seeds, and each cell shows their mean with an
+    interval of training and sampling noise."""
+    workdir = tiny_run["workdir"]
+    read = lambda path: json.loads((workdir / path).read_text())  # noqa: E731
+    for method in ("pd", "rcfd", "rdd"):
+        first, second = (read(f"results/tiny/models/{method}/{run}/student_2.json") for run in ("default", "replicate1"))
+        assert (first["settings"]["seed"], second["settings"]["seed"]) == (0, 1)
+        assert first["teacher"] == second["teacher"] == "results/tiny/models/pd/chain/student_4.pt"
+    with open(workdir / "results/tiny/tables/metrics.csv", newline="") as f:
+        rdd_1 = [r for r in csv.DictReader(f) if (r["method"], r["ablation"], r["steps"]) == ("rdd", "", "1")]
+    assert sorted(r["replicate"] for r in rdd_1) == ["0", "1"]
+    assert len({(r["seed_first"], r["seed_last"]) for r in rdd_1}) == 1  # the same image seeds
+    fids = [float(r["fid"]) for r in rdd_1]
+    assert fids[0] != fids[1]  # another training seed, another model
+    report = (workdir / "reports/tiny.html").read_text()
+    assert f"{sum(fids) / 2:.2f}" in report and "n=2, 2 training seeds" in report
+    assert "training+sampling 95% CI [" in report and "training replicate 1 (seed + 1)" in report
+
+
+@pytest.mark.slow
 def test_rerun_does_only_what_changed(tiny_run):
     workdir, overlay = tiny_run["workdir"], tiny_run["overlay"]
     base = ["all", "-n", "--cores", "2", "--configfile", TINY, overlay]
     unchanged = run_snakemake(workdir, *base)
     assert unchanged.returncode == 0 and "Nothing to be done" in unchanged.stdout, unchanged.stdout[-3000:]
 
-    # A training setting of PD's rounds: PD's two rounds and what depends on them (their samples,
-    # metrics, the speed benchmark that times them, the report), nothing else.
+    # A training setting of PD's rounds: PD's two rounds of each training seed and what depends on them
+    # (their samples, metrics, the speed benchmark that times them, the report), nothing else.
     pd_change = write_yaml(workdir / "pd_change.yaml", {"studies": {"tiny": {"rounds": {"pd": {"iters": 5}}}}})
     changed = run_snakemake(workdir, *base, pd_change)
     assert changed.returncode == 0, changed.stdout[-3000:]
-    assert job_counts(changed.stdout) == {"distill": 2, "sample": 2, "evaluate": 2, "speed_benchmark": 1,
-                                          "report": 1, "report_index": 1, "all": 1, "total": 10}
+    assert job_counts(changed.stdout) == {"distill": 4, "sample": 4, "evaluate": 4, "speed_benchmark": 1,
+                                          "report": 1, "report_index": 1, "all": 1, "total": 16}
     assert "models/pd/default/student_2.pt" in changed.stdout
 
     # The report's inputs (here its cited paper values) rebuild the report only. Snakemake compares
@@ -313,7 +337,7 @@ def test_snakemake_report_gathers_the_marked_outputs(tiny_run):
     with zipfile.ZipFile(out) as archive:
         names = [PurePosixPath(name).name for name in archive.namelist()]
     assert {"tiny.html", "metrics.csv", "speed.csv", "curves.csv", "stages.csv", "report.html"} <= set(names)
-    assert names.count("seed0.png") == 13  # one sample grid per evaluation of the study's own models
+    assert names.count("seed0.png") == 19  # one sample grid per evaluation of the study's own models
 
 
 # A method added as one entry of rdd/methods.py, and nothing else.
@@ -350,7 +374,7 @@ def test_a_method_added_to_the_registry_alone_is_planned_trained_evaluated_and_r
                             stderr=subprocess.STDOUT, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-5000:]
     counts = job_counts(result.stdout)
-    assert counts["distill"] == 2 and counts["sample"] == counts["evaluate"] == 2, counts
+    assert counts["distill"] == 4 and counts["sample"] == counts["evaluate"] == 4, counts  # 2 training seeds
     assert "train_teacher" not in counts and "train_classifier" not in counts
     record = json.loads((workdir / "results/tiny/models/toy/default/student_1.json").read_text())
     assert record["loss_weights"] == {"pd": 0.5, "cfd": 1.0, "is_p2p": 0.0, "m_p2p": 0.0}

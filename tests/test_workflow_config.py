@@ -34,6 +34,8 @@ CASES = {
                              ["studies.tiny.evaluate: unknown key 'num_sample'", "num_samples"]),
     "wrong_type": (tiny(T_base="eight"), None, True, "all",
                    ["studies.tiny.T_base: 'eight' is not of type 'integer'"]),
+    "no_training_seed": (tiny(training_seeds=0), None, True, "all",
+                         ["studies.tiny.training_seeds: 0 is less than the minimum of 1"]),
     "T_base_not_power_of_two": (tiny(T_base=12), None, True, "all",
                                 ["studies.tiny.T_base: 12 is not a power of two"]),
     "ddim_steps_not_power_of_two": (tiny(evaluate={"teacher_steps": [1, 3]}), None, True, "all",

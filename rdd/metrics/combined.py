@@ -54,6 +54,14 @@ def training_spread(side, level=bootstrap.LEVEL):
             "sampling_sd": math.sqrt(sampling)}
 
 
+def t_interval(values, level=bootstrap.LEVEL):
+    """Student's t interval of the mean of per-replicate `values`, for a metric without bootstrap
+    replicates (its spread then holds training and sampling noise together)."""
+    values = np.asarray(values, dtype=np.float64)
+    half = float(stats.t.ppf(0.5 + level / 2.0, len(values) - 1)) * values.std(ddof=1) / math.sqrt(len(values))
+    return float(values.mean() - half), float(values.mean() + half)
+
+
 def _mean_of(side):
     replicates = _by_replicate(side)
     return (float(np.mean([v for v, _ in replicates.values()])),

@@ -94,7 +94,9 @@ def _score(features, logits, ref, ref_stats, handle, kid_subset_size=KID_MAX_SUB
             settings["kid_interval"] = {
                 "method": "bootstrap over the generated images against all reference features (reference "
                           "fixed), percentiles re-centred on the estimate", "level": bootstrap.LEVEL,
-                "replicates": len(kid_reps), "seed": bootstrap_seed}
+                "replicates": len(kid_reps), "seed": bootstrap_seed,
+                # Up to KID's reference-only term, a constant that every use of them centres away.
+                "kid_replicates": kid_reps.tolist()}
 
     if logits is None:
         values["isc_mean"] = values["isc_std"] = None

@@ -3,12 +3,14 @@
 Two cells' FIDs are compared through the 95% interval of their difference,
 from the metric records' bootstrap replicates (rdd.metrics.bootstrap.difference:
 paired when both evaluated the same image seeds, as every method of a study
-does). The claim holds when the interval lies on the claimed side of zero,
-fails when it lies on the other side, and is inconclusive otherwise, with the
-number of images per evaluation that would resolve it. Records without
-replicates fall back to twice the standard error of the difference over seeds
-(with one seed, no noise estimate: the means decide). The intervals hold the
-sampling noise of the images only: each method is trained once.
+does), widened by each cell's training noise when its rounds were trained with
+several training seeds (rdd.metrics.combined.difference). The claim holds when
+the interval lies on the claimed side of zero, fails when it lies on the other
+side, and is inconclusive otherwise, with the number of images per evaluation
+(or of training seeds) that would resolve it. Records without replicates fall
+back to twice the standard error of the difference over seeds (with one seed,
+no noise estimate: the means decide). Each claim says which noise its
+intervals hold.
 """
 
 import math
@@ -16,7 +18,7 @@ import math
 import numpy as np
 
 from rdd import methods
-from rdd.metrics import bootstrap
+from rdd.metrics import bootstrap, combined
 from rdd.report.manifest import ReportInputError
 from rdd.report.summary import cell
 
@@ -24,6 +26,8 @@ HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
 UNTESTED_SCALE, NOT_RUN, PENDING = "not tested at this scale", "not tested in this run", "pending"
 BASELINES = tuple(methods.baselines())  # the paper's claims compare RDD with each of these
 INTERVAL_CAVEAT = "the intervals hold the sampling noise of the images only (each method is trained once)"
+TRAINING_CAVEAT = ("the intervals hold the sampling noise of the images and the training noise over {seeds} "
+                   "training seeds per method")
 MEMORY_SLOPE_TOLERANCE = 0.2  # M-P2P memory counts as linear in the batch when its log-log slope is 1 ± this
 MEMORY_HELP = ("see benchmarks/bench_relational_memory.py (its JSON record, listed in the manifest as a "
                "memory_benchmark entry, fills this row)")
@@ -43,21 +47,21 @@ def compare(a, b, replicates=None):
     """How cell a's FID compares with cell b's: {'outcome': 'better' | 'worse' | 'tie', 'gain': FID(b) -
     FID(a), 'margin': half the width of the gain's 95% interval (None: no noise estimate), 'noise': text}.
 
-    `replicates`: {cell key: {image seed range: (FID, bootstrap replicates)}} from the metric records.
+    `replicates`: {cell key: {(training replicate, image seed range): (FID, bootstrap replicates)}} from
+    the metric records (rdd.report.context.sampling_replicates).
     """
     gain = b["fid_mean"] - a["fid_mean"]
     sides = [replicates.get(_cell_key(c), {}) for c in (a, b)] if replicates else [{}, {}]
     if all(len(side) == c["fid_n"] for side, c in zip(sides, (a, b))) and all(sides):
-        d = bootstrap.difference(*sides)
+        d = combined.difference(*sides)
         names = f"{methods.label(a['method'])} − {methods.label(b['method'])}"
         noise = (f"{'paired' if d['paired'] else 'unpaired'} 95% interval of {names}: "
                  f"[{-d['high']:.2f}, {-d['low']:.2f}]")
         outcome = "better" if d["low"] > 0 else "worse" if d["high"] < 0 else "tie"
         if outcome == "tie":
-            needed = bootstrap.images_needed(d["half_width"], d["estimate"], int(max(a["num_generated"])))
-            noise += ("; no difference measured" if needed is None
-                      else f"; about {needed:,} images per evaluation would resolve it")
-        return {"outcome": outcome, "gain": gain, "margin": d["half_width"], "noise": noise, "interval": True}
+            noise += _resolution(d, int(max(a["num_generated"])))
+        return {"outcome": outcome, "gain": gain, "margin": d["half_width"], "noise": noise, "interval": True,
+                "training_seeds": min(d["training_seeds"])}
     se = _se_diff(a, b)
     outcome = "tie" if gain == 0 or (se is not None and abs(gain) <= 2 * se) else "better" if gain > 0 else "worse"
     noise = f"2 SE of the difference over seeds = {2 * se:.2f}" if se is not None else "one seed: no noise estimate"
@@ -65,9 +69,26 @@ def compare(a, b, replicates=None):
             "interval": False}
 
 
+def _resolution(d, num_images):
+    """What would resolve an inconclusive difference `d`: more training seeds when the training noise
+    is what spans zero, else more images per evaluation."""
+    seeds = combined.seeds_needed(d)
+    if seeds is not None:
+        return f"; about {seeds} training seeds per method would resolve it"
+    needed = bootstrap.images_needed(d["sampling_half_width"], d["estimate"], num_images)
+    if needed is None:
+        return "; no difference measured"
+    more_seeds = " (and more training seeds)" if d["training_half_width"] > 0 else ""
+    return f"; about {needed:,} images per evaluation{more_seeds} would resolve it"
+
+
 def _caveat(found):
-    """What the intervals of differences leave out, said once per claim."""
-    return f"; {INTERVAL_CAVEAT}" if any(f["interval"] for f in found) else ""
+    """Which noise the intervals of differences hold, said once per claim."""
+    intervals = [f for f in found if f["interval"]]
+    if not intervals:
+        return ""
+    seeds = min(f["training_seeds"] for f in intervals)
+    return f"; {TRAINING_CAVEAT.format(seeds=seeds) if seeds > 1 else INTERVAL_CAVEAT}"
 
 
 def _fid(c):

@@ -52,6 +52,7 @@ def _labels_text(entry):
     parts = [labels["stage"], labels["method"], labels["ablation"], labels["variant"],
              f"{labels['steps']} steps" if labels["steps"] is not None else "",
              f"seed {labels['seed']}" if labels["seed"] is not None else "",
+             f"training replicate {labels['replicate']}" if labels["replicate"] else "",
              f"round {labels['round']}" if labels["round"] else ""]
     return " · ".join(p for p in parts if p)
 
@@ -149,10 +150,12 @@ def protocols(metrics, refstats):
 
 
 def _grid_cells(study, ablation, variant, method_rows):
+    # The first training replicate's samples: the others sampled the same noise with a retrained model.
     samples = {(e.method, e.steps): study.records.get(e) for e in study.of_kind("samples")
-               if (e.ablation or "") == ablation and (e.variant or "") == variant and e.seed == 0}
+               if (e.ablation or "") == ablation and (e.variant or "") == variant and e.seed == 0
+               and e.replicate == 0}
     grids = {(e.method, e.steps): e for e in study.of_kind("grid")
-             if (e.ablation or "") == ablation and (e.variant or "") == variant}
+             if (e.ablation or "") == ablation and (e.variant or "") == variant and e.replicate == 0}
     steps = sorted({s for _, s in grids})
     rows, first_seeds = [], set()
     for method, label in method_rows:
@@ -186,27 +189,29 @@ def sample_grids(study):
     return {"main": main, "ablations": ablations}
 
 
-def _lineage_title(stage, method, ablation, variant):
+def _lineage_title(stage, method, ablation, variant, replicate):
     name = {"teacher": "Base teacher", "classifier": "Feature classifier",
             "pd_chain": "Shared PD chain (base teacher down to 8 steps)"}.get(stage)
     if name is None:
         name = f"{methods.label(method)} rounds" if method else (stage or "Training run")
-    return name + (f" · ablation {ablation}: {variant}" if ablation else "")
+    return (name + (f" · ablation {ablation}: {variant}" if ablation else "")
+            + (f" · training replicate {replicate} (seed + {replicate})" if replicate else ""))
 
 
 def training_curves(study, curves):
-    """One figure per run lineage (stage, method, ablation, variant), panels per round and loss term."""
+    """One figure per run lineage (stage, method, ablation, variant, training replicate), panels per round
+    and loss term."""
     lineages = {}
     for entry in study.of_kind("curves"):
         labels = entry.labels()
-        key = (labels["stage"], labels["method"], labels["ablation"], labels["variant"])
+        key = (labels["stage"], labels["method"], labels["ablation"], labels["variant"], labels["replicate"])
         lineages.setdefault(key, []).append(entry)
     out = []
     for key, entries in lineages.items():
-        stage, method, ablation, variant = key
-        part = curves[(curves["stage"] == stage) & (curves["method"] == method)
-                      & (curves["ablation"] == ablation) & (curves["variant"] == variant)]
-        title = _lineage_title(stage, method, ablation, variant)
+        stage, method, ablation, variant, replicate = key
+        part = curves[(curves["stage"] == stage) & (curves["method"] == method) & (curves["ablation"] == ablation)
+                      & (curves["variant"] == variant) & (curves["replicate"] == replicate)]
+        title = _lineage_title(stage, method, ablation, variant, replicate)
         pending = [e.labels()["round"] or str(e.path) for e in entries if not e.exists]
         out.append({"title": title or "training run", "uri": plots.training_curves(part),
                     "pending": pending, "terms": sorted(set(part["term"]))})
@@ -307,18 +312,25 @@ def _paper_points(paper, paper_key, small_scale):
     return points or None
 
 
-def fid_replicates(study):
-    """{(method, ablation, variant, steps): {image seed range: (FID, bootstrap replicates)}} of every metric
-    record that holds its replicates (the claims' intervals of differences)."""
-    out = {}
+# metric: (its value in a record's "metrics", the settings block holding its bootstrap replicates)
+_REPLICATED = {"fid": ("fid", "fid_interval"), "kid": ("kid_mean", "kid_interval")}
+
+
+def sampling_replicates(study):
+    """{metric: {(method, ablation, variant, steps): {(training replicate, image seed range): (value,
+    bootstrap replicates)}}} of every metric record that holds its replicates: the cells' intervals over
+    training seeds and the claims' intervals of differences."""
+    out = {metric: {} for metric in _REPLICATED}
     for entry in study.of_kind("metric"):
         record = study.records.get(entry)
-        interval = ((record or {}).get("protocol", {}).get("settings") or {}).get("fid_interval") or {}
-        if "fid_replicates" in interval:
-            protocol = record["protocol"]
-            key = (entry.method, entry.ablation or "", entry.variant or "", entry.steps)
-            out.setdefault(key, {})[(protocol["seed_first"], protocol["seed_last"])] = (
-                record["metrics"]["fid"], interval["fid_replicates"])
+        settings = ((record or {}).get("protocol", {}).get("settings") or {})
+        for metric, (value, block) in _REPLICATED.items():
+            reps = (settings.get(block) or {}).get(f"{metric}_replicates")
+            if reps is not None and record["metrics"].get(value) is not None:
+                protocol = record["protocol"]
+                key = (entry.method, entry.ablation or "", entry.variant or "", entry.steps)
+                out[metric].setdefault(key, {})[(entry.replicate, (protocol["seed_first"], protocol["seed_last"]))] = (
+                    record["metrics"][value], reps)
     return out
 
 
@@ -326,15 +338,15 @@ def build_context(study, tables, paper):
     """The full template context of one study's report."""
     manifest = study.manifest
     metrics, speed = tables["metrics"], tables["speed"]
-    summary = summarize(metrics)
+    sampling = sampling_replicates(study)
+    summary = summarize(metrics, sampling)
     small_scale = bool(manifest.get("scale_note"))
     paper_key = manifest.get("paper_key")
     speed_sum = speed_summary(speed)
     speedups = ddim_speedups(summary, speed_sum)
     memory = next(iter(study.of_kind("memory_benchmark")), None)
-    replicates = fid_replicates(study)
-    claim_rows = [*claims.one_step_claims(summary, paper, small_scale, replicates),
-                  claims.every_step_claim(summary, paper, replicates),
+    claim_rows = [*claims.one_step_claims(summary, paper, small_scale, sampling["fid"]),
+                  claims.every_step_claim(summary, paper, sampling["fid"]),
                   claims.memory_claim(memory, study.records.get(memory), paper),
                   claims.speedup_claim(speedups, paper, small_scale)]
     dataset = paper.dataset(paper_key)

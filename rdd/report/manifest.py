@@ -37,6 +37,7 @@ class Entry:
     seed: int | None = None
     round: str | None = None
     stage: str | None = None
+    replicate: int = 0  # training replicate of a method's rounds (trained with seed + replicate)
 
     @property
     def exists(self):
@@ -50,7 +51,8 @@ class Entry:
     def labels(self):
         """The entry's labels as a flat dict (missing ablation/variant as "")."""
         return {"method": self.method or "", "ablation": self.ablation or "", "variant": self.variant or "",
-                "steps": self.steps, "seed": self.seed, "round": self.round or "", "stage": self.stage or ""}
+                "steps": self.steps, "seed": self.seed, "round": self.round or "", "stage": self.stage or "",
+                "replicate": self.replicate}
 
     def read_json(self):
         """The record this entry points at; a parse failure or a record of another kind names the file."""
@@ -90,7 +92,8 @@ def _entry(raw, index, manifest_path, ablations):
                   ablation=raw.get("ablation"), variant=raw.get("variant"),
                   steps=_int_or_none(raw.get("steps"), f"{where}.steps"),
                   seed=_int_or_none(raw.get("seed"), f"{where}.seed"),
-                  round=None if raw.get("round") is None else str(raw["round"]), stage=raw.get("stage"))
+                  round=None if raw.get("round") is None else str(raw["round"]), stage=raw.get("stage"),
+                  replicate=_int_or_none(raw.get("replicate"), f"{where}.replicate") or 0)
     if kind in _LABELLED:
         if entry.method not in METHODS:
             raise ReportInputError(f"{where} ({kind}) has method {entry.method!r}; expected one of {METHODS}")

@@ -1,10 +1,15 @@
-"""Per-cell summaries of the tidy tables: mean, std and bootstrap CI over seeds, best values, speed-ups over DDIM.
+"""Per-cell summaries of the tidy tables: mean, std and 95% interval, best values, speed-ups over DDIM.
 
-A cell is one (method, ablation, variant, steps); its seeds are the rows of
-the metrics table. The std is the sample std (ddof=1) over seeds and the CI the
-95% percentile bootstrap of the mean (rdd.metrics.aggregate). With one seed the
-std is undefined, and FID's CI is that evaluation's own sampling interval (a
-bootstrap over its images, rdd.metrics.bootstrap).
+A cell is one (method, ablation, variant, steps); its rows in the metrics table
+are its evaluation seeds of each training replicate. The std is the sample std
+(ddof=1) over the rows. The interval:
+- several training replicates: the interval of their mean holding training and
+  sampling noise (rdd.metrics.combined), from the records' bootstrap replicates;
+  Student's t over the replicates for a metric without them (IS);
+- one training run, several evaluation seeds: the percentile bootstrap of the
+  mean over seeds (rdd.metrics.aggregate);
+- one evaluation: its own sampling interval (a bootstrap over its images,
+  rdd.metrics.bootstrap).
 """
 
 import math
@@ -12,6 +17,7 @@ import math
 import pandas as pd
 
 from rdd import methods
+from rdd.metrics import combined
 from rdd.metrics.aggregate import aggregate_seeds
 
 CELL = ["method", "ablation", "variant", "steps"]
@@ -28,7 +34,9 @@ def _finite(value):
 
 
 def _seed_ranges(done):
-    return [f"{int(a)}–{int(b)}" for a, b in zip(done["seed_first"], done["seed_last"]) if _finite(a) and _finite(b)]
+    # Training replicates sample the same image seeds: each range once.
+    return list(dict.fromkeys(f"{int(a)}–{int(b)}" for a, b in zip(done["seed_first"], done["seed_last"])
+                              if _finite(a) and _finite(b)))
 
 
 def _sampling_interval(done, metric):
@@ -40,30 +48,64 @@ def _sampling_interval(done, metric):
     return {"ci_low": float(low), "ci_high": float(high)} if _finite(low) and _finite(high) else {}
 
 
-def summarize(metrics):
-    """One row per cell: seeds expected and done, mean and std over seeds of FID, KID and IS."""
+def _over_training_seeds(done, column, side):
+    """The interval of a cell's mean over its training replicates: both kinds of noise from the records'
+    bootstrap replicates (`side`, all of the cell's evaluations), else Student's t over the replicates."""
+    if side and len(side) == len(done):
+        found = combined.cell_interval(side)
+        return {"ci_low": found["low"], "ci_high": found["high"], "training_sd": found["training"]["sd"]}, \
+            "training+sampling"
+    per_replicate = pd.to_numeric(done[column], errors="coerce").groupby(done["replicate"]).mean().dropna()
+    low, high = combined.t_interval(per_replicate.tolist())
+    return {"ci_low": low, "ci_high": high}, "training"
+
+
+def summarize(metrics, sampling=None):
+    """One row per cell: evaluations and training replicates expected and done, mean, std and interval of
+    FID, KID and IS. `sampling`: {metric: {cell: {(replicate, image seed range): (value, bootstrap
+    replicates)}}} from the metric records (rdd.report.context.sampling_replicates)."""
     rows = []
     for key, group in metrics.groupby(CELL, sort=True, dropna=False):
         done = group[group["status"] == "done"]
-        row = {**dict(zip(CELL, key)), "n_expected": len(group), "n_done": len(done)}
+        row = {**dict(zip(CELL, key)), "n_expected": len(group), "n_done": len(done),
+               "replicates_expected": group["replicate"].nunique(), "replicates_done": done["replicate"].nunique()}
         for name, (column, *_rest) in METRICS.items():
             values = pd.to_numeric(done[column], errors="coerce").dropna()
+            replicates = done.loc[values.index, "replicate"].nunique()
             row[f"{name}_n"] = len(values)
             row[f"{name}_mean"] = float(values.mean()) if len(values) else math.nan
             row[f"{name}_std"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
-            ci = aggregate_seeds(values.tolist()) if len(values) > 1 else _sampling_interval(done, name)
+            if replicates > 1:
+                side = ((sampling or {}).get(name) or {}).get(tuple(key[:3]) + (int(key[3]),))
+                ci, kind = _over_training_seeds(done.loc[values.index], column, side)
+            elif len(values) > 1:
+                ci, kind = aggregate_seeds(values.tolist()), "seeds"
+            else:
+                ci = _sampling_interval(done, name)
+                kind = "sampling" if ci else ""
             row[f"{name}_ci_low"], row[f"{name}_ci_high"] = ci.get("ci_low", math.nan), ci.get("ci_high", math.nan)
-            row[f"{name}_ci_kind"] = "seeds" if len(values) > 1 else ("sampling" if ci else "")
+            row[f"{name}_ci_kind"] = kind
+            row[f"{name}_training_sd"] = ci.get("training_sd", math.nan)
         reasons = done["is_unavailable_reason"].dropna()
         row["is_reason"] = reasons.iloc[0] if len(reasons) else None
         row["protocols"] = sorted(set(done["protocol"].dropna()))
         row["num_generated"] = sorted({int(n) for n in done["num_generated"].dropna()})
         row["seed_ranges"] = _seed_ranges(done)
         rows.append(row)
-    columns = [*CELL, "n_expected", "n_done",
-               *(f"{m}_{s}" for m in METRICS for s in ("n", "mean", "std", "ci_low", "ci_high", "ci_kind")),
+    columns = [*CELL, "n_expected", "n_done", "replicates_expected", "replicates_done",
+               *(f"{m}_{s}" for m in METRICS
+                 for s in ("n", "mean", "std", "ci_low", "ci_high", "ci_kind", "training_sd")),
                "is_reason", "protocols", "num_generated", "seed_ranges"]
     return pd.DataFrame(rows, columns=columns)
+
+
+# How a cell's interval was made (summarize's `<metric>_ci_kind`): its label in the cell, and in words.
+CI_PREFIX = {"sampling": "sampling ", "training+sampling": "training+sampling ", "training": "training-seed "}
+CI_HOW = {"sampling": "bootstrap over this evaluation's images",
+          "seeds": "bootstrap of the mean over evaluation seeds",
+          "training+sampling": "mean over training seeds; sampling noise (bootstrap over the images) and "
+                               "training noise (their spread beyond it, Student's t) combined",
+          "training": "Student's t over the training seeds' values"}
 
 
 def cell(summary, method, steps, ablation="", variant=""):
@@ -95,11 +137,17 @@ def format_cell(row, metric):
         return {"state": "unavailable", "text": "n/a", "title": reason or f"{label} not in these records"}
     mean, std = row[f"{metric}_mean"] * scale, row[f"{metric}_std"] * scale
     seeds = f"n={n}" if n == n_expected else f"n={n} of {n_expected}"
+    trained = row.get("replicates_expected", 1)
+    if trained > 1:
+        done = row["replicates_done"]
+        seeds += f", {done}{'' if done == trained else f' of {trained}'} training seeds"
     ci_low, ci_high = row[f"{metric}_ci_low"] * scale, row[f"{metric}_ci_high"] * scale
-    sampling = row.get(f"{metric}_ci_kind") == "sampling"
-    ci = f"{'sampling ' if sampling else ''}95% CI [{ci_low:.2f}, {ci_high:.2f}]" if _finite(ci_low) else ""
-    how = ("bootstrap over this evaluation's images" if sampling else "bootstrap of the mean over seeds")
-    title = (f"{label} over {n} seed(s){f' ({ci}: {how})' if ci else ''}; "
+    kind = row.get(f"{metric}_ci_kind")
+    ci = f"{CI_PREFIX.get(kind, '')}95% CI [{ci_low:.2f}, {ci_high:.2f}]" if _finite(ci_low) else ""
+    how = CI_HOW.get(kind, "")
+    if _finite(row.get(f"{metric}_training_sd")):
+        how += f"; training-seed sd {row[f'{metric}_training_sd'] * scale:.2f}"
+    title = (f"{label} over {n} evaluation(s){f' ({ci}: {how})' if ci else ''}; "
              f"protocol {', '.join(row['protocols'])}; "
              f"{', '.join(map(str, row['num_generated']))} generated images per seed; "
              f"image seeds {', '.join(row['seed_ranges']) or 'not recorded'}; {row['steps']} steps")

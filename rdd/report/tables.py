@@ -11,7 +11,7 @@ import pandas as pd
 from rdd.records import METRIC_VALUES
 from rdd.report.manifest import ReportInputError
 
-LABEL_COLUMNS = ["method", "ablation", "variant", "steps", "seed"]
+LABEL_COLUMNS = ["method", "ablation", "variant", "steps", "seed", "replicate"]  # replicate: training replicate
 # What identifies a metric's protocol apart from the seeds and steps of the cell.
 PROTOCOL_COLUMNS = ["extractor", "weights_source", "weights_sha256", "reference_path", "reference_sha256",
                     "reference_dataset", "reference_split", "reference_num_images", "num_generated",
@@ -21,8 +21,8 @@ METRIC_COLUMNS = [*LABEL_COLUMNS, "status", *METRIC_VALUES, *PROTOCOL_COLUMNS, "
 SPEED_COLUMNS = [*LABEL_COLUMNS, "status", "nfe", "images_per_second", "images_per_second_low",
                  "images_per_second_high", "latency_per_batch_s", "batch_size", "repeats", "threads", "machine",
                  "git_commit", "git_dirty", "path"]
-CURVE_COLUMNS = ["stage", "method", "ablation", "variant", "round", "step", "term", "value"]
-STAGE_COLUMNS = ["stage", "method", "ablation", "variant", "round", "steps", "seed", "status", "seconds",
+CURVE_COLUMNS = ["stage", "method", "ablation", "variant", "replicate", "round", "step", "term", "value"]
+STAGE_COLUMNS = ["stage", "method", "ablation", "variant", "replicate", "round", "steps", "seed", "status", "seconds",
                  "final_loss", "test_accuracy", "world_size", "machine", "git_commit", "git_dirty", "path"]
 
 
@@ -40,7 +40,7 @@ def _get(record, dotted, entry, required=True):
 def _check_labels(entry, record):
     """A record whose own labels contradict its manifest entry means the workflow wired it wrongly."""
     labels = record.get("labels") or {}
-    for key in ("method", "ablation", "variant", "steps", "seed"):
+    for key in ("method", "ablation", "variant", "steps", "seed", "replicate"):
         if key in labels and labels[key] != getattr(entry, key):
             raise ReportInputError(f"{entry.kind} record {entry.path} has {key}={labels[key]!r}, "
                                    f"its manifest entry says {getattr(entry, key)!r}")
@@ -85,7 +85,7 @@ def _metric_fields(entry, record):
 
 def _frame(rows, columns):
     frame = pd.DataFrame(rows, columns=columns)
-    return frame.astype({c: "Int64" for c in ("steps", "seed") if c in columns})
+    return frame.astype({c: "Int64" for c in ("steps", "seed", "replicate") if c in columns})
 
 
 def metrics_table(entries, records):
@@ -119,6 +119,7 @@ def speed_table(entries, records):
         for case in _get(record, "cases", entry):
             rows.append({
                 "method": case["method"], "ablation": "", "variant": "", "steps": case["steps"], "seed": None,
+                "replicate": 0,
                 "status": "done", "nfe": case["steps"], "images_per_second": case["images_per_second"],
                 "images_per_second_low": case["images_per_second_low"],
                 "images_per_second_high": case["images_per_second_high"],
@@ -140,7 +141,7 @@ def curves_table(entries, csv_frames):
             raise ReportInputError(f"curves CSV {entry.path} has no 'step' column (columns: {list(frame.columns)})")
         long = frame.melt(id_vars="step", var_name="term", value_name="value").dropna(subset=["value"])
         labels = entry.labels()
-        for key in ("stage", "method", "ablation", "variant", "round"):
+        for key in ("stage", "method", "ablation", "variant", "replicate", "round"):
             long[key] = labels[key]
         parts.append(long)
     if not parts:
@@ -156,7 +157,7 @@ def stages_table(entries, records):
             continue
         labels = entry.labels()
         stage = {"samples": "sampling", "metric": "evaluation"}.get(entry.kind, labels["stage"] or "training")
-        row = {**{k: labels[k] for k in ("method", "ablation", "variant", "round", "steps", "seed")},
+        row = {**{k: labels[k] for k in ("method", "ablation", "variant", "replicate", "round", "steps", "seed")},
                "stage": stage, "status": "pending", "path": str(entry.path)}
         record = records.get(entry)
         if record is not None:

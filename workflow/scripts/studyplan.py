@@ -131,7 +131,8 @@ class StudyPlan:
         cases = {}
         for evaluation in self.evaluations.values():
             labels = evaluation.labels
-            if evaluation.model is None or labels.get("ablation"):
+            # Training replicates are the same network as replicate 0: timed once.
+            if evaluation.model is None or labels.get("ablation") or labels.get("replicate"):
                 continue
             cases[evaluation.model, evaluation.steps] = {
                 "model": evaluation.model, "steps": evaluation.steps, "method": labels["method"],
@@ -311,7 +312,7 @@ class _Builder:
         model = self.plan.path(layout.CLASSIFIER, variant=variant_dir)
         return self.add_stage(Stage("train_classifier", model, settings, {"stage": "classifier", **(labels or {})}))
 
-    def round_settings(self, method, layers, iters, where):
+    def round_settings(self, method, layers, iters, where, replicate=0):
         for layer, layer_where in [(self.study["distill"], f"{self.where}.distill"), *layers]:
             _no_reserved("distill", layer, layer_where, ("train.iters",))
             try:  # each block on its own first, so an error names the block that has it
@@ -319,7 +320,7 @@ class _Builder:
             except rdd_settings.SettingsError as exc:
                 raise ConfigError(f"{layer_where}: {exc}") from None
         record = deep_merge(self.common, self.study["distill"], *(layer for layer, _ in layers),
-                            {"method": method, "train": {"iters": iters}})
+                            {"method": method, "seed": self.study["seed"] + replicate, "train": {"iters": iters}})
         return _resolved("distill", record, where)
 
     def chain(self, teacher):
@@ -340,17 +341,18 @@ class _Builder:
             models[T], previous = model, model
         return models
 
-    def line(self, method, start, layers, classifier, run_dir, labels, schedule):
+    def line(self, method, start, layers, classifier, run_dir, labels, schedule, replicate=0):
         """Stages of one line of rounds shared_steps -> final_steps, not yet in the plan; {steps: Stage}.
 
-        `classifier` is called for the classifier path only when a round uses a feature loss.
+        `classifier` is called for the classifier path only when a round uses a feature loss;
+        `replicate` r trains the line with training seed seed + r.
         """
         s, where = self.study, f"{self.where}.rounds.{method}"
         students = halvings(s["shared_steps"], s["final_steps"])
         schedule = _iters_for(schedule, students, f"{where}.iters")
         stages, previous = {}, start
         for T in students:
-            settings = self.round_settings(method, layers, _round_iters(schedule, T), where)
+            settings = self.round_settings(method, layers, _round_iters(schedule, T), where, replicate)
             uses_features = methods.needs_classifier(settings["weights"])
             model = self.plan.student(run_dir, T)
             stages[T] = Stage("distill", model, settings,
@@ -382,6 +384,7 @@ class _Builder:
         return [(variant.get("settings", {}), f"{where}.settings"), (layer, where)]
 
     def ablation(self, name, main_lines, start):
+        """An ablation's variants; `main_lines`: {method: [its line of each training replicate]}."""
         spec = self.ablation_files[name]
         method = spec.get("method", "rdd")
         if method not in self.study["rounds"]:
@@ -399,17 +402,19 @@ class _Builder:
                     return self.classifier(overrides, labels, vdir)
             run_dir = layout.run_dir(method, f"{name}-{vname}")
             stages = self.line(method, start, layers, classifier, run_dir, labels, block["iters"])
-            same_as = next((m for m, line in main_lines.items() if _same_training(stages, line)), None)
+            same_as = next((m for m, lines in main_lines.items() if _same_training(stages, lines[0])), None)
             if same_as:
-                # Trains exactly like a main run: that run's models and metrics stand for this variant.
-                main = main_lines[same_as]
-                method_label, run_dir = same_as, layout.run_dir(same_as, "default")
-                models = {T: stage.model for T, stage in main.items()}
-                for stage in main.values():
-                    self.add_entries(stage, {**stage.labels, **labels})
+                # Trains exactly like a main run: that run's models and metrics (of every training
+                # replicate) stand for this variant.
+                for replicate, main in enumerate(main_lines[same_as]):
+                    for stage in main.values():
+                        self.add_entries(stage, {**stage.labels, **labels})
+                    self.evaluate_line(same_as, layout.run_dir(same_as, "default", replicate),
+                                       {T: stage.model for T, stage in main.items()},
+                                       {**labels, **({"replicate": replicate} if replicate else {})}, own_files=False)
+                run_dir = layout.run_dir(same_as, "default")
             else:
-                method_label, models = method, self.add_line(stages)
-            self.evaluate_line(method_label, run_dir, models, labels, own_files=not same_as)
+                self.evaluate_line(method, run_dir, self.add_line(stages), labels)
             variants[vname] = {"description": variant.get("description", ""), "run": run_dir, "same_as": same_as,
                                "changes": {k: v for k, v in variant.items() if k != "description"}}
         self.plan.ablations[name] = {"description": spec.get("description", ""), "method": method,
@@ -469,10 +474,13 @@ class _Builder:
         start = chain[study["shared_steps"]]
         main_lines = {}
         for method, block in study["rounds"].items():
-            stages = self.line(method, start, [(block["settings"], f"{self.where}.rounds.{method}.settings")],
-                               self.default_classifier, layout.run_dir(method, "default"), {}, block["iters"])
-            main_lines[method] = stages
-            self.evaluate_line(method, layout.run_dir(method, "default"), self.add_line(stages), {})
+            main_lines[method] = []
+            for replicate in range(study["training_seeds"]):
+                run, labels = layout.run_dir(method, "default", replicate), {"replicate": replicate} if replicate else {}
+                stages = self.line(method, start, [(block["settings"], f"{self.where}.rounds.{method}.settings")],
+                                   self.default_classifier, run, labels, block["iters"], replicate)
+                main_lines[method].append(stages)
+                self.evaluate_line(method, run, self.add_line(stages), labels)
         for name in self.ablation_names():
             self.ablation(name, main_lines, start)
         return plan
