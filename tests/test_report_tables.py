@@ -56,6 +56,28 @@ def speed_frame(cells, machine=MACHINE):
 
 # --- mean ± std over seeds, pending cells ---------------------------------------------------------
 
+def test_a_cell_of_two_training_seeds_gets_an_interval_of_both_noises():
+    from scipy import stats
+
+    from rdd.metrics import combined
+
+    frame = metrics_frame({("rdd", 1): [60.0, 62.0]})
+    frame["seed"], frame["seed_first"], frame["seed_last"] = 0, 0, 499  # both replicates sampled seeds 0-499
+    frame["replicate"] = [0, 1]
+    rng = np.random.default_rng(0)
+    side = {(r, (0, 499)): (fid, fid + rng.normal(0.0, 1.0, 50)) for r, fid in ((0, 60.0), (1, 62.0))}
+    row = cell(summarize(frame, {"fid": {("rdd", "", "", 1): side}}), "rdd", 1)
+    expected = combined.cell_interval(side)
+    assert row["fid_ci_kind"] == "training+sampling" and row["fid_mean"] == 61.0
+    assert (row["fid_ci_low"], row["fid_ci_high"]) == (expected["low"], expected["high"])
+    # KID without bootstrap replicates in the records: Student's t over the two training seeds.
+    low, high = stats.t.interval(0.95, 1, loc=0.061, scale=stats.sem([0.060, 0.062]))
+    assert row["kid_ci_kind"] == "training" and (row["kid_ci_low"], row["kid_ci_high"]) == pytest.approx((low, high))
+    shown = format_cell(row, "fid")
+    assert shown["seeds"] == "n=2, 2 training seeds" and shown["ci"].startswith("training+sampling 95% CI [")
+    assert "training-seed sd" in shown["title"] and "image seeds 0–499;" in shown["title"]
+
+
 def test_summary_mean_and_std_match_a_naive_computation():
     fids = [41.3, 44.9, 40.2]
     summary = summarize(metrics_frame({("rdd", 2): fids, ("pd", 2): [52.0], ("rcfd", 2): [None, None]}))
@@ -199,9 +221,10 @@ def test_compare_uses_twice_the_standard_error_of_the_difference():
     assert outcome(_cell(10.0, math.nan, 1), _cell(10.1, math.nan, 1)) == "better"  # one seed, no replicates
 
 
-def _replicated(fids, noise, seeds=(0,)):
-    """Replicates of one cell per evaluation seed: its FID plus `noise` (one array per seed)."""
-    return {(1000 * s, 1000 * s + 499): (fid, fid + n) for s, fid, n in zip(seeds, fids, noise)}
+def _replicated(fids, noise, seeds=(0,), replicate=0):
+    """Bootstrap replicates of one cell per evaluation seed of one training replicate: its FID plus `noise`
+    (one array per seed), keyed as rdd.report.context.sampling_replicates keys them."""
+    return {(replicate, (1000 * s, 1000 * s + 499)): (fid, fid + n) for s, fid, n in zip(seeds, fids, noise)}
 
 
 def test_difference_interval_matches_a_naive_paired_bootstrap():
@@ -243,6 +266,27 @@ def test_claims_from_the_interval_of_the_paired_difference():
                                                ("pd", "", "", 1): _replicated([70.0], [own], seeds=(1,))})[0]
     assert claim["verdict"] == claims.INCONCLUSIVE and "images per evaluation would resolve it" in claim["detail"]
     assert claims.INTERVAL_CAVEAT in claim["detail"]
+
+
+def test_claims_over_training_seeds_widen_the_interval_and_ask_for_seeds():
+    """Two training seeds per method whose FIDs scatter far more than the images' noise: a gap the
+    paired sampling interval alone would call decided is inconclusive, resolved by more training seeds."""
+    rng = np.random.default_rng(4)
+    shared = rng.normal(0, 0.5, 200)
+    frame = metrics_frame({("pd", 1): [69.0, 71.0], ("rdd", 1): [64.0, 68.0]})
+    frame["replicate"], frame["seed"] = [0, 1, 0, 1], 0
+    summary = summarize(frame)
+    replicates = {("pd", "", "", 1): {**_replicated([69.0], [shared]), **_replicated([71.0], [shared], replicate=1)},
+                  ("rdd", "", "", 1): {**_replicated([64.0], [shared]), **_replicated([68.0], [shared], replicate=1)}}
+    found = claims.compare(cell(summary, "rdd", 1), cell(summary, "pd", 1), replicates)
+    assert found["outcome"] == "tie" and found["training_seeds"] == 2
+    seeds = int(re.search(r"about (\d+) training seeds per method would resolve it", found["noise"]).group(1))
+    assert seeds > 2
+    sampling_only = bootstrap.difference(*(replicates[k] for k in (("rdd", "", "", 1), ("pd", "", "", 1))))
+    assert sampling_only["low"] > 0  # the images' noise alone: decided
+    claim = claims.one_step_claims(summary, PAPER, small_scale=True, replicates=replicates)[0]
+    assert claim["verdict"] == claims.INCONCLUSIVE
+    assert claims.TRAINING_CAVEAT.format(seeds=2) in claim["detail"] and claims.INTERVAL_CAVEAT not in claim["detail"]
 
 
 def test_one_step_claims_direction_and_size_by_scale():

@@ -126,7 +126,7 @@ def test_authors_checkpoints_replace_the_stages_they_stand_for(tmp_path):
     result = run_snakemake(tmp_path, "all", "-n", "--cores", "2", "--configfile", TINY, overlay)
     assert result.returncode == 0, result.stdout[-3000:]
     counts = job_counts(result.stdout)
-    assert "train_teacher" not in counts and counts["distill"] == 9 + 6  # 8 -> 4 -> 2 -> 1, no chain
+    assert "train_teacher" not in counts and counts["distill"] == 9 * 2 + 6  # 8 -> 4 -> 2 -> 1 per training seed, no chain
 
 
 def test_authors_classifier_replaces_the_classifier_training(tmp_path):
@@ -137,9 +137,10 @@ def test_authors_classifier_replaces_the_classifier_training(tmp_path):
     result = run_snakemake(tmp_path, "all", "-n", "--cores", "2", "--configfile", TINY, overlay)
     assert result.returncode == 0, result.stdout[-3000:]
     counts = job_counts(result.stdout)
-    assert "train_classifier" not in counts and counts["distill"] == 1 + 6 + 4
-    # Every feature round reads their file: RCFD's and RDD's two rounds, the loss ablation's two lines.
-    assert result.stdout.count("--classifier ") == result.stdout.count(f"--classifier {theirs}") == 2 + 2 + 4
+    assert "train_classifier" not in counts and counts["distill"] == 1 + 12 + 4
+    # Every feature round reads their file: RCFD's and RDD's two rounds per training seed, the loss
+    # ablation's two lines.
+    assert result.stdout.count("--classifier ") == result.stdout.count(f"--classifier {theirs}") == (2 + 2) * 2 + 4
 
 
 def test_lint_has_only_the_explained_finding(tmp_path):

@@ -65,6 +65,7 @@ def summarize(metrics, sampling=None):
     FID, KID and IS. `sampling`: {metric: {cell: {(replicate, image seed range): (value, bootstrap
     replicates)}}} from the metric records (rdd.report.context.sampling_replicates)."""
     rows = []
+    metrics = metrics.assign(replicate=pd.to_numeric(metrics["replicate"]).fillna(0).astype(int))
     for key, group in metrics.groupby(CELL, sort=True, dropna=False):
         done = group[group["status"] == "done"]
         row = {**dict(zip(CELL, key)), "n_expected": len(group), "n_done": len(done),
