@@ -8,10 +8,8 @@ import shlex
 import sys
 from pathlib import Path
 
-import jsonschema
-import yaml
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
@@ -42,42 +40,9 @@ def _config_error(message):
     return WorkflowError(f"invalid config: {message}")
 
 
-def _validated(data, schema, where=""):
-    """`data` checked against a schema in workflow/schemas (defaults filled in), or a one-line error."""
-    try:
-        validate(data, f"../schemas/{schema}")
-    except WorkflowError as exc:
-        # Snakemake folds the jsonschema error into its message; the error itself is the context.
-        error = exc.__context__
-        if not isinstance(error, jsonschema.ValidationError):
-            raise
-        raise _config_error(configcheck.describe_schema_error(error, where)) from None
-    return data
-
-
-def _load_ablations(folder):
-    """Every <folder>/<name>.yaml, each checked against the ablation schema."""
-    folder = REPO / folder  # an absolute `folder` stays as it is
-    files = {}
-    for path in sorted(folder.glob("*.yaml")):
-        where = f"{path}: "
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise _config_error(f"{where} not valid YAML: {exc}") from None
-        if not configcheck.NAME.fullmatch(path.stem):
-            raise _config_error(f"{where} an ablation name is lower-case letters, digits and underscores")
-        files[path.stem] = _validated(configcheck.string_keys(data or {}), "ablation.schema.yaml", where)
-        configcheck.check_ablation_names(files[path.stem], where)
-    return files
-
-
 def _checked_config():
-    cfg = _validated(configcheck.string_keys(config), "config.schema.yaml")
     try:
-        configcheck.check_run(cfg)
-        configcheck.check_method_names(cfg)
-        return cfg, _load_ablations(cfg["ablations_dir"])
+        return configcheck.checked_config(config, REPO)
     except ConfigError as exc:
         raise _config_error(str(exc)) from None
 

@@ -5,6 +5,9 @@ Kept apart from studyplan (which imports torch) so that a config error is report
 
 import json
 import re
+from pathlib import Path
+
+import yaml
 
 # Names of studies, ablations and variants (they become parts of paths).
 NAME = re.compile(r"[a-z0-9_]+")
@@ -92,3 +95,50 @@ def check_ablation_names(ablation, where):
         for term in variant.get("weights", {}):
             if term not in terms:
                 raise ConfigError(unknown_key(f"{where}variants.{name}.weights", term, sorted(terms)))
+
+
+# ----------------------------------------------------------------------------- a whole config
+
+SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
+
+
+def validated(data, schema, where=""):
+    """`data` checked against workflow/schemas/`schema` (defaults filled in), or a one-line ConfigError."""
+    import jsonschema
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    try:
+        validate(data, str(SCHEMAS / schema))
+    except WorkflowError as exc:
+        # Snakemake folds the jsonschema error into its message; the error itself is the context.
+        error = exc.__context__
+        if not isinstance(error, jsonschema.ValidationError):
+            raise
+        raise ConfigError(describe_schema_error(error, where)) from None
+    return data
+
+
+def load_ablations(folder):
+    """Every <folder>/<name>.yaml, each checked against the ablation schema."""
+    files = {}
+    for path in sorted(Path(folder).glob("*.yaml")):
+        where = f"{path}: "
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{where} not valid YAML: {exc}") from None
+        if not NAME.fullmatch(path.stem):
+            raise ConfigError(f"{where} an ablation name is lower-case letters, digits and underscores")
+        files[path.stem] = validated(string_keys(data or {}), "ablation.schema.yaml", where)
+        check_ablation_names(files[path.stem], where)
+    return files
+
+
+def checked_config(config, repo):
+    """The config validated (defaults filled in) and its ablation files (`ablations_dir`, relative to
+    `repo` unless absolute): what the workflow and the benchmarks plan studies from."""
+    checked = validated(string_keys(config), "config.schema.yaml")
+    check_run(checked)
+    check_method_names(checked)
+    return checked, load_ablations(Path(repo) / checked["ablations_dir"])  # an absolute folder stays as it is

@@ -1,0 +1,405 @@
+"""The paper-scale path on one GPU, checked in one prepared run: tests, torchrun, speed and the studies' cost.
+
+Run from the repository root (prints a report, writes one JSON):
+
+    python benchmarks/gpu_check.py --out gpu_check.json           # one H100/H200: under 8 minutes
+    python benchmarks/gpu_check.py --tiny --out gpu_check.json    # toy sizes, any machine (the CPU too)
+
+Items, each with a verdict (ran / failed / skipped, and why):
+1. tests: the test subset marked `gpu` (tests/test_gpu.py) on this device;
+2. torchrun: one RDD round of a few iterations under `torchrun --nproc_per_node 1` (NCCL on CUDA,
+   gloo on the CPU), the M-P2P queue filled through the all-gather;
+3. per study (cifar10 and imagenet64; with --tiny the tiny preset), with the networks, batches and
+   GPUs per job its plan gives: seconds per iteration and peak memory of a teacher step and of one
+   iteration of each method's first round and of the shared chain, in fp32 (TF32 matmuls on CUDA)
+   and with bf16 autocast (CUDA only); images/s of 1-step and T_base-step DDIM sampling at the
+   evaluation batch; Inception feature extraction images/s in fp32 (as reported FIDs need);
+4. the cost of the whole study in GPU-hours per stage (teacher, chain, rounds, ablations, sampling,
+   metrics) from those rates and the plan's iteration and sample counts.
+Networks have random weights: speed does not depend on them.
+"""
+
+import argparse
+import copy
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "workflow" / "scripts"))
+sys.path.insert(0, str(REPO))
+import configcheck  # noqa: E402
+import studyplan  # noqa: E402
+from benchmarks import peak_memory  # noqa: E402
+
+RAN, FAILED, SKIPPED = "ran", "failed", "skipped"
+PRECISIONS = ("fp32", "bf16")
+
+
+def verdict(item, outcome, why, **figures):
+    return {"item": item, "verdict": outcome, "why": why, **figures}
+
+
+# ----------------------------------------------------------------------------- plans
+
+def load_plans(names, tiny):
+    """The StudyPlans of `names`, from config/config.yaml (with config/tiny.yaml merged over it for --tiny)."""
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    if tiny:
+        config = studyplan.deep_merge(config, yaml.safe_load((REPO / "config" / "tiny.yaml").read_text()))
+    checked, ablations = configcheck.checked_config(config, REPO)
+    return {name: studyplan.build_plan(name, checked["studies"][name], ablations) for name in names}
+
+
+def timed_stages(plan):
+    """{kind: Stage} of what is timed: the teacher, the chain's first round, each method's first round."""
+    stages, rounds = {}, {}
+    for stage in plan.stages.values():
+        labels = stage.labels
+        if stage.rule == "train_teacher":
+            stages["teacher"] = stage
+        elif labels.get("stage") == "pd_chain":
+            stages.setdefault("pd_chain", stage)
+        elif labels.get("stage") == "round" and not labels.get("ablation") and not labels.get("replicate"):
+            rounds.setdefault(labels["method"], stage)
+    return {**stages, **rounds}
+
+
+def _on(settings, device, precision):
+    settings = copy.deepcopy(settings)
+    settings["device"] = {**settings["device"], "device": device, "amp_bf16": precision == "bf16"}
+    return settings
+
+
+def _per_gpu_batch(plan, stage):
+    return stage.settings["train"]["batch_size"] // max(1, plan.resources(stage.rule)["gpu"])
+
+
+# ----------------------------------------------------------------------------- timings
+
+def build_iteration(plan, kind, stage, device, precision):
+    """One training iteration of `stage` at its per-GPU batch (the production stage and step)."""
+    import torch
+
+    from rdd.data import num_classes
+    from rdd.diffusion import TimeGrid
+    from rdd.nets import build_classifier, build_unet
+    from rdd.train import teacher as teacher_mod
+    from rdd.train.classifier import classifier_kwargs
+    from rdd.train.loop import train_step
+    from rdd.train.round import check_relation_groups, round_stage
+
+    torch.manual_seed(0)
+    dev = torch.device(device)
+    settings = _on(stage.settings, device, precision)
+    batch_size = _per_gpu_batch(plan, stage)
+    teacher_settings = plan.stages[next(k for k, s in plan.stages.items() if s.rule == "train_teacher")].settings
+    net_kwargs = teacher_mod.unet_kwargs(teacher_settings)
+    if kind == "teacher":
+        built, _ = teacher_mod.build_stage(settings, dev, None)
+    else:
+        check_relation_groups({**settings, "train": {**settings["train"], "batch_size": batch_size}})
+        classifier = None
+        if stage.classifier:
+            classifier_settings = plan.stages[stage.classifier].settings
+            kwargs = classifier_kwargs(classifier_settings)
+            classifier = build_classifier(kwargs.pop("name"), kwargs.pop("num_classes"), kwargs.pop("in_channels"),
+                                          **kwargs).to(dev).eval().requires_grad_(False)
+        teacher_T = int(stage.labels["round"].split("->")[0])
+        teacher = build_unet(**net_kwargs).to(dev).eval()
+        built, _ = round_stage(settings, dev, teacher, net_kwargs, TimeGrid(teacher_T, plan.config["T_base"]),
+                               classifier, log=lambda message: None)
+    classes = num_classes(settings["data"]) if net_kwargs["num_classes"] else 1
+    shape = (batch_size, net_kwargs["in_channels"], net_kwargs["img_resolution"], net_kwargs["img_resolution"])
+    batch = (torch.rand(shape) * 2 - 1, torch.randint(0, classes, (batch_size,)))
+    steps = iter(range(1, 1 << 30))
+
+    def iteration():
+        train_step(built, batch, next(steps), settings["seed"])
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    return iteration
+
+
+def time_iteration(iteration, device, repeats):
+    """Median seconds of `repeats` iterations after two warm-ups, and the peak memory of one (CUDA)."""
+    iteration()
+    iteration()
+    baseline = peak_memory.reset(device) if device == "cuda" else None
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        iteration()
+        times.append(time.perf_counter() - started)
+    peak = peak_memory.peak_since(device, baseline) if device == "cuda" else None
+    return {"seconds_per_iteration": statistics.median(times), "min": min(times), "max": max(times),
+            "peak_bytes": peak}
+
+
+def training_rates(plan, device, repeats, log):
+    """{kind: {precision: timing or verdict}} of every timed stage."""
+    import torch
+
+    rates = {}
+    for kind, stage in timed_stages(plan).items():
+        rates[kind] = {"per_gpu_batch": _per_gpu_batch(plan, stage), "gpus": plan.resources(stage.rule)["gpu"]}
+        for precision in PRECISIONS:
+            if precision == "bf16" and device != "cuda":
+                rates[kind][precision] = verdict(f"{kind} {precision}", SKIPPED, "bf16 autocast runs on CUDA only")
+                continue
+            # fp32 training on CUDA uses TF32 matmuls and convolutions (what "fp32" costs there).
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = device == "cuda"
+            try:
+                timing = time_iteration(build_iteration(plan, kind, stage, device, precision), device, repeats)
+                rates[kind][precision] = {"verdict": RAN, **timing}
+                log(f"  {kind:>9} {precision}: {timing['seconds_per_iteration']:.4f} s/it at batch "
+                    f"{rates[kind]['per_gpu_batch']} per GPU"
+                    + (f", peak {timing['peak_bytes'] / 2**30:.2f} GiB" if timing["peak_bytes"] else ""))
+            except Exception as exc:  # a failure is a finding of the check, reported with the others
+                rates[kind][precision] = verdict(f"{kind} {precision}", FAILED, f"{type(exc).__name__}: {exc}")
+                log(f"  {kind:>9} {precision}: FAILED {type(exc).__name__}: {exc}")
+            finally:
+                if device == "cuda":
+                    torch.cuda.empty_cache()
+    return rates
+
+
+def sampling_rates(plan, device, repeats, log):
+    """Images/s of 1-step and T_base-step DDIM sampling with the study's UNet at its evaluation batch."""
+    import torch
+
+    from rdd.diffusion import TimeGrid
+    from rdd.generate import image_shape, sample_batch
+    from rdd.nets import build_unet
+    from rdd.train.teacher import unet_kwargs
+
+    teacher = next(s for s in plan.stages.values() if s.rule == "train_teacher")
+    kwargs = unet_kwargs(teacher.settings)
+    net = build_unet(**kwargs).to(device).eval()
+    grid = TimeGrid(plan.config["T_base"], plan.config["T_base"])
+    batch = plan.config["evaluate"]["batch_size"]
+    out = {}
+    for steps in sorted({1, plan.config["T_base"]}):
+        seconds = []
+        for repeat in range(repeats + 1):  # the first is a warm-up
+            started = time.perf_counter()
+            sample_batch(net, grid, list(range(batch)), steps, image_shape(kwargs), kwargs["num_classes"], device,
+                         net_batch=batch)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            seconds.append(time.perf_counter() - started)
+        out[steps] = batch / statistics.median(seconds[1:])
+        log(f"  DDIM {steps} step(s): {out[steps]:.1f} images/s at batch {batch}")
+    return out
+
+
+def inception_rate(plan, device, images, log):
+    """Inception (pool3 and logits, fp32) images/s on random uint8 images of the study's size."""
+    import numpy as np
+
+    from rdd.metrics.features import extract_features
+    from rdd.metrics.inception import resolve_inception
+
+    weights = plan.config["evaluate"].get("inception_weights")
+    handle = resolve_inception(weights, cache_dir=str(REPO / "cache" / "inception"), allow_download=False)
+    from rdd.data import normalize_spec
+
+    data = normalize_spec(plan.config["data"])
+    size, channels = data["image_size"], data["channels"]
+    x = np.random.default_rng(0).integers(0, 256, (images, size, size, channels), dtype=np.uint8)
+    extract_features(x[: min(images, 16)], handle, batch_size=16, device=device)  # warm-up
+    started = time.perf_counter()
+    extract_features(x, handle, batch_size=min(images, 256), device=device)
+    rate = images / (time.perf_counter() - started)
+    log(f"  Inception: {rate:.1f} images/s (fp32)")
+    return rate
+
+
+# ----------------------------------------------------------------------------- cost
+
+def _stage_group(stage):
+    labels = stage.labels
+    if labels.get("ablation"):
+        return "ablations"
+    return {"train_teacher": "teacher", "train_classifier": "classifier"}.get(stage.rule) or (
+        "chain" if labels.get("stage") == "pd_chain" else "rounds")
+
+
+def cost_table(plan, rates, sampling, inception, precision="fp32"):
+    """GPU-hours per stage group of the whole study from the measured rates ({group: {jobs, gpu_hours,
+    note}}): a training job costs iters x s/it x GPUs; a sampling job num_samples / images/s at its
+    steps (time per image linear in the steps, through the 1-step and T_base-step rates); a metric job
+    num_samples / Inception images/s. Ablation lines are costed at their method's rate."""
+    table = {}
+
+    def add(group, hours, note=None):
+        row = table.setdefault(group, {"jobs": 0, "gpu_hours": 0.0, "notes": set()})
+        row["jobs"] += 1
+        if hours is None:
+            row["notes"].add(note)
+        else:
+            row["gpu_hours"] += hours
+
+    for stage in plan.stages.values():
+        group = _stage_group(stage)
+        if group == "classifier":
+            add(group, None, "the classifier's training is not timed by this check")
+            continue
+        kind = "teacher" if group == "teacher" else "pd_chain" if group == "chain" else stage.labels["method"]
+        rate = (rates.get(kind) or {}).get(precision) or {}
+        if rate.get("verdict") != RAN:
+            add(group, None, f"{kind} not timed")
+            continue
+        iters = stage.settings["train"].get("iters") or 0
+        add(group, iters * rate["seconds_per_iteration"] * max(1, rates[kind]["gpus"]) / 3600)
+    low, high = min(sampling), max(sampling)
+    per_step = (1 / sampling[high] - 1 / sampling[low]) / max(1, high - low)
+    num_samples = plan.config["evaluate"]["num_samples"]
+    for evaluation in plan.evaluations.values():
+        if evaluation.model is not None:
+            add("sampling", num_samples * (1 / sampling[low] + per_step * (evaluation.steps - low)) / 3600)
+        add("metrics", num_samples / inception / 3600)
+    return {group: {"jobs": row["jobs"], "gpu_hours": row["gpu_hours"],
+                    "note": "; ".join(sorted(row["notes"])) or None} for group, row in table.items()}
+
+
+# ----------------------------------------------------------------------------- tests and torchrun
+
+def run_tests(device, log):
+    env = {**os.environ, "RDD_TEST_DEVICE": device, "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider",
+                          str(REPO / "tests" / "test_gpu.py")], cwd=REPO, env=env, capture_output=True, text=True)
+    summary = (out.stdout.strip().splitlines() or ["(no output)"])[-1]
+    log(f"  pytest -m gpu on {device}: {summary}")
+    counts = {k: int(n) for n, k in re.findall(r"(\d+) (passed|failed|skipped|error)", summary)}
+    if out.returncode == 0 and counts.get("passed"):
+        return verdict("tests", RAN, f"pytest -m gpu on {device}: {summary}", counts=counts)
+    return verdict("tests", FAILED, f"pytest -m gpu on {device}: {summary}", counts=counts,
+                   output=out.stdout[-4000:] + out.stderr[-2000:])
+
+
+def _tiny_settings(folder, device):
+    data = {"name": "fashion_mnist", "root": str(REPO / "data"), "image_size": 16, "resize": "resize"}
+    records = {
+        "teacher": {"data": data, "T_base": 8, "device": {"device": device},
+                    "net": {"ch": 32, "ch_mult": [1, 2], "num_res_blocks": 1},
+                    "train": {"iters": 2, "batch_size": 8, "log_every": 1, "checkpoint_every": 2}},
+        "classifier": {"data": data, "device": {"device": device}, "net": {"name": "densenet_small"},
+                       "train": {"iters": 2, "batch_size": 16, "log_every": 1, "checkpoint_every": 2}},
+        "distill": {"data": data, "method": "rdd", "device": {"device": device}, "memory_size": 64,
+                    "num_anchors": 16, "enqueue_per_step": 16, "is_p2p_group_size": 8,
+                    "train": {"iters": 3, "batch_size": 8, "log_every": 1, "checkpoint_every": 3}},
+    }
+    paths = {}
+    for name, record in records.items():
+        paths[name] = folder / f"{name}.yaml"
+        paths[name].write_text(yaml.safe_dump(record))
+    return paths
+
+
+def run_torchrun(device, log):
+    """A teacher and classifier of 2 steps, then an RDD round of 3 under torchrun on one process."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        settings = _tiny_settings(folder, device)
+        commands = [
+            [sys.executable, "-m", "rdd", "train-teacher", "--settings", settings["teacher"], "--out",
+             folder / "teacher.pt", "--resume-dir", folder / "r_teacher"],
+            [sys.executable, "-m", "rdd", "train-classifier", "--settings", settings["classifier"], "--out",
+             folder / "classifier.pt", "--resume-dir", folder / "r_classifier"],
+            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1", "-m", "rdd",
+             "distill", "--settings", settings["distill"], "--teacher", folder / "teacher.pt", "--classifier",
+             folder / "classifier.pt", "--out", folder / "student.pt", "--resume-dir", folder / "r_student"]]
+        for command in commands:
+            out = subprocess.run([str(c) for c in command], cwd=REPO, env=env, capture_output=True, text=True)
+            if out.returncode != 0:
+                return verdict("torchrun", FAILED, f"{' '.join(map(str, command[1:5]))} exited {out.returncode}",
+                               output=out.stdout[-3000:] + out.stderr[-3000:])
+        record = json.loads((folder / "student.json").read_text())
+    backend = "NCCL" if device == "cuda" else "gloo"
+    terms = record["final_terms"] or {}
+    ok = record["world_size"] == 1 and terms.get("m_p2p") is not None
+    why = (f"torchrun --nproc_per_node 1 ({backend}): RDD round of 3 iterations, world size {record['world_size']}, "
+           f"final M-P2P term {terms.get('m_p2p')}")
+    log(f"  {why}")
+    return verdict("torchrun", RAN if ok else FAILED, why, final_terms=terms)
+
+
+# ----------------------------------------------------------------------------- main
+
+def _print_cost(name, cost, log):
+    log(f"  cost of study {name} (GPU-hours, fp32/TF32 rates):")
+    for group in ("teacher", "classifier", "chain", "rounds", "ablations", "sampling", "metrics"):
+        if group in cost:
+            row = cost[group]
+            log(f"    {group:>10}: {row['gpu_hours']:10.2f} over {row['jobs']} jobs"
+                + (f" ({row['note']})" if row["note"] else ""))
+    log(f"    {'total':>10}: {sum(r['gpu_hours'] for r in cost.values()):10.2f}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiny", action="store_true", help="the tiny preset's sizes (any machine, the CPU too)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: CUDA when present")
+    parser.add_argument("--repeats", type=int, default=None, help="timed iterations per case (default 5, tiny 2)")
+    parser.add_argument("--inception-images", type=int, default=None, help="default 2048, tiny 32")
+    parser.add_argument("--skip", nargs="*", default=[], choices=("tests", "torchrun", "timings"))
+    parser.add_argument("--out", type=Path, default=Path("gpu_check.json"))
+    args = parser.parse_args(argv)
+    import torch
+
+    from rdd import io
+    from rdd.provenance import environment_record
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    repeats = args.repeats or (2 if args.tiny else 5)
+    studies = ["tiny"] if args.tiny else ["cifar10", "imagenet64"]
+    log = print
+    started = time.time()
+    log(f"GPU check on {device} ({'tiny sizes' if args.tiny else 'paper sizes'}), torch {torch.__version__}")
+    result = {"device": device, "tiny": args.tiny, "items": [], "studies": {}}
+    if device == "cpu" and not args.tiny:
+        log("  note: no CUDA device; paper sizes on the CPU are slow (use --tiny)")
+    for item, run in (("tests", run_tests), ("torchrun", run_torchrun)):
+        found = verdict(item, SKIPPED, "--skip") if item in args.skip else run(device, log)
+        result["items"].append(found)
+    if "timings" in args.skip:
+        result["items"].append(verdict("timings", SKIPPED, "--skip"))
+    else:
+        plans = load_plans(studies, args.tiny)
+        for name, plan in plans.items():
+            log(f"study {name}:")
+            rates = training_rates(plan, device, repeats, log)
+            sampling = sampling_rates(plan, device, repeats, log)
+            inception = inception_rate(plan, device, args.inception_images or (32 if args.tiny else 2048), log)
+            cost = cost_table(plan, rates, sampling, inception)
+            _print_cost(name, cost, log)
+            failed = [f"{k} {p}" for k, r in rates.items() for p in PRECISIONS if r[p].get("verdict") == FAILED]
+            result["studies"][name] = {"training": rates, "sampling_images_per_second": sampling,
+                                       "inception_images_per_second": inception, "cost_gpu_hours": cost}
+            result["items"].append(verdict(f"timings {name}", FAILED if failed else RAN,
+                                           f"failed: {', '.join(failed)}" if failed else
+                                           "every stage timed (bf16 skipped off CUDA)" if device != "cuda" else
+                                           "every stage timed in fp32/TF32 and bf16"))
+    result["seconds"] = time.time() - started
+    result["environment"] = environment_record(torch.device(device))
+    io.write_json(result, args.out)
+    log("verdicts:")
+    for item in result["items"]:
+        log(f"  {item['item']}: {item['verdict']} ({item['why']})")
+    log(f"{result['seconds']:.0f} s; written to {args.out}")
+    return 1 if any(i["verdict"] == FAILED for i in result["items"]) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
