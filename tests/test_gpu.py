@@ -62,7 +62,8 @@ def test_every_stage_trains_and_evaluates_on_the_device(precision, tiny, classif
     teacher = tmp_path / "teacher.pt"
     run_rdd("train-teacher", "--settings", teacher_settings, "--out", teacher, "--resume-dir", tmp_path / "r_t")
     record = read_record(teacher)
-    assert record["machine"]["device"].startswith(DEVICE) and record["settings"]["device"]["amp_bf16"] is amp["amp_bf16"]
+    assert record["machine"]["device"].startswith(DEVICE)
+    assert record["settings"]["device"]["amp_bf16"] is amp["amp_bf16"]
     assert math.isfinite(record["final_terms"]["loss"])
     for method in ("pd", "rcfd", "rdd"):
         settings = _on_device(tiny["distill"], tmp_path, method=method, train={"iters": 2}, device=amp)
@@ -95,7 +96,8 @@ def _resume_step(folder):
 
 
 def test_a_run_stopped_and_resumed_on_the_device_equals_an_uninterrupted_one(tiny, tmp_path):
-    settings = _on_device(tiny["teacher"], tmp_path, train={"iters": RESUME_ITERS, "checkpoint_every": 2, "log_every": 2})
+    settings = _on_device(tiny["teacher"], tmp_path,
+                          train={"iters": RESUME_ITERS, "checkpoint_every": 2, "log_every": 2})
     whole = tmp_path / "whole.pt"
     run_rdd("train-teacher", "--settings", settings, "--out", whole, "--resume-dir", tmp_path / "r_whole")
     resumed, resume = tmp_path / "resumed.pt", tmp_path / "r_resumed"

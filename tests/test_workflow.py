@@ -126,7 +126,8 @@ def test_authors_checkpoints_replace_the_stages_they_stand_for(tmp_path):
     result = run_snakemake(tmp_path, "all", "-n", "--cores", "2", "--configfile", TINY, overlay)
     assert result.returncode == 0, result.stdout[-3000:]
     counts = job_counts(result.stdout)
-    assert "train_teacher" not in counts and counts["distill"] == 9 * 2 + 6  # 8 -> 4 -> 2 -> 1 per training seed, no chain
+    # 8 -> 4 -> 2 -> 1 per training seed, no chain
+    assert "train_teacher" not in counts and counts["distill"] == 9 * 2 + 6
 
 
 def test_authors_classifier_replaces_the_classifier_training(tmp_path):

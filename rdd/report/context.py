@@ -328,9 +328,9 @@ def sampling_replicates(study):
             reps = (settings.get(block) or {}).get(f"{metric}_replicates")
             if reps is not None and record["metrics"].get(value) is not None:
                 protocol = record["protocol"]
-                key = (entry.method, entry.ablation or "", entry.variant or "", entry.steps)
-                out[metric].setdefault(key, {})[(entry.replicate, (protocol["seed_first"], protocol["seed_last"]))] = (
-                    record["metrics"][value], reps)
+                cell = (entry.method, entry.ablation or "", entry.variant or "", entry.steps)
+                evaluation = (entry.replicate, (protocol["seed_first"], protocol["seed_last"]))
+                out[metric].setdefault(cell, {})[evaluation] = (record["metrics"][value], reps)
     return out
 
 

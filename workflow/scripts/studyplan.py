@@ -476,7 +476,8 @@ class _Builder:
         for method, block in study["rounds"].items():
             main_lines[method] = []
             for replicate in range(study["training_seeds"]):
-                run, labels = layout.run_dir(method, "default", replicate), {"replicate": replicate} if replicate else {}
+                run = layout.run_dir(method, "default", replicate)
+                labels = {"replicate": replicate} if replicate else {}
                 stages = self.line(method, start, [(block["settings"], f"{self.where}.rounds.{method}.settings")],
                                    self.default_classifier, run, labels, block["iters"], replicate)
                 main_lines[method].append(stages)
