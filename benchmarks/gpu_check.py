@@ -288,6 +288,8 @@ def run_tests(device, log):
 
 
 def _tiny_settings(folder, device):
+    from rdd.settings import write_files
+
     data = {"name": "fashion_mnist", "root": str(REPO / "data"), "image_size": 16, "resize": "resize"}
     records = {
         "teacher": {"data": data, "T_base": 8, "device": {"device": device},
@@ -299,11 +301,7 @@ def _tiny_settings(folder, device):
                     "num_anchors": 16, "enqueue_per_step": 16, "is_p2p_group_size": 8,
                     "train": {"iters": 3, "batch_size": 8, "log_every": 1, "checkpoint_every": 3}},
     }
-    paths = {}
-    for name, record in records.items():
-        paths[name] = folder / f"{name}.yaml"
-        paths[name].write_text(yaml.safe_dump(record))
-    return paths
+    return write_files(folder, records)
 
 
 def run_torchrun(device, log):

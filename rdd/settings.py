@@ -407,6 +407,15 @@ def load_file(path):
     return data
 
 
+def write_files(folder, records):
+    """{command: record} written as <folder>/<command>.yaml, the files `--settings` reads; {command: path}."""
+    paths = {}
+    for command, record in records.items():
+        paths[command] = Path(folder) / f"{command}.yaml"
+        paths[command].write_text(yaml.safe_dump(record))
+    return paths
+
+
 def digest(record):
     """A short, stable hash of a settings record (used to match resume state to its settings)."""
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]

@@ -4,9 +4,9 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
 from rdd.cli import main as rdd_main
+from rdd.settings import write_files
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -37,11 +37,7 @@ def tiny(data_root, tmp_path_factory):
         "distill": {"data": data, "memory_size": 300, "num_anchors": 32, "enqueue_per_step": 24,
                     "train": {"iters": 4, "batch_size": 8, "log_every": 2, "checkpoint_every": 2}},
     }
-    paths = {}
-    for name, record in records.items():
-        paths[name] = folder / f"{name}.yaml"
-        paths[name].write_text(yaml.safe_dump(record))
-    return paths
+    return write_files(folder, records)
 
 
 @pytest.fixture(scope="session")
