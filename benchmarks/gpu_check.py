@@ -12,7 +12,8 @@ Items, each with a verdict (ran / failed / skipped, and why):
 3. per study (cifar10 and imagenet64; with --tiny the tiny preset), with the networks, batches and
    GPUs per job its plan gives: seconds per iteration and peak memory of a teacher step and of one
    iteration of each method's first round and of the shared chain, in fp32 (TF32 matmuls on CUDA)
-   and with bf16 autocast (CUDA only); images/s of 1-step and T_base-step DDIM sampling at the
+   and with bf16 autocast (CUDA only); images/s of 1-step and T_base-step DDIM sampling (above 64
+   steps from a 64-step run, time linear in the steps) at the
    evaluation batch; Inception feature extraction images/s in fp32 (as reported FIDs need);
 4. the cost of the whole study in GPU-hours per stage (teacher, chain, rounds, ablations, sampling,
    metrics) from those rates and the plan's iteration and sample counts.
@@ -173,8 +174,13 @@ def training_rates(plan, device, repeats, log):
     return rates
 
 
-def sampling_rates(plan, device, repeats, log):
-    """Images/s of 1-step and T_base-step DDIM sampling with the study's UNet at its evaluation batch."""
+def sampling_rates(plan, device, repeats, log, max_steps=64):
+    """Images/s of 1-step and T_base-step DDIM sampling with the study's UNet at its evaluation batch.
+
+    Above `max_steps` (1024 steps at batch 500 take minutes on one GPU) the T_base-step rate comes
+    from a `max_steps` run: the time of a batch is linear in the steps (one network call each), so
+    seconds(T_base) = seconds(1) + (seconds(max_steps) - seconds(1)) (T_base - 1) / (max_steps - 1).
+    Returns ({steps: images/s}, {steps: the step count actually timed, where it differs})."""
     import torch
 
     from rdd.diffusion import TimeGrid
@@ -187,19 +193,29 @@ def sampling_rates(plan, device, repeats, log):
     net = build_unet(**kwargs).to(device).eval()
     grid = TimeGrid(plan.config["T_base"], plan.config["T_base"])
     batch = plan.config["evaluate"]["batch_size"]
-    out = {}
-    for steps in sorted({1, plan.config["T_base"]}):
-        seconds = []
-        for repeat in range(repeats + 1):  # the first is a warm-up
+    T_base = plan.config["T_base"]
+
+    def seconds(steps, count):
+        times = []
+        for _ in range(count):
             started = time.perf_counter()
             sample_batch(net, grid, list(range(batch)), steps, image_shape(kwargs), kwargs["num_classes"], device,
                          net_batch=batch)
             if device == "cuda":
                 torch.cuda.synchronize()
-            seconds.append(time.perf_counter() - started)
-        out[steps] = batch / statistics.median(seconds[1:])
-        log(f"  DDIM {steps} step(s): {out[steps]:.1f} images/s at batch {batch}")
-    return out
+            times.append(time.perf_counter() - started)
+        return statistics.median(times)
+
+    seconds(1, 1)  # warm-up
+    one = seconds(1, repeats)
+    timed = min(T_base, max_steps)
+    many = seconds(timed, 1 if timed > 8 else repeats) if T_base > 1 else one
+    full = one + (many - one) * (T_base - 1) / (timed - 1) if timed > 1 else one
+    out, extrapolated = {1: batch / one, T_base: batch / full}, ({T_base: timed} if timed != T_base else {})
+    for steps, rate in out.items():
+        how = f" (from a {extrapolated[steps]}-step run, linear in the steps)" if steps in extrapolated else ""
+        log(f"  DDIM {steps} step(s): {rate:.1f} images/s at batch {batch}{how}")
+    return out, extrapolated
 
 
 def inception_rate(plan, device, images, log):
@@ -378,12 +394,13 @@ def main(argv=None):
         for name, plan in plans.items():
             log(f"study {name}:")
             rates = training_rates(plan, device, repeats, log)
-            sampling = sampling_rates(plan, device, repeats, log)
+            sampling, extrapolated = sampling_rates(plan, device, repeats, log)
             inception = inception_rate(plan, device, args.inception_images or (32 if args.tiny else 2048), log)
             cost = cost_table(plan, rates, sampling, inception)
             _print_cost(name, cost, log)
             failed = [f"{k} {p}" for k, r in rates.items() for p in PRECISIONS if r[p].get("verdict") == FAILED]
             result["studies"][name] = {"training": rates, "sampling_images_per_second": sampling,
+                                       "sampling_steps_timed": extrapolated,
                                        "inception_images_per_second": inception, "cost_gpu_hours": cost}
             result["items"].append(verdict(f"timings {name}", FAILED if failed else RAN,
                                            f"failed: {', '.join(failed)}" if failed else

@@ -40,6 +40,13 @@ def test_cost_of_the_paper_studies_from_given_rates():
         assert cost["classifier"]["note"] == "the classifier's training is not timed by this check"
 
 
+def test_many_step_sampling_is_timed_on_fewer_steps_and_extrapolated():
+    (plan,) = gpu_check.load_plans(["tiny"], tiny=True).values()
+    rates, timed = gpu_check.sampling_rates(plan, "cpu", 1, log=lambda line: None, max_steps=4)
+    assert timed == {8: 4} and set(rates) == {1, 8}
+    assert 0 < rates[8] < rates[1]
+
+
 @pytest.mark.slow
 def test_the_whole_check_runs_at_toy_sizes_on_the_cpu(tmp_path):
     out = tmp_path / "gpu_check.json"
@@ -56,6 +63,7 @@ def test_the_whole_check_runs_at_toy_sizes_on_the_cpu(tmp_path):
         assert tiny["training"][kind]["bf16"] == {"item": f"{kind} bf16", "verdict": "skipped",
                                                   "why": "bf16 autocast runs on CUDA only"}
     assert set(tiny["sampling_images_per_second"]) == {"1", "8"} and tiny["inception_images_per_second"] > 0
+    assert tiny["sampling_steps_timed"] == {}  # T_base = 8: timed, not extrapolated
     cost = tiny["cost_gpu_hours"]
     assert set(cost) == {"teacher", "classifier", "chain", "rounds", "ablations", "sampling", "metrics"}
     assert cost["rounds"]["jobs"] == 12 and all(row["gpu_hours"] >= 0 for row in cost.values())
