@@ -2,7 +2,7 @@
 
 Run from the repository root (prints a report, writes one JSON):
 
-    python benchmarks/gpu_check.py --out gpu_check.json           # one H100/H200: under 8 minutes
+    python benchmarks/gpu_check.py --out gpu_check.json           # one H100/H200 (sized for 8 minutes)
     python benchmarks/gpu_check.py --tiny --out gpu_check.json    # toy sizes, any machine (the CPU too)
 
 Items, each with a verdict (ran / failed / skipped, and why):
