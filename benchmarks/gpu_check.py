@@ -102,8 +102,7 @@ def build_iteration(plan, kind, stage, device, precision):
     dev = torch.device(device)
     settings = _on(stage.settings, device, precision)
     batch_size = _per_gpu_batch(plan, stage)
-    teacher_settings = plan.stages[next(k for k, s in plan.stages.items() if s.rule == "train_teacher")].settings
-    net_kwargs = teacher_mod.unet_kwargs(teacher_settings)
+    net_kwargs = teacher_mod.unet_kwargs(timed_stages(plan)["teacher"].settings)
     if kind == "teacher":
         built, _ = teacher_mod.build_stage(settings, dev, None)
     else:
@@ -188,8 +187,7 @@ def sampling_rates(plan, device, repeats, log, max_steps=64):
     from rdd.nets import build_unet
     from rdd.train.teacher import unet_kwargs
 
-    teacher = next(s for s in plan.stages.values() if s.rule == "train_teacher")
-    kwargs = unet_kwargs(teacher.settings)
+    kwargs = unet_kwargs(timed_stages(plan)["teacher"].settings)
     net = build_unet(**kwargs).to(device).eval()
     grid = TimeGrid(plan.config["T_base"], plan.config["T_base"])
     batch = plan.config["evaluate"]["batch_size"]
