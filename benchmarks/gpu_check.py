@@ -21,7 +21,6 @@ Networks have random weights: speed does not depend on them.
 """
 
 import argparse
-import copy
 import json
 import os
 import re
@@ -32,14 +31,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "workflow" / "scripts"))
 sys.path.insert(0, str(REPO))
-import configcheck  # noqa: E402
-import studyplan  # noqa: E402
 from benchmarks import peak_memory  # noqa: E402
+from benchmarks.plan_iterations import build_iteration, load_plans, per_gpu_batch, timed_stages  # noqa: E402
 
 RAN, FAILED, SKIPPED = "ran", "failed", "skipped"
 PRECISIONS = ("fp32", "bf16")
@@ -49,86 +44,7 @@ def verdict(item, outcome, why, **figures):
     return {"item": item, "verdict": outcome, "why": why, **figures}
 
 
-# ----------------------------------------------------------------------------- plans
-
-def load_plans(names, tiny):
-    """The StudyPlans of `names`, from config/config.yaml (with config/tiny.yaml merged over it for --tiny)."""
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    if tiny:
-        config = studyplan.deep_merge(config, yaml.safe_load((REPO / "config" / "tiny.yaml").read_text()))
-    checked, ablations = configcheck.checked_config(config, REPO)
-    return {name: studyplan.build_plan(name, checked["studies"][name], ablations) for name in names}
-
-
-def timed_stages(plan):
-    """{kind: Stage} of what is timed: the teacher, the chain's first round, each method's first round."""
-    stages, rounds = {}, {}
-    for stage in plan.stages.values():
-        labels = stage.labels
-        if stage.rule == "train_teacher":
-            stages["teacher"] = stage
-        elif labels.get("stage") == "pd_chain":
-            stages.setdefault("pd_chain", stage)
-        elif labels.get("stage") == "round" and not labels.get("ablation") and not labels.get("replicate"):
-            rounds.setdefault(labels["method"], stage)
-    return {**stages, **rounds}
-
-
-def _on(settings, device, precision):
-    settings = copy.deepcopy(settings)
-    settings["device"] = {**settings["device"], "device": device, "amp_bf16": precision == "bf16"}
-    return settings
-
-
-def _per_gpu_batch(plan, stage):
-    return stage.settings["train"]["batch_size"] // max(1, plan.resources(stage.rule)["gpu"])
-
-
 # ----------------------------------------------------------------------------- timings
-
-def build_iteration(plan, kind, stage, device, precision):
-    """One training iteration of `stage` at its per-GPU batch (the production stage and step)."""
-    import torch
-
-    from rdd.data import num_classes
-    from rdd.diffusion import TimeGrid
-    from rdd.nets import build_classifier, build_unet
-    from rdd.train import teacher as teacher_mod
-    from rdd.train.classifier import classifier_kwargs
-    from rdd.train.loop import train_step
-    from rdd.train.round import check_relation_groups, round_stage
-
-    torch.manual_seed(0)
-    dev = torch.device(device)
-    settings = _on(stage.settings, device, precision)
-    batch_size = _per_gpu_batch(plan, stage)
-    net_kwargs = teacher_mod.unet_kwargs(timed_stages(plan)["teacher"].settings)
-    if kind == "teacher":
-        built, _ = teacher_mod.build_stage(settings, dev, None)
-    else:
-        check_relation_groups({**settings, "train": {**settings["train"], "batch_size": batch_size}})
-        classifier = None
-        if stage.classifier:
-            classifier_settings = plan.stages[stage.classifier].settings
-            kwargs = classifier_kwargs(classifier_settings)
-            classifier = build_classifier(kwargs.pop("name"), kwargs.pop("num_classes"), kwargs.pop("in_channels"),
-                                          **kwargs).to(dev).eval().requires_grad_(False)
-        teacher_T = int(stage.labels["round"].split("->")[0])
-        teacher = build_unet(**net_kwargs).to(dev).eval()
-        built, _ = round_stage(settings, dev, teacher, net_kwargs, TimeGrid(teacher_T, plan.config["T_base"]),
-                               classifier, log=lambda message: None)
-    classes = num_classes(settings["data"]) if net_kwargs["num_classes"] else 1
-    shape = (batch_size, net_kwargs["in_channels"], net_kwargs["img_resolution"], net_kwargs["img_resolution"])
-    batch = (torch.rand(shape) * 2 - 1, torch.randint(0, classes, (batch_size,)))
-    steps = iter(range(1, 1 << 30))
-
-    def iteration():
-        train_step(built, batch, next(steps), settings["seed"])
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-
-    return iteration
-
 
 def time_iteration(iteration, device, repeats):
     """Median seconds of `repeats` iterations after two warm-ups, and the peak memory of one (CUDA)."""
@@ -151,15 +67,16 @@ def training_rates(plan, device, repeats, log):
 
     rates = {}
     for kind, stage in timed_stages(plan).items():
-        rates[kind] = {"per_gpu_batch": _per_gpu_batch(plan, stage), "gpus": plan.resources(stage.rule)["gpu"]}
+        rates[kind] = {"per_gpu_batch": per_gpu_batch(plan, stage), "gpus": plan.resources(stage.rule)["gpu"]}
         for precision in PRECISIONS:
             if precision == "bf16" and device != "cuda":
                 rates[kind][precision] = verdict(f"{kind} {precision}", SKIPPED, "bf16 autocast runs on CUDA only")
                 continue
-            # fp32 training on CUDA uses TF32 matmuls and convolutions (what "fp32" costs there).
-            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = device == "cuda"
             try:
-                timing = time_iteration(build_iteration(plan, kind, stage, device, precision), device, repeats)
+                # With the study's speed settings (fp32 matmuls and convolutions in TF32 on CUDA unless
+                # its speed.tf32 is false).
+                iteration = build_iteration(plan, kind, device, {"device": {"amp_bf16": precision == "bf16"}})
+                timing = time_iteration(iteration, device, repeats)
                 rates[kind][precision] = {"verdict": RAN, **timing}
                 log(f"  {kind:>9} {precision}: {timing['seconds_per_iteration']:.4f} s/it at batch "
                     f"{rates[kind]['per_gpu_batch']} per GPU"

@@ -38,8 +38,17 @@ def _set_item(record, assignment):
         raise settings_mod.SettingsError(f"--set {assignment!r}: the value is not valid YAML ({one_line(exc)})") from None
 
 
+def _merged(base, layer):
+    out = dict(base)
+    for key, value in layer.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 def user_settings(args):
-    record = settings_mod.load_file(args.settings) if args.settings else {}
+    record = {}
+    for path in args.settings or []:
+        record = _merged(record, settings_mod.load_file(path))
     for assignment in args.set or []:
         _set_item(record, assignment)
     return record
@@ -47,7 +56,8 @@ def user_settings(args):
 
 def _training_parser(sub, name, help_text):
     p = sub.add_parser(name, help=help_text)
-    p.add_argument("--settings", help="YAML/JSON settings file (defaults: rdd/settings.py)")
+    p.add_argument("--settings", action="append", metavar="FILE",
+                   help="YAML/JSON settings file (defaults: rdd/settings.py); several are merged in order")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one setting, e.g. train.iters=100")
     p.add_argument("--out", required=True, help="exported model file (.pt); its record and curves go beside it")
     p.add_argument("--resume-dir", required=True, help="folder for resume state, kept across runs")

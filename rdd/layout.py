@@ -27,6 +27,9 @@ REFERENCE_DATA = "results/{study}/reference/data.yaml"
 MEMORY_BENCHMARK = "results/{study}/memory_benchmark.json"
 SPEED_BENCHMARK = "results/{study}/speed_benchmark.json"
 SPEED_CASES = "results/{study}/speed_cases.yaml"  # what the speed benchmark times (written by the workflow)
+# The study's speed settings (rdd.train.speed_settings), read by every training job but not one of its
+# inputs: a change of them retrains nothing (written by the workflow).
+SPEED_SETTINGS = "results/{study}/speed_settings.yaml"
 MANIFEST = "results/{study}/manifest.json"
 TABLES_DIR = "results/{study}/tables"
 TABLE = TABLES_DIR + "/{table}.csv"

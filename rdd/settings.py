@@ -114,7 +114,6 @@ def _train(iters, lr, batch_size=64, grad_clip=1.0, **extra):
         "grad_clip": Setting(grad_clip, number_from(0), "clip the gradient's global norm to this (0: no clipping)"),
         "checkpoint_every": Setting(200, integer(1), "steps between resume checkpoints"),
         "log_every": Setting(50, integer(1), "steps between log lines and loss-curve rows"),
-        "num_workers": Setting(0, integer(0), "data-loader worker processes (0: load in the main process)"),
         **extra,
     }
 
@@ -123,6 +122,25 @@ def _device():
     return {
         "device": Setting("auto", DEVICE, "where to train: auto (CUDA when present), cpu, cuda or cuda:N"),
         "amp_bf16": Setting(False, BOOLEAN, "bf16 autocast on CUDA (ignored on the CPU)"),
+    }
+
+
+# How the hardware runs the same training (rdd.train.speed_settings): results change at the rounding
+# level only, so they are left out of the resume digest. Defaults measured by
+# benchmarks/bench_speed_settings.py (README, "Speed settings").
+SPEED_KEY = "speed"
+
+
+def _speed():
+    return {
+        "tf32": Setting(True, BOOLEAN, "TF32 matmuls and convolutions for fp32 work on CUDA (ignored on the CPU)"),
+        "channels_last": Setting(False, BOOLEAN, "networks and images in channels-last memory format"),
+        "fused_optimizer": Setting(False, BOOLEAN, "the optimiser's fused kernel (Adam, SGD); false: "
+                                                   "PyTorch's default implementation"),
+        "compile": Setting(False, BOOLEAN, "torch.compile the trained network (compiled on the first steps)"),
+        "num_workers": Setting(0, integer(0), "data-loader worker processes (0: load in the main process)"),
+        "pin_memory": Setting(True, BOOLEAN, "page-locked loader batches, copied to CUDA without blocking "
+                                             "(ignored on the CPU)"),
     }
 
 
@@ -143,6 +161,7 @@ SETTINGS = {
             "ema_decay": Setting(0.999, FRACTION, "decay of the exported EMA of the weights, per step"),
         }),
         "device": _device(),
+        SPEED_KEY: _speed(),
     },
     "classifier": {
         "seed": SEED,
@@ -174,6 +193,7 @@ SETTINGS = {
             "eval_every_epochs": Setting(1, integer(1), "epochs between test-accuracy evaluations"),
         }),
         "device": _device(),
+        SPEED_KEY: _speed(),
     },
     # Released behaviour by default; each alternative is the paper's description (METHOD.md,
     # "Released behaviour"; see RELEASED_VS_DESCRIBED and rdd.losses.relational for the modes).
@@ -214,6 +234,7 @@ SETTINGS = {
                                     "images fed to the classifier: raw [-1, 1], or normalised as it was trained"),
         "train": _train(1000, 5e-5),
         "device": _device(),
+        SPEED_KEY: _speed(),
     },
 }
 # Settings that must not exceed another: (command, key, the key bounding it).
@@ -417,5 +438,9 @@ def write_files(folder, records):
 
 
 def digest(record):
-    """A short, stable hash of a settings record (used to match resume state to its settings)."""
-    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]
+    """A short, stable hash of a settings record (used to match resume state to its settings).
+
+    The speed settings are left out: a run resumes across a change of them (another machine, compile
+    turned off), as it does across a change in the number of processes."""
+    trained = {k: v for k, v in record.items() if k != SPEED_KEY}
+    return hashlib.sha256(json.dumps(trained, sort_keys=True).encode()).hexdigest()[:16]

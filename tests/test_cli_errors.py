@@ -31,7 +31,7 @@ CASES = [
     (setting(TEACHER, "train.grad_clip=-1"), "'train.grad_clip' must be a number >= 0"),
     (setting(TEACHER, "train.checkpoint_every=0"), "'train.checkpoint_every' must be an integer >= 1"),
     (setting(TEACHER, "train.log_every=0"), "'train.log_every' must be an integer >= 1"),
-    (setting(TEACHER, "train.num_workers=-2"), "'train.num_workers' must be an integer >= 0"),
+    (setting(TEACHER, "speed.num_workers=-2"), "'speed.num_workers' must be an integer >= 0"),
     (setting(TEACHER, "device.device=gpu"), "'device.device' must be auto, cpu, cuda or cuda:N"),
     (setting(TEACHER, "foo=1"), "unknown setting 'foo'"),
     (setting(TEACHER, "train=5"), "setting 'train' must be a mapping"),

@@ -24,6 +24,18 @@ class Swish(nn.Module):
         return F.silu(x)
 
 
+class Dropout(nn.Dropout):
+    """nn.Dropout that draws a channels-last input's mask in NCHW order, as for a contiguous one, so
+    a channels-last run (rdd.train.speed_settings) trains on the same masks as the plain run."""
+
+    def forward(self, x):
+        if not self.training or self.p == 0 or x.is_contiguous():
+            return super().forward(x)
+        keep = 1.0 - self.p
+        # What F.dropout does on the CPU (a Bernoulli mask scaled by 1 / keep), with a contiguous mask.
+        return x * torch.empty(x.shape, dtype=x.dtype, device=x.device).bernoulli_(keep).div_(keep)
+
+
 class SinusoidalEmbedding(nn.Module):
     """Sinusoid of network time t: emb[:, 2i] = sin(t w_i), emb[:, 2i+1] = cos(t w_i)."""
 
@@ -102,7 +114,7 @@ class ResBlock(nn.Module):
         self.block1 = nn.Sequential(nn.GroupNorm(32, in_ch), Swish(), nn.Conv2d(in_ch, out_ch, 3, padding=1))
         self.temb_proj = nn.Sequential(Swish(), nn.Linear(tdim, out_ch))
         self.block2 = nn.Sequential(
-            nn.GroupNorm(32, out_ch), Swish(), nn.Dropout(dropout), nn.Conv2d(out_ch, out_ch, 3, padding=1))
+            nn.GroupNorm(32, out_ch), Swish(), Dropout(dropout), nn.Conv2d(out_ch, out_ch, 3, padding=1))
         self.shortcut = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
         self.attn = AttnBlock(out_ch) if attn else nn.Identity()
 

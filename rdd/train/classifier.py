@@ -22,6 +22,7 @@ from rdd.data import build_dataset, input_norm, normalize_input, num_classes
 from rdd.checkpoints import classifier_payload
 from rdd.nets import build_classifier, check_classifier
 from rdd.train.batches import steps_per_epoch, train_steps
+from rdd.train import speed_settings
 from rdd.train.loop import Stage, cosine_decay, log_line
 
 SELECTION_NOTES = {
@@ -127,10 +128,11 @@ def build_stage(settings, device, dataset, test_set=None):
     """The classifier's Stage and record; `test_set` (default: the test split) measures accuracy."""
     data, train = settings["data"], settings["train"]
     kwargs = classifier_kwargs(settings)
-    net = build_classifier(**kwargs).to(device)
-    opt = torch.optim.SGD(net.parameters(), lr=train["lr"], momentum=train["momentum"],
-                          weight_decay=train["weight_decay"])
-    model = DistributedDataParallel(net) if dist.is_distributed() else net
+    speed = settings["speed"]
+    net = speed_settings.prepare(build_classifier(**kwargs).to(device), speed)
+    opt = speed_settings.optimizer("sgd", net.parameters(), speed, lr=train["lr"], momentum=train["momentum"],
+                                   weight_decay=train["weight_decay"])
+    model = speed_settings.compiled(DistributedDataParallel(net) if dist.is_distributed() else net, speed)
     norm = input_norm(train["input_norm"], data)
     test_set = build_dataset(data, "test") if test_set is None else test_set
     iters, per_epoch = train_steps(train, len(dataset)), steps_per_epoch(len(dataset), train["batch_size"])
@@ -139,7 +141,7 @@ def build_stage(settings, device, dataset, test_set=None):
     to_evaluate = set(selection.steps)
 
     def loss(batch, step):
-        x, y = (v.to(device) for v in batch)
+        x, y = speed_settings.to_device(batch, device, speed)
         return F.cross_entropy(model(normalize_input(x, norm)), y), {}
 
     def after_step(step):

@@ -168,7 +168,7 @@ def log_line(message):
 
 
 def run(stage, dataset, *, iters, batch_size, seed, resume_dir, digest, checkpoint_every,
-        log_every, num_workers=0, log=log_line):
+        log_every, loader_options=None, log=log_line):
     """Train `stage` for `iters` steps; return (export payload, curve rows, seconds trained)."""
     resume_dir = Path(resume_dir)
     resume_path = resume_dir / "resume.pt"
@@ -177,8 +177,8 @@ def run(stage, dataset, *, iters, batch_size, seed, resume_dir, digest, checkpoi
     sampler = StepBatchSampler(len(dataset), batch_size, seed, start, iters, dist.rank(), dist.world_size())
     # The loader's own generator: creating an iterator must not draw from the global
     # RNG, whose state the resume file restores.
-    loader = DataLoader(EpochItems(dataset), batch_sampler=sampler, num_workers=num_workers,
-                        generator=torch.Generator().manual_seed(seed))
+    loader = DataLoader(EpochItems(dataset), batch_sampler=sampler, generator=torch.Generator().manual_seed(seed),
+                        **(loader_options or {}))
     if start >= iters:
         log(f"[{stage.name}] resume state is already at step {start} of {iters}")
     terminate = _Terminate()

@@ -2,13 +2,13 @@
 
 import copy
 
-import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from rdd import dist
 from rdd.losses.objective import DistillObjective, loss_weights
 from rdd.checkpoints import denoiser_payload, load_classifier, load_denoiser
+from rdd.train import speed_settings
 from rdd.train.loop import Stage, cosine_decay, log_line
 from rdd.train.runner import amp_context
 
@@ -64,14 +64,17 @@ def head_norm(objective, settings, device, log):
 def round_stage(settings, device, teacher, teacher_kwargs, grid, classifier=None, log=log_line):
     """The stage of one round from a loaded teacher (and classifier); returns (stage, record items).
     The caller checks the settings first (`check_relation_groups`)."""
-    teacher.requires_grad_(False)
+    speed = settings["speed"]
+    speed_settings.prepare(teacher.requires_grad_(False), speed)
+    if classifier is not None:
+        speed_settings.prepare(classifier, speed)
     channels = classifier.num_features if classifier is not None else None
     objective = DistillObjective(teacher, grid, settings, classifier, channels,
                                  gather=dist.all_gather_cat).to(device)
     norm = head_norm(objective, settings, device, log)
     student, kwargs = round_student(teacher, teacher_kwargs, settings["dropout"])
     train = settings["train"]
-    optimizers = {"student": torch.optim.Adam(student.parameters(), lr=train["lr"])}
+    optimizers = {"student": speed_settings.optimizer("adam", student.parameters(), speed, lr=train["lr"])}
     modules, heads = {"student": student}, []
     for name, term in objective.terms.items():
         if term.state_dict():
@@ -80,12 +83,12 @@ def round_stage(settings, device, teacher, teacher_kwargs, grid, classifier=None
         if parameters:
             # A term's trained head has its own Adam at the round's lr, as released for M-P2P.
             heads += parameters
-            optimizers[f"{name}_head"] = torch.optim.Adam(parameters, lr=train["lr"])
-    model = DistributedDataParallel(student) if dist.is_distributed() else student
+            optimizers[f"{name}_head"] = speed_settings.optimizer("adam", parameters, speed, lr=train["lr"])
+    model = speed_settings.compiled(DistributedDataParallel(student) if dist.is_distributed() else student, speed)
     conditional = kwargs["num_classes"] > 0
 
     def loss(batch, step):
-        x, y = (v.to(device) for v in batch)
+        x, y = speed_settings.to_device(batch, device, speed)
         with amp_context(settings, device):
             return objective(model, x, y if conditional else None)
 

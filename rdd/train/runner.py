@@ -16,7 +16,7 @@ import torch
 from rdd import checkpoints, dist, io, layout, records, settings as settings_mod
 from rdd.data import Augmentation, build_dataset, check_available
 from rdd.provenance import environment_record
-from rdd.train import loop
+from rdd.train import loop, speed_settings
 from rdd.train.batches import train_steps
 
 
@@ -42,6 +42,7 @@ def run_training(command, user_settings, out, resume_dir, build_stage, log=loop.
     settings = settings_mod.validate(command, user_settings)
     check_available(settings["data"])
     device = dist.resolve_device(settings["device"]["device"])
+    speed_settings.configure(settings["speed"], device)
     dist.init(device)
     try:
         # One run per resume folder: a second command on it is refused before any work (OutputBusyError).
@@ -68,7 +69,7 @@ def _train_and_export(command, settings, device, out, resume_dir, build_stage, l
         stage, dataset, iters=train_steps(train, len(dataset)), batch_size=train["batch_size"],
         seed=settings["seed"], resume_dir=resume_dir, digest=settings_mod.digest(settings),
         checkpoint_every=train["checkpoint_every"], log_every=train["log_every"],
-        num_workers=train["num_workers"], log=log)
+        loader_options=speed_settings.loader_options(settings["speed"], device), log=log)
     if dist.is_main():
         record = records.training(command, settings, started_unix=started, train_seconds=seconds,
                                   world_size=dist.world_size(), final_terms=rows[-1] if rows else None,

@@ -11,6 +11,7 @@ from rdd.diffusion import TimeGrid
 from rdd.losses.truncated_snr import TeacherLoss
 from rdd.checkpoints import denoiser_payload
 from rdd.nets import build_unet, check_unet
+from rdd.train import speed_settings
 from rdd.train.loop import Stage, linear_warmup
 from rdd.train.runner import amp_context
 
@@ -43,17 +44,18 @@ def ema_update(ema, net, decay):
 
 def build_stage(settings, device, dataset):
     kwargs = unet_kwargs(settings)
-    net = build_unet(**kwargs).to(device)
+    speed = settings["speed"]
+    net = speed_settings.prepare(build_unet(**kwargs).to(device), speed)
     ema = copy.deepcopy(net).requires_grad_(False)
     grid = TimeGrid(settings["T_base"], settings["T_base"])
     loss_fn = TeacherLoss(grid)
     train = settings["train"]
-    opt = torch.optim.Adam(net.parameters(), lr=train["lr"])
-    model = DistributedDataParallel(net) if dist.is_distributed() else net
+    opt = speed_settings.optimizer("adam", net.parameters(), speed, lr=train["lr"])
+    model = speed_settings.compiled(DistributedDataParallel(net) if dist.is_distributed() else net, speed)
     conditional = kwargs["num_classes"] > 0
 
     def loss(batch, step):
-        x, y = (v.to(device) for v in batch)
+        x, y = speed_settings.to_device(batch, device, speed)
         with amp_context(settings, device):
             return loss_fn(model, x, y if conditional else None).mean(), {}
 

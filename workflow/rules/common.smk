@@ -128,8 +128,15 @@ def text_digest(text):
 
 def settings_digest(rule_name):
     """The digest of a training stage's settings (a param: a change reruns the stage, dry runs included)."""
-    return lambda wildcards: text_digest(studyplan.settings_text(
+    return lambda wildcards: text_digest(studyplan.stage_settings_text(
         PLANS[wildcards.study].stages[plan_model_path(wildcards, rule_name)].settings))
+
+
+def speed_settings(wildcards):
+    """The study's speed settings file, made current: every training job reads it, but it is a param,
+    not an input, so a change of them retrains nothing (rdd.train.speed_settings)."""
+    plan = PLANS[wildcards.study]
+    return current_file(plan.path(layout.SPEED_SETTINGS), plan.speed_settings_text())
 
 
 def stage(wildcards, rule_name):
@@ -141,7 +148,7 @@ def stage(wildcards, rule_name):
         found = plan.stages[model]
     except KeyError:
         raise WorkflowError(f"{model} is not a model of study {wildcards.study!r} (see its config)") from None
-    current_file(found.settings_file, studyplan.settings_text(found.settings))
+    current_file(found.settings_file, studyplan.stage_settings_text(found.settings))
     return found
 
 

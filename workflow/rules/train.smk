@@ -1,8 +1,10 @@
 # Training: the base teacher, the feature classifier(s) and every distillation round.
 # Each job reads a settings file that is rewritten only when its content changes (and carries its
-# digest as a param), so editing one setting retrains only the stages that depend on it. Resume
-# state lives under resume/, apart from the outputs: a killed job continues from it on the next run
-# (Snakemake deletes only outputs). Paths: rdd/layout.py.
+# digest as a param), so editing one setting retrains only the stages that depend on it. The study's
+# speed settings come from a second file that is a param, not an input: they change results by
+# rounding only, so a change of them retrains nothing. Resume state lives under resume/, apart from
+# the outputs: a killed job continues from it on the next run (Snakemake deletes only outputs).
+# Paths: rdd/layout.py.
 
 
 rule train_teacher:
@@ -18,6 +20,7 @@ rule train_teacher:
         resume=resume_dir,
         settings=settings_digest("train_teacher"),
         launch=launcher("train_teacher"),
+        speed=speed_settings,
     threads: res("train_teacher", "threads")
     resources:
         mem_mb=res("train_teacher", "mem_mb"),
@@ -25,7 +28,7 @@ rule train_teacher:
         gpu=res("train_teacher", "gpu"),
     shell:
         "rdd_claim_gpu {resources.gpu}; "
-        "{params.launch} train-teacher --settings {input.settings} --out {output.model}"
+        "{params.launch} train-teacher --settings {input.settings} --settings {params.speed} --out {output.model}"
         " --resume-dir {params.resume} > {log} 2>&1"
 
 
@@ -42,6 +45,7 @@ rule train_classifier:
         resume=resume_dir,
         settings=settings_digest("train_classifier"),
         launch=launcher("train_classifier"),
+        speed=speed_settings,
     threads: res("train_classifier", "threads")
     resources:
         mem_mb=res("train_classifier", "mem_mb"),
@@ -49,7 +53,7 @@ rule train_classifier:
         gpu=res("train_classifier", "gpu"),
     shell:
         "rdd_claim_gpu {resources.gpu}; "
-        "{params.launch} train-classifier --settings {input.settings} --out {output.model}"
+        "{params.launch} train-classifier --settings {input.settings} --settings {params.speed} --out {output.model}"
         " --resume-dir {params.resume} > {log} 2>&1"
 
 
@@ -67,6 +71,7 @@ rule distill:
         resume=resume_dir,
         settings=settings_digest("distill"),
         launch=launcher("distill"),
+        speed=speed_settings,
     threads: res("distill", "threads")
     resources:
         mem_mb=res("distill", "mem_mb"),
@@ -74,5 +79,5 @@ rule distill:
         gpu=res("distill", "gpu"),
     shell:
         "rdd_claim_gpu {resources.gpu}; "
-        "{params.launch} distill --settings {input.settings} --teacher {input.teacher:q} {params.options}"
+        "{params.launch} distill --settings {input.settings} --settings {params.speed} --teacher {input.teacher:q} {params.options}"
         " --out {output.model} --resume-dir {params.resume} > {log} 2>&1"

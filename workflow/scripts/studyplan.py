@@ -16,8 +16,8 @@ from rdd import layout, methods, settings as rdd_settings
 from rdd.data import DATASETS, normalize_spec
 
 # Settings the workflow itself writes into every stage; a config block may not set them.
-RESERVED = {"teacher": ("data", "seed", "T_base"), "classifier": ("data", "seed"),
-            "distill": ("data", "seed", "method")}
+RESERVED = {"teacher": ("data", "seed", "T_base", "speed"), "classifier": ("data", "seed", "speed"),
+            "distill": ("data", "seed", "method", "speed")}
 # Resources of a rule unless the study's `resources` says otherwise.
 BASE_RESOURCES = {"threads": 1, "mem_mb": 2000, "runtime": 60, "gpu": 0}
 RULES_WITH_RESOURCES = ("ref_stats", "train_teacher", "train_classifier", "distill", "sample", "real_samples",
@@ -66,6 +66,12 @@ def write_if_changed(path, text):
 def settings_text(record):
     """The YAML a settings record is written as (stable key order, so equal records give equal files)."""
     return yaml.safe_dump(record, sort_keys=True, default_flow_style=False)
+
+
+def stage_settings_text(record):
+    """A training stage's settings file: all but its speed settings, which the study's speed settings
+    file holds (they change results by rounding only, so a change of them retrains nothing)."""
+    return settings_text({k: v for k, v in record.items() if k != rdd_settings.SPEED_KEY})
 
 
 # ----------------------------------------------------------------------------- what a plan holds
@@ -139,6 +145,16 @@ class StudyPlan:
                 **({"authors_net": self.config["authors_checkpoints"]["net"]}
                    if evaluation.model_is_external and self.config["authors_checkpoints"].get("net") else {})}
         return [cases[key] for key in sorted(cases, key=lambda k: (k[1], k[0]))]
+
+    def speed(self):
+        """The study's speed settings: its `speed` block over the library's defaults (SettingsError
+        for a bad value)."""
+        key = rdd_settings.SPEED_KEY
+        return rdd_settings.resolve("teacher", {key: self.config[key]})[key]
+
+    def speed_settings_text(self):
+        """The study's speed settings file (rdd.layout.SPEED_SETTINGS)."""
+        return settings_text({rdd_settings.SPEED_KEY: self.speed()})
 
     def ref_data_file(self):
         return self.path(layout.REFERENCE_DATA)
@@ -230,7 +246,8 @@ class _Builder:
         self.study = study
         self.where = f"studies.{name}"
         self.ablation_files = ablation_files
-        self.common = {"data": study["data"], "seed": study["seed"], "device": {"device": study["device"]}}
+        self.common = {"data": study["data"], "seed": study["seed"], "device": {"device": study["device"]},
+                       rdd_settings.SPEED_KEY: study["speed"]}
 
     # -- checks of the study block that a schema cannot express
     def check_steps(self):
@@ -459,6 +476,10 @@ class _Builder:
             raise ConfigError(f"{self.where}.data: {exc}") from None
         self.check_steps()
         self.check_authors()
+        try:
+            self.plan.speed()
+        except rdd_settings.SettingsError as exc:
+            raise ConfigError(f"{self.where}.speed: {exc}") from None
         plan, study = self.plan, self.study
         plan.entries.append({"kind": "reference", "path": plan.ref_stats(), "stage": "reference"})
         if plan.memory_benchmark():

@@ -1,0 +1,173 @@
+"""What each speed setting (rdd.train.speed_settings) buys on this machine, for a study's own stages.
+
+Run from the repository root:
+
+    python benchmarks/bench_speed_settings.py                          # the embedded default, here
+    python benchmarks/bench_speed_settings.py --study cifar10 --device cuda
+
+For each timed stage (the teacher and each method's first round, rdd's by default) one case runs
+the study's speed settings and one case each flips one of them (TF32 on CUDA only); all cases live in
+this one process and their iterations interleave round-robin, in an order rotated every repeat, so a
+slow spell of the machine falls on every case alike. Reported per case: the median seconds per
+iteration, its ratio to the study's settings, the first call's seconds (compilation), and the
+relative difference of the loss from the study's at the first and the last step (same weights, batch
+and noise: only rounding should differ). A setting "pays" when its median ratio is at most 0.95 and
+both differences are at most 1e-3. The loader part times the study's real data through the DataLoader at 0, 2 and 4
+workers (pinned memory on CUDA).
+"""
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.plan_iterations import build_iteration, load_plans, per_gpu_batch, timed_stages  # noqa: E402
+
+TOGGLED = ("tf32", "channels_last", "fused_optimizer", "compile")
+PAYS_RATIO, LOSS_TOLERANCE = 0.95, 1e-3
+
+
+def _loss(terms):
+    return terms["loss"]
+
+
+def measure_settings(plan, kind, device, names=TOGGLED, repeats=10, log=print):
+    """{case: figures} for the study's speed settings ("study") and each of `names` flipped."""
+    import torch
+
+    study_speed = timed_stages(plan)[kind].settings["speed"]
+    cases, results = {"study": {}}, {}
+    for name in names:
+        if name == "tf32" and device != "cuda":
+            results[name] = {"skipped": "TF32 is a CUDA setting (ignored on the CPU)"}
+            continue
+        cases[name] = {name: not study_speed[name]}
+    built, first = {}, {}
+    for case, flipped in cases.items():
+        built[case] = build_iteration(plan, kind, device, {"speed": flipped})
+        started = time.perf_counter()
+        first[case] = (_loss(built[case]()), time.perf_counter() - started)
+    for iteration in built.values():
+        iteration()  # a second warm-up: allocator and kernel choices settled after the first
+    seconds, last = {case: [] for case in cases}, {}
+    names_in_order = list(cases)
+    for repeat in range(repeats):
+        shift = repeat % len(names_in_order)
+        for case in names_in_order[shift:] + names_in_order[:shift]:
+            started = time.perf_counter()
+            last[case] = _loss(built[case]())
+            seconds[case].append(time.perf_counter() - started)
+    base = statistics.median(seconds["study"])
+
+    def relative(losses, case):
+        return abs(losses[case] - losses["study"]) / max(abs(losses["study"]), 1e-12)
+
+    first_losses = {case: loss for case, (loss, _) in first.items()}
+    for case, times in seconds.items():
+        median = statistics.median(times)
+        # The first step shows what the forward pass changes; the last (every case ran the same steps)
+        # what the optimiser's steps add.
+        difference = max(relative(first_losses, case), relative(last, case))
+        results[case] = {
+            "value": None if case == "study" else cases[case][case],
+            "seconds_per_iteration": median, "min": min(times), "max": max(times),
+            "ratio_to_study": median / base, "first_call_seconds": first[case][1],
+            "first_loss_relative_difference": relative(first_losses, case),
+            "last_loss_relative_difference": relative(last, case), "steps": repeats + 2}
+        if case != "study":
+            saved = base - median
+            results[case]["pays"] = median / base <= PAYS_RATIO and difference <= LOSS_TOLERANCE
+            results[case]["break_even_iterations"] = (
+                max(0.0, first[case][1] - first["study"][1]) / saved if saved > 0 else None)
+    del built
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    return results
+
+
+def loader_rates(plan, kind, device, workers=(0, 2, 4), batches=20, log=print):
+    """{workers: images/s} of the stage's real training data through the production DataLoader (its
+    augmentations, the step sampler), moved to `device`; or {"skipped": why} without the data."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from rdd.data import build_dataset, check_available
+    from rdd.train import speed_settings
+    from rdd.train.batches import EpochItems, StepBatchSampler
+    from rdd.train.runner import train_augmentation
+
+    stage = timed_stages(plan)[kind]
+    settings = stage.settings
+    try:
+        check_available(settings["data"])
+    except (FileNotFoundError, ValueError) as exc:
+        return {"skipped": str(exc).splitlines()[0]}
+    dataset = build_dataset(settings["data"], "train", augment=train_augmentation(settings["train"]),
+                            seed=settings["seed"])
+    batch_size, dev = per_gpu_batch(plan, stage), torch.device(device)
+    rates = {}
+    for count in workers:
+        speed = {**settings["speed"], "num_workers": count}
+        sampler = StepBatchSampler(len(dataset), batch_size, settings["seed"], 0, batches + 1)
+        loader = DataLoader(EpochItems(dataset), batch_sampler=sampler,
+                            **speed_settings.loader_options(speed, dev))
+        iterator = iter(loader)
+        speed_settings.to_device(next(iterator), dev, speed)  # workers started, first batch ready
+        started = time.perf_counter()
+        for batch in iterator:
+            speed_settings.to_device(batch, dev, speed)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        rates[count] = batches * batch_size / (time.perf_counter() - started)
+    return rates
+
+
+def print_settings(kind, results, log=print):
+    log(f"  {kind}:")
+    for case, row in results.items():
+        if "skipped" in row:
+            log(f"    {case:>15}: skipped ({row['skipped']})")
+            continue
+        label = "study's settings" if case == "study" else f"{case}={row['value']}"
+        verdict = "" if case == "study" else ("  pays" if row["pays"] else "  does not pay")
+        even = row.get("break_even_iterations")
+        log(f"    {label:>22}: {row['seconds_per_iteration']:.4f} s/it (x{row['ratio_to_study']:.2f}, range "
+            f"{row['min']:.4f}-{row['max']:.4f}), first call {row['first_call_seconds']:.1f} s, loss differs by "
+            f"{row['first_loss_relative_difference']:.1e} at step 1, {row['last_loss_relative_difference']:.1e} at "
+            f"step {row['steps']}"
+            + (f", pays back after {even:.0f} iterations" if even else "") + verdict)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--study", default="fmnist", help="a study of config/config.yaml (default: fmnist)")
+    parser.add_argument("--tiny", action="store_true", help="config/tiny.yaml merged over the config")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: CUDA when present")
+    parser.add_argument("--stages", nargs="+", default=["teacher", "rdd"],
+                        help="kinds of stage: teacher, pd_chain, pd, rcfd, rdd")
+    parser.add_argument("--settings", nargs="+", default=list(TOGGLED), choices=TOGGLED)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--workers", type=int, nargs="*", default=[0, 2, 4], help="loader workers to time")
+    args = parser.parse_args(argv)
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    (plan,) = load_plans([args.study], args.tiny).values()
+    print(f"Speed settings of study {args.study} on {device} ({torch.get_num_threads()} threads, torch "
+          f"{torch.__version__}), {args.repeats} interleaved repeats; each case flips one setting of the study's "
+          f"{timed_stages(plan)['teacher'].settings['speed']}")
+    for kind in args.stages:
+        print_settings(kind, measure_settings(plan, kind, device, args.settings, args.repeats))
+    if args.workers:
+        rates = loader_rates(plan, "teacher", device, args.workers)
+        print("  loader (teacher's data, images/s): " + (
+            rates["skipped"] if "skipped" in rates else ", ".join(f"{w} workers {r:.0f}" for w, r in rates.items())))
+
+
+if __name__ == "__main__":
+    main()

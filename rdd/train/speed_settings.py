@@ -1,0 +1,63 @@
+"""The `speed` settings of every training command: how the hardware runs the same training.
+
+TF32 matmuls and convolutions (CUDA), channels-last tensors, fused optimiser kernels, torch.compile
+of the trained network, and the data loader's workers and page-locked buffers. None changes what is
+trained: results differ from the plain run by floating-point rounding only (tests/
+test_speed_settings.py bounds it), so a run resumes across a change of them (rdd.settings.digest
+leaves them out). benchmarks/bench_speed_settings.py measures what each one buys.
+"""
+
+import torch
+
+
+def configure(speed, device):
+    """Set the process-wide backend flags for training on `device` (TF32 on CUDA or exact fp32)."""
+    tf32 = bool(speed["tf32"]) and device.type == "cuda"
+    # Set both ways: PyTorch's own default allows TF32 in cuDNN convolutions but not in matmuls.
+    torch.set_float32_matmul_precision("high" if tf32 else "highest")
+    torch.backends.cudnn.allow_tf32 = tf32
+
+
+def memory_format(speed):
+    return torch.channels_last if speed["channels_last"] else torch.contiguous_format
+
+
+def prepare(module, speed):
+    """`module` (changed in place) in the settings' memory format."""
+    return module.to(memory_format=memory_format(speed))
+
+
+def to_device(batch, device, speed):
+    """The loader's tensors on `device`; images in the settings' memory format."""
+    non_blocking = pinned(speed, device)
+    return tuple(v.to(device, non_blocking=non_blocking, memory_format=memory_format(speed)) if v.dim() == 4
+                 else v.to(device, non_blocking=non_blocking) for v in batch)
+
+
+def optimizer(kind, parameters, speed, **options):
+    """torch.optim.Adam or SGD; with `fused_optimizer` its fused kernel, else PyTorch's default
+    (the for-each kernel on CUDA, a loop over the parameters on the CPU)."""
+    cls = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}[kind]
+    return cls(parameters, fused=True if speed["fused_optimizer"] else None, **options)
+
+
+def compiled(model, speed):
+    """`model` compiled when asked; its parameters stay those of `model` (the resume state keeps the
+    plain module)."""
+    if not speed["compile"]:
+        return model
+    import torch._inductor.config
+
+    # Random ops (dropout) through torch's own generator, as in the eager run, not inductor's: the
+    # same seeds then draw the same masks.
+    torch._inductor.config.fallback_random = True
+    return torch.compile(model)
+
+
+def pinned(speed, device):
+    return bool(speed["pin_memory"]) and device.type == "cuda"
+
+
+def loader_options(speed, device):
+    """DataLoader keywords: the workers and the page-locked buffers."""
+    return {"num_workers": speed["num_workers"], "pin_memory": pinned(speed, device)}

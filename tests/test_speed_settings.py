@@ -1,0 +1,125 @@
+"""The speed settings (rdd.train.speed_settings) train what the plain run trains, up to rounding."""
+
+import pytest
+import torch
+
+from conftest import run_rdd
+from rdd import checkpoints, settings as settings_mod
+from rdd.cli import main as rdd_main
+from rdd.train import speed_settings
+
+PLAIN = settings_mod.defaults("teacher")["speed"]
+COMMANDS = ("teacher", "classifier", "distill")
+
+
+def _outputs(command, path):
+    """The exported network's outputs on a fixed batch of 16x16 images (x0 predictions or logits):
+    what it computes, not its raw weights (Adam turns rounding in the near-zero gradients of biases
+    that feed a GroupNorm into weight changes of order lr that change no output)."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(8, 1, 16, 16, generator=generator) * 2 - 1
+    with torch.no_grad():
+        if command == "classifier":
+            return checkpoints.load_classifier(path)[0](x)
+        net = checkpoints.load_denoiser(path)[0].eval()
+        return net(x, torch.rand(8, generator=generator) * 1000)
+
+
+def _train(command, tiny, out, extra, teacher=None, classifier=None):
+    # The classifier's first 3 of its 36 steps: at SGD lr 0.1 from random weights, its batch norms
+    # amplify rounding (7e-6 of the logits' scale after one forward pass in channels-last) to the
+    # third digit of the loss by step 10.
+    args = {"teacher": ["train-teacher"], "classifier": ["train-classifier", "--set", "train.iters=3"],
+            "distill": ["distill", "--set", "method=rdd", "--teacher", teacher, "--classifier", classifier]}[command]
+    sets = [item for key, value in extra.items() for item in ("--set", f"speed.{key}={str(value).lower()}")]
+    run_rdd(*args, "--settings", tiny[command], *sets, "--out", out, "--resume-dir", out.parent / "resume")
+    return out
+
+
+@pytest.fixture(scope="module")
+def plain_runs(tiny, teacher, classifier, tmp_path_factory):
+    return {command: _train(command, tiny, tmp_path_factory.mktemp(f"plain_{command}") / "model.pt", {},
+                            teacher, classifier) for command in COMMANDS}
+
+
+def test_the_defaults_are_the_plain_run():
+    """The defaults change nothing on the CPU, where they were measured (README, "Speed settings")."""
+    assert PLAIN == {"tf32": True, "channels_last": False, "fused_optimizer": False, "compile": False,
+                     "num_workers": 0, "pin_memory": True}
+    for command in COMMANDS:
+        assert settings_mod.defaults(command)["speed"] == PLAIN
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("setting", [{"channels_last": True}, {"fused_optimizer": True}, {"num_workers": 2}])
+def test_a_speed_setting_trains_the_same_weights(command, setting, plain_runs, tiny, teacher, classifier, tmp_path):
+    fast = _train(command, tiny, tmp_path / "model.pt", setting, teacher, classifier)
+    plain, outputs = _outputs(command, plain_runs[command]), _outputs(command, fast)
+    if setting == {"num_workers": 2}:
+        # Workers change who loads a batch, not what it holds: the same weights bit for bit.
+        assert all(torch.equal(a, b) for a, b in zip(checkpoints.load_torch(plain_runs[command])["state_dict"].values(),
+                                                      checkpoints.load_torch(fast)["state_dict"].values()))
+    # The classifier's logits to 1e-3 of their scale (see _train), the denoisers' x0 to 1e-4.
+    atol = 1e-3 * float(plain.abs().max()) if command == "classifier" else 1e-4
+    torch.testing.assert_close(outputs, plain, rtol=1e-4, atol=atol)
+    assert checkpoints.load_torch(fast)["settings"]["speed"] == {**PLAIN, **setting}
+
+
+def test_a_compiled_round_trains_the_same_weights(plain_runs, tiny, teacher, classifier, tmp_path):
+    """torch.compile of the student (inductor's generated kernels on the CPU): the round's student
+    computes what the eager run's does, to rounding."""
+    fast = _train("distill", tiny, tmp_path / "model.pt", {"compile": True}, teacher, classifier)
+    torch.testing.assert_close(_outputs("distill", fast), _outputs("distill", plain_runs["distill"]),
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_a_run_resumes_across_a_change_of_speed_settings(tiny, teacher, tmp_path, capsys):
+    args = ["distill", "--settings", tiny["distill"], "--set", "method=pd", "--teacher", teacher,
+            "--resume-dir", tmp_path / "resume"]
+    run_rdd(*args, "--out", tmp_path / "a.pt")
+    capsys.readouterr()
+    run_rdd(*args, "--set", "speed.channels_last=true", "--set", "speed.num_workers=1", "--out", tmp_path / "b.pt")
+    assert "resume state is already at step 4 of 4" in capsys.readouterr().out
+    assert not list((tmp_path / "resume").glob("resume.pt.stale-*"))
+    record = settings_mod.defaults("distill")
+    assert settings_mod.digest(record) == settings_mod.digest({**record, "speed": {**PLAIN, "compile": True}})
+    assert settings_mod.digest(record) != settings_mod.digest({**record, "seed": 1})
+
+
+def test_tf32_is_set_both_ways_on_cuda_only():
+    saved = (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32)
+    try:
+        speed_settings.configure({"tf32": True}, torch.device("cuda"))
+        assert (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32) == ("high", True)
+        speed_settings.configure({"tf32": False}, torch.device("cuda"))
+        assert (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32) == ("highest", False)
+        speed_settings.configure({"tf32": True}, torch.device("cpu"))
+        assert (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32) == ("highest", False)
+    finally:
+        torch.set_float32_matmul_precision(saved[0])
+        torch.backends.cudnn.allow_tf32 = saved[1]
+
+
+def test_pinned_memory_only_on_cuda():
+    assert speed_settings.loader_options(PLAIN, torch.device("cpu")) == {"num_workers": 0, "pin_memory": False}
+    assert speed_settings.loader_options({**PLAIN, "num_workers": 3}, torch.device("cuda")) == {
+        "num_workers": 3, "pin_memory": True}
+
+
+def test_settings_files_are_merged_in_order(tiny, tmp_path, capsys):
+    """The workflow passes a stage's settings file, then the study's speed settings file."""
+    speed = tmp_path / "speed.yaml"
+    speed.write_text("speed: {fused_optimizer: true}\ntrain: {iters: 3}\n")
+    code = rdd_main(["train-teacher", "--settings", str(tiny["teacher"]), "--settings", str(speed),
+                     "--out", str(tmp_path / "t.pt"), "--resume-dir", str(tmp_path / "resume")])
+    assert code == 0
+    settings = checkpoints.load_torch(tmp_path / "t.pt")["settings"]
+    assert settings["speed"]["fused_optimizer"] is True and settings["train"]["iters"] == 3
+    assert settings["train"]["batch_size"] == 16  # from the first file
+
+
+def test_the_old_num_workers_key_is_refused_by_name(tiny, tmp_path, capsys):
+    code = rdd_main(["train-teacher", "--settings", str(tiny["teacher"]), "--set", "train.num_workers=2",
+                     "--out", str(tmp_path / "t.pt"), "--resume-dir", str(tmp_path / "resume")])
+    assert code != 0
+    assert "unknown setting 'train.num_workers'" in capsys.readouterr().err
