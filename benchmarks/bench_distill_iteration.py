@@ -1,80 +1,65 @@
-"""Wall time and peak memory of one distillation iteration for PD, RCFD and RDD.
+"""Wall time and peak memory of one distillation iteration for PD, RCFD and RDD, from a study's plan.
 
-Run from the repository root:  python benchmarks/bench_distill_iteration.py [--device cuda]
-Same teacher/student, classifier and batch for every method (default: the
-embedded default's sizes); each iteration is the production step (rdd.train.loop.train_step on the
-round's stage: lr schedule, zero_grad, backward, head gradients, clipping, every optimiser). Times are measured in this one process with the
-methods interleaved round-robin, and reported as medians and as ratios to PD;
-peak memory of each method comes from a fresh process (see peak_memory.py).
+Run from the repository root:
+
+    python benchmarks/bench_distill_iteration.py                         # the embedded default
+    python benchmarks/bench_distill_iteration.py --overlay sizes.yaml    # a config overlay, e.g. other sizes
+    python benchmarks/bench_distill_iteration.py --study cifar10 --device cuda
+
+Each method's iteration is its first round of the study (its settings, teacher and classifier
+networks, per-GPU batch; benchmarks/plan_iterations.py) and the production step. Times are measured
+in this one process with the methods interleaved round-robin, and reported as medians and as ratios
+to PD; peak memory of each method comes from a fresh process (see peak_memory.py).
 """
 
 import argparse
-import os
+import json
 import statistics
 import sys
 import time
+from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks import peak_memory  # noqa: E402
+from benchmarks.plan_iterations import build_iteration, load_plans, per_gpu_batch, timed_stages  # noqa: E402
 from rdd import methods  # noqa: E402
 
 METHODS = tuple(methods.method_names(distilled=True))
 
 
-def build(method, args, device):
-    """A one-iteration closure for `method`: the production round stage and training step."""
-    import torch
-
-    from rdd.diffusion import TimeGrid
-    from rdd.nets import build_classifier, build_unet
-    from rdd.settings import resolve
-    from rdd.train.loop import train_step
-    from rdd.train.round import check_relation_groups, round_stage
-
-    torch.manual_seed(0)
-    size = args.image_size
-    net_kwargs = {"img_resolution": size, "in_channels": args.channels, "ch": args.ch, "ch_mult": args.ch_mult,
-                  "attn": args.attn, "num_res_blocks": args.num_res_blocks, "dropout": 0.1, "num_classes": 0}
-    teacher = build_unet(**net_kwargs).to(device).eval()
-    classifier = build_classifier(args.classifier, 10, args.channels).to(device).eval().requires_grad_(False)
-    settings = resolve("distill", {"method": method, "device": {"device": device},
-                                   "train": {"batch_size": args.batch, "lr": 5e-5}})
-    check_relation_groups(settings)
-    stage, _ = round_stage(settings, torch.device(device), teacher, net_kwargs, TimeGrid(8, 1024), classifier,
-                           log=lambda message: None)
-    batch = (torch.rand(args.batch, args.channels, size, size) * 2 - 1, torch.zeros(args.batch, dtype=torch.long))
-    steps = iter(range(1 << 30))
-
-    def iteration():
-        train_step(stage, batch, next(steps), settings["seed"])
-        if device == "cuda":
-            torch.cuda.synchronize()
-
-    return iteration
+def plan_of(args):
+    overlay = yaml.safe_load(Path(args.overlay).read_text()) if args.overlay else None
+    return load_plans([args.study], args.tiny, overlay)[args.study]
 
 
 def child(method, args, device):
     """Fresh process: one warm-up iteration, then the peak of one iteration."""
-    import json
-
-    iteration = build(method, args, device)
+    iteration = build_iteration(plan_of(args), method, device)
     iteration()
     baseline = peak_memory.reset(device)
     iteration()
     print(json.dumps({"peak_bytes": peak_memory.peak_since(device, baseline)}))
 
 
+def describe(plan):
+    stages = timed_stages(plan)
+    teacher, rdd = stages["teacher"].settings, stages["rdd"].settings
+    data, net = teacher["data"], teacher["net"]
+    return (f"study {plan.name}: first round {stages['rdd'].labels['round']}, batch {per_gpu_batch(plan, stages['rdd'])} "
+            f"per GPU, {data['image_size']}x{data['image_size']}x{data['channels']}, UNet ch {net['ch']} mult "
+            f"{net['ch_mult']} attn {net['attn']} {net['num_res_blocks']} res block(s), classifier "
+            f"{plan.stages[stages['rdd'].classifier].settings['net']['name']}; M-P2P memory {rdd['memory_size']}, "
+            f"K {rdd['num_anchors']}, {rdd['enqueue_per_step']} enqueued")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--study", default="fmnist", help="a study of config/config.yaml (default: fmnist)")
+    parser.add_argument("--tiny", action="store_true", help="config/tiny.yaml merged over the config")
+    parser.add_argument("--overlay", help="a YAML config overlay merged last (e.g. other sizes)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--image-size", type=int, default=32)
-    parser.add_argument("--channels", type=int, default=1)
-    parser.add_argument("--ch", type=int, default=32)
-    parser.add_argument("--ch-mult", type=int, nargs="+", default=[1, 2, 2])
-    parser.add_argument("--attn", type=int, nargs="*", default=[])
-    parser.add_argument("--num-res-blocks", type=int, default=1)
-    parser.add_argument("--classifier", default="densenet_small")
     parser.add_argument("--rounds", type=int, default=5, help="timed iterations per method")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -84,11 +69,10 @@ def main():
     if args.child:
         return child(args.child, args, device)
 
-    print(f"One distillation iteration (8 -> 4 round), batch {args.batch}, {args.image_size}x{args.image_size}x"
-          f"{args.channels}, UNet ch {args.ch} mult {args.ch_mult} attn {args.attn} "
-          f"{args.num_res_blocks} res block(s), classifier {args.classifier}, device {device}, "
-          f"{torch.get_num_threads()} threads; M-P2P memory 20000, K 4096, 128 enqueued.")
-    iterations = {m: build(m, args, device) for m in METHODS}
+    plan = plan_of(args)
+    print(f"One distillation iteration per method, {describe(plan)}; device {device}, "
+          f"{torch.get_num_threads()} threads.")
+    iterations = {m: build_iteration(plan, m, device) for m in METHODS}
     for it in iterations.values():
         it()  # warm-up
     times = {m: [] for m in METHODS}

@@ -11,12 +11,16 @@ Items, each with a verdict (ran / failed / skipped, and why):
    gloo on the CPU), the M-P2P queue filled through the all-gather;
 3. per study (cifar10 and imagenet64; with --tiny the tiny preset), with the networks, batches and
    GPUs per job its plan gives: seconds per iteration and peak memory of a teacher step and of one
-   iteration of each method's first round and of the shared chain, in fp32 (TF32 matmuls on CUDA)
-   and with bf16 autocast (CUDA only); images/s of 1-step and T_base-step DDIM sampling (above 64
+   iteration of each method's first round and of the shared chain, with the study's speed settings,
+   in fp32 (TF32 on CUDA unless speed.tf32 is false) and with bf16 autocast (CUDA only); images/s of 1-step and T_base-step DDIM sampling (above 64
    steps from a 64-step run, time linear in the steps) at the
    evaluation batch; Inception feature extraction images/s in fp32 (as reported FIDs need);
 4. the cost of the whole study in GPU-hours per stage (teacher, chain, rounds, ablations, sampling,
-   metrics) from those rates and the plan's iteration and sample counts.
+   metrics) from those rates and the plan's iteration and sample counts;
+5. speed settings (cifar10; with --tiny the tiny preset): what flipping each of the study's TF32,
+   channels-last, fused-optimiser and torch.compile settings does to a teacher step and an RDD
+   iteration, and the loader's images/s at 0, 4 and 8 workers (0 and 2 with --tiny; see
+   benchmarks/bench_speed_settings.py).
 Networks have random weights: speed does not depend on them.
 """
 
@@ -33,7 +37,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from benchmarks import peak_memory  # noqa: E402
+from benchmarks import bench_speed_settings, peak_memory  # noqa: E402
 from benchmarks.plan_iterations import build_iteration, load_plans, per_gpu_batch, timed_stages  # noqa: E402
 
 RAN, FAILED, SKIPPED = "ran", "failed", "skipped"
@@ -264,6 +268,26 @@ def run_torchrun(device, log):
     return verdict("torchrun", RAN if ok else FAILED, why, final_terms=terms)
 
 
+# ----------------------------------------------------------------------------- speed settings
+
+def speed_settings_item(name, tiny, device, repeats, names, log):
+    """Each of the speed settings `names` flipped against the study's, for its teacher and RDD's first round."""
+    (plan,) = load_plans([name], tiny).values()
+    log(f"speed settings of study {name} (each flipped against the study's {plan.speed()}):")
+    figures = {}
+    try:
+        for kind in ("teacher", "rdd"):
+            figures[kind] = bench_speed_settings.measure_settings(plan, kind, device, names, repeats, log)
+            bench_speed_settings.print_settings(kind, figures[kind], log)
+        figures["loader"] = bench_speed_settings.loader_rates(plan, "teacher", device, (0, 2) if tiny else (0, 4, 8))
+        log(f"  loader (teacher's data, images/s): {figures['loader']}")
+    except Exception as exc:  # a failure is a finding of the check, reported with the others
+        return verdict("speed settings", FAILED, f"{type(exc).__name__}: {exc}", figures=figures)
+    paying = [f"{case} for {kind}" for kind in ("teacher", "rdd") for case, row in figures[kind].items()
+              if row.get("pays")]
+    return verdict("speed settings", RAN, "pays: " + (", ".join(paying) or "none"), figures=figures)
+
+
 # ----------------------------------------------------------------------------- main
 
 def _print_cost(name, cost, log):
@@ -282,7 +306,9 @@ def main(argv=None):
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: CUDA when present")
     parser.add_argument("--repeats", type=int, default=None, help="timed iterations per case (default 5, tiny 2)")
     parser.add_argument("--inception-images", type=int, default=None, help="default 2048, tiny 32")
-    parser.add_argument("--skip", nargs="*", default=[], choices=("tests", "torchrun", "timings"))
+    parser.add_argument("--skip", nargs="*", default=[], choices=("tests", "torchrun", "timings", "speed"))
+    parser.add_argument("--speed-settings", nargs="*", default=list(bench_speed_settings.TOGGLED),
+                        choices=bench_speed_settings.TOGGLED, help="the speed settings item 5 flips (default: all)")
     parser.add_argument("--out", type=Path, default=Path("gpu_check.json"))
     args = parser.parse_args(argv)
     import torch
@@ -321,6 +347,11 @@ def main(argv=None):
                                            f"failed: {', '.join(failed)}" if failed else
                                            "every stage timed (bf16 skipped off CUDA)" if device != "cuda" else
                                            "every stage timed in fp32/TF32 and bf16"))
+    if "speed" in args.skip:
+        result["items"].append(verdict("speed settings", SKIPPED, "--skip"))
+    else:
+        result["items"].append(speed_settings_item("tiny" if args.tiny else "cifar10", args.tiny, device, repeats,
+                                                   args.speed_settings, log))
     result["seconds"] = time.time() - started
     result["environment"] = environment_record(torch.device(device))
     io.write_json(result, args.out)

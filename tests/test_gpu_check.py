@@ -9,15 +9,15 @@ import pytest
 from conftest import REPO
 
 sys.path.insert(0, str(REPO))
-from benchmarks import gpu_check  # noqa: E402
+from benchmarks import gpu_check, plan_iterations  # noqa: E402
 
 
 def test_cost_of_the_paper_studies_from_given_rates():
     """With 1 s per iteration everywhere, a training stage costs iters x GPUs seconds; sampling and
     metrics cost num_samples over the images/s at their steps (linear in the steps between 1 and T_base)."""
-    plans = gpu_check.load_plans(["cifar10", "imagenet64"], tiny=False)
+    plans = plan_iterations.load_plans(["cifar10", "imagenet64"], tiny=False)
     for name, plan in plans.items():
-        timed = gpu_check.timed_stages(plan)
+        timed = plan_iterations.timed_stages(plan)
         assert set(timed) == {"teacher", "pd_chain", "pd", "rcfd", "rdd"}
         rates = {kind: {"gpus": plan.resources(stage.rule)["gpu"],
                         "fp32": {"verdict": gpu_check.RAN, "seconds_per_iteration": 1.0}}
@@ -41,7 +41,7 @@ def test_cost_of_the_paper_studies_from_given_rates():
 
 
 def test_many_step_sampling_is_timed_on_fewer_steps_and_extrapolated():
-    (plan,) = gpu_check.load_plans(["tiny"], tiny=True).values()
+    (plan,) = plan_iterations.load_plans(["tiny"], tiny=True).values()
     rates, timed = gpu_check.sampling_rates(plan, "cpu", 1, log=lambda line: None, max_steps=4)
     assert timed == {8: 4} and set(rates) == {1, 8}
     assert 0 < rates[8] < rates[1]
@@ -51,12 +51,20 @@ def test_many_step_sampling_is_timed_on_fewer_steps_and_extrapolated():
 def test_the_whole_check_runs_at_toy_sizes_on_the_cpu(tmp_path):
     out = tmp_path / "gpu_check.json"
     run = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--tiny", "--device", "cpu",
-                          "--skip", "tests", "--repeats", "1", "--inception-images", "8", "--out", str(out)],
+                          "--skip", "tests", "--repeats", "1", "--inception-images", "8", "--out", str(out),
+                          # torch.compile takes minutes on the CPU (tests/test_speed_settings.py runs it)
+                          "--speed-settings", "channels_last", "fused_optimizer"],
                          cwd=REPO, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     result = json.loads(out.read_text())
     verdicts = {item["item"]: item["verdict"] for item in result["items"]}
-    assert verdicts == {"tests": "skipped", "torchrun": "ran", "timings tiny": "ran"}
+    assert verdicts == {"tests": "skipped", "torchrun": "ran", "timings tiny": "ran", "speed settings": "ran"}
+    speed = next(item for item in result["items"] if item["item"] == "speed settings")["figures"]
+    for kind in ("teacher", "rdd"):
+        assert set(speed[kind]) == {"study", "channels_last", "fused_optimizer"}
+        assert speed[kind]["study"]["ratio_to_study"] == 1
+        assert speed[kind]["channels_last"]["first_loss_relative_difference"] < 1e-3
+    assert all(rate > 0 for rate in speed["loader"].values())
     tiny = result["studies"]["tiny"]
     for kind in ("teacher", "pd_chain", "pd", "rcfd", "rdd"):
         assert tiny["training"][kind]["fp32"]["seconds_per_iteration"] > 0

@@ -19,6 +19,7 @@ import yaml
 from fixtures_workflow import (REPO, job_counts, lint_findings, run_snakemake, snakemake_command,
                                snakemake_env, write_yaml)
 from rdd.data import cifar10, imagenet64
+from rdd.settings import defaults
 
 TINY = REPO / "config" / "tiny.yaml"
 
@@ -194,11 +195,12 @@ def tiny_run(tmp_path_factory):
     """The tiny preset run to the end after a Ctrl-C during the teacher's training."""
     workdir = tmp_path_factory.mktemp("tiny")
     # A teacher long enough to be interrupted mid-way, saving its state every 5 steps; a copy of
-    # the cited paper values that the rerun test can edit.
+    # the cited paper values that the rerun test can edit; a speed setting that is not the default.
     paper_values = workdir / "paper_values.yaml"
     paper_values.write_text((REPO / "reports" / "paper_values.yaml").read_text())
     overlay = write_yaml(workdir / "long_teacher.yaml", {"paper_values": str(paper_values), "studies": {"tiny": {
-        "teacher": {"train": {"iters": 400, "checkpoint_every": 5, "log_every": 5}}}}})
+        "teacher": {"train": {"iters": 400, "checkpoint_every": 5, "log_every": 5}},
+        "speed": {"num_workers": 1}}}})
     interrupted, second = _interrupt_during_teacher(workdir, overlay)
     teacher_after_kill = (workdir / "results/tiny/models/teacher/teacher_8.pt").exists()
     resume_after_kill = (workdir / TEACHER_RESUME).exists()
@@ -328,6 +330,29 @@ def test_rerun_does_only_what_changed(tiny_run):
     touched = run_snakemake(workdir, *base)
     assert touched.returncode == 0, touched.stdout[-3000:]
     assert job_counts(touched.stdout) == {"report": 1, "report_index": 1, "all": 1, "total": 3}
+
+
+@pytest.mark.slow
+def test_speed_settings_reach_every_training_job_and_rerun_nothing(tiny_run):
+    """The study's speed settings go to one file that each training job reads after its stage's own
+    settings file: every record holds them; a change of them retrains nothing (a real run, which
+    rewrites the file for the jobs to come) and rebuilds only the report."""
+    workdir = tiny_run["workdir"]
+    speed_file = workdir / "results/tiny/speed_settings.yaml"
+    assert yaml.safe_load(speed_file.read_text()) == {"speed": {**defaults("teacher")["speed"], "num_workers": 1}}
+    for model in ("teacher/teacher_8", "classifier/default/classifier", "rdd/default/student_1"):
+        record = json.loads((workdir / f"results/tiny/models/{model}.json").read_text())
+        assert record["settings"]["speed"]["num_workers"] == 1, model
+        assert "speed" not in yaml.safe_load((workdir / f"results/tiny/models/{model}.settings.yaml").read_text())
+    # The report is rebuilt first (the rerun test edited its paper values), so that nothing else is due.
+    done = run_snakemake(workdir, "all", "--cores", "2", "--configfile", TINY, tiny_run["overlay"])
+    assert done.returncode == 0, done.stdout[-3000:]
+    faster = write_yaml(workdir / "faster.yaml", {"studies": {"tiny": {"speed": {"fused_optimizer": True}}}})
+    changed = run_snakemake(workdir, "all", "--cores", "2", "--configfile", TINY, tiny_run["overlay"], faster)
+    assert changed.returncode == 0, changed.stdout[-3000:]
+    # Only the report, which lists the study's config, is rebuilt: no training, sampling or metric.
+    assert job_counts(changed.stdout) == {"report": 1, "report_index": 1, "all": 1, "total": 3}
+    assert yaml.safe_load(speed_file.read_text())["speed"]["fused_optimizer"] is True
 
 
 @pytest.mark.slow
