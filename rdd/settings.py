@@ -126,8 +126,8 @@ def _device():
 
 
 # How the hardware runs the same training (rdd.train.speed_settings): results change at the rounding
-# level only, so they are left out of the resume digest. Defaults measured by
-# benchmarks/bench_speed_settings.py (README, "Speed settings").
+# level only, so they are left out of the resume digest. The README's "Speed settings" says which
+# defaults benchmarks/bench_speed_settings.py measured, and where.
 SPEED_KEY = "speed"
 
 
