@@ -32,6 +32,8 @@ CASES = [
     (setting(TEACHER, "train.checkpoint_every=0"), "'train.checkpoint_every' must be an integer >= 1"),
     (setting(TEACHER, "train.log_every=0"), "'train.log_every' must be an integer >= 1"),
     (setting(TEACHER, "speed.num_workers=-2"), "'speed.num_workers' must be an integer >= 0"),
+    (setting(TEACHER, "speed.compile=maybe"), "'speed.compile' must be true or false, got 'maybe'"),
+    (setting(TEACHER, "train.num_workers=2"), "unknown setting 'train.num_workers'"),
     (setting(TEACHER, "device.device=gpu"), "'device.device' must be auto, cpu, cuda or cuda:N"),
     (setting(TEACHER, "foo=1"), "unknown setting 'foo'"),
     (setting(TEACHER, "train=5"), "setting 'train' must be a mapping"),

@@ -117,9 +117,3 @@ def test_settings_files_are_merged_in_order(tiny, tmp_path, capsys):
     assert settings["speed"]["fused_optimizer"] is True and settings["train"]["iters"] == 3
     assert settings["train"]["batch_size"] == 16  # from the first file
 
-
-def test_the_old_num_workers_key_is_refused_by_name(tiny, tmp_path, capsys):
-    code = rdd_main(["train-teacher", "--settings", str(tiny["teacher"]), "--set", "train.num_workers=2",
-                     "--out", str(tmp_path / "t.pt"), "--resume-dir", str(tmp_path / "resume")])
-    assert code != 0
-    assert "unknown setting 'train.num_workers'" in capsys.readouterr().err
