@@ -106,7 +106,7 @@ def test_pinned_memory_only_on_cuda():
         "num_workers": 3, "pin_memory": True}
 
 
-def test_settings_files_are_merged_in_order(tiny, tmp_path, capsys):
+def test_settings_files_are_merged_in_order(tiny, tmp_path):
     """The workflow passes a stage's settings file, then the study's speed settings file."""
     speed = tmp_path / "speed.yaml"
     speed.write_text("speed: {fused_optimizer: true}\ntrain: {iters: 3}\n")
