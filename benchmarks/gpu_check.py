@@ -12,9 +12,10 @@ Items, each with a verdict (ran / failed / skipped, and why):
 3. per study (cifar10 and imagenet64; with --tiny the tiny preset), with the networks, batches and
    GPUs per job its plan gives: seconds per iteration and peak memory of a teacher step and of one
    iteration of each method's first round and of the shared chain, with the study's speed settings,
-   in fp32 (TF32 on CUDA unless speed.tf32 is false) and with bf16 autocast (CUDA only); images/s of 1-step and T_base-step DDIM sampling (above 64
-   steps from a 64-step run, time linear in the steps) at the
-   evaluation batch; Inception feature extraction images/s in fp32 (as reported FIDs need);
+   in fp32 (TF32 on CUDA unless speed.tf32 is false) and with bf16 autocast (CUDA only); images/s
+   of 1-step and T_base-step DDIM sampling (above 64 steps from a 64-step run, time linear in the
+   steps) at the evaluation batch; Inception feature extraction images/s in fp32 (as reported FIDs
+   need);
 4. the cost of the whole study in GPU-hours per stage (teacher, chain, rounds, ablations, sampling,
    metrics) from those rates and the plan's iteration and sample counts;
 5. speed settings (cifar10; with --tiny the tiny preset): what flipping each of the study's TF32,
