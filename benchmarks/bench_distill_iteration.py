@@ -47,8 +47,9 @@ def describe(plan):
     stages = timed_stages(plan)
     teacher, rdd = stages["teacher"].settings, stages["rdd"].settings
     data, net = teacher["data"], teacher["net"]
-    return (f"study {plan.name}: first round {stages['rdd'].labels['round']}, batch {per_gpu_batch(plan, stages['rdd'])} "
-            f"per GPU, {data['image_size']}x{data['image_size']}x{data['channels']}, UNet ch {net['ch']} mult "
+    batch = per_gpu_batch(plan, stages["rdd"])
+    return (f"study {plan.name}: first round {stages['rdd'].labels['round']}, batch {batch} per GPU, "
+            f"{data['image_size']}x{data['image_size']}x{data['channels']}, UNet ch {net['ch']} mult "
             f"{net['ch_mult']} attn {net['attn']} {net['num_res_blocks']} res block(s), classifier "
             f"{plan.stages[stages['rdd'].classifier].settings['net']['name']}; M-P2P memory {rdd['memory_size']}, "
             f"K {rdd['num_anchors']}, {rdd['enqueue_per_step']} enqueued")
