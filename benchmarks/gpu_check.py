@@ -6,7 +6,7 @@ Run from the repository root (prints a report, writes one JSON):
     python benchmarks/gpu_check.py --tiny --out gpu_check.json    # toy sizes, any machine (the CPU too)
 
 Items, each with a verdict (ran / failed / skipped, and why):
-1. tests: the test subset marked `gpu` (tests/test_gpu.py) on this device;
+1. tests: the test subset marked `gpu` (tests/test_gpu.py, tests/test_speed_settings.py) on this device;
 2. torchrun: one RDD round of a few iterations under `torchrun --nproc_per_node 1` (NCCL on CUDA,
    gloo on the CPU), the M-P2P queue filled through the all-gather;
 3. per study (cifar10 and imagenet64; with --tiny the tiny preset), with the networks, batches and
@@ -213,7 +213,8 @@ def cost_table(plan, rates, sampling, inception, precision="fp32"):
 def run_tests(device, log):
     env = {**os.environ, "RDD_TEST_DEVICE": device, "PYTHONPATH": str(REPO)}
     out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider",
-                          str(REPO / "tests" / "test_gpu.py")], cwd=REPO, env=env, capture_output=True, text=True)
+                          str(REPO / "tests" / "test_gpu.py"), str(REPO / "tests" / "test_speed_settings.py")],
+                         cwd=REPO, env=env, capture_output=True, text=True)
     summary = (out.stdout.strip().splitlines() or ["(no output)"])[-1]
     log(f"  pytest -m gpu on {device}: {summary}")
     counts = {k: int(n) for n, k in re.findall(r"(\d+) (passed|failed|skipped|error)", summary)}

@@ -1,14 +1,19 @@
 """Shared fixtures: tiny settings on real Fashion-MNIST, and a tiny trained teacher and classifier."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from rdd.cli import main as rdd_main
 from rdd.settings import write_files
 
 REPO = Path(__file__).resolve().parent.parent
+# Where the device subset (`pytest -m gpu`) runs: RDD_TEST_DEVICE when set, else CUDA when present, else
+# the CPU, so the CPU suite exercises the same code; benchmarks/gpu_check.py sets it to the GPU it checks.
+DEVICE = os.environ.get("RDD_TEST_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def run_rdd(*args):

@@ -1,7 +1,8 @@
 """The device subset (`pytest -m gpu`): the paths a paper-scale run takes on a GPU, at toy sizes.
 
-They run on RDD_TEST_DEVICE when set, else on CUDA when present, else on the CPU, so the CPU suite
-exercises the same code; benchmarks/gpu_check.py runs them on the GPU it checks. What CUDA changes
+They run on conftest.DEVICE (RDD_TEST_DEVICE when set, else CUDA when present, else the CPU), so the
+CPU suite exercises the same code; benchmarks/gpu_check.py runs them on the GPU it checks (with
+tests/test_speed_settings.py, the other half of the subset). What CUDA changes
 is asserted where it applies (bf16 autocast; tolerance for non-deterministic kernels).
 """
 
@@ -18,11 +19,10 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, read_record, run_rdd
+from conftest import DEVICE, REPO, read_record, run_rdd
 from rdd import checkpoints
 
 pytestmark = pytest.mark.gpu
-DEVICE = os.environ.get("RDD_TEST_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
 # Long enough that a run is still going when the test stops it (a GPU takes milliseconds per step).
 RESUME_ITERS = 12 if DEVICE == "cpu" else 400
 

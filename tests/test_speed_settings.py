@@ -1,15 +1,26 @@
-"""The speed settings (rdd.train.speed_settings) train what the plain run trains, up to rounding."""
+"""The speed settings (rdd.train.speed_settings) train what the plain run trains, up to rounding.
+
+Part of the device subset (`pytest -m gpu`): on conftest.DEVICE, the CPU here and the GPU under
+benchmarks/gpu_check.py. On CUDA every run is in exact fp32 (speed.tf32 false), so that two runs
+differ by the flipped setting's rounding alone.
+"""
 
 import pytest
 import torch
 
-from conftest import run_rdd
+from conftest import DEVICE, run_rdd
 from rdd import checkpoints, settings as settings_mod
 from rdd.cli import main as rdd_main
 from rdd.train import speed_settings
 
+pytestmark = pytest.mark.gpu
 PLAIN = settings_mod.defaults("teacher")["speed"]
 COMMANDS = ("teacher", "classifier", "distill")
+ON_CUDA = DEVICE.startswith("cuda")
+BASE = {"tf32": False} if ON_CUDA else {}
+# Pinned memory only acts on CUDA.
+FLIPPED = [{"channels_last": True}, {"fused_optimizer": True}, {"num_workers": 2},
+           *([{"pin_memory": False}] if ON_CUDA else [])]
 
 
 def _outputs(command, path):
@@ -31,8 +42,9 @@ def _train(command, tiny, out, extra, teacher=None, classifier=None):
     # third digit of the loss by step 10.
     args = {"teacher": ["train-teacher"], "classifier": ["train-classifier", "--set", "train.iters=3"],
             "distill": ["distill", "--set", "method=rdd", "--teacher", teacher, "--classifier", classifier]}[command]
-    sets = [item for key, value in extra.items() for item in ("--set", f"speed.{key}={str(value).lower()}")]
-    run_rdd(*args, "--settings", tiny[command], *sets, "--out", out, "--resume-dir", out.parent / "resume")
+    sets = [item for key, value in {**BASE, **extra}.items() for item in ("--set", f"speed.{key}={str(value).lower()}")]
+    run_rdd(*args, "--settings", tiny[command], "--set", f"device.device={DEVICE}", *sets, "--out", out,
+            "--resume-dir", out.parent / "resume")
     return out
 
 
@@ -51,31 +63,32 @@ def test_the_defaults_are_the_plain_run():
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-@pytest.mark.parametrize("setting", [{"channels_last": True}, {"fused_optimizer": True}, {"num_workers": 2}])
+@pytest.mark.parametrize("setting", FLIPPED)
 def test_a_speed_setting_trains_the_same_weights(command, setting, plain_runs, tiny, teacher, classifier, tmp_path):
     fast = _train(command, tiny, tmp_path / "model.pt", setting, teacher, classifier)
     plain, outputs = _outputs(command, plain_runs[command]), _outputs(command, fast)
-    if setting == {"num_workers": 2}:
-        # Workers change who loads a batch, not what it holds: the same weights bit for bit.
+    if setting == {"num_workers": 2} and not ON_CUDA:
+        # Workers change who loads a batch, not what it holds: the same weights bit for bit (on the
+        # CPU; some CUDA kernels are not deterministic).
         assert all(torch.equal(a, b) for a, b in zip(checkpoints.load_torch(plain_runs[command])["state_dict"].values(),
                                                       checkpoints.load_torch(fast)["state_dict"].values()))
     # The classifier's logits to 1e-3 of their scale (see _train), the denoisers' x0 to 1e-4.
     atol = 1e-3 * float(plain.abs().max()) if command == "classifier" else 1e-4
     torch.testing.assert_close(outputs, plain, rtol=1e-4, atol=atol)
-    assert checkpoints.load_torch(fast)["settings"]["speed"] == {**PLAIN, **setting}
+    assert checkpoints.load_torch(fast)["settings"]["speed"] == {**PLAIN, **BASE, **setting}
 
 
 def test_a_compiled_round_trains_the_same_weights(plain_runs, tiny, teacher, classifier, tmp_path):
-    """torch.compile of the student (inductor's generated kernels on the CPU): the round's student
-    computes what the eager run's does, to rounding."""
+    """torch.compile of the student (inductor's generated kernels): the round's student computes
+    what the eager run's does, to rounding."""
     fast = _train("distill", tiny, tmp_path / "model.pt", {"compile": True}, teacher, classifier)
     torch.testing.assert_close(_outputs("distill", fast), _outputs("distill", plain_runs["distill"]),
                                rtol=1e-4, atol=1e-4)
 
 
 def test_a_run_resumes_across_a_change_of_speed_settings(tiny, teacher, tmp_path, capsys):
-    args = ["distill", "--settings", tiny["distill"], "--set", "method=pd", "--teacher", teacher,
-            "--resume-dir", tmp_path / "resume"]
+    args = ["distill", "--settings", tiny["distill"], "--set", "method=pd", "--set", f"device.device={DEVICE}",
+            "--teacher", teacher, "--resume-dir", tmp_path / "resume"]
     run_rdd(*args, "--out", tmp_path / "a.pt")
     capsys.readouterr()
     run_rdd(*args, "--set", "speed.channels_last=true", "--set", "speed.num_workers=1", "--out", tmp_path / "b.pt")
