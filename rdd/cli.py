@@ -38,17 +38,8 @@ def _set_item(record, assignment):
         raise settings_mod.SettingsError(f"--set {assignment!r}: the value is not valid YAML ({one_line(exc)})") from None
 
 
-def _merged(base, layer):
-    out = dict(base)
-    for key, value in layer.items():
-        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
 def user_settings(args):
-    record = {}
-    for path in args.settings or []:
-        record = _merged(record, settings_mod.load_file(path))
+    record = settings_mod.deep_merge(*(settings_mod.load_file(path) for path in args.settings or []))
     for assignment in args.set or []:
         _set_item(record, assignment)
     return record

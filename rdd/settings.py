@@ -414,6 +414,18 @@ def help_text(command):
     return "\n".join(lines) + "\n"
 
 
+def deep_merge(*layers):
+    """Mappings merged left to right, nested mappings key by key; other values replaced."""
+    out = {}
+    for layer in layers:
+        for key, value in (layer or {}).items():
+            if isinstance(value, dict) and isinstance(out.get(key), dict):
+                out[key] = deep_merge(out[key], value)
+            else:
+                out[key] = copy.deepcopy(value)
+    return out
+
+
 def load_file(path):
     """Read a settings file (YAML or JSON; YAML parsed safely)."""
     path = Path(path)

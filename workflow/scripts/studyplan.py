@@ -13,6 +13,7 @@ import yaml
 
 from configcheck import ConfigError
 from rdd import layout, methods, settings as rdd_settings
+from rdd.settings import deep_merge  # noqa: F401 (studyplan.deep_merge)
 from rdd.data import DATASETS, normalize_spec
 
 # Settings the workflow itself writes into every stage; a config block may not set them.
@@ -24,18 +25,6 @@ RULES_WITH_RESOURCES = ("ref_stats", "train_teacher", "train_classifier", "disti
                         "evaluate", "memory_benchmark", "speed_benchmark", "report")
 # Variant shortcuts that are plain distillation settings.
 VARIANT_SETTINGS = ("tau", "memory_size", "num_anchors", "enqueue_per_step")
-
-
-def deep_merge(*layers):
-    """Mappings merged left to right, nested mappings key by key; other values replaced."""
-    out = {}
-    for layer in layers:
-        for key, value in (layer or {}).items():
-            if isinstance(value, dict) and isinstance(out.get(key), dict):
-                out[key] = deep_merge(out[key], value)
-            else:
-                out[key] = copy.deepcopy(value)
-    return out
 
 
 def is_power_of_two(n):
