@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from rdd import io
-from rdd.data.input_norm import input_norm
+from rdd.data.normalization import input_norm
 from rdd.diffusion import TimeGrid
 from rdd.nets import build_classifier, build_unet, classifier_kwargs_of, from_authors_names, load_authors_state_dict
 

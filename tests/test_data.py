@@ -169,6 +169,29 @@ def test_fashion_mnist_counts_labels_and_decompressed_copy(fashion_root, fashion
     assert (raw / "train-images-idx3-ubyte").stat().st_mtime_ns == stamp  # decompressed once
 
 
+
+@needs_debian
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_fashion_mnist_idx_reader_equals_torchvisions(fashion_root, split):
+    import torchvision
+
+    build_dataset({"name": "fashion_mnist", "root": fashion_root}, split)  # the decompressed copy
+    ours = rdd.data.fashion_mnist.FashionMNISTSource(normalize_spec({"name": "fashion_mnist", "root": fashion_root}),
+                                                     split)
+    theirs = torchvision.datasets.FashionMNIST(fashion_root, train=split == "train")
+    assert np.array_equal(ours.data, theirs.data.numpy()) and ours.data.flags.writeable
+    assert ours.labels.dtype == np.int64 and np.array_equal(ours.labels, theirs.targets.numpy())
+
+
+def test_idx_reader_names_a_damaged_file(tmp_path):
+    path = tmp_path / "t10k-labels-idx1-ubyte"
+    path.write_bytes((0x0801).to_bytes(4, "big") + (5).to_bytes(4, "big") + bytes(4))
+    with pytest.raises(ValueError, match=f"{path}: the header says \\(5,\\) \\(5 bytes\\), the file holds 4"):
+        rdd.data.fashion_mnist.read_idx(path, ndim=1)
+    path.write_bytes(b"PK\x03\x04")
+    with pytest.raises(ValueError, match="is not an idx file of 3-d unsigned bytes"):
+        rdd.data.fashion_mnist.read_idx(path, ndim=3)
+
 @needs_debian
 def test_fashion_mnist_matches_foolbox_copies_of_the_first_test_images(fashion_root):
     pairs = samples("fashionMNIST", ".png")

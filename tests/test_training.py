@@ -175,6 +175,22 @@ def test_samples_do_not_depend_on_batch_size(teacher, tmp_path):
     assert np.array_equal(np.load(part)["images"], ref["images"][40:])
 
 
+
+@pytest.mark.parametrize("count, channels", [(64, 3), (13, 3), (5, 1)])
+def test_sample_grid_is_torchvision_make_grid(count, channels):
+    """rdd.generate.tile against torchvision's make_grid (white padding 1, 8 to a row) on the same
+    uint8 images; make_grid repeats a grey image's channel three times, tile keeps the one."""
+    from torchvision.utils import make_grid
+
+    from rdd.data import from_uint8, to_uint8
+    from rdd.generate import tile
+
+    images = np.random.default_rng(count).integers(0, 256, (count, 6, 5, channels), dtype=np.uint8)
+    expected = to_uint8(make_grid(from_uint8(images), nrow=8, padding=1, pad_value=1.0)[None])[0]
+    got = tile(images, nrow=8)
+    assert got.dtype == np.uint8 and got.shape[-1] == channels
+    assert np.array_equal(got, expected[..., :channels])
+
 def test_corrupt_checkpoint_is_named(tmp_path, tiny):
     bad = tmp_path / "teacher.pt"
     bad.write_bytes(b"PK\x03\x04 truncated")

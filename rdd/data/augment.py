@@ -11,9 +11,10 @@ Images stay float [-1, 1] CHW throughout; only AutoAugment, whose operations
 need uint8, runs on the image quantised with rdd.data.quantize.
 """
 
+import functools
+
 import numpy as np
 import torch
-import torchvision.transforms as T
 
 from rdd.data.quantize import from_uint8, to_uint8
 from rdd.data.transforms import hflip_decision
@@ -24,7 +25,15 @@ _STREAM = {"crop": 1, "autoaugment": 2, "cutout": 3}
 GREY = 128 / 127.5 - 1.0
 # Cutout's hole: 0 in the [0, 1] tensor the released code cut, -1 here.
 BLACK = -1.0
-_AUTOAUGMENT = T.AutoAugment(T.AutoAugmentPolicy.CIFAR10)
+
+
+@functools.cache
+def _autoaugment_policy():
+    # torchvision is imported here, at the first AutoAugment: every job imports this module, and
+    # torchvision (with torch._dynamo) adds seconds to the start of those that never use it.
+    import torchvision.transforms as T
+
+    return T.AutoAugment(T.AutoAugmentPolicy.CIFAR10)
 
 
 def op_rng(seed, epoch, index, op):
@@ -68,7 +77,7 @@ def autoaugment(x, rng):
     image = torch.from_numpy(to_uint8(x[None])[0]).permute(2, 0, 1)
     with torch.random.fork_rng(devices=[]):
         torch.random.default_generator.manual_seed(int(rng.integers(2**63)))
-        image = _AUTOAUGMENT(image)
+        image = _autoaugment_policy()(image)
     return from_uint8(image.permute(1, 2, 0)[None])[0]
 
 

@@ -1,25 +1,13 @@
-"""The Dataset every registry entry returns, and the missing-data error."""
-
-import os
+"""The Dataset built from a registry entry (rdd.data.registry), and the uint8 batches read through it."""
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from rdd.data.augment import Augmentation
+from rdd.data.quantize import to_uint8
+from rdd.data.registry import normalize_spec, source
 from rdd.data.transforms import prepare
-
-
-class DatasetMissingError(FileNotFoundError):
-    """Dataset files are absent; the message names the paths looked in and how to get the data."""
-
-
-def missing_error(name, paths, how):
-    """DatasetMissingError for dataset `name` listing `paths` and the instructions `how`."""
-    listed = "\n".join(f"  {p}" for p in paths)
-    # A config's data root is usually relative: say relative to what.
-    where = "" if all(os.path.isabs(str(p)) for p in paths) else f"\n(relative paths are from {os.getcwd()})"
-    return DatasetMissingError(f"dataset {name!r} not found; looked for:\n{listed}{where}\nto provide it: {how}")
 
 
 class ImageDataset(Dataset):
@@ -63,3 +51,22 @@ class ImageDataset(Dataset):
         if self.augment:
             x = self.augment(x, self.seed, epoch, index)
         return x, int(self.labels[index])
+
+
+def build_dataset(spec, split, augment=False, seed=0):
+    """The (image, label) Dataset of `split`; augment: False, True (the seeded flip when spec["hflip"])
+    or an rdd.data.augment.Augmentation."""
+    spec = normalize_spec(spec)
+    return ImageDataset(source(spec, split), spec, augment=augment, seed=seed)
+
+
+def iter_uint8_batches(spec, split, batch_size, limit=None):
+    """Yield uint8 [n, H, W, C] arrays of the non-augmented images of `split`, in order, at most `limit` in all."""
+    if type(batch_size) is not int or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if limit is not None and (type(limit) is not int or limit < 0):
+        raise ValueError(f"limit must be None or a non-negative integer, got {limit!r}")
+    ds = build_dataset(spec, split)
+    n = len(ds) if limit is None else min(limit, len(ds))
+    for start in range(0, n, batch_size):
+        yield to_uint8(ds.images(start, min(n, start + batch_size)))

@@ -11,17 +11,22 @@ import pickle
 from pathlib import Path
 
 import numpy as np
-import torchvision
-from torchvision.datasets.utils import download_and_extract_archive
 
-from rdd.data.base import missing_error
+from rdd.data.missing import missing_error
 
 NUM_CLASSES = 10
 NATIVE_SIZE = 32
 FOLDER = "cifar-10-batches-py"
 FILES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
 META = "batches.meta"
-_TV = torchvision.datasets.CIFAR10
+
+
+def _torchvision_cifar10():
+    """torchvision's CIFAR10 class (its URL, file name and md5); imported when needed, not with the
+    registry, which the workflow's plan imports without torch."""
+    import torchvision
+
+    return torchvision.datasets.CIFAR10
 
 
 def _paths(spec, splits):
@@ -33,7 +38,7 @@ def check(spec, splits):
     """Raise DatasetMissingError unless every batch of `splits` and batches.meta exist (or download is on)."""
     absent = [p for p in _paths(spec, splits) if not p.is_file()]
     if absent and not spec["download"]:
-        how = (f"download {_TV.url} and extract it into {spec['root']} (it unpacks to {FOLDER}/), "
+        how = (f"download {_torchvision_cifar10().url} and extract it into {spec['root']} (it unpacks to {FOLDER}/), "
                "or set download: true in the dataset spec")
         raise missing_error("cifar10", absent, how)
 
@@ -86,11 +91,14 @@ class CIFAR10Source:
 
     def __init__(self, spec, split):
         if spec["download"] and not all(p.is_file() for p in _paths(spec, [split])):
+            from torchvision.datasets.utils import download_and_extract_archive
+
+            tv = _torchvision_cifar10()
             try:
-                download_and_extract_archive(_TV.url, spec["root"], filename=_TV.filename, md5=_TV.tgz_md5)
+                download_and_extract_archive(tv.url, spec["root"], filename=tv.filename, md5=tv.tgz_md5)
             except (RuntimeError, OSError) as exc:
                 raise missing_error("cifar10", _paths(spec, [split]),
-                                    f"download {_TV.url} by hand and extract it into {spec['root']} "
+                                    f"download {tv.url} by hand and extract it into {spec['root']} "
                                     f"(download failed: {exc})") from exc
         check(spec, [split])
         folder = Path(spec["root"]) / FOLDER

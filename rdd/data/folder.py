@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from rdd.data.base import missing_error
+from rdd.data.missing import missing_error
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 

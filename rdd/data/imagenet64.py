@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from rdd import io
-from rdd.data.base import missing_error
+from rdd.data.missing import missing_error
 
 NUM_CLASSES = 1000
 NATIVE_SIZE = 64

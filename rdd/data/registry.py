@@ -1,4 +1,7 @@
-"""The dataset registry: one defaults record, spec validation, and the builders."""
+"""The dataset registry: one defaults record, spec validation, the sources and the data check.
+
+It imports no torch, so that the workflow plans a study (and a dry run answers) in seconds; the
+Dataset built from a source is rdd.data.base's."""
 
 import os
 from collections.abc import Mapping
@@ -6,8 +9,6 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from rdd.data import cifar10, fashion_mnist, folder, imagenet64
-from rdd.data.base import ImageDataset
-from rdd.data.quantize import to_uint8
 
 # Every spec key and its default, per dataset; a spec may only use these keys.
 DEFAULTS = {
@@ -111,26 +112,12 @@ def check_available(spec, splits=None):
     entry.check(spec, splits)
 
 
-def build_dataset(spec, split, augment=False, seed=0):
-    """The (image, label) Dataset of `split`; augment: False, True (the seeded flip when spec["hflip"])
-    or an rdd.data.augment.Augmentation."""
-    spec = normalize_spec(spec)
-    return ImageDataset(_entry(spec, split).source(spec, split), spec, augment=augment, seed=seed)
-
-
 def num_classes(spec):
     """Number of classes of the dataset (0 for an unlabelled folder)."""
     spec = normalize_spec(spec)
     return _entry(spec).num_classes(spec)
 
 
-def iter_uint8_batches(spec, split, batch_size, limit=None):
-    """Yield uint8 [n, H, W, C] arrays of the non-augmented images of `split`, in order, at most `limit` in all."""
-    if type(batch_size) is not int or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if limit is not None and (type(limit) is not int or limit < 0):
-        raise ValueError(f"limit must be None or a non-negative integer, got {limit!r}")
-    ds = build_dataset(spec, split)
-    n = len(ds) if limit is None else min(limit, len(ds))
-    for start in range(0, n, batch_size):
-        yield to_uint8(ds.images(start, min(n, start + batch_size)))
+def source(spec, split):
+    """The uint8 source of `split` of a normalised spec: len, .labels, .read(start, stop)."""
+    return _entry(spec, split).source(spec, split)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rdd import methods
-from rdd.data.input_norm import normalize_input
+from rdd.data.normalization import normalize_input
 from rdd.diffusion import q_sample
 from rdd.losses.pd import pd_target
 from rdd.losses.terms import RoundBatch, TermContext, build_term

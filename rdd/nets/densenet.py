@@ -97,7 +97,7 @@ class DenseNet(nn.Module):
         return feat_map, F.relu(feat_map).mean(dim=(2, 3))
 
     def forward(self, x):
-        """Logits [B, num_classes] of images x, normalised as in training (see rdd.data.input_norm)."""
+        """Logits [B, num_classes] of images x, normalised as in training (see rdd.data.normalization)."""
         return self.fc(self.features(x)[1])
 
 
