@@ -107,7 +107,7 @@ def sampling_rates(plan, device, repeats, log, max_steps=64):
     from rdd.diffusion import TimeGrid
     from rdd.generate import image_shape, sample_batch
     from rdd.nets import build_unet
-    from rdd.train.teacher import unet_kwargs
+    from rdd.train.checks import unet_kwargs
 
     kwargs = unet_kwargs(timed_stages(plan)["teacher"].settings)
     net = build_unet(**kwargs).to(device).eval()

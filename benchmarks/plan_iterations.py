@@ -57,7 +57,7 @@ def build_iteration(plan, kind, device, overrides=None):
     from rdd.diffusion import TimeGrid
     from rdd.nets import build_classifier, build_unet
     from rdd.train import speed_settings, teacher as teacher_mod
-    from rdd.train.classifier import classifier_kwargs
+    from rdd.train.checks import classifier_kwargs, unet_kwargs
     from rdd.train.loop import train_step
     from rdd.train.round import check_relation_groups, round_stage
 
@@ -67,7 +67,7 @@ def build_iteration(plan, kind, device, overrides=None):
     dev = torch.device(device)
     settings = studyplan.deep_merge(copy.deepcopy(stage.settings), {"device": {"device": device}}, overrides)
     batch_size = per_gpu_batch(plan, stage)
-    net_kwargs = teacher_mod.unet_kwargs(stages["teacher"].settings)
+    net_kwargs = unet_kwargs(stages["teacher"].settings)
     speed_settings.configure(settings["speed"], dev)
     if kind == "teacher":
         built, _ = teacher_mod.build_stage(settings, dev, None)

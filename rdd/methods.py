@@ -96,3 +96,19 @@ def wildcard(distilled=False):
 def needs_classifier(weights):
     """Whether a round with these term weights reads the classifier's features."""
     return any(weights.get(name) and term.needs_classifier for name, term in TERMS.items())
+
+
+def loss_weights(settings):
+    """The method's preset weights (0 for a term it does not name) with the settings' explicit ones laid over them."""
+    method = settings["method"]
+    if method not in method_names(distilled=True):
+        raise ValueError(f"unknown method '{method}' (allowed: {', '.join(method_names(distilled=True))})")
+    weights = {term: float(METHODS[method].weights.get(term, 0.0)) for term in TERMS}
+    for term, value in settings["weights"].items():
+        if term not in weights:
+            raise ValueError(f"unknown loss term '{term}' (allowed: {', '.join(weights)})")
+        if value is not None:
+            weights[term] = float(value)
+    if not any(weights.values()):
+        raise ValueError("every loss weight is zero: the student would not be trained")
+    return weights

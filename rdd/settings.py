@@ -6,7 +6,6 @@ stored beside every output it produced.
 
 import copy
 import hashlib
-import importlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,8 @@ from typing import Callable, Optional
 import yaml
 
 from rdd import methods
+from rdd.data.registry import normalize_spec
+from rdd.train.checks import COMMANDS
 
 class SettingsError(ValueError):
     """A settings value that is unknown or of the wrong kind; the message names the key."""
@@ -353,18 +354,11 @@ def resolve(command, user=None):
     return record
 
 
-# The module of each command; its check_settings(record) raises ValueError for what single values
-# cannot show (the network's keys and shapes, settings that cannot run together).
-COMMAND_MODULES = {"teacher": "rdd.train.teacher", "classifier": "rdd.train.classifier",
-                   "distill": "rdd.train.round"}
-
-
 def validate(command, user=None):
     """`resolve`, the dataset spec completed, then the command's own checks (no network is built).
 
     One call for the command line and the workflow, before any data or model is loaded. Raises
     SettingsError naming the key."""
-    from rdd.data import normalize_spec  # the registries import torch; resolve does not need them
 
     record = resolve(command, user)
     try:
@@ -372,7 +366,7 @@ def validate(command, user=None):
     except ValueError as exc:
         raise SettingsError(f"data: {exc}") from None
     try:
-        importlib.import_module(COMMAND_MODULES[command]).check_settings(record)
+        COMMANDS[command](record)
     except (ValueError, TypeError, KeyError) as exc:
         raise SettingsError(str(exc)) from None
     return record

@@ -16,7 +16,7 @@ from rdd.data.augment import BLACK
 from rdd.data.fashion_mnist import FashionMNISTSource
 from rdd.checkpoints import AUTHORS_CLASSIFIER_INPUT_NORM, load_classifier
 from rdd.nets import build_classifier
-from rdd.train import classifier as recipe, loop
+from rdd.train import checks, classifier as recipe, loop
 from rdd.train.batches import EpochItems, StepBatchSampler, train_steps
 
 
@@ -319,7 +319,7 @@ def test_bad_recipe_settings_are_named(bad, message):
     with pytest.raises(ValueError, match=message):  # when the settings are resolved, or checked together
         settings = settings_mod.resolve("classifier", {"train": bad})
         settings["data"] = normalize_spec(settings["data"])
-        recipe.check_recipe(settings)
+        checks.check_recipe(settings)
 
 
 def test_trained_classifier_records_its_normalisation(classifier, tiny):

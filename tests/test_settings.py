@@ -3,10 +3,13 @@ and its help; `show-defaults` prints them as a settings file; `validate` checks 
 cannot show without building a network."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 import yaml
 
+from conftest import REPO
 from rdd import settings as settings_mod
 from rdd.cli import main as rdd_main
 
@@ -94,3 +97,21 @@ def test_config_readme_describes_every_key_the_schemas_allow():
             *ablation["$defs"]["variant"]["properties"]]
     missing = [key for key in keys if f"`{key}`" not in readme]
     assert missing == []
+
+
+def test_the_workflow_plans_every_preset_without_torch():
+    """The study plan (every stage's settings validated: networks, recipes, datasets) imports no torch,
+    so a dry run or a config error answers in seconds, and so does every SLURM job's own Snakemake."""
+    code = """
+import sys
+sys.path.insert(0, "workflow/scripts")
+import yaml, configcheck, studyplan
+config = studyplan.deep_merge(yaml.safe_load(open("config/config.yaml")), yaml.safe_load(open("config/tiny.yaml")))
+checked, ablations = configcheck.checked_config(config, ".")
+plans = [studyplan.build_plan(name, study, ablations) for name, study in checked["studies"].items()]
+assert len(plans) == len(checked["studies"]) >= 4 and all(plan.stages for plan in plans)
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision", "torch_fidelity"))
+assert not heavy, heavy[:5]
+"""
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]

@@ -4,9 +4,9 @@ A normalisation is a record `{"mean": [...], "std": [...]}` with one value per
 channel, for images in [0, 1]: the classifier sees `(x01 - mean) / std`. Our
 images are in [-1, 1] (x01 = (x + 1) / 2); "minus1_1" (mean = std = 0.5) feeds
 them unchanged.
-"""
 
-import torch
+No torch import: the settings check (rdd.train.checks) reads the records here.
+"""
 
 INPUT_NORMS = ("mean_std", "minus1_1")
 
@@ -41,8 +41,8 @@ def normalize_input(x, norm):
 
     Computed as x * 1 / (2 std) + (0.5 - mean) / std, which is x itself for minus1_1.
     """
-    mean = torch.tensor(norm["mean"], dtype=torch.float64)
-    std = torch.tensor(norm["std"], dtype=torch.float64)
-    scale, shift = 1 / (2 * std), (0.5 - mean) / std
+    # In double precision (Python floats), then rounded once to x's dtype.
+    scale = [1 / (2 * s) for s in norm["std"]]
+    shift = [(0.5 - m) / s for m, s in zip(norm["mean"], norm["std"])]
     shape = (1, -1, 1, 1)
-    return x * scale.to(x).view(shape) + shift.to(x).view(shape)
+    return x * x.new_tensor(scale).view(shape) + x.new_tensor(shift).view(shape)

@@ -16,22 +16,6 @@ from rdd.losses.pd import pd_target
 from rdd.losses.terms import RoundBatch, TermContext, build_term
 
 
-def loss_weights(settings):
-    """The method's preset weights (0 for a term it does not name) with the settings' explicit ones laid over them."""
-    method = settings["method"]
-    if method not in methods.method_names(distilled=True):
-        raise ValueError(f"unknown method '{method}' (allowed: {', '.join(methods.method_names(distilled=True))})")
-    weights = {term: float(methods.METHODS[method].weights.get(term, 0.0)) for term in methods.TERMS}
-    for term, value in settings["weights"].items():
-        if term not in weights:
-            raise ValueError(f"unknown loss term '{term}' (allowed: {', '.join(weights)})")
-        if value is not None:
-            weights[term] = float(value)
-    if not any(weights.values()):
-        raise ValueError("every loss weight is zero: the student would not be trained")
-    return weights
-
-
 class DistillObjective(nn.Module):
     """Computes one round's loss for a batch: the weighted sum of the terms (rdd.methods.TERMS) whose
     weight is not zero. `terms` holds each term's module (M-P2P's memory and projection head)."""
@@ -40,7 +24,7 @@ class DistillObjective(nn.Module):
                  gather=lambda v: v):
         super().__init__()
         self.teacher, self.grid, self.classifier = teacher, grid, classifier
-        self.weights = loss_weights(settings)
+        self.weights = methods.loss_weights(settings)
         self.post_relu = settings["feature_map"] == "post_relu"
         self.as_trained = settings["classifier_input"] == "as_trained"
         if classifier is None and methods.needs_classifier(self.weights):

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rdd.nets.configs import densenet_config
+
 
 class DenseLayer(nn.Module):
     """Bottleneck layer: BN-ReLU-Conv1x1 to bn_size*growth, BN-ReLU-Conv3x3 to growth, appended."""
@@ -47,24 +49,16 @@ def _transition(in_ch, out_ch):
     ]))
 
 
-def check_config(block_config, growth_rate, num_classes, in_channels, bn_size, compression):
-    """Raise ValueError for arguments DenseNet cannot be built with (nothing is built)."""
-    if not block_config or any(n < 1 for n in block_config):
-        raise ValueError(f"block_config must be a non-empty sequence of positive ints, got {tuple(block_config)}")
-    if growth_rate < 1 or num_classes < 1 or in_channels < 1 or bn_size < 1:
-        raise ValueError(f"growth_rate, num_classes, in_channels and bn_size must be >= 1, got "
-                         f"{growth_rate}, {num_classes}, {in_channels}, {bn_size}")
-    if not 0.0 < compression <= 1.0:
-        raise ValueError(f"compression must be in (0, 1], got {compression}")
-
-
 class DenseNet(nn.Module):
-    """DenseNet-BC; features(x) -> (F pre-ReLU map, pooled f), forward(x) -> logits."""
+    """DenseNet-BC; features(x) -> (F pre-ReLU map, pooled f), forward(x) -> logits. Its arguments,
+    their defaults and checks: rdd.nets.configs.densenet_config."""
 
-    def __init__(self, block_config, growth_rate, num_classes, in_channels=3, bn_size=4, compression=0.5):
+    def __init__(self, *args, **kwargs):
         super().__init__()
-        block_config = tuple(block_config)
-        check_config(block_config, growth_rate, num_classes, in_channels, bn_size, compression)
+        config = densenet_config(*args, **kwargs)
+        block_config, growth_rate, num_classes, in_channels, bn_size, compression = (
+            config[k] for k in ("block_config", "growth_rate", "num_classes", "in_channels", "bn_size",
+                                "compression"))
         ch = 2 * growth_rate
         self.stem = nn.Sequential(OrderedDict([
             ("conv0", nn.Conv2d(in_channels, ch, 3, padding=1, bias=False)),

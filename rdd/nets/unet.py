@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rdd.nets.configs import unet_config
+
 # The authors' frozen sinusoid table; our embedding computes it on the fly.
 AUTHORS_TIME_TABLE_KEY = "time_embedding.timembedding.0.weight"
 # Rounding t * w_i to float32 alone moves sin/cos by ~1e-4 at t ~ 1e3; a
@@ -125,13 +127,15 @@ class ResBlock(nn.Module):
 
 
 class UNet(nn.Module):
-    """DDPM UNet; forward(x, t_net, y) returns the x0 prediction."""
+    """DDPM UNet; forward(x, t_net, y) returns the x0 prediction. Its arguments, their defaults and
+    checks: rdd.nets.configs.unet_config."""
 
-    def __init__(self, img_resolution, in_channels, ch=128, ch_mult=(1, 2, 2, 2), attn=(1,),
-                 num_res_blocks=2, dropout=0.1, num_classes=0):
+    def __init__(self, *args, **kwargs):
         super().__init__()
-        ch_mult, attn = tuple(ch_mult), tuple(attn)
-        check_config(img_resolution, in_channels, ch, ch_mult, attn, num_res_blocks, dropout, num_classes)
+        config = unet_config(*args, **kwargs)
+        img_resolution, in_channels, ch, ch_mult, attn, num_res_blocks, dropout, num_classes = (
+            config[k] for k in ("img_resolution", "in_channels", "ch", "ch_mult", "attn", "num_res_blocks",
+                                "dropout", "num_classes"))
         self.img_resolution, self.in_channels, self.num_classes = img_resolution, in_channels, num_classes
         tdim = 4 * ch
         self.time_embedding = TimeEmbedding(ch, tdim)
@@ -211,27 +215,6 @@ class UNet(nn.Module):
                              f"[{x.shape[0]}], got {got}")
         if not self.num_classes and y is not None:
             raise ValueError("unconditional UNet (num_classes=0) got labels y")
-
-
-def check_config(img_resolution, in_channels, ch, ch_mult, attn, num_res_blocks, dropout, num_classes):
-    """Raise ValueError for arguments UNet cannot be built with (nothing is built)."""
-    if in_channels < 1:
-        raise ValueError(f"in_channels must be >= 1, got {in_channels}")
-    if ch < 32 or ch % 32:
-        raise ValueError(f"ch must be a positive multiple of 32 (GroupNorm with 32 groups), got {ch}")
-    if not ch_mult or any(m < 1 for m in ch_mult):
-        raise ValueError(f"ch_mult must be a non-empty sequence of positive ints, got {ch_mult}")
-    if any(not 0 <= level < len(ch_mult) for level in attn):
-        raise ValueError(f"attention levels {attn} out of range for {len(ch_mult)} levels (0..{len(ch_mult) - 1})")
-    factor = 2 ** (len(ch_mult) - 1)
-    if img_resolution < 1 or img_resolution % factor:
-        raise ValueError(f"img_resolution {img_resolution} must be divisible by 2**(len(ch_mult)-1) = {factor}")
-    if num_res_blocks < 1:
-        raise ValueError(f"num_res_blocks must be >= 1, got {num_res_blocks}")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-    if num_classes < 0:
-        raise ValueError(f"num_classes must be >= 0 (0 = unconditional), got {num_classes}")
 
 
 def load_authors_state_dict(net, state_dict):

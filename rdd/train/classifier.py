@@ -18,11 +18,12 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from rdd import dist
-from rdd.data import build_dataset, input_norm, normalize_input, num_classes
+from rdd.data import build_dataset, input_norm, normalize_input
 from rdd.checkpoints import classifier_payload
-from rdd.nets import build_classifier, check_classifier
+from rdd.nets import build_classifier
 from rdd.train.batches import steps_per_epoch, train_steps
 from rdd.train import speed_settings
+from rdd.train.checks import classifier_kwargs
 from rdd.train.loop import Stage, cosine_decay, log_line
 
 SELECTION_NOTES = {
@@ -30,28 +31,6 @@ SELECTION_NOTES = {
                  "chose them, so test_accuracy is optimistic",
     "final": "the weights after the last step",
 }
-
-
-def check_settings(settings):
-    """The classifier's net can be built (nothing is built) and its recipe can run on its data;
-    see rdd.settings.validate."""
-    try:
-        check_classifier(**classifier_kwargs(settings))
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"setting 'net': {exc}") from None
-    check_recipe(settings)
-    return settings
-
-
-def check_recipe(settings):
-    """Raise ValueError, naming the setting, for recipe settings whose single values are allowed
-    (rdd.settings.SETTINGS) but which cannot run together or on this dataset."""
-    train = settings["train"]
-    input_norm(train["input_norm"], settings["data"])
-    milestones = train["lr_milestones"]  # each a fraction in (0, 1): checked by its setting's kind
-    if milestones != sorted(milestones):
-        raise ValueError(f"setting 'train.lr_milestones' must be increasing fractions of the run in (0, 1), "
-                         f"got {milestones!r}")
 
 
 def lr_factor(train, num_examples):
@@ -116,12 +95,6 @@ class CheckpointSelection(nn.Module):
         """Index of the evaluation whose weights are exported: the first best, or the last."""
         accuracies = self.accuracy.tolist()
         return accuracies.index(max(accuracies)) if self.best is not None else len(accuracies) - 1
-
-
-def classifier_kwargs(settings):
-    """DenseNet constructor arguments from the net settings and the dataset (its classes and channels)."""
-    data = settings["data"]
-    return {**settings["net"], "num_classes": num_classes(data), "in_channels": data["channels"]}
 
 
 def build_stage(settings, device, dataset, test_set=None):

@@ -5,8 +5,8 @@ import copy
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from rdd import dist
-from rdd.losses.objective import DistillObjective, loss_weights
+from rdd import dist, methods
+from rdd.losses.objective import DistillObjective
 from rdd.checkpoints import denoiser_payload, load_classifier, load_denoiser
 from rdd.train import speed_settings
 from rdd.train.loop import Stage, cosine_decay, log_line
@@ -30,18 +30,11 @@ def round_student(teacher, net_kwargs, dropout):
     return student, {**net_kwargs, "dropout": float(dropout)}
 
 
-def check_settings(settings):
-    """The loss weights made explicit (the method's preset where a weight is null); at least one is
-    not zero. See rdd.settings.validate."""
-    settings["weights"] = loss_weights(settings)
-    return settings
-
-
 def check_relation_groups(settings):
     """IS-P2P groups must tile each process's share of the batch (checked before any loading)."""
     group = settings["is_p2p_group_size"]
     per_process = settings["train"]["batch_size"] // dist.world_size()
-    if group and loss_weights(settings)["is_p2p"] and per_process % group:
+    if group and methods.loss_weights(settings)["is_p2p"] and per_process % group:
         raise ValueError(f"setting 'is_p2p_group_size' ({group}) must divide the batch per process "
                          f"({per_process} = train.batch_size / {dist.world_size()} processes)")
 

@@ -6,32 +6,14 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from rdd import dist
-from rdd.data import num_classes
 from rdd.diffusion import TimeGrid
 from rdd.losses.truncated_snr import TeacherLoss
 from rdd.checkpoints import denoiser_payload
-from rdd.nets import build_unet, check_unet
+from rdd.nets import build_unet
 from rdd.train import speed_settings
+from rdd.train.checks import unet_kwargs
 from rdd.train.loop import Stage, linear_warmup
 from rdd.train.runner import amp_context
-
-
-def unet_kwargs(settings):
-    """UNet constructor arguments from the net settings and the dataset's shape."""
-    net = dict(settings["net"])
-    conditional = net.pop("class_conditional")
-    data = settings["data"]
-    return {"img_resolution": data["image_size"], "in_channels": data["channels"],
-            "num_classes": num_classes(data) if conditional else 0, **net}
-
-
-def check_settings(settings):
-    """The UNet the settings describe can be built (nothing is built); see rdd.settings.validate."""
-    try:
-        check_unet(**unet_kwargs(settings))
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"setting 'net': {exc}") from None
-    return settings
 
 
 @torch.no_grad()

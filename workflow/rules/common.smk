@@ -49,7 +49,7 @@ def _checked_config():
 
 CONFIG, ABLATIONS = _checked_config()
 
-import studyplan  # noqa: E402  (the library, and torch, only once the config is well-formed)
+import studyplan  # noqa: E402  (the library, without torch, only once the config is well-formed)
 
 
 def _plans():

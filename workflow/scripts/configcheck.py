@@ -1,6 +1,7 @@
 """Config checks that need no library: key normalisation, and schema errors as one readable line.
 
-Kept apart from studyplan (which imports torch) so that a config error is reported quickly.
+Kept apart from studyplan (which imports the library's torch-free part: the settings, the dataset
+registry, the network configs) so that a schema error is reported before any of it is read.
 """
 
 import json

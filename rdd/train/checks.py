@@ -1,0 +1,66 @@
+"""Each training command's own settings checks: what single values cannot show (the network's
+arguments, settings that cannot run together), without building anything.
+
+No torch here: rdd.settings.validate runs these for the command line and, for every stage, for the
+workflow's plan.
+"""
+
+from rdd import methods
+from rdd.data.normalization import input_norm
+from rdd.data.registry import num_classes
+from rdd.nets.configs import check_unet, classifier_config
+
+
+def unet_kwargs(settings):
+    """UNet constructor arguments from the net settings and the dataset's shape."""
+    net = dict(settings["net"])
+    conditional = net.pop("class_conditional")
+    data = settings["data"]
+    return {"img_resolution": data["image_size"], "in_channels": data["channels"],
+            "num_classes": num_classes(data) if conditional else 0, **net}
+
+
+def classifier_kwargs(settings):
+    """DenseNet constructor arguments from the net settings and the dataset (its classes and channels)."""
+    data = settings["data"]
+    return {**settings["net"], "num_classes": num_classes(data), "in_channels": data["channels"]}
+
+
+def check_teacher(settings):
+    """The UNet the settings describe can be built."""
+    try:
+        check_unet(**unet_kwargs(settings))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"setting 'net': {exc}") from None
+    return settings
+
+
+def check_classifier(settings):
+    """The classifier's net can be built and its recipe can run on its data."""
+    try:
+        classifier_config(**classifier_kwargs(settings))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"setting 'net': {exc}") from None
+    check_recipe(settings)
+    return settings
+
+
+def check_recipe(settings):
+    """Raise ValueError, naming the setting, for recipe settings whose single values are allowed
+    (rdd.settings.SETTINGS) but which cannot run together or on this dataset."""
+    train = settings["train"]
+    input_norm(train["input_norm"], settings["data"])
+    milestones = train["lr_milestones"]  # each a fraction in (0, 1): checked by its setting's kind
+    if milestones != sorted(milestones):
+        raise ValueError(f"setting 'train.lr_milestones' must be increasing fractions of the run in (0, 1), "
+                         f"got {milestones!r}")
+
+
+def check_distill(settings):
+    """The loss weights made explicit (the method's preset where a weight is null); at least one is
+    not zero."""
+    settings["weights"] = methods.loss_weights(settings)
+    return settings
+
+
+COMMANDS = {"teacher": check_teacher, "classifier": check_classifier, "distill": check_distill}
