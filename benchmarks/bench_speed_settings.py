@@ -17,13 +17,13 @@ workers (pinned memory on CUDA).
 """
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.plan_iterations import build_iteration, load_plans, per_gpu_batch, timed_stages  # noqa: E402
+from benchmarks.plan_iterations import (build_iteration, load_plans, per_gpu_batch, time_cases,  # noqa: E402
+                                        timed_stages)
 
 TOGGLED = ("tf32", "channels_last", "fused_optimizer", "compile")
 PAYS_RATIO, LOSS_TOLERANCE = 0.95, 1e-3
@@ -44,44 +44,30 @@ def measure_settings(plan, kind, device, names=TOGGLED, repeats=10, log=print):
             results[name] = {"skipped": "TF32 is a CUDA setting (ignored on the CPU)"}
             continue
         cases[name] = {name: not study_speed[name]}
-    built, first = {}, {}
-    for case, flipped in cases.items():
-        built[case] = build_iteration(plan, kind, device, {"speed": flipped})
-        started = time.perf_counter()
-        first[case] = (_loss(built[case]()), time.perf_counter() - started)
-    for iteration in built.values():
-        iteration()  # a second warm-up: allocator and kernel choices settled after the first
-    seconds, last = {case: [] for case in cases}, {}
-    names_in_order = list(cases)
-    for repeat in range(repeats):
-        shift = repeat % len(names_in_order)
-        for case in names_in_order[shift:] + names_in_order[:shift]:
-            started = time.perf_counter()
-            last[case] = _loss(built[case]())
-            seconds[case].append(time.perf_counter() - started)
-    base = statistics.median(seconds["study"])
+    # The iterations (and on CUDA their memory) live only as long as this call.
+    timed = time_cases({case: build_iteration(plan, kind, device, {"speed": flipped})
+                        for case, flipped in cases.items()}, repeats)
+    study = timed["study"]
 
-    def relative(losses, case):
-        return abs(losses[case] - losses["study"]) / max(abs(losses["study"]), 1e-12)
+    def relative(key, case):
+        loss, reference = _loss(timed[case][key]), _loss(study[key])
+        return abs(loss - reference) / max(abs(reference), 1e-12)
 
-    first_losses = {case: loss for case, (loss, _) in first.items()}
-    for case, times in seconds.items():
-        median = statistics.median(times)
+    for case, row in timed.items():
         # The first step shows what the forward pass changes; the last (every case ran the same steps)
         # what the optimiser's steps add.
-        difference = max(relative(first_losses, case), relative(last, case))
+        first, last = relative("first_value", case), relative("last_value", case)
         results[case] = {
             "value": None if case == "study" else cases[case][case],
-            "seconds_per_iteration": median, "min": min(times), "max": max(times),
-            "ratio_to_study": median / base, "first_call_seconds": first[case][1],
-            "first_loss_relative_difference": relative(first_losses, case),
-            "last_loss_relative_difference": relative(last, case), "steps": repeats + 2}
+            **{key: row[key] for key in ("seconds_per_iteration", "min", "max", "first_call_seconds")},
+            "ratio_to_study": row["seconds_per_iteration"] / study["seconds_per_iteration"],
+            "first_loss_relative_difference": first, "last_loss_relative_difference": last, "steps": repeats + 2}
         if case != "study":
-            saved = base - median
-            results[case]["pays"] = median / base <= PAYS_RATIO and difference <= LOSS_TOLERANCE
+            saved = study["seconds_per_iteration"] - row["seconds_per_iteration"]
+            results[case]["pays"] = (results[case]["ratio_to_study"] <= PAYS_RATIO
+                                     and max(first, last) <= LOSS_TOLERANCE)
             results[case]["break_even_iterations"] = (
-                max(0.0, first[case][1] - first["study"][1]) / saved if saved > 0 else None)
-    del built
+                max(0.0, row["first_call_seconds"] - study["first_call_seconds"]) / saved if saved > 0 else None)
     if device == "cuda":
         torch.cuda.empty_cache()
     return results

@@ -39,7 +39,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from benchmarks import bench_speed_settings, peak_memory  # noqa: E402
-from benchmarks.plan_iterations import build_iteration, load_plans, per_gpu_batch, timed_stages  # noqa: E402
+from benchmarks.plan_iterations import (build_iteration, load_plans, per_gpu_batch, time_cases,  # noqa: E402
+                                        timed_stages)
 
 RAN, FAILED, SKIPPED = "ran", "failed", "skipped"
 PRECISIONS = ("fp32", "bf16")
@@ -52,18 +53,12 @@ def verdict(item, outcome, why, **figures):
 # ----------------------------------------------------------------------------- timings
 
 def time_iteration(iteration, device, repeats):
-    """Median seconds of `repeats` iterations after two warm-ups, and the peak memory of one (CUDA)."""
-    iteration()
-    iteration()
+    """Median seconds of `repeats` iterations after two warm-ups (plan_iterations.time_cases), and the
+    peak memory of any of them (CUDA)."""
     baseline = peak_memory.reset(device) if device == "cuda" else None
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        iteration()
-        times.append(time.perf_counter() - started)
+    row = time_cases({"case": iteration}, repeats)["case"]
     peak = peak_memory.peak_since(device, baseline) if device == "cuda" else None
-    return {"seconds_per_iteration": statistics.median(times), "min": min(times), "max": max(times),
-            "peak_bytes": peak}
+    return {key: row[key] for key in ("seconds_per_iteration", "min", "max")} | {"peak_bytes": peak}
 
 
 def training_rates(plan, device, repeats, log):

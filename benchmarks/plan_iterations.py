@@ -7,7 +7,9 @@ optimiser). Networks have random weights and the batch is random: speed does not
 """
 
 import copy
+import statistics
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -98,3 +100,29 @@ def build_iteration(plan, kind, device, overrides=None):
         return terms
 
     return iteration
+
+
+def time_cases(cases, repeats):
+    """Time the iterations `cases` ({name: closure}) in one process: each called once (its first call
+    timed: compilation, allocation) and once more to settle, then `repeats` rounds calling every case
+    once, in an order rotated each round so that a slow spell of the machine falls on all alike.
+    Returns {name: {"first_value", "first_call_seconds", "last_value", "seconds": [one per round],
+    "seconds_per_iteration" (median), "min", "max"}}; a value is what the closure returned."""
+    timed = {}
+    for name, iteration in cases.items():
+        started = time.perf_counter()
+        value = iteration()
+        timed[name] = {"first_value": value, "first_call_seconds": time.perf_counter() - started, "seconds": []}
+    for iteration in cases.values():
+        iteration()
+    names = list(cases)
+    for repeat in range(repeats):
+        shift = repeat % len(names)
+        for name in names[shift:] + names[:shift]:
+            started = time.perf_counter()
+            timed[name]["last_value"] = cases[name]()
+            timed[name]["seconds"].append(time.perf_counter() - started)
+    for row in timed.values():
+        row.update(seconds_per_iteration=statistics.median(row["seconds"]), min=min(row["seconds"]),
+                   max=max(row["seconds"]))
+    return timed

@@ -15,6 +15,8 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -30,7 +32,8 @@ from rdd.metrics.inception import resolve_inception
 
 # Fields that measure time, not results.
 WALL_CLOCK_KEYS = {"started_unix", "train_seconds_this_run", "wall_seconds", "wall_time_s", "speed"}
-ENV = {**os.environ, "PYTHONPATH": str(REPO)}
+# One torch thread per command: two stages run at once (the uninterrupted run and its reruns alike).
+ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
 EXIT_CODES = {signal.SIGKILL: {-9}, signal.SIGTERM: {-15, 143}}  # 143: the training loop saved and stopped
 
 
@@ -171,34 +174,19 @@ def inputs(tiny, teacher, classifier, tmp_path_factory):
     return values
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(inputs, tmp_path_factory):
-    """stage -> (its working folder, comparable final files and seconds of a run never interrupted).
-
-    Every run of a stage uses the same folder, since records name the paths they read and write."""
-    done = {}
-
-    def get(stage):
-        if stage not in done:
-            work = tmp_path_factory.mktemp(f"kill-{stage}") / "work"
-            work.mkdir()
-            run = STAGES[stage](work, inputs)
-            seconds = _run_to_end(run, work, work.parent / "uninterrupted.log")
-            done[stage] = (work, {name: _comparable(work / name) for name in run.outputs}, seconds)
-        return done[stage]
-    return get
+SIGNALS = {"SIGKILL": signal.SIGKILL, "SIGTERM": signal.SIGTERM}
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
-@pytest.mark.parametrize("stage", list(STAGES))
-def test_killed_stage_finishes_as_if_never_killed(stage, sig, inputs, uninterrupted, tmp_path):
-    work, expected, straight_s = uninterrupted(stage)
+def _kill_and_rerun(stage, sig, inputs, work, expected, straight_s, logs):
+    """Start the stage, send `sig` at a random point, run the same command again; assert that the final
+    files equal the uninterrupted run's and that finished work was reused."""
     rng = random.Random(f"{stage}-{sig.name}")
     for attempt in range(4):  # a draw past the end of the run is drawn again, earlier
         shutil.rmtree(work)
         work.mkdir()
         run = STAGES[stage](work, inputs)
-        proc = _start(run, work, tmp_path / f"killed-{attempt}.log")
+        killed_log = logs / f"{sig.name}-killed-{attempt}.log"
+        proc = _start(run, work, killed_log)
         while run.ready and not run.ready() and proc.poll() is None:
             time.sleep(0.02)
         low, high = run.delay_s
@@ -210,16 +198,51 @@ def test_killed_stage_finishes_as_if_never_killed(stage, sig, inputs, uninterrup
             break
         proc.wait()
     else:
-        pytest.fail(f"{stage} finished before every drawn kill point")
-    assert proc.wait(timeout=120) in EXIT_CODES[sig], (tmp_path / f"killed-{attempt}.log").read_text()[-3000:]
+        raise AssertionError(f"{stage} finished before every drawn kill point")
+    assert proc.wait(timeout=120) in EXIT_CODES[sig], killed_log.read_text()[-3000:]
 
-    rerun_log = tmp_path / "rerun.log"
+    rerun_log = logs / f"{sig.name}-rerun.log"
     _run_to_end(run, work, rerun_log)
     for name, value in expected.items():
         assert _comparable(work / name) == value, f"{name} differs after {sig.name} at {delay:.2f} s"
     if run.reused:
         run.reused(rerun_log.read_text())
     assert not list(work.rglob(".*.tmp")), "a partial write was left behind"
+
+
+@pytest.fixture(scope="module")
+def outcomes(inputs, tmp_path_factory):
+    """(stage, signal name) -> None, or the traceback of what failed.
+
+    Each stage runs in its own folder (records name the paths they read and write): uninterrupted,
+    then killed by SIGKILL and rerun, then by SIGTERM and rerun, all in that folder. Two stages run
+    at a time, each command on one torch thread."""
+    def stage_cases(stage):
+        folder = tmp_path_factory.mktemp(f"kill-{stage}")
+        work = folder / "work"
+        work.mkdir()
+        run = STAGES[stage](work, inputs)
+        straight_s = _run_to_end(run, work, folder / "uninterrupted.log")
+        expected = {name: _comparable(work / name) for name in run.outputs}
+        found = {}
+        for name, sig in SIGNALS.items():
+            try:
+                _kill_and_rerun(stage, sig, inputs, work, expected, straight_s, folder)
+                found[stage, name] = None
+            except Exception:  # reported by the test of this case
+                found[stage, name] = traceback.format_exc()
+        return found
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return {key: value for found in pool.map(stage_cases, STAGES) for key, value in found.items()}
+
+
+@pytest.mark.parametrize("sig", list(SIGNALS))
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_killed_stage_finishes_as_if_never_killed(stage, sig, outcomes):
+    failure = outcomes[stage, sig]
+    if failure:
+        pytest.fail(failure, pytrace=False)
 
 
 def test_checkpoint_write_cut_short_leaves_the_previous_one_loadable(tmp_path):
