@@ -17,6 +17,7 @@ from rdd import methods
 from rdd.data.registry import normalize_spec
 from rdd.train.checks import COMMANDS
 
+
 class SettingsError(ValueError):
     """A settings value that is unknown or of the wrong kind; the message names the key."""
 
@@ -359,7 +360,6 @@ def validate(command, user=None):
 
     One call for the command line and the workflow, before any data or model is loaded. Raises
     SettingsError naming the key."""
-
     record = resolve(command, user)
     try:
         record["data"] = normalize_spec(record["data"])
