@@ -38,7 +38,8 @@ def check(spec, splits):
     """Raise DatasetMissingError unless every batch of `splits` and batches.meta exist (or download is on)."""
     absent = [p for p in _paths(spec, splits) if not p.is_file()]
     if absent and not spec["download"]:
-        how = (f"download {_torchvision_cifar10().url} and extract it into {spec['root']} (it unpacks to {FOLDER}/), "
+        url = _torchvision_cifar10().url
+        how = (f"download {url} and extract it into {spec['root']} (it unpacks to {FOLDER}/), "
                "or set download: true in the dataset spec")
         raise missing_error("cifar10", absent, how)
 
