@@ -400,20 +400,31 @@ def test_metric_record_carries_the_fid_sampling_interval(scored):
         assert setting["replicates"] == len(setting["fid_replicates"]) == 200 and setting["seed"] == 0
 
 
+def _naive_kid_terms(g, r, idx):
+    """KID's generated and cross terms of the resample `idx`, pair by pair (positions, not images)."""
+    k = lambda a, b: (np.dot(a, b) / len(a) + 1.0) ** 3  # noqa: E731
+    n = len(idx)
+    generated = sum(k(g[i], g[j]) for p, i in enumerate(idx) for q, j in enumerate(idx) if p != q)
+    cross = sum(k(g[i], ref) for i in idx for ref in r)
+    return generated / (n * (n - 1)) - 2.0 * cross / (n * len(r))
+
+
 def test_kid_interval_from_the_bootstrap_of_its_terms(features, ref_stats):
-    """The replicates' terms on the full sample, plus the reference-only term, are torch-fidelity's
-    unbiased MMD^2; the interval is reproducible, holds the estimate and shrinks as N grows."""
+    """The terms on the full sample, plus the reference-only term, are torch-fidelity's unbiased
+    MMD^2; the interval is reproducible, holds the estimate and shrinks as N grows."""
     from torch_fidelity.metric_kid import kid_features_to_metric
 
-    from rdd.metrics.bootstrap import KIDTerms, _polynomial_kernel, interval, kid_replicates
+    from rdd.metrics.bootstrap import interval
+    from rdd.metrics.kid_bootstrap import kid_replicates, kid_terms
 
     g, r = features["noise"], ref_stats.arrays()["features"][:len(features["noise"])]
     n = len(g)
     kid = kid_features_to_metric(torch.from_numpy(g), torch.from_numpy(r), kid_subsets=1, kid_subset_size=n,
                                  rng_seed=0, verbose=False)["kernel_inception_distance_mean"]
-    k_rr = _polynomial_kernel(r.astype(np.float64), r.astype(np.float64))
+    r64 = r.astype(np.float64)
+    k_rr = (r64 @ r64.T / r.shape[1] + 1.0) ** 3
     reference_term = (k_rr.sum() - np.trace(k_rr)) / (n * (n - 1))
-    assert KIDTerms(g, r).value(np.arange(n)) + reference_term == pytest.approx(kid, rel=1e-5)
+    assert kid_terms(g, r, np.ones((1, n)))[0] + reference_term == pytest.approx(kid, rel=1e-5)
     reps = kid_replicates(g, r, seed=3)
     assert np.array_equal(reps, kid_replicates(g, r, seed=3)) and len(reps) == 200
     low, high = interval(kid, reps)
@@ -422,6 +433,21 @@ def test_kid_interval_from_the_bootstrap_of_its_terms(features, ref_stats):
     x, ref = draw(400, np.random.default_rng(6)), draw(400, np.random.default_rng(7)) * 1.1
     widths = [np.subtract(*np.percentile(kid_replicates(x[:m], ref), [97.5, 2.5])) for m in (50, 400)]
     assert widths[1] < 0.6 * widths[0], widths
+
+
+def test_kid_replicates_equal_the_pairwise_sums_in_blocks_of_any_size():
+    """Each replicate's terms, accumulated over blocks of kernel rows (here one and three rows at a
+    time, as 50,000 images are at paper scale), equal a loop over the resample's pairs of positions."""
+    from rdd.metrics.bootstrap import resample_indices
+    from rdd.metrics.kid_bootstrap import kid_replicates, kid_terms, resample_counts
+
+    _, _, draw = _gaussian_case(seed=8, d=6)
+    g, r = draw(10, np.random.default_rng(9)), draw(7, np.random.default_rng(10)) * 0.9
+    naive = [_naive_kid_terms(g, r, resample_indices(10, rep, 2)) for rep in range(5)]
+    assert kid_replicates(g, r, replicates=5, seed=2) == pytest.approx(naive, rel=1e-12)
+    for block_elements in (10, 30):
+        assert kid_terms(g, r, resample_counts(10, 5, 2), block_elements=block_elements) == pytest.approx(
+            naive, rel=1e-12)
 
 
 def test_metric_record_carries_the_kid_sampling_interval(scored):

@@ -17,7 +17,7 @@ difference of their replicates is a paired bootstrap of the difference (`differe
 import numpy as np
 
 MAX_GRAM_IMAGES = 2048
-REPLICATES = 200           # at N <= MAX_GRAM_IMAGES
+REPLICATES = 200           # FID's at N <= MAX_GRAM_IMAGES; KID's at any N (kid_bootstrap.py)
 REPLICATES_LARGE_N = 20    # above it (each replicate is a d x d covariance and eigenproblem)
 LEVEL = 0.95
 
@@ -132,39 +132,3 @@ def images_needed(half_width, estimate, num_images):
     if estimate == 0:
         return None
     return int(np.ceil(num_images * (half_width / abs(estimate)) ** 2))
-
-
-def _polynomial_kernel(x, y, degree=3, coef0=1.0):
-    """KID's kernel, torch-fidelity's default: (x . y / d + coef0) ** degree."""
-    return (x @ y.T / x.shape[1] + coef0) ** degree
-
-
-class KIDTerms:
-    """The unbiased MMD^2 of any resample of the generated images, less the reference-only term.
-
-    MMD^2 of N generated and M reference images = sum_{p != q} k(g_p, g_q) / (N (N - 1))
-    - 2 sum_{p, a} k(g_p, r_a) / (N M) + sum_{a != b} k(r_a, r_b) / (M (M - 1)). The last term does
-    not change when the generated images are resampled, so it is left out. The N x N kernel matrix is
-    computed once; the reference enters through one mean per generated image.
-    """
-
-    def __init__(self, features, ref_features, chunk=4096):
-        x = np.asarray(features, dtype=np.float64)
-        r = np.asarray(ref_features, dtype=np.float64)
-        self.gram = _polynomial_kernel(x, x)
-        self.to_ref = sum(_polynomial_kernel(x, r[i:i + chunk]).sum(1) for i in range(0, len(r), chunk)) / len(r)
-
-    def value(self, idx):
-        n, block = len(idx), self.gram[np.ix_(idx, idx)]
-        return (block.sum() - np.trace(block)) / (n * (n - 1)) - 2.0 * self.to_ref[idx].mean()
-
-
-def kid_replicates(features, ref_features, replicates=REPLICATES, seed=0):
-    """Bootstrap replicates of KID (up to its constant reference-only term, see KIDTerms): the generated
-    images resampled as FID's replicates resample them (the same draws for the same seed), the
-    reference fixed; `interval` centres them on the estimate. None above MAX_GRAM_IMAGES images."""
-    n = len(features)
-    if n > MAX_GRAM_IMAGES:
-        return None
-    terms = KIDTerms(features, ref_features)
-    return np.array([terms.value(resample_indices(n, rep, seed)) for rep in range(replicates)])

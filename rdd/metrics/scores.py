@@ -12,8 +12,8 @@ from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_statistics_to_metric
 from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, KEY_METRIC_ISC_STD, isc_features_to_metric
 from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
 
-from rdd.metrics import bootstrap
-from rdd.metrics.features import extract_features
+from rdd.metrics import bootstrap, kid_bootstrap
+from rdd.metrics.features import default_device, extract_features
 from rdd.metrics.inception import LOGITS
 from rdd.metrics.reference import NO_FEATURES_REASON, features_to_statistics
 
@@ -38,7 +38,8 @@ def _checked_reference(ref_stats, handle):
 
 
 def metrics_from_features(features, logits, ref_stats, handle, **kwargs):
-    """FID, KID and IS from already extracted generated-image features (and logits or None)."""
+    """FID, KID and IS from already extracted generated-image features (and logits or None);
+    kwargs: KID and IS settings, the bootstrap's seed, and the device of KID's interval."""
     ref = _checked_reference(ref_stats, handle)
     return _score(features, logits, ref, ref_stats, handle, **kwargs)
 
@@ -47,11 +48,11 @@ def compute_metrics(gen_images, ref_stats, handle, batch_size=64, device=None, *
     """Features of `gen_images` (uint8 NHWC array or batches), scored; kwargs go to metrics_from_features."""
     ref = _checked_reference(ref_stats, handle)
     features, logits = extract_features(gen_images, handle, batch_size=batch_size, device=device)
-    return _score(features, logits, ref, ref_stats, handle, **kwargs)
+    return _score(features, logits, ref, ref_stats, handle, device=device, **kwargs)
 
 
 def _score(features, logits, ref, ref_stats, handle, kid_subset_size=KID_MAX_SUBSET_SIZE,
-           kid_subsets=KID_SUBSETS, isc_splits=ISC_SPLITS, rng_seed=RNG_SEED, bootstrap_seed=0):
+           kid_subsets=KID_SUBSETS, isc_splits=ISC_SPLITS, rng_seed=RNG_SEED, bootstrap_seed=0, device=None):
     if len(features) < 2:
         raise ValueError(f"FID and KID need at least 2 generated images, got {len(features)}")
     if ref["mu"].shape[0] != features.shape[1]:
@@ -84,19 +85,15 @@ def _score(features, logits, ref, ref_stats, handle, kid_subset_size=KID_MAX_SUB
         settings["kid"] = {"subset_size": subset_size, "subset_size_requested": kid_subset_size,
                            "subsets": kid_subsets, "rng_seed": rng_seed, **KID_KERNEL}
         # Its sampling interval as FID's: the generated images resampled (the same draws), reference fixed.
-        kid_reps = bootstrap.kid_replicates(features, ref["features"], seed=bootstrap_seed)
-        if kid_reps is None:
-            values["kid_ci95_low"] = values["kid_ci95_high"] = None
-            settings["kid_interval"] = {"not_computed": f"above {bootstrap.MAX_GRAM_IMAGES} generated images "
-                                                        "(an N x N kernel matrix per replicate)"}
-        else:
-            values["kid_ci95_low"], values["kid_ci95_high"] = bootstrap.interval(values["kid_mean"], kid_reps)
-            settings["kid_interval"] = {
-                "method": "bootstrap over the generated images against all reference features (reference "
-                          "fixed), percentiles re-centred on the estimate", "level": bootstrap.LEVEL,
-                "replicates": len(kid_reps), "seed": bootstrap_seed,
-                # Up to KID's reference-only term, a constant that every use of them centres away.
-                "kid_replicates": kid_reps.tolist()}
+        kid_reps = kid_bootstrap.kid_replicates(features, ref["features"], seed=bootstrap_seed,
+                                                device=device or default_device())
+        values["kid_ci95_low"], values["kid_ci95_high"] = bootstrap.interval(values["kid_mean"], kid_reps)
+        settings["kid_interval"] = {
+            "method": "bootstrap over the generated images of the unbiased MMD^2 against all reference "
+                      "features (reference fixed), percentiles re-centred on the estimate",
+            "level": bootstrap.LEVEL, "replicates": len(kid_reps), "seed": bootstrap_seed,
+            # Up to KID's reference-only term, a constant that every use of them centres away.
+            "kid_replicates": kid_reps.tolist()}
 
     if logits is None:
         values["isc_mean"] = values["isc_std"] = None

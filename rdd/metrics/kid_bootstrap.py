@@ -1,0 +1,67 @@
+"""Sampling interval of KID: its unbiased MMD^2 over bootstrap resamples of the generated images.
+
+MMD^2 of N generated and M reference images = sum_{p != q} k(g_p, g_q) / (N (N - 1))
+- 2 sum_{p, a} k(g_p, r_a) / (N M) + sum_{a != b} k(r_a, r_b) / (M (M - 1)), with KID's kernel
+k(x, y) = (x . y / d + 1) ** 3. A resample that draws image p c_p times (sum_p c_p = N) has
+
+    generated term = (c^T K c - sum_p c_p k(g_p, g_p)) / (N (N - 1)),
+    cross term     = 2 sum_p c_p m_p / N,   m_p = sum_a k(g_p, r_a) / M,
+
+and the reference term does not change, so it is left out (every use of the replicates centres it
+away). With the counts of all replicates as the rows of C, the N x N kernel matrix K is computed in
+blocks of rows, once, for all replicates: memory stays bounded at any N (50,000 images at paper
+scale), and the work is one pass over K and over the N x M cross kernel, done in float64 on the
+evaluation's device. Measured on 2 CPU cores: 0.8 s at N = M = 2048 and 4.3 s at 5,000 (200
+replicates, 2048-d features); 50,000 is 100 times the work of 5,000.
+"""
+
+import numpy as np
+import torch
+
+from rdd.metrics.bootstrap import REPLICATES, resample_indices
+
+KERNEL_DEGREE, KERNEL_COEF0 = 3, 1.0  # torch-fidelity's defaults (gamma 1 / d)
+BLOCK_ELEMENTS = 1 << 25  # float64 elements of one block of kernel rows (256 MiB)
+
+
+def polynomial_kernel(x, y):
+    """KID's kernel between the rows of `x` and of `y` (torch tensors)."""
+    return (x @ y.T / x.shape[1] + KERNEL_COEF0) ** KERNEL_DEGREE
+
+
+def kid_terms(features, ref_features, counts, device="cpu", block_elements=BLOCK_ELEMENTS):
+    """The generated and cross terms of MMD^2 (see the module's note) for each row of `counts`
+    [R, N] (how often each generated image is drawn; a row of ones is the sample itself), with at
+    most `block_elements` kernel values held at once."""
+    device = torch.device(device)
+    x = torch.as_tensor(np.asarray(features), device=device, dtype=torch.float64)
+    r = torch.as_tensor(np.asarray(ref_features), device=device, dtype=torch.float64)
+    c = torch.as_tensor(np.asarray(counts), device=device, dtype=torch.float64)
+    n = len(x)
+    if c.ndim != 2 or c.shape[1] != n:
+        raise ValueError(f"counts must be [replicates, {n}], got {tuple(c.shape)}")
+    quadratic = torch.zeros(len(c), device=device, dtype=torch.float64)
+    to_ref = torch.empty(n, device=device, dtype=torch.float64)
+    rows = max(1, block_elements // max(n, len(r)))
+    for start in range(0, n, rows):
+        block = slice(start, start + rows)
+        k_rows = polynomial_kernel(x[block], x)                         # [rows, N]
+        quadratic += ((k_rows @ c.T) * c[:, block].T).sum(0)            # c^T K c, these rows' share
+        to_ref[block] = polynomial_kernel(x[block], r).mean(1)          # m_p
+    diagonal = ((x * x).sum(1) / x.shape[1] + KERNEL_COEF0) ** KERNEL_DEGREE
+    values = (quadratic - c @ diagonal) / (n * (n - 1)) - 2.0 * (c @ to_ref) / n
+    return values.cpu().numpy()
+
+
+def resample_counts(n, replicates=REPLICATES, seed=0):
+    """[replicates, n]: how often each image is drawn by bootstrap replicate r (FID's draws)."""
+    return np.stack([np.bincount(resample_indices(n, rep, seed), minlength=n) for rep in range(replicates)])
+
+
+def kid_replicates(features, ref_features, replicates=REPLICATES, seed=0, device="cpu"):
+    """Bootstrap replicates of KID, up to its constant reference-only term: the generated images
+    resampled as FID's replicates resample them (the same draws for the same seed), the reference
+    fixed; `bootstrap.interval` centres them on the estimate."""
+    if len(features) < 2:
+        raise ValueError(f"a bootstrap of KID needs at least 2 images, got {len(features)}")
+    return kid_terms(features, ref_features, resample_counts(len(features), replicates, seed), device)
