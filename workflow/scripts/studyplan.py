@@ -6,6 +6,7 @@ Every path is relative to the working directory the workflow runs in.
 """
 
 import copy
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -404,8 +405,7 @@ class _Builder:
                       *self.variant_layers(name, vname, variant)]
             classifier = self.default_classifier
             if "classifier" in variant:
-                def classifier(overrides=variant["classifier"], labels=labels, vdir=f"{name}-{vname}"):
-                    return self.classifier(overrides, labels, vdir)
+                classifier = functools.partial(self.classifier, variant["classifier"], labels, f"{name}-{vname}")
             run_dir = layout.run_dir(method, f"{name}-{vname}")
             stages = self.line(method, start, layers, classifier, run_dir, labels, block["iters"])
             same_as = next((m for m, lines in main_lines.items() if _same_training(stages, lines[0])), None)
