@@ -1,6 +1,6 @@
-"""Every stage survives SIGKILL and SIGTERM at a random point: the same command run again completes,
-reuses what was finished (resume state of the last checkpoint interval, sample shards) and writes final
-files equal to those of a run that was never interrupted.
+"""Every stage survives SIGKILL (and each training stage SIGTERM) at a random point: the same command
+run again completes, reuses what was finished (resume state of the last checkpoint interval, sample
+shards) and writes final files equal to those of a run that was never interrupted.
 
 Bitwise on the CPU, except the records' wall-clock fields and the zip timestamps inside `.npz` files
 (their arrays are compared instead). The random points are drawn from a seeded generator per stage and
@@ -175,6 +175,10 @@ def inputs(tiny, teacher, classifier, tmp_path_factory):
 
 
 SIGNALS = {"SIGKILL": signal.SIGKILL, "SIGTERM": signal.SIGTERM}
+# Only the training loop handles SIGTERM (save, then stop). Elsewhere its default action ends the
+# process at once, as SIGKILL does, so the SIGKILL case covers it.
+CASES = [(stage, sig) for stage in STAGES for sig in SIGNALS
+         if sig == "SIGKILL" or stage in ("teacher", "classifier", "round")]
 
 
 def _kill_and_rerun(stage, sig, inputs, work, expected, straight_s, logs):
@@ -215,8 +219,8 @@ def outcomes(inputs, tmp_path_factory):
     """(stage, signal name) -> None, or the traceback of what failed.
 
     Each stage runs in its own folder (records name the paths they read and write): uninterrupted,
-    then killed by SIGKILL and rerun, then by SIGTERM and rerun, all in that folder. Two stages run
-    at a time, each command on one torch thread."""
+    then killed by SIGKILL and rerun, then (training stages) by SIGTERM and rerun, all in that folder.
+    Two stages run at a time, each command on one torch thread."""
     def stage_cases(stage):
         folder = tmp_path_factory.mktemp(f"kill-{stage}")
         work = folder / "work"
@@ -225,7 +229,8 @@ def outcomes(inputs, tmp_path_factory):
         straight_s = _run_to_end(run, work, folder / "uninterrupted.log")
         expected = {name: _comparable(work / name) for name in run.outputs}
         found = {}
-        for name, sig in SIGNALS.items():
+        for name in (sig for each, sig in CASES if each == stage):
+            sig = SIGNALS[name]
             try:
                 _kill_and_rerun(stage, sig, inputs, work, expected, straight_s, folder)
                 found[stage, name] = None
@@ -237,8 +242,7 @@ def outcomes(inputs, tmp_path_factory):
         return {key: value for found in pool.map(stage_cases, STAGES) for key, value in found.items()}
 
 
-@pytest.mark.parametrize("sig", list(SIGNALS))
-@pytest.mark.parametrize("stage", list(STAGES))
+@pytest.mark.parametrize("stage, sig", CASES)
 def test_killed_stage_finishes_as_if_never_killed(stage, sig, outcomes):
     failure = outcomes[stage, sig]
     if failure:
