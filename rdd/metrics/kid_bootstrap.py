@@ -1,8 +1,8 @@
 """Sampling interval of KID: its unbiased MMD^2 over bootstrap resamples of the generated images.
 
 MMD^2 of N generated and M reference images = sum_{p != q} k(g_p, g_q) / (N (N - 1))
-- 2 sum_{p, a} k(g_p, r_a) / (N M) + sum_{a != b} k(r_a, r_b) / (M (M - 1)), with KID's kernel
-k(x, y) = (x . y / d + 1) ** 3. A resample that draws image p c_p times (sum_p c_p = N) has
+- 2 sum_{p, a} k(g_p, r_a) / (N M) + sum_{a != b} k(r_a, r_b) / (M (M - 1)), with torch-fidelity's
+KID kernel k(x, y) = (x . y / d + 1) ** 3. A resample that draws image p c_p times (sum_p c_p = N) has
 
     generated term = (c^T K c - sum_p c_p k(g_p, g_p)) / (N (N - 1)),
     cross term     = 2 sum_p c_p m_p / N,   m_p = sum_a k(g_p, r_a) / M,
@@ -17,16 +17,22 @@ replicates, 2048-d features); 50,000 is 100 times the work of 5,000.
 
 import numpy as np
 import torch
+from torch_fidelity.defaults import DEFAULTS
 
 from rdd.metrics.bootstrap import REPLICATES, resample_indices
 
-KERNEL_DEGREE, KERNEL_COEF0 = 3, 1.0  # torch-fidelity's defaults (gamma 1 / d)
+# The kernel of torch-fidelity's KID, whose estimate the interval surrounds (gamma None: 1 / d).
+KERNEL_DEGREE, KERNEL_GAMMA, KERNEL_COEF0 = (DEFAULTS[f"kid_kernel_poly_{k}"] for k in ("degree", "gamma", "coef0"))
 BLOCK_ELEMENTS = 1 << 25  # float64 elements of one block of kernel rows (256 MiB)
 
 
 def polynomial_kernel(x, y):
     """KID's kernel between the rows of `x` and of `y` (torch tensors)."""
-    return (x @ y.T / x.shape[1] + KERNEL_COEF0) ** KERNEL_DEGREE
+    return (x @ y.T * _gamma(x) + KERNEL_COEF0) ** KERNEL_DEGREE
+
+
+def _gamma(x):
+    return KERNEL_GAMMA if KERNEL_GAMMA is not None else 1.0 / x.shape[1]
 
 
 def kid_terms(features, ref_features, counts, device="cpu", block_elements=BLOCK_ELEMENTS):
@@ -48,7 +54,7 @@ def kid_terms(features, ref_features, counts, device="cpu", block_elements=BLOCK
         k_rows = polynomial_kernel(x[block], x)                         # [rows, N]
         quadratic += ((k_rows @ c.T) * c[:, block].T).sum(0)            # c^T K c, these rows' share
         to_ref[block] = polynomial_kernel(x[block], r).mean(1)          # m_p
-    diagonal = ((x * x).sum(1) / x.shape[1] + KERNEL_COEF0) ** KERNEL_DEGREE
+    diagonal = ((x * x).sum(1) * _gamma(x) + KERNEL_COEF0) ** KERNEL_DEGREE
     values = (quadratic - c @ diagonal) / (n * (n - 1)) - 2.0 * (c @ to_ref) / n
     return values.cpu().numpy()
 
