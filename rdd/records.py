@@ -20,8 +20,11 @@ KINDS = ("training", "samples", "reference", "metric", "memory_benchmark", "spee
 
 # metric["metrics"]: the values (None with a reason when a metric cannot be computed).
 METRIC_VALUES = ("fid", "fid_ci95_low", "fid_ci95_high", "kid_mean", "kid_std", "kid_ci95_low",
-                 "kid_ci95_high", "is_mean", "is_std", "is_unavailable_reason", "kid_unavailable_reason")
-_SCORE_NAMES = {"is_mean": "isc_mean", "is_std": "isc_std"}  # torch-fidelity's names in rdd.metrics.scores
+                 "kid_ci95_high", "is_mean", "is_std", "is_ci95_low", "is_ci95_high", "is_unavailable_reason",
+                 "kid_unavailable_reason")
+# torch-fidelity's names in rdd.metrics.scores
+_SCORE_NAMES = {"is_mean": "isc_mean", "is_std": "isc_std", "is_ci95_low": "isc_ci95_low",
+                "is_ci95_high": "isc_ci95_high"}
 _REASONS = {"is_unavailable_reason": "isc", "kid_unavailable_reason": "kid"}  # why a metric is None
 
 

@@ -101,7 +101,7 @@ def metric_record(labels, fid, sampling):
     kid = fid * 6.1e-4
     scores = {"values": {"fid": fid, "fid_ci95_low": fid - 2.0, "fid_ci95_high": fid + 2.5, "kid_mean": kid,
                          "kid_std": 3.0e-3, "kid_ci95_low": kid - 1.5e-3, "kid_ci95_high": kid + 1.8e-3,
-                         "isc_mean": None, "isc_std": None},
+                         "isc_mean": None, "isc_std": None, "isc_ci95_low": None, "isc_ci95_high": None},
               "unavailable": {"isc": IS_REASON},
               "settings": {"kid": {"subset_size": NUM_GENERATED, "subsets": 100},
                            "fid_interval": {"replicates": REPLICATES, "seed": 0,

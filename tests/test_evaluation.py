@@ -37,6 +37,7 @@ def test_metric_record_carries_values_and_protocol(evaluated):
     assert metrics["kid_ci95_low"] < metrics["kid_mean"] < metrics["kid_ci95_high"]
     assert metrics["fid_ci95_low"] < metrics["fid"] < metrics["fid_ci95_high"]
     assert metrics["is_mean"] is None and "logits" in metrics["is_unavailable_reason"]
+    assert metrics["is_ci95_low"] is None and metrics["is_ci95_high"] is None
     ref = protocol["reference"]
     assert ref["num_images"] == 20 and ref["split"] == "train" and ref["dataset"]["name"] == "fashion_mnist"
     assert ref["sha256"] == hashlib.sha256(open(ref["path"], "rb").read()).hexdigest()

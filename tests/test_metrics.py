@@ -215,21 +215,38 @@ def test_scores_carry_their_settings_and_report_is_unavailable(images, ref_stats
     assert "logits" in scores["unavailable"]["isc"]
 
 
-@pytest.mark.slow
-def test_inception_score_from_given_logits_matches_loop(features, ref_stats, handle):
-    """When logits exist, IS is torch-fidelity's: checked against a loop over shuffled splits."""
-    logits = np.random.default_rng(1).normal(size=(N, 1008)).astype(np.float32) * 3
-    values = metrics_from_features(features["train"], logits, ref_stats, handle, isc_splits=4)["values"]
-    shuffled = logits[np.random.RandomState(2020).permutation(N)].astype(np.float64)
+def _naive_inception_scores(logits, splits, rng_seed=2020):
+    """IS of each split of the shuffled logits, row by row."""
+    n = len(logits)
+    shuffled = logits[np.random.RandomState(rng_seed).permutation(n)].astype(np.float64)
     scores = []
-    for i in range(4):
-        chunk = shuffled[i * N // 4:(i + 1) * N // 4]
+    for i in range(splits):
+        chunk = shuffled[i * n // splits:(i + 1) * n // splits]
         p = np.exp(chunk - chunk.max(1, keepdims=True))
         p /= p.sum(1, keepdims=True)
         q = p.mean(0)
         scores.append(np.exp(np.mean([np.sum(row * (np.log(row) - np.log(q))) for row in p])))
+    return scores
+
+
+@pytest.mark.slow
+def test_inception_score_from_given_logits_matches_loop(features, ref_stats, handle):
+    """When logits exist, IS is torch-fidelity's: checked against a loop over shuffled splits. Its
+    sampling interval: the same loop on bootstrap resamples of the images (FID's draws), re-centred."""
+    from rdd.metrics.bootstrap import interval, resample_indices
+
+    logits = np.random.default_rng(1).normal(size=(N, 1008)).astype(np.float32) * 3
+    scored = metrics_from_features(features["train"], logits, ref_stats, handle, isc_splits=4)
+    values, setting = scored["values"], scored["settings"]["is_interval"]
+    scores = _naive_inception_scores(logits, 4)
     assert values["isc_mean"] == pytest.approx(np.mean(scores), rel=1e-9)
     assert values["isc_std"] == pytest.approx(np.std(scores), rel=1e-6)
+    reps = setting["is_replicates"]
+    assert setting["replicates"] == len(reps) == 200 and setting["seed"] == 0
+    naive = [np.mean(_naive_inception_scores(logits[resample_indices(N, rep, 0)], 4)) for rep in range(3)]
+    assert reps[:3] == pytest.approx(naive, rel=1e-9)
+    assert (values["isc_ci95_low"], values["isc_ci95_high"]) == pytest.approx(interval(values["isc_mean"], reps))
+    assert values["isc_ci95_low"] < values["isc_mean"] < values["isc_ci95_high"]
 
 
 # --- reference statistics ------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ them (rdd.records.metric turns that into the metric record). A metric that
 cannot be computed is None with its reason, never a number.
 """
 
+import numpy as np
 import torch
 from torch_fidelity.defaults import DEFAULTS
 from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_statistics_to_metric
@@ -96,15 +97,35 @@ def _score(features, logits, ref, ref_stats, handle, kid_subset_size=KID_MAX_SUB
             "kid_replicates": kid_reps.tolist()}
 
     if logits is None:
-        values["isc_mean"] = values["isc_std"] = None
+        values["isc_mean"] = values["isc_std"] = values["isc_ci95_low"] = values["isc_ci95_high"] = None
         unavailable["isc"] = handle.logits_unavailable_reason or "no logits were given"
     else:
         splits = min(isc_splits, len(logits))
         isc = isc_features_to_metric(torch.from_numpy(logits), splits=splits, shuffle=True, rng_seed=rng_seed)
         values["isc_mean"], values["isc_std"] = isc[KEY_METRIC_ISC_MEAN], isc[KEY_METRIC_ISC_STD]
         settings["isc"] = {"splits": splits, "rng_seed": rng_seed, "layer": LOGITS}
+        # Its sampling interval as FID's (the std above is the spread over splits of these images).
+        is_reps = isc_replicates(logits, splits, rng_seed, seed=bootstrap_seed,
+                                 device=device or default_device())
+        values["isc_ci95_low"], values["isc_ci95_high"] = bootstrap.interval(values["isc_mean"], is_reps)
+        settings["is_interval"] = {
+            "method": "bootstrap over the generated images of torch-fidelity's IS (the estimate's splits and "
+                      "shuffle), percentiles re-centred on the estimate",
+            "level": bootstrap.LEVEL, "replicates": len(is_reps), "seed": bootstrap_seed,
+            "is_replicates": is_reps.tolist()}
 
-    # values: fid, its interval, kid_mean/std, isc_mean/std; unavailable: metric -> reason.
+    # values: fid, kid_mean/std, isc_mean/std and their intervals; unavailable: metric -> reason.
     return {"values": values, "unavailable": unavailable, "settings": settings,
             "num_generated": len(features), "num_reference": ref_stats.record.get("num_images"),
             "implementation": IMPLEMENTATION}
+
+
+def isc_replicates(logits, splits, rng_seed, replicates=bootstrap.REPLICATES, seed=0, device="cpu"):
+    """torch-fidelity's IS of bootstrap resamples of the images' logits (FID's draws for the same seed).
+    Measured on 2 CPU cores: 21 s for 200 replicates of 5,000 images (linear in N)."""
+    logits = torch.from_numpy(np.asarray(logits)).to(device)
+    values = []
+    for rep in range(replicates):
+        idx = torch.from_numpy(bootstrap.resample_indices(len(logits), rep, seed)).to(device)
+        values.append(isc_features_to_metric(logits[idx], splits=splits, shuffle=True, rng_seed=rng_seed))
+    return np.array([value[KEY_METRIC_ISC_MEAN] for value in values])

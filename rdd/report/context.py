@@ -313,7 +313,8 @@ def _paper_points(paper, paper_key, small_scale):
 
 
 # metric: (its value in a record's "metrics", the settings block holding its bootstrap replicates)
-_REPLICATED = {"fid": ("fid", "fid_interval"), "kid": ("kid_mean", "kid_interval")}
+_REPLICATED = {"fid": ("fid", "fid_interval"), "kid": ("kid_mean", "kid_interval"),
+               "is": ("is_mean", "is_interval")}
 
 
 def sampling_replicates(study):

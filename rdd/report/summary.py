@@ -5,11 +5,11 @@ are its evaluation seeds of each training replicate. The std is the sample std
 (ddof=1) over the rows. The interval:
 - several training replicates: the interval of their mean holding training and
   sampling noise (rdd.metrics.combined), from the records' bootstrap replicates;
-  Student's t over the replicates for a metric without them (IS);
+  Student's t over the replicates for records without them;
 - one training run, several evaluation seeds: the percentile bootstrap of the
   mean over seeds (rdd.metrics.aggregate);
 - one evaluation: its own sampling interval (a bootstrap over its images,
-  rdd.metrics.bootstrap).
+  rdd.metrics.bootstrap, kid_bootstrap and scores.isc_replicates).
 """
 
 import math
@@ -41,7 +41,8 @@ def _seed_ranges(done):
 
 def _sampling_interval(done, metric):
     """The one evaluation's own sampling interval (bootstrap over its images), where it has one."""
-    columns = {"fid": ("fid_ci95_low", "fid_ci95_high"), "kid": ("kid_ci95_low", "kid_ci95_high")}.get(metric)
+    columns = {"fid": ("fid_ci95_low", "fid_ci95_high"), "kid": ("kid_ci95_low", "kid_ci95_high"),
+               "is": ("is_ci95_low", "is_ci95_high")}.get(metric)
     if columns is None or len(done) != 1 or not all(c in done for c in columns):
         return {}
     low, high = (pd.to_numeric(done[c], errors="coerce").iloc[0] for c in columns)
