@@ -78,6 +78,17 @@ def test_a_cell_of_two_training_seeds_gets_an_interval_of_both_noises():
     assert "training-seed sd" in shown["title"] and "image seeds 0–499;" in shown["title"]
 
 
+def test_one_evaluation_shows_its_sampling_interval_of_each_metric():
+    frame = metrics_frame({("rdd", 1): [60.0]})
+    frame = frame.assign(fid_ci95_low=58.0, fid_ci95_high=62.5, kid_ci95_low=0.058, kid_ci95_high=0.0625,
+                         is_mean=5.0, is_ci95_low=4.8, is_ci95_high=5.3, is_unavailable_reason=None)
+    row = cell(summarize(frame), "rdd", 1)
+    for metric, (low, high) in {"fid": (58.0, 62.5), "kid": (0.058, 0.0625), "is": (4.8, 5.3)}.items():
+        assert row[f"{metric}_ci_kind"] == "sampling"
+        assert (row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]) == (low, high)
+    assert format_cell(row, "is")["ci"] == "sampling 95% CI [4.80, 5.30]"
+
+
 def test_summary_mean_and_std_match_a_naive_computation():
     fids = [41.3, 44.9, 40.2]
     summary = summarize(metrics_frame({("rdd", 2): fids, ("pd", 2): [52.0], ("rcfd", 2): [None, None]}))
