@@ -64,13 +64,9 @@ def _score(features, logits, ref, ref_stats, handle, kid_subset_size=KID_MAX_SUB
     values["fid"] = fid[KEY_METRIC_FID]
     # The sampling interval: the generated images resampled, the reference held fixed.
     replicates = bootstrap.fid_replicates(features, ref["mu"], ref["sigma"], seed=bootstrap_seed)
-    values["fid_ci95_low"], values["fid_ci95_high"] = bootstrap.interval(values["fid"], replicates)
-    settings["fid_interval"] = {
-        "method": "bootstrap over the generated images (reference fixed), percentiles re-centred on the estimate",
-        "level": bootstrap.LEVEL, "replicates": len(replicates), "seed": bootstrap_seed,
-        "form": "N x N eigenproblem" if len(features) <= bootstrap.MAX_GRAM_IMAGES else "d x d eigenproblem",
-        # Replicate r of every model resamples the same sample seeds: differences pair.
-        "fid_replicates": replicates.tolist()}
+    (values["fid_ci95_low"], values["fid_ci95_high"]), settings["fid_interval"] = _interval(
+        "fid", values["fid"], replicates, bootstrap_seed, "FID (reference fixed)",
+        form="N x N eigenproblem" if len(features) <= bootstrap.MAX_GRAM_IMAGES else "d x d eigenproblem")
 
     if ref["features"] is None:
         values["kid_mean"] = values["kid_std"] = values["kid_ci95_low"] = values["kid_ci95_high"] = None
@@ -86,15 +82,12 @@ def _score(features, logits, ref, ref_stats, handle, kid_subset_size=KID_MAX_SUB
         settings["kid"] = {"subset_size": subset_size, "subset_size_requested": kid_subset_size,
                            "subsets": kid_subsets, "rng_seed": rng_seed, **KID_KERNEL}
         # Its sampling interval as FID's: the generated images resampled (the same draws), reference fixed.
+        # The replicates leave out KID's reference-only term, a constant that every use of them centres away.
         kid_reps = kid_bootstrap.kid_replicates(features, ref["features"], seed=bootstrap_seed,
                                                 device=device or default_device())
-        values["kid_ci95_low"], values["kid_ci95_high"] = bootstrap.interval(values["kid_mean"], kid_reps)
-        settings["kid_interval"] = {
-            "method": "bootstrap over the generated images of the unbiased MMD^2 against all reference "
-                      "features (reference fixed), percentiles re-centred on the estimate",
-            "level": bootstrap.LEVEL, "replicates": len(kid_reps), "seed": bootstrap_seed,
-            # Up to KID's reference-only term, a constant that every use of them centres away.
-            "kid_replicates": kid_reps.tolist()}
+        (values["kid_ci95_low"], values["kid_ci95_high"]), settings["kid_interval"] = _interval(
+            "kid", values["kid_mean"], kid_reps, bootstrap_seed,
+            "the unbiased MMD^2 against all reference features (reference fixed)")
 
     if logits is None:
         values["isc_mean"] = values["isc_std"] = values["isc_ci95_low"] = values["isc_ci95_high"] = None
@@ -107,17 +100,24 @@ def _score(features, logits, ref, ref_stats, handle, kid_subset_size=KID_MAX_SUB
         # Its sampling interval as FID's (the std above is the spread over splits of these images).
         is_reps = isc_replicates(logits, splits, rng_seed, seed=bootstrap_seed,
                                  device=device or default_device())
-        values["isc_ci95_low"], values["isc_ci95_high"] = bootstrap.interval(values["isc_mean"], is_reps)
-        settings["is_interval"] = {
-            "method": "bootstrap over the generated images of torch-fidelity's IS (the estimate's splits and "
-                      "shuffle), percentiles re-centred on the estimate",
-            "level": bootstrap.LEVEL, "replicates": len(is_reps), "seed": bootstrap_seed,
-            "is_replicates": is_reps.tolist()}
+        (values["isc_ci95_low"], values["isc_ci95_high"]), settings["is_interval"] = _interval(
+            "is", values["isc_mean"], is_reps, bootstrap_seed,
+            "torch-fidelity's IS (the estimate's splits and shuffle)")
 
     # values: fid, kid_mean/std, isc_mean/std and their intervals; unavailable: metric -> reason.
     return {"values": values, "unavailable": unavailable, "settings": settings,
             "num_generated": len(features), "num_reference": ref_stats.record.get("num_images"),
             "implementation": IMPLEMENTATION}
+
+
+def _interval(metric, estimate, replicates, seed, of_what, **details):
+    """The 95% interval of `estimate` from its bootstrap replicates, and the settings that record it
+    (with every replicate: replicate r of every model resamples the same sample seeds, so differences
+    pair)."""
+    return bootstrap.interval(estimate, replicates), {
+        "method": f"bootstrap over the generated images of {of_what}, percentiles re-centred on the estimate",
+        "level": bootstrap.LEVEL, "replicates": len(replicates), "seed": seed, **details,
+        f"{metric}_replicates": replicates.tolist()}
 
 
 def isc_replicates(logits, splits, rng_seed, replicates=bootstrap.REPLICATES, seed=0, device="cpu"):
