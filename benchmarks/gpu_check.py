@@ -15,7 +15,7 @@ Items, each with a verdict (ran / failed / skipped, and why):
    in fp32 (TF32 on CUDA unless speed.tf32 is false) and with bf16 autocast (CUDA only); images/s
    of 1-step and T_base-step DDIM sampling (above 64 steps from a 64-step run, time linear in the
    steps) at the evaluation batch; Inception feature extraction images/s in fp32 (as reported FIDs
-   need);
+   need); the seconds of one evaluation's FID, KID and IS intervals at the study's sample count;
 4. the cost of the whole study in GPU-hours per stage (teacher, chain, rounds, ablations, sampling,
    metrics) from those rates and the plan's iteration and sample counts;
 5. speed settings (cifar10; with --tiny the tiny preset): what flipping each of the study's TF32,
@@ -155,6 +155,31 @@ def inception_rate(plan, device, images, log):
     return rate
 
 
+def interval_seconds(plan, device, log):
+    """Seconds of one evaluation's sampling intervals (the FID, KID and IS bootstraps of
+    rdd.metrics) at the study's sample count N, on random 2048-d features and 1008 logits, against N
+    random reference features (KID's cross term grows with the reference's size)."""
+    import numpy as np
+
+    from rdd.metrics import bootstrap, kid_bootstrap, scores
+
+    n = plan.config["evaluate"]["num_samples"]
+    rng = np.random.default_rng(0)
+    features, ref = (rng.standard_normal((n, 2048), dtype=np.float32) for _ in range(2))
+    logits = rng.standard_normal((n, 1008), dtype=np.float32)
+    mu_r, sigma_r = ref.mean(0, dtype=np.float64), np.cov(ref, rowvar=False)
+    runs = {"fid": lambda: bootstrap.fid_replicates(features, mu_r, sigma_r),  # numpy, on the CPU
+            "kid": lambda: kid_bootstrap.kid_replicates(features, ref, device=device),
+            "is": lambda: scores.isc_replicates(logits, min(scores.ISC_SPLITS, n), scores.RNG_SEED, device=device)}
+    seconds = {}
+    for name, run in runs.items():
+        started = time.perf_counter()
+        run()  # returns numpy arrays: the device work has finished
+        seconds[name] = time.perf_counter() - started
+    log(f"  intervals at N = {n}: " + ", ".join(f"{k.upper()} {v:.1f} s" for k, v in seconds.items()))
+    return seconds
+
+
 # ----------------------------------------------------------------------------- cost
 
 def _stage_group(stage):
@@ -165,11 +190,12 @@ def _stage_group(stage):
         "chain" if labels.get("stage") == "pd_chain" else "rounds")
 
 
-def cost_table(plan, rates, sampling, inception, precision="fp32"):
+def cost_table(plan, rates, sampling, inception, intervals, precision="fp32"):
     """GPU-hours per stage group of the whole study from the measured rates ({group: {jobs, gpu_hours,
     note}}): a training job costs iters x s/it x GPUs; a sampling job num_samples / images/s at its
     steps (time per image linear in the steps, through the 1-step and T_base-step rates); a metric job
-    num_samples / Inception images/s. Ablation lines are costed at their method's rate."""
+    num_samples / Inception images/s plus the seconds of its intervals. Ablation lines are costed at
+    their method's rate."""
     table = {}
 
     def add(group, hours, note=None):
@@ -198,7 +224,7 @@ def cost_table(plan, rates, sampling, inception, precision="fp32"):
     for evaluation in plan.evaluations.values():
         if evaluation.model is not None:
             add("sampling", num_samples * (1 / sampling[low] + per_step * (evaluation.steps - low)) / 3600)
-        add("metrics", num_samples / inception / 3600)
+        add("metrics", (num_samples / inception + sum(intervals.values())) / 3600)
     return {group: {"jobs": row["jobs"], "gpu_hours": row["gpu_hours"],
                     "note": "; ".join(sorted(row["notes"])) or None} for group, row in table.items()}
 
@@ -334,12 +360,14 @@ def main(argv=None):
             rates = training_rates(plan, device, repeats, log)
             sampling, extrapolated = sampling_rates(plan, device, repeats, log)
             inception = inception_rate(plan, device, args.inception_images or (32 if args.tiny else 2048), log)
-            cost = cost_table(plan, rates, sampling, inception)
+            intervals = interval_seconds(plan, device, log)
+            cost = cost_table(plan, rates, sampling, inception, intervals)
             _print_cost(name, cost, log)
             failed = [f"{k} {p}" for k, r in rates.items() for p in PRECISIONS if r[p].get("verdict") == FAILED]
             result["studies"][name] = {"training": rates, "sampling_images_per_second": sampling,
                                        "sampling_steps_timed": extrapolated,
-                                       "inception_images_per_second": inception, "cost_gpu_hours": cost}
+                                       "inception_images_per_second": inception,
+                                       "interval_seconds": intervals, "cost_gpu_hours": cost}
             result["items"].append(verdict(f"timings {name}", FAILED if failed else RAN,
                                            f"failed: {', '.join(failed)}" if failed else
                                            "every stage timed (bf16 skipped off CUDA)" if device != "cuda" else

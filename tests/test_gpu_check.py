@@ -14,7 +14,8 @@ from benchmarks import gpu_check, plan_iterations  # noqa: E402
 
 def test_cost_of_the_paper_studies_from_given_rates():
     """With 1 s per iteration everywhere, a training stage costs iters x GPUs seconds; sampling and
-    metrics cost num_samples over the images/s at their steps (linear in the steps between 1 and T_base)."""
+    metrics cost num_samples over the images/s at their steps (linear in the steps between 1 and T_base),
+    plus the seconds of their intervals."""
     plans = plan_iterations.load_plans(["cifar10", "imagenet64"], tiny=False)
     for name, plan in plans.items():
         timed = plan_iterations.timed_stages(plan)
@@ -23,7 +24,7 @@ def test_cost_of_the_paper_studies_from_given_rates():
                         "fp32": {"verdict": gpu_check.RAN, "seconds_per_iteration": 1.0}}
                  for kind, stage in timed.items()}
         T_base, n = plan.config["T_base"], plan.config["evaluate"]["num_samples"]
-        cost = gpu_check.cost_table(plan, rates, {1: 100.0, T_base: 1.0}, 1000.0)
+        cost = gpu_check.cost_table(plan, rates, {1: 100.0, T_base: 1.0}, 1000.0, {"fid": 2.0, "kid": 1.0, "is": 0.5})
         expected = {}
         for stage in plan.stages.values():
             if stage.rule == "train_classifier":
@@ -34,7 +35,7 @@ def test_cost_of_the_paper_studies_from_given_rates():
             expected[group] = expected.get(group, 0.0) + stage.settings["train"]["iters"] * gpus / 3600
         seconds_per_image = lambda steps: 1 / 100 + (1 - 1 / 100) * (steps - 1) / (T_base - 1)  # noqa: E731
         expected["sampling"] = sum(n * seconds_per_image(e.steps) for e in plan.evaluations.values() if e.model) / 3600
-        expected["metrics"] = len(plan.evaluations) * n / 1000 / 3600
+        expected["metrics"] = len(plan.evaluations) * (n / 1000 + 3.5) / 3600
         assert {g: row["gpu_hours"] for g, row in cost.items() if g != "classifier"} == pytest.approx(expected), name
         assert cost["rounds"]["jobs"] == 9 and cost["chain"]["jobs"] == 7
         assert cost["classifier"]["note"] == "the classifier's training is not timed by this check"
@@ -71,6 +72,8 @@ def test_the_whole_check_runs_at_toy_sizes_on_the_cpu(tmp_path):
         assert tiny["training"][kind]["bf16"] == {"item": f"{kind} bf16", "verdict": "skipped",
                                                   "why": "bf16 autocast runs on CUDA only"}
     assert set(tiny["sampling_images_per_second"]) == {"1", "8"} and tiny["inception_images_per_second"] > 0
+    assert set(tiny["interval_seconds"]) == {"fid", "kid", "is"}
+    assert all(seconds > 0 for seconds in tiny["interval_seconds"].values())
     assert tiny["sampling_steps_timed"] == {}  # T_base = 8: timed, not extrapolated
     cost = tiny["cost_gpu_hours"]
     assert set(cost) == {"teacher", "classifier", "chain", "rounds", "ablations", "sampling", "metrics"}
