@@ -122,7 +122,7 @@ def _interval(metric, estimate, replicates, seed, of_what, **details):
 
 def isc_replicates(logits, splits, rng_seed, replicates=bootstrap.REPLICATES, seed=0, device="cpu"):
     """torch-fidelity's IS of bootstrap resamples of the images' logits (FID's draws for the same seed).
-    Measured on 2 CPU cores: 21 s for 200 replicates of 5,000 images (linear in N)."""
+    Measured on 2 CPU cores: 21 to 23 s for 200 replicates of 5,000 images (linear in N)."""
     logits = torch.from_numpy(np.asarray(logits)).to(device)
     values = []
     for rep in range(replicates):
