@@ -2,9 +2,8 @@
 
 Runs the site profile (profiles/slurm) with the test cluster's additions (tests/slurm/profile) on a
 slice of the tiny preset (the teacher on a (fake) GPU, then its samples; the classifier beside them)
-with `--executor slurm`, checks the
-outputs and SLURM's own record of the jobs, and stops every daemon it started. Needs root and
-`apt-get install munge slurm-wlm slurm-client slurmctld slurmd`.
+with `--executor slurm`, checks the outputs and SLURM's own record of the jobs, and stops every
+daemon it started. Needs root and `apt-get install munge slurm-wlm slurm-client slurmctld slurmd`.
 """
 
 import json
