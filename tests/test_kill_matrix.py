@@ -229,7 +229,7 @@ def outcomes(inputs, tmp_path_factory):
         straight_s = _run_to_end(run, work, folder / "uninterrupted.log")
         expected = {name: _comparable(work / name) for name in run.outputs}
         found = {}
-        for name in (name for each, name in CASES if each == stage):
+        for name in [name for each, name in CASES if each == stage]:
             sig = SIGNALS[name]
             try:
                 _kill_and_rerun(stage, sig, inputs, work, expected, straight_s, folder)

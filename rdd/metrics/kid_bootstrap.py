@@ -28,11 +28,12 @@ BLOCK_ELEMENTS = 1 << 25  # float64 elements of one block of kernel rows (256 Mi
 
 def polynomial_kernel(x, y):
     """KID's kernel between the rows of `x` and of `y` (torch tensors)."""
-    return (x @ y.T * _gamma(x) + KERNEL_COEF0) ** KERNEL_DEGREE
+    return _kernel_of(x @ y.T, x.shape[1])
 
 
-def _gamma(x):
-    return KERNEL_GAMMA if KERNEL_GAMMA is not None else 1.0 / x.shape[1]
+def _kernel_of(inner_products, d):
+    gamma = KERNEL_GAMMA if KERNEL_GAMMA is not None else 1.0 / d
+    return (inner_products * gamma + KERNEL_COEF0) ** KERNEL_DEGREE
 
 
 def kid_terms(features, ref_features, counts, device="cpu", block_elements=BLOCK_ELEMENTS):
@@ -56,7 +57,7 @@ def kid_terms(features, ref_features, counts, device="cpu", block_elements=BLOCK
         r = torch.as_tensor(np.asarray(ref_features[start:start + rows]), device=device, dtype=torch.float64)
         to_ref += polynomial_kernel(x, r).sum(1)
     to_ref /= len(ref_features)
-    diagonal = ((x * x).sum(1) * _gamma(x) + KERNEL_COEF0) ** KERNEL_DEGREE
+    diagonal = _kernel_of((x * x).sum(1), x.shape[1])  # k(g_p, g_p)
     values = (quadratic - c @ diagonal) / (n * (n - 1)) - 2.0 * (c @ to_ref) / n
     return values.cpu().numpy()
 
