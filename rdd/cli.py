@@ -143,6 +143,17 @@ def cmd_evaluate(args):
              device=resolve_device(args.device))
 
 
+def cmd_export_images(args):
+    from rdd.export import export_samples, export_split
+    if args.samples:
+        if args.split or args.limit:
+            raise ValueError("--split and --limit choose images of --data-settings, not of --samples")
+        count = export_samples(args.samples, args.out)
+    else:
+        count = export_split(_data_spec(args.data_settings), args.split or "train", args.out, limit=args.limit)
+    print(f"[export-images] {args.out}: {count} PNG images")
+
+
 def cmd_show_defaults(args):
     if args.json:
         print(json.dumps(settings_mod.defaults(args.command), indent=2))
@@ -234,6 +245,16 @@ def build_parser():
     p.add_argument("--label", action="append", metavar="KEY=VALUE", help="what is evaluated, e.g. method=rdd")
     _metric_options(p)
     p.set_defaults(fn=cmd_evaluate)
+    p = sub.add_parser("export-images", help="a samples file or a dataset split as a folder of PNGs, e.g. "
+                                             "for torch-fidelity's own `fidelity --input1 DIR --input2 DIR`")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--samples", help="samples .npz (from `sample` or `real-samples`)")
+    source.add_argument("--data-settings", help="YAML/JSON file with a 'data' mapping: that split's images, as "
+                                                "`ref-stats` scores them")
+    p.add_argument("--split", help="with --data-settings (default: train)")
+    p.add_argument("--limit", type=positive_int, help="with --data-settings: the first N images (as ref-stats)")
+    p.add_argument("--out", required=True, help="new folder (must not exist); written whole or not at all")
+    p.set_defaults(fn=cmd_export_images)
     p = sub.add_parser("show-defaults", help="print a command's settings: each default with its help, as YAML")
     p.add_argument("command", choices=sorted(settings_mod.SETTINGS))
     p.add_argument("--json", action="store_true", help="the bare defaults record as JSON")
@@ -245,7 +266,8 @@ def user_error_types():
     """Exceptions that mean bad input (settings, files, data), not a bug: one line, exit 2."""
     from rdd.checkpoints import CheckpointError
     from rdd.io import OutputBusyError
-    return settings_mod.SettingsError, FileNotFoundError, ValueError, CheckpointError, OutputBusyError
+    return (settings_mod.SettingsError, FileNotFoundError, FileExistsError, ValueError, CheckpointError,
+            OutputBusyError)
 
 
 def one_line(exc):

@@ -104,6 +104,14 @@ CASES = [
      "must hold a mapping"),
     (("real-samples", "--data-settings", "{tmp}/fmnist.yaml", "--split", "val", "--seeds", "0-9", "--out", "r.npz"),
      "split: 'val' is not a split of fashion_mnist; allowed: train, test"),
+    # image folders for other tools
+    (("export-images", "--out", "{tmp}/png"), "one of the arguments --samples --data-settings is required"),
+    (("export-images", "--samples", "{tmp}/absent.npz", "--out", "{tmp}/png"), "{tmp}/absent.npz"),
+    (("export-images", "--samples", "s.npz", "--limit", "5", "--out", "{tmp}/png"),
+     "--split and --limit choose images of --data-settings, not of --samples"),
+    (("export-images", "--data-settings", "{tmp}/fmnist.yaml", "--split", "val", "--out", "{tmp}/png"),
+     "split: 'val' is not a split of fashion_mnist"),
+    (("export-images", "--data-settings", "{tmp}/fmnist.yaml", "--out", "{tmp}"), "{tmp} exists; remove it"),
     (("show-defaults", "sampler"), "argument command: invalid choice: 'sampler'"),
     (("frobnicate",), "argument cmd: invalid choice: 'frobnicate'"),
 ]

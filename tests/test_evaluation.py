@@ -12,6 +12,7 @@ import yaml
 
 from conftest import run_rdd
 from rdd import checkpoints, io
+from rdd.cli import main as rdd_main
 from rdd.evaluation import evaluate
 
 
@@ -102,6 +103,30 @@ def test_real_samples_are_held_out_images_scored_below_the_model(evaluated):
             "--device", "cpu")
     real, model = (json.loads((evaluated / f"{n}.json").read_text())["metrics"]["fid"] for n in ("m_real", "m"))
     assert real < model  # the same 20 image seeds: real images beat a teacher trained for a few steps
+
+
+def test_exported_folders_hold_the_scored_pixels(evaluated, capsys):
+    """`export-images`: a samples file's images named by position and seed; a split's first N images
+    exactly as `ref-stats` scored them; an existing folder is never overwritten."""
+    from PIL import Image
+
+    from rdd.data import iter_uint8_batches
+
+    run_rdd("export-images", "--samples", evaluated / "s.npz", "--out", evaluated / "png_samples")
+    run_rdd("export-images", "--data-settings", evaluated / "data.yaml", "--limit", 20,
+            "--out", evaluated / "png_ref")
+    samples = sorted((evaluated / "png_samples").iterdir())
+    assert [p.name for p in samples[:2]] == ["0000000-seed100.png", "0000001-seed101.png"] and len(samples) == 20
+    with np.load(evaluated / "s.npz") as npz:
+        np.testing.assert_array_equal(np.stack([np.asarray(Image.open(p)) for p in samples]), npz["images"][..., 0])
+    data = yaml.safe_load((evaluated / "data.yaml").read_text())["data"]
+    scored = np.concatenate(list(iter_uint8_batches(data, "train", batch_size=8, limit=20)))
+    reference = sorted((evaluated / "png_ref").iterdir())
+    np.testing.assert_array_equal(np.stack([np.asarray(Image.open(p)) for p in reference]), scored[..., 0])
+    assert not [p for p in evaluated.iterdir() if p.name.startswith(".png")]  # no temporary folder left
+    again = ["export-images", "--samples", str(evaluated / "s.npz"), "--out", str(evaluated / "png_samples")]
+    assert rdd_main(again) == 2 and "png_samples exists; remove it" in capsys.readouterr().err
+    assert len(list((evaluated / "png_samples").iterdir())) == 20
 
 
 def test_speed_benchmark_times_every_case_in_rotating_order(teacher, tmp_path, monkeypatch):

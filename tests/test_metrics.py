@@ -205,6 +205,32 @@ def test_fid_and_kid_order_real_and_noise(scored):
 
 
 @pytest.mark.slow
+def test_torch_fidelity_on_exported_png_folders_gives_our_fid_and_kid(images, features, ref_stats, handle, tmp_path):
+    """The tool itself, beside us: torch-fidelity's whole pipeline (PNG folders read by its own loader,
+    its extractor and loop) on the folders `export-images` writes gives the FID and KID we record."""
+    import torch_fidelity
+    from PIL import Image
+
+    from rdd.export import write_png_folder
+
+    generated, reference = tmp_path / "generated", tmp_path / "reference"
+    assert write_png_folder(images["train"], generated) == write_png_folder(images["test"], reference) == N
+    first = sorted(generated.iterdir())[0]
+    assert first.name == "0000000.png"
+    np.testing.assert_array_equal(np.asarray(Image.open(first)), images["train"][0, ..., 0])  # lossless, grey
+    # Subsets of half the images, so that KID's std over subsets is a spread, not float rounding.
+    theirs = torch_fidelity.calculate_metrics(
+        input1=str(generated), input2=str(reference), fid=True, kid=True, kid_subset_size=N // 2, cuda=False,
+        feature_extractor=handle.extractor_name, feature_extractor_weights_path=handle.path, cache=False,
+        verbose=False)
+    ours = metrics_from_features(features["train"], None, ref_stats, handle, kid_subset_size=N // 2)["values"]
+    assert ours["fid"] > 1  # a real distance, not a degenerate match
+    assert theirs["frechet_inception_distance"] == pytest.approx(ours["fid"], rel=1e-4)
+    assert theirs["kernel_inception_distance_mean"] == pytest.approx(ours["kid_mean"], rel=1e-3)
+    assert theirs["kernel_inception_distance_std"] == pytest.approx(ours["kid_std"], rel=1e-3)
+
+
+@pytest.mark.slow
 def test_scores_carry_their_settings_and_report_is_unavailable(images, ref_stats, handle):
     scores = compute_metrics(images["train"][:4], ref_stats, handle, device="cpu")
     assert (scores["num_generated"], scores["num_reference"]) == (4, N)
