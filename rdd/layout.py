@@ -49,12 +49,12 @@ def path(pattern, **wildcards):
 
 
 def run_dir(method, variant, replicate=0):
-    """The {method}/{variant} folder of a line of rounds: 'default' for a method's own rounds, and
-    'replicate<r>' for their training replicate r >= 1 (no hyphen: never an ablation's folder)."""
+    """The {method}/{variant} folder of a line of rounds: 'default' for a method's own rounds and
+    '<ablation>-<variant>' for an ablation's (names of [a-z0-9_], so exactly one hyphen); training
+    replicate r >= 1 of either: 'replicate<r>' (no hyphen) and '<ablation>-<variant>-replicate<r>'
+    (two), so no line's folder is another's."""
     if replicate:
-        if variant != "default":
-            raise ValueError(f"only a method's own rounds have training replicates, not {variant!r}")
-        variant = f"replicate{replicate}"
+        variant = f"replicate{replicate}" if variant == "default" else f"{variant}-replicate{replicate}"
     return f"{method}/{variant}"
 
 

@@ -50,10 +50,12 @@ def test_each_record_kind_is_a_manifest_kind_and_each_builder_stamps_its_own():
     assert (built[1]["seed_first"], built[1]["seed_last"], built[1]["num_images"]) == (0, 3, 4)
 
 
-def test_training_replicates_have_folders_of_their_own_that_no_ablation_can_take():
+def test_training_replicates_have_folders_of_their_own_that_no_other_line_can_take():
     assert layout.run_dir("rdd", "default", 0) == "rdd/default"
     assert layout.run_dir("rdd", "default", 2) == "rdd/replicate2"
-    # An ablation's folder is <ablation>-<variant>: always a hyphen, which a replicate's folder never has.
-    assert "-" not in layout.run_dir("rdd", "default", 1).split("/")[1]
-    with pytest.raises(ValueError, match="only a method's own rounds"):
-        layout.run_dir("rdd", "losses-full", 1)
+    assert layout.run_dir("rdd", "losses-full", 0) == "rdd/losses-full"
+    assert layout.run_dir("rdd", "losses-full", 1) == "rdd/losses-full-replicate1"
+    # Names are [a-z0-9_]: a main replicate's folder has no hyphen, an ablation's one, its replicate's two.
+    hyphens = [layout.run_dir("rdd", v, r).split("/")[1].count("-")
+               for v, r in (("default", 0), ("default", 1), ("losses-full", 0), ("losses-full", 1))]
+    assert hyphens == [0, 0, 1, 2]

@@ -49,11 +49,11 @@ def test_dry_run_tiny_preset(tmp_path):
     result = run_snakemake(tmp_path, "all", "-n", "--cores", "2", "--configfile", TINY)
     assert result.returncode == 0, result.stdout[-3000:]
     # Chain 8 -> 4, 3 methods x 2 rounds x 2 training seeds, the loss ablation's 2 lines of their own
-    # (2 rounds each); students evaluated at 4 steps (the chain) and 1 step.
+    # (2 rounds each) x 2 training seeds; students evaluated at 4 steps (the chain) and 1 step.
     assert job_counts(result.stdout) == {
-        "ref_stats": 1, "train_classifier": 1, "train_teacher": 1, "distill": 1 + 12 + 4,
-        "sample": 2 + 1 + 6 + 2, "real_samples": 1, "evaluate": 2 + 1 + 6 + 2 + 1, "memory_benchmark": 1,
-        "speed_benchmark": 1, "report": 1, "report_index": 1, "all": 1, "total": 49}
+        "ref_stats": 1, "train_classifier": 1, "train_teacher": 1, "distill": 1 + 12 + 8,
+        "sample": 2 + 1 + 6 + 4, "real_samples": 1, "evaluate": 2 + 1 + 6 + 4 + 1, "memory_benchmark": 1,
+        "speed_benchmark": 1, "report": 1, "report_index": 1, "all": 1, "total": 57}
     # The speed benchmark holds every core: nothing runs beside it.
     speed_job = result.stdout[result.stdout.index("rule speed_benchmark:"):]
     assert re.search(r"^\s+threads: 2$", speed_job[:speed_job.index("Shell command")], re.M)
@@ -119,7 +119,7 @@ def test_authors_checkpoints_replace_the_stages_they_stand_for(tmp_path):
     result = run_snakemake(tmp_path, "all", "-n", "--cores", "2", "--configfile", TINY, overlay)
     assert result.returncode == 0, result.stdout[-3000:]
     counts = job_counts(result.stdout)
-    assert "train_teacher" not in counts and counts["distill"] == 1 + 12 + 4
+    assert "train_teacher" not in counts and counts["distill"] == 1 + 12 + 8
     assert f"--teacher {teacher}" in result.stdout and "--authors-net" in result.stdout
 
     # Their 8-step PD model replaces the shared chain too (it must end at 8 steps).
@@ -129,7 +129,7 @@ def test_authors_checkpoints_replace_the_stages_they_stand_for(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:]
     counts = job_counts(result.stdout)
     # 8 -> 4 -> 2 -> 1 per training seed, no chain
-    assert "train_teacher" not in counts and counts["distill"] == 9 * 2 + 6
+    assert "train_teacher" not in counts and counts["distill"] == 9 * 2 + 6 * 2
 
 
 def test_authors_classifier_replaces_the_classifier_training(tmp_path):
@@ -140,10 +140,10 @@ def test_authors_classifier_replaces_the_classifier_training(tmp_path):
     result = run_snakemake(tmp_path, "all", "-n", "--cores", "2", "--configfile", TINY, overlay)
     assert result.returncode == 0, result.stdout[-3000:]
     counts = job_counts(result.stdout)
-    assert "train_classifier" not in counts and counts["distill"] == 1 + 12 + 4
+    assert "train_classifier" not in counts and counts["distill"] == 1 + 12 + 8
     # Every feature round reads their file: RCFD's and RDD's two rounds per training seed, the loss
-    # ablation's two lines.
-    assert result.stdout.count("--classifier ") == result.stdout.count(f"--classifier {theirs}") == (2 + 2) * 2 + 4
+    # ablation's two lines per training seed.
+    assert result.stdout.count("--classifier ") == result.stdout.count(f"--classifier {theirs}") == (2 + 2 + 4) * 2
 
 
 def test_lint_has_only_the_explained_finding(tmp_path):
@@ -247,10 +247,10 @@ def test_tiny_run_produces_every_record_and_the_report(tiny_run):
     kinds = {}
     for entry in manifest["entries"]:
         kinds[entry["kind"]] = kinds.get(entry["kind"], 0) + 1
-    # 11 evaluations of their own + 2 rows of aliased ablation variants per training seed (+ the
-    # real-data row's metric); 17 rounds, teacher, classifier, + 4 aliased ablation rounds' records per seed.
-    assert kinds == {"reference": 1, "memory_benchmark": 1, "speed_benchmark": 1, "metric": 16, "samples": 15,
-                     "grid": 15, "training": 27, "curves": 27}
+    # 13 evaluations of their own + 2 rows of aliased ablation variants per training seed (+ the
+    # real-data row's metric); 21 rounds, teacher, classifier, + 4 aliased ablation rounds' records per seed.
+    assert kinds == {"reference": 1, "memory_benchmark": 1, "speed_benchmark": 1, "metric": 18, "samples": 17,
+                     "grid": 17, "training": 31, "curves": 31}
     # The speed table: each main model at each evaluated step count, timed by the benchmark job.
     with open(workdir / "results/tiny/tables/speed.csv", newline="") as f:
         speed = list(csv.DictReader(f))
@@ -259,7 +259,7 @@ def test_tiny_run_produces_every_record_and_the_report(tiny_run):
     assert all(float(r["images_per_second_low"]) <= float(r["images_per_second"]) for r in speed)
     with open(workdir / "results/tiny/tables/metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 16 and {r["status"] for r in rows} == {"done"}
+    assert len(rows) == 18 and {r["status"] for r in rows} == {"done"}
     real = [r for r in rows if r["method"] == "real"]
     assert len(real) == 1 and real[0]["steps"] == "0" and real[0]["num_generated"] == "16"
     assert all(float(r["fid"]) > 0 for r in rows)
@@ -275,8 +275,9 @@ def test_ablation_variants_train_or_reuse_the_main_runs(tiny_run):
     assert {name: v["same_as"] for name, v in variants.items()} == {
         "cfd_only": "rcfd", "cfd_is_p2p": None, "cfd_m_p2p": None, "full": "rdd"}
     models = workdir / "results/tiny/models/rdd"
-    assert sorted(p.name for p in models.iterdir()) == ["default", "losses-cfd_is_p2p", "losses-cfd_m_p2p",
-                                                        "replicate1"]
+    assert sorted(p.name for p in models.iterdir()) == [
+        "default", "losses-cfd_is_p2p", "losses-cfd_is_p2p-replicate1", "losses-cfd_m_p2p",
+        "losses-cfd_m_p2p-replicate1", "replicate1"]
     settings = yaml.safe_load((models / "losses-cfd_is_p2p/student_1.settings.yaml").read_text())
     assert settings["weights"] == {"pd": 0.0, "cfd": 1.0, "is_p2p": 1.0, "m_p2p": 0.0}
     with open(models / "losses-cfd_is_p2p/student_1.curves.csv", newline="") as f:
@@ -285,6 +286,12 @@ def test_ablation_variants_train_or_reuse_the_main_runs(tiny_run):
     record = json.loads((workdir / "results/tiny/metrics/rdd/losses-cfd_m_p2p/steps1/seed0.json").read_text())
     assert record["labels"]["ablation"] == "losses" and record["labels"]["variant"] == "cfd_m_p2p"
     assert record["labels"]["method"] == "rdd" and record["labels"]["steps"] == 1
+    # A variant of its own is trained with every training seed, as the main runs it is compared with.
+    second = json.loads((models / "losses-cfd_is_p2p-replicate1/student_1.json").read_text())
+    assert second["settings"]["seed"] == 1 and second["settings"]["weights"] == settings["weights"]
+    with open(workdir / "results/tiny/tables/metrics.csv", newline="") as f:
+        cells = [r for r in csv.DictReader(f) if (r["ablation"], r["variant"], r["steps"]) == ("losses", "cfd_is_p2p", "1")]
+    assert sorted(r["replicate"] for r in cells) == ["0", "1"]
 
 
 @pytest.mark.slow
@@ -367,7 +374,7 @@ def test_snakemake_report_gathers_the_marked_outputs(tiny_run):
     with zipfile.ZipFile(out) as archive:
         names = [PurePosixPath(name).name for name in archive.namelist()]
     assert {"tiny.html", "metrics.csv", "speed.csv", "curves.csv", "stages.csv", "report.html"} <= set(names)
-    assert names.count("seed0.png") == 11  # one sample grid per evaluation of the study's own models
+    assert names.count("seed0.png") == 13  # one sample grid per evaluation of the study's own models
 
 
 # A method added as one entry of rdd/methods.py, and nothing else.

@@ -224,6 +224,11 @@ def _same_training(line, other):
     return line.keys() == other.keys() and all(key(line[T]) == key(other[T]) for T in line)
 
 
+def _replicate_label(replicate):
+    """The label of training replicate r (none for the first, as before replicates existed)."""
+    return {"replicate": replicate} if replicate else {}
+
+
 def _round_iters(schedule, student):
     return schedule if isinstance(schedule, int) else schedule.get(str(student), schedule["default"])
 
@@ -406,9 +411,13 @@ class _Builder:
             classifier = self.default_classifier
             if "classifier" in variant:
                 classifier = functools.partial(self.classifier, variant["classifier"], labels, f"{name}-{vname}")
-            run_dir = layout.run_dir(method, f"{name}-{vname}")
-            stages = self.line(method, start, layers, classifier, run_dir, labels, block["iters"])
-            same_as = next((m for m, lines in main_lines.items() if _same_training(stages, lines[0])), None)
+            # Each training replicate of the main runs has its twin here, so that a variant's cell holds
+            # the same noises as the run it is compared with.
+            run_dirs = [layout.run_dir(method, f"{name}-{vname}", r) for r in range(self.study["training_seeds"])]
+            lines = [self.line(method, start, layers, classifier, folder, {**labels, **_replicate_label(r)},
+                               block["iters"], r) for r, folder in enumerate(run_dirs)]
+            run_dir = run_dirs[0]
+            same_as = next((m for m, main in main_lines.items() if _same_training(lines[0], main[0])), None)
             if same_as:
                 # Trains exactly like a main run: that run's models and metrics (of every training
                 # replicate) stand for this variant.
@@ -417,10 +426,11 @@ class _Builder:
                         self.add_entries(stage, {**stage.labels, **labels})
                     self.evaluate_line(same_as, layout.run_dir(same_as, "default", replicate),
                                        {T: stage.model for T, stage in main.items()},
-                                       {**labels, **({"replicate": replicate} if replicate else {})}, own_files=False)
+                                       {**labels, **_replicate_label(replicate)}, own_files=False)
                 run_dir = layout.run_dir(same_as, "default")
             else:
-                self.evaluate_line(method, run_dir, self.add_line(stages), labels)
+                for replicate, (folder, stages) in enumerate(zip(run_dirs, lines)):
+                    self.evaluate_line(method, folder, self.add_line(stages), {**labels, **_replicate_label(replicate)})
             variants[vname] = {"description": variant.get("description", ""), "run": run_dir, "same_as": same_as,
                                "changes": {k: v for k, v in variant.items() if k != "description"}}
         self.plan.ablations[name] = {"description": spec.get("description", ""), "method": method,
@@ -487,7 +497,7 @@ class _Builder:
             main_lines[method] = []
             for replicate in range(study["training_seeds"]):
                 run = layout.run_dir(method, "default", replicate)
-                labels = {"replicate": replicate} if replicate else {}
+                labels = _replicate_label(replicate)
                 stages = self.line(method, start, [(block["settings"], f"{self.where}.rounds.{method}.settings")],
                                    self.default_classifier, run, labels, block["iters"], replicate)
                 main_lines[method].append(stages)
