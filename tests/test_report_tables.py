@@ -342,6 +342,34 @@ def test_ablation_table_rows_follow_their_models():
     assert values == {"RDD (main run)": (50.0, None), "cfd_only": (60.0, "+10.00"), "full": (45.0, "-5.00")}
     assert [(v["changes"], v["same_as"]) for v in table["variants"]] == [('losses: ["cfd"]', "RCFD"),
                                                                          ("tau: 2.0", None)]
+    assert "delta_ci" not in fid["rows"][1]["cells"][0]  # records without replicates: no interval claimed
+
+
+def test_ablation_differences_carry_their_paired_interval():
+    """Each Δ from the main run comes with the 95% interval of the difference: replicate r of the
+    variant minus replicate r of the main run (the same image seeds resampled), percentiles re-centred
+    on the Δ. Noise the two share cancels; KID's is shown at the table's ×10³ scale."""
+    rng = np.random.default_rng(3)
+    shared, own = rng.normal(0, 5.0, 200), rng.normal(0, 0.5, 200)
+    main = metrics_frame({("rdd", 1): [50.0]})
+    variant = metrics_frame({("rdd", 1): [53.0]}, ablation="losses", variant="cfd_is_p2p")
+    metrics = pd.concat([main, variant], ignore_index=True)
+    evaluation = (0, (0, 499))
+    sampling = {
+        "fid": {("rdd", "", "", 1): {evaluation: (50.0, 50.0 + shared)},
+                ("rdd", "losses", "cfd_is_p2p", 1): {evaluation: (53.0, 53.0 + shared + own)}},
+        "kid": {("rdd", "", "", 1): {evaluation: (0.050, (50.0 + shared) / 1000)},
+                ("rdd", "losses", "cfd_is_p2p", 1): {evaluation: (0.053, (53.0 + shared + own) / 1000)}}}
+    manifest = {"ablations": {"losses": {"description": "d", "method": "rdd", "variants": {
+        "cfd_is_p2p": {"description": "CFD + IS-P2P", "same_as": None, "changes": {"losses": ["cfd", "is_p2p"]}}}}}}
+    [table] = ablation_tables(manifest, metrics, summarize(metrics, sampling), sampling)
+    diffs = sorted((53.0 + shared + own) - (50.0 + shared))
+    low, high = 3.0 + np.percentile(diffs, [2.5, 97.5]) - np.mean(diffs)
+    assert high - low < 3  # the shared noise (sd 5) cancels: only the variant's own noise (sd 0.5) is left
+    for t in table["tables"]:
+        c = t["rows"][1]["cells"][0]
+        assert c["delta"] == "+3.00" and c["delta_ci"] == f"[{low:+.2f}, {high:+.2f}]", t["metric"]
+        assert "paired on the same image seeds" in c["delta_title"] and "one training run" in c["delta_title"]
 
 
 def test_stage_totals_count_a_reused_record_once():

@@ -20,7 +20,7 @@ import numpy as np
 from rdd import methods
 from rdd.metrics import bootstrap, combined
 from rdd.report.manifest import ReportInputError
-from rdd.report.summary import cell
+from rdd.report.summary import cell, interval_of_difference
 
 HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
 UNTESTED_SCALE, NOT_RUN, PENDING = "not tested at this scale", "not tested in this run", "pending"
@@ -39,10 +39,6 @@ def _se_diff(a, b):
     return math.sqrt(a["fid_std"] ** 2 / a["fid_n"] + b["fid_std"] ** 2 / b["fid_n"])
 
 
-def _cell_key(c):
-    return c["method"], c["ablation"], c["variant"], int(c["steps"])
-
-
 def compare(a, b, replicates=None):
     """How cell a's FID compares with cell b's: {'outcome': 'better' | 'worse' | 'tie', 'gain': FID(b) -
     FID(a), 'margin': half the width of the gain's 95% interval (None: no noise estimate), 'noise': text}.
@@ -51,9 +47,8 @@ def compare(a, b, replicates=None):
     the metric records (rdd.report.context.sampling_replicates).
     """
     gain = b["fid_mean"] - a["fid_mean"]
-    sides = [replicates.get(_cell_key(c), {}) for c in (a, b)] if replicates else [{}, {}]
-    if all(len(side) == c["fid_n"] for side, c in zip(sides, (a, b))) and all(sides):
-        d = combined.difference(*sides)
+    d = interval_of_difference(a, b, replicates)
+    if d is not None:
         names = f"{methods.label(a['method'])} − {methods.label(b['method'])}"
         noise = (f"{'paired' if d['paired'] else 'unpaired'} 95% interval of {names}: "
                  f"[{-d['high']:.2f}, {-d['low']:.2f}]")

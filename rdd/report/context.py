@@ -95,8 +95,10 @@ def main_tables(metrics, summary, paper, paper_key, manifest):
 MAIN_RUN = "__main__"  # row key of an ablation's reference row (cannot clash with a variant name)
 
 
-def ablation_tables(manifest, metrics, summary):
-    """One table per ablation: each variant against the ablated method's main run, FID and KID."""
+def ablation_tables(manifest, metrics, summary, sampling=None):
+    """One table per ablation: each variant against the ablated method's main run, FID and KID, each
+    difference with its interval from the records' bootstrap replicates (`sampling`, as
+    `sampling_replicates` returns them)."""
     out = []
     for name, ablation in (manifest.get("ablations") or {}).items():
         method = ablation.get("method", "rdd")
@@ -112,7 +114,8 @@ def ablation_tables(manifest, metrics, summary):
                                                        for k, c in (spec.get("changes") or {}).items()),
                                   "same_as": methods.label(spec.get("same_as"))}
                                  for v, spec in ablation["variants"].items()],
-                    "tables": [comparison_table(summary, rows, steps, m, reference=MAIN_RUN) for m in ("fid", "kid")]
+                    "tables": [comparison_table(summary, rows, steps, m, reference=MAIN_RUN,
+                                                replicates=(sampling or {}).get(m)) for m in ("fid", "kid")]
                     if steps else []})
     return out
 
@@ -363,7 +366,7 @@ def build_context(study, tables, paper):
         "quality_plot": plots.quality_vs_cost(metrics, _paper_points(paper, paper_key, small_scale)),
         "speed_plot": plots.speed_plot(speed),
         "speed": speed_by_steps(speed_sum), "speed_protocol": speed_protocol(study), "speedups": speedups,
-        "ablations": ablation_tables(manifest, metrics, summary),
+        "ablations": ablation_tables(manifest, metrics, summary, sampling),
         "grids": sample_grids(study),
         "curves": training_curves(study, tables["curves"]),
         "provenance": provenance(study, tables),

@@ -117,6 +117,22 @@ def cell(summary, method, steps, ablation="", variant=""):
     return None if match.empty else match.iloc[0].to_dict()
 
 
+def cell_key(c):
+    """The key of a summary cell in the records' bootstrap replicates (rdd.report.context.sampling_replicates)."""
+    return c["method"], c["ablation"], c["variant"], int(c["steps"])
+
+
+def interval_of_difference(a, b, replicates, metric="fid"):
+    """value(b) - value(a) of two summary cells with its 95% interval of both noises
+    (rdd.metrics.combined.difference: paired when they sampled the same image seeds, widened by each
+    side's training noise), or None when some evaluation of either cell has no bootstrap replicates.
+    `replicates`: the metric's {cell key: {(training replicate, image seed range): (value, replicates)}}."""
+    sides = [replicates.get(cell_key(c), {}) for c in (a, b)] if replicates else [{}, {}]
+    if all(sides) and all(len(side) == c[f"{metric}_n"] for side, c in zip(sides, (a, b))):
+        return combined.difference(*sides)
+    return None
+
+
 def best_keys(values, lower_is_better=True):
     """The keys of the best finite value(s) of a {key: value} mapping (ties all win)."""
     finite = {k: v for k, v in values.items() if _finite(v)}
@@ -158,18 +174,35 @@ def format_cell(row, metric):
             "protocols": row["protocols"], "mean": mean}
 
 
-def comparison_table(summary, rows, steps, metric, paper=None, paper_key=None, reference=None):
+def _delta(row, ref, replicates, metric):
+    """A row's difference from the reference row, with its 95% interval where the records allow."""
+    _, label, _, scale = METRICS[metric]
+    out = {"delta": f"{(row[f'{metric}_mean'] - ref[f'{metric}_mean']) * scale:+.2f}"}
+    d = interval_of_difference(ref, row, replicates, metric)
+    if d is not None:
+        seeds = min(d["training_seeds"])
+        out["delta_ci"] = f"[{d['low'] * scale:+.2f}, {d['high'] * scale:+.2f}]"
+        out["delta_title"] = (f"95% interval of the {label} difference from the reference row, "
+                              f"{'paired on the same image seeds' if d['paired'] else 'unpaired'}; it holds the "
+                              f"sampling noise of the images" + (f" and the training noise over {seeds} training "
+                                                                 f"seeds" if seeds > 1 else " only (one training run)"))
+    return out
+
+
+def comparison_table(summary, rows, steps, metric, paper=None, paper_key=None, reference=None, replicates=None):
     """Rows x steps of formatted cells, best per column marked.
 
     rows: (key, label, method, ablation, variant) tuples; paper: PaperValues to put the
-    paper's figure beside ours; reference: a row key whose values the others are compared to.
+    paper's figure beside ours; reference: a row key whose values the others are compared to, each
+    difference with its interval from `replicates` (the metric's, see `interval_of_difference`).
     """
     _, _, lower, _ = METRICS[metric]
     table = {"metric": metric, "label": METRICS[metric][1], "steps": list(steps), "rows": [], "floor": None}
-    cells = {}
+    cells, summary_rows = {}, {}
     for key, _, method, ablation, variant in rows:
         for s in steps:
-            cells[key, s] = format_cell(cell(summary, method, s, ablation, variant), metric)
+            summary_rows[key, s] = cell(summary, method, s, ablation, variant)
+            cells[key, s] = format_cell(summary_rows[key, s], metric)
     for s in steps:
         values = {key: cells[key, s].get("mean") for key, *_ in rows}
         # A lone value is not "best" of anything.
@@ -183,9 +216,8 @@ def comparison_table(summary, rows, steps, metric, paper=None, paper_key=None, r
         for s in steps:
             c = dict(cells[key, s])
             if reference is not None and key != reference:
-                ref = cells[reference, s].get("mean")
-                if _finite(c.get("mean")) and _finite(ref):
-                    c["delta"] = f"{c['mean'] - ref:+.2f}"
+                if _finite(c.get("mean")) and _finite(cells[reference, s].get("mean")):
+                    c.update(_delta(summary_rows[key, s], summary_rows[reference, s], replicates, metric))
             if paper is not None:
                 c["paper"] = paper.lookup(paper_key, method, s, metric)
             out["cells"].append(c)
