@@ -342,7 +342,7 @@ def test_ablation_table_rows_follow_their_models():
     assert values == {"RDD (main run)": (50.0, None), "cfd_only": (60.0, "+10.00"), "full": (45.0, "-5.00")}
     assert [(v["changes"], v["same_as"]) for v in table["variants"]] == [('losses: ["cfd"]', "RCFD"),
                                                                          ("tau: 2.0", None)]
-    assert "delta_ci" not in fid["rows"][1]["cells"][0]  # records without replicates: no interval claimed
+    assert fid["rows"][1]["cells"][0]["delta_ci"] == ""  # records without replicates: no interval claimed
 
 
 def test_ablation_differences_carry_their_paired_interval():
@@ -419,7 +419,7 @@ def test_memory_claim_from_a_benchmark_record(tmp_path):
 
 def test_speedup_claim_verdicts():
     base = {"method": "rdd", "steps": 1, "fid": 60.0, "ddim_fid": 59.0, "time_speedup": None, "note": "",
-            "provisional": False}
+            "provisional": False, "nfe_speedup_range": None, "range_text": ""}
     reached = [{**base, "state": "reached", "ddim_steps": 8, "nfe_speedup": 8.0, "ddim_max_steps": 32}]
     at_paper_scale = claims.speedup_claim(reached, PAPER, False)
     assert at_paper_scale["verdict"] == "does not hold" and "8x fewer" in at_paper_scale["measured"]
@@ -429,6 +429,34 @@ def test_speedup_claim_verdicts():
     assert claims.speedup_claim([{**far, "ddim_max_steps": 512}], PAPER, False)["verdict"] == "holds"
     assert claims.speedup_claim([{**far, "ddim_max_steps": 32}], PAPER, True)["verdict"] == "not tested at this scale"
     assert claims.speedup_claim([], PAPER, True)["verdict"] == "not tested in this run"
+
+
+
+def test_speedup_range_and_claim_follow_the_intervals_of_the_fid_differences():
+    """The NFE speed-up's range: from the fewest DDIM steps whose paired FID difference from the model
+    is not resolved positive, to the fewest resolved negative (a naive loop over the replicates here).
+    The mean reaches 256x, but within the noise 128x is possible: the 256x claim is inconclusive."""
+    rng = np.random.default_rng(7)
+    ddim = {64: 70.0, 128: 62.0, 256: 59.0, 512: 50.0}
+    cells = {("ddim", s): (f, f + rng.normal(0, 2.0, 200)) for s, f in ddim.items()}
+    cells["rdd", 1] = (60.0, 60.0 + rng.normal(0, 2.0, 200))
+    summary = summarize(metrics_frame({k: [v] for k, (v, _) in cells.items()}))
+    replicates = {(m, "", "", s): {(0, (0, 499)): v} for (m, s), v in cells.items()}
+    [row] = [r for r in ddim_speedups(summary, speed_summary(speed_frame({})), replicates) if r["steps"] == 1]
+
+    def interval(steps):  # FID(DDIM) - FID(model), percentiles re-centred on the difference
+        diffs = cells["ddim", steps][1] - cells["rdd", 1][1]
+        return ddim[steps] - 60.0 + np.percentile(diffs, [2.5, 97.5]) - diffs.mean()
+    low = next(s for s in sorted(ddim) if interval(s)[0] <= 0)
+    high = next(s for s in sorted(ddim) if interval(s)[1] < 0)
+    assert (low, high) == (128, 512)  # the setting: 64 resolved worse, 128 and 256 within the noise
+    assert row["nfe_speedup"] == 256 and row["nfe_speedup_range"] == (128, 512)
+    assert row["range_text"] == "128× to 512× within the 95% intervals"
+    claim = claims.speedup_claim([row], PAPER, False)
+    assert claim["verdict"] == "inconclusive" and "128× to 512×" in claim["measured"]
+    # Without replicates the means decide, as before.
+    [plain] = [r for r in ddim_speedups(summary, speed_summary(speed_frame({}))) if r["steps"] == 1]
+    assert plain["nfe_speedup_range"] is None and claims.speedup_claim([plain], PAPER, False)["verdict"] == "holds"
 
 
 # --- input errors ---------------------------------------------------------------------------------------

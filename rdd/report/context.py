@@ -347,7 +347,7 @@ def build_context(study, tables, paper):
     small_scale = bool(manifest.get("scale_note"))
     paper_key = manifest.get("paper_key")
     speed_sum = speed_summary(speed)
-    speedups = ddim_speedups(summary, speed_sum)
+    speedups = ddim_speedups(summary, speed_sum, sampling["fid"])
     memory = next(iter(study.of_kind("memory_benchmark")), None)
     claim_rows = [*claims.one_step_claims(summary, paper, small_scale, sampling["fid"]),
                   claims.every_step_claim(summary, paper, sampling["fid"]),

@@ -177,7 +177,8 @@ def format_cell(row, metric):
 def _delta(row, ref, replicates, metric):
     """A row's difference from the reference row, with its 95% interval where the records allow."""
     _, label, _, scale = METRICS[metric]
-    out = {"delta": f"{(row[f'{metric}_mean'] - ref[f'{metric}_mean']) * scale:+.2f}"}
+    out = {"delta": f"{(row[f'{metric}_mean'] - ref[f'{metric}_mean']) * scale:+.2f}", "delta_ci": "",
+           "delta_title": ""}
     d = interval_of_difference(ref, row, replicates, metric)
     if d is not None:
         seeds = min(d["training_seeds"])
@@ -248,11 +249,42 @@ def _speed_of(speed_sum, method, steps):
     return None if match.empty else match.iloc[0].to_dict()
 
 
-def ddim_speedups(summary, speed_sum):
+def _speedup_range(model, ddim_done, replicates):
+    """The NFE speed-ups the FIDs' noise allows: (from the fewest DDIM steps not resolved worse than the
+    model, to the fewest resolved better; None: not within the DDIM steps evaluated), each judged by
+    the 95% interval of FID(DDIM) - FID(model); None when a record lacks replicates."""
+    low = high = None
+    for _, ddim in ddim_done.iterrows():
+        d = interval_of_difference(model, ddim.to_dict(), replicates)
+        if d is None:
+            return None
+        if low is None and d["low"] <= 0:
+            low = int(ddim["steps"])
+        if d["high"] < 0:
+            high = int(ddim["steps"])
+            break
+    steps = int(model["steps"])
+    return tuple(None if s is None else s / steps for s in (low, high))
+
+
+def speedup_range_text(row):
+    """The range of a speed-up row's NFE speed-up the FIDs' intervals allow, in words ('' without one)."""
+    if row.get("nfe_speedup_range") is None:
+        return ""
+    low, high = row["nfe_speedup_range"]
+    top = row["ddim_max_steps"] / row["steps"]
+    if low is None:
+        return f"above {top:g}× within the 95% intervals"
+    return f"{low:g}× to {f'{high:g}×' if high is not None else f'above {top:g}×'} within the 95% intervals"
+
+
+def ddim_speedups(summary, speed_sum, replicates=None):
     """For each distilled main-row model: the fewest DDIM steps reaching its FID, and the speed-up.
 
-    NFE speed-up = DDIM steps / model steps (one network evaluation per step); the measured
-    speed-up is the ratio of images/s, given only when both ran on the same machine.
+    NFE speed-up = DDIM steps / model steps (one network evaluation per step), with the range the
+    FIDs' 95% intervals allow (`_speedup_range`; `replicates`: the FID's, as interval_of_difference
+    takes them); the measured speed-up is the ratio of images/s, given only when both ran on the
+    same machine.
     """
     main = summary[(summary["ablation"] == "") & (summary["variant"] == "")]
     ddim = main[main["method"] == "ddim"].sort_values("steps")
@@ -265,11 +297,14 @@ def ddim_speedups(summary, speed_sum):
             steps = int(model["steps"])
             row = {"method": method, "label": methods.label(method), "steps": steps, "nfe": steps,
                    "fid": model["fid_mean"], "ddim_steps": None, "ddim_fid": None, "nfe_speedup": None,
-                   "time_speedup": None, "ddim_max_steps": ddim_max, "note": "", "provisional": False}
+                   "time_speedup": None, "ddim_max_steps": ddim_max, "note": "", "provisional": False,
+                   "nfe_speedup_range": None, "range_text": ""}
             if model["fid_n"] == 0:
                 row.update(state="pending", note="model FID pending")
                 out.append(row)
                 continue
+            row["nfe_speedup_range"] = _speedup_range(model.to_dict(), ddim_done, replicates)
+            row["range_text"] = speedup_range_text(row)
             reached = ddim_done[ddim_done["fid_mean"] <= model["fid_mean"]]
             if reached.empty:
                 top = f" (DDIM evaluated up to {ddim_max} steps)" if ddim_max else ""
