@@ -334,6 +334,7 @@ def test_trained_classifier_records_its_normalisation(classifier, tiny):
                             record["settings"]["data"])
     state = {k: v for k, v in net.state_dict().items()}
     assert naive_accuracy(state, kwargs, test_set, net.input_norm) == record["test_accuracy"]
+    assert record["test_images"] == len(test_set) == 10000  # what the report's interval is over
 
 
 # ---------------------------------------------------------------- the authors' released classifier file

@@ -350,6 +350,22 @@ def test_corrupt_statistics_npz_named(tmp_path):
 # --- aggregation ---------------------------------------------------------------------------------------------
 
 
+def test_accuracy_interval_is_the_wilson_score_interval():
+    """Against a naive grid search: the proportions p0 with |fraction - p0| <= z sqrt(p0 (1 - p0) / n)."""
+    from rdd.metrics.proportion import wilson_interval
+
+    z = 1.959963984540054
+    for fraction, n in ((0.886, 10000), (0.5, 100), (1.0, 50), (0.0, 20), (0.3, 7)):
+        grid = np.linspace(0, 1, 2_000_001)
+        inside = grid[np.abs(fraction - grid) <= z * np.sqrt(grid * (1 - grid) / n)]
+        low, high = wilson_interval(fraction, n)
+        assert (low, high) == pytest.approx((inside.min(), inside.max()), abs=1e-6)
+        assert low <= fraction <= high
+    assert wilson_interval(0.886, 10000)[1] - wilson_interval(0.886, 10000)[0] < 0.013  # about ±0.6 points
+    with pytest.raises(ValueError, match="n >= 1"):
+        wilson_interval(0.5, 0)
+
+
 def test_aggregate_seeds_matches_numpy_and_loop_bootstrap():
     values = [3.1, 2.7, 3.6, 2.9, 3.3]
     summary = aggregate_seeds(values, n_boot=2000, seed=7)

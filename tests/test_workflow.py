@@ -265,6 +265,7 @@ def test_tiny_run_produces_every_record_and_the_report(tiny_run):
     assert all(float(r["fid"]) > 0 for r in rows)
     report = (workdir / "reports/tiny.html").read_text()
     assert "A tiny test run of the whole workflow" in report
+    assert "10000 test images" in report  # the classifier's accuracy with its interval
     assert "tiny.html" in (workdir / "reports/index.html").read_text()
 
 

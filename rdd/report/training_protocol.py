@@ -1,6 +1,7 @@
 """What each study trained: the released-vs-described behaviours of its rounds, and its classifier."""
 
 from rdd import methods
+from rdd.metrics.proportion import wilson_interval
 from rdd.settings import RELEASED_VS_DESCRIBED
 
 FEATURE_TERMS = tuple(name for name, term in methods.TERMS.items() if term.needs_classifier)
@@ -141,8 +142,16 @@ def classifiers(study):
                           if train["lr_schedule"] == "multistep" else "")
                        + f"; augmentation {', '.join(train['augment']) or 'none'}; inputs {train['input_norm']}"),
             "epochs": record.get("epochs_run"), "selected_epoch": record.get("selected_epoch"),
-            "test_accuracy": record.get("test_accuracy"), "selection_note": record.get("selection_note")})
+            "test_accuracy": record.get("test_accuracy"), "test_images": record.get("test_images"),
+            "test_accuracy_ci": _accuracy_interval(record), "selection_note": record.get("selection_note")})
     return out
+
+
+def _accuracy_interval(record):
+    """The 95% interval of the kept test accuracy over the test images (None for records without
+    their count)."""
+    accuracy, n = record.get("test_accuracy"), record.get("test_images")
+    return None if accuracy is None or not n else wilson_interval(accuracy, n)
 
 
 def training_protocol(study):
