@@ -131,8 +131,8 @@ def build_stage(settings, device, dataset, test_set=None):
         evaluations = [{"epoch": round(s / per_epoch, 4), "step": s, "test_accuracy": a}
                        for s, a in zip(selection.steps, selection.accuracy.tolist())]
         chosen = evaluations[selection.chosen()]
-        return {"test_accuracy": chosen["test_accuracy"], "test_images": len(test_set), "selected_epoch": chosen["epoch"],
-                "selected_step": chosen["step"], "selection": train["select"],
+        return {"test_accuracy": chosen["test_accuracy"], "test_images": len(test_set),
+                "selected_epoch": chosen["epoch"], "selected_step": chosen["step"], "selection": train["select"],
                 "selection_note": SELECTION_NOTES[train["select"]], "epochs_run": round(iters / per_epoch, 4),
                 "steps_per_epoch": per_epoch, "iters": iters, "test_accuracy_by_epoch": evaluations,
                 "input_norm": norm}
