@@ -457,6 +457,11 @@ def test_speedup_range_and_claim_follow_the_intervals_of_the_fid_differences():
     # Without replicates the means decide, as before.
     [plain] = [r for r in ddim_speedups(summary, speed_summary(speed_frame({}))) if r["steps"] == 1]
     assert plain["nfe_speedup_range"] is None and claims.speedup_claim([plain], PAPER, False)["verdict"] == "holds"
+    # No DDIM evaluation done yet: no range, the claim pending on them.
+    waiting = summarize(metrics_frame({("ddim", 64): [None], ("rdd", 1): [60.0]}))
+    [early] = [r for r in ddim_speedups(waiting, speed_summary(speed_frame({})), replicates) if r["steps"] == 1]
+    assert early["state"] == "unreached" and early["nfe_speedup_range"] is None and early["range_text"] == ""
+    assert claims.speedup_claim([early], PAPER, False)["verdict"] == "pending"
 
 
 # --- input errors ---------------------------------------------------------------------------------------

@@ -252,7 +252,10 @@ def _speed_of(speed_sum, method, steps):
 def _speedup_range(model, ddim_done, replicates):
     """The NFE speed-ups the FIDs' noise allows: (from the fewest DDIM steps not resolved worse than the
     model, to the fewest resolved better; None: not within the DDIM steps evaluated), each judged by
-    the 95% interval of FID(DDIM) - FID(model); None when a record lacks replicates."""
+    the 95% interval of FID(DDIM) - FID(model); None when a record lacks replicates or no DDIM
+    evaluation is done."""
+    if ddim_done.empty:
+        return None
     low = high = None
     for _, ddim in ddim_done.iterrows():
         d = interval_of_difference(model, ddim.to_dict(), replicates)
@@ -267,7 +270,7 @@ def _speedup_range(model, ddim_done, replicates):
     return tuple(None if s is None else s / steps for s in (low, high))
 
 
-def speedup_range_text(row):
+def _speedup_range_text(row):
     """The range of a speed-up row's NFE speed-up the FIDs' intervals allow, in words ('' without one)."""
     if row.get("nfe_speedup_range") is None:
         return ""
@@ -304,7 +307,7 @@ def ddim_speedups(summary, speed_sum, replicates=None):
                 out.append(row)
                 continue
             row["nfe_speedup_range"] = _speedup_range(model.to_dict(), ddim_done, replicates)
-            row["range_text"] = speedup_range_text(row)
+            row["range_text"] = _speedup_range_text(row)
             reached = ddim_done[ddim_done["fid_mean"] <= model["fid_mean"]]
             if reached.empty:
                 top = f" (DDIM evaluated up to {ddim_max} steps)" if ddim_max else ""
