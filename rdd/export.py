@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from rdd import io
+from rdd.metrics.features import check_uint8_batch
 
 NAME_DIGITS = 7  # up to 10 million images (ImageNet's train split has 1.28 million)
 
@@ -37,10 +38,7 @@ def write_png_folder(batches, out_dir, seeds=None):
         try:
             count = 0
             for batch in [batches] if isinstance(batches, np.ndarray) else batches:
-                if batch.dtype != np.uint8 or batch.ndim != 4 or batch.shape[-1] not in (1, 3):
-                    raise ValueError(f"images must be uint8 [N, H, W, C] with C = 1 or 3, got "
-                                     f"{batch.dtype} {batch.shape}")
-                for image in batch:
+                for image in check_uint8_batch(batch):
                     name = f"{count:0{NAME_DIGITS}d}" + (f"-seed{seeds[count]}" if seeds is not None else "")
                     _png(image).save(tmp / f"{name}.png")
                     count += 1

@@ -20,7 +20,8 @@ PREPROCESSING = (
 )
 
 
-def _check_batch(batch, first_shape):
+def check_uint8_batch(batch, first_shape=None):
+    """`batch` if it is a uint8 [N, H, W, C] array (C = 1 or 3) of images shaped `first_shape`, else ValueError."""
     if not isinstance(batch, np.ndarray) or batch.dtype != np.uint8 or batch.ndim != 4 or batch.shape[3] not in (1, 3):
         got = f"{type(batch).__name__} {getattr(batch, 'dtype', '')} {getattr(batch, 'shape', '')}"
         raise ValueError(f"images must be numpy uint8 arrays [N, H, W, C] with C = 1 or 3, got {got}")
@@ -34,7 +35,7 @@ def _fixed_size_batches(images_or_batches, batch_size):
     batches = [images_or_batches] if isinstance(images_or_batches, np.ndarray) else images_or_batches
     pending, count, first_shape = [], 0, None
     for batch in batches:
-        batch = _check_batch(batch, first_shape)
+        batch = check_uint8_batch(batch, first_shape)
         first_shape = batch.shape[1:]
         start = 0
         while start < len(batch):

@@ -8,7 +8,8 @@ import pandas as pd
 from rdd import methods
 from rdd.report import claims, plots
 from rdd.report.training_protocol import training_protocol
-from rdd.report.summary import cell, comparison_table, ddim_speedups, format_cell, speed_summary, summarize
+from rdd.report.summary import (METRICS, cell, comparison_table, ddim_speedups, format_cell, speed_summary,
+                                summarize)
 from rdd.report.tables import PROTOCOL_COLUMNS, machine_label
 
 MAX_MAIN_STEPS = 8  # the paper's columns are 1, 2, 4, 8 steps
@@ -315,21 +316,18 @@ def _paper_points(paper, paper_key, small_scale):
     return points or None
 
 
-# metric: (its value in a record's "metrics", the settings block holding its bootstrap replicates)
-_REPLICATED = {"fid": ("fid", "fid_interval"), "kid": ("kid_mean", "kid_interval"),
-               "is": ("is_mean", "is_interval")}
-
-
 def sampling_replicates(study):
     """{metric: {(method, ablation, variant, steps): {(training replicate, image seed range): (value,
     bootstrap replicates)}}} of every metric record that holds its replicates: the cells' intervals over
     training seeds and the claims' intervals of differences."""
-    out = {metric: {} for metric in _REPLICATED}
+    out = {metric: {} for metric in METRICS}
     for entry in study.of_kind("metric"):
         record = study.records.get(entry)
         settings = ((record or {}).get("protocol", {}).get("settings") or {})
-        for metric, (value, block) in _REPLICATED.items():
-            reps = (settings.get(block) or {}).get(f"{metric}_replicates")
+        # The value is named in a record's "metrics" as in the metrics table; rdd.metrics.scores keeps
+        # its replicates in the settings block <metric>_interval.
+        for metric, (value, *_) in METRICS.items():
+            reps = (settings.get(f"{metric}_interval") or {}).get(f"{metric}_replicates")
             if reps is not None and record["metrics"].get(value) is not None:
                 protocol = record["protocol"]
                 cell = (entry.method, entry.ablation or "", entry.variant or "", entry.steps)

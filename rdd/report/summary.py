@@ -41,9 +41,8 @@ def _seed_ranges(done):
 
 def _sampling_interval(done, metric):
     """The one evaluation's own sampling interval (bootstrap over its images), where it has one."""
-    columns = {"fid": ("fid_ci95_low", "fid_ci95_high"), "kid": ("kid_ci95_low", "kid_ci95_high"),
-               "is": ("is_ci95_low", "is_ci95_high")}.get(metric)
-    if columns is None or len(done) != 1 or not all(c in done for c in columns):
+    columns = (f"{metric}_ci95_low", f"{metric}_ci95_high")  # as rdd.records.METRIC_VALUES names them
+    if len(done) != 1 or not all(c in done for c in columns):
         return {}
     low, high = (pd.to_numeric(done[c], errors="coerce").iloc[0] for c in columns)
     return {"ci_low": float(low), "ci_high": float(high)} if _finite(low) and _finite(high) else {}
