@@ -10,6 +10,7 @@ import numpy as np
 
 import pandas as pd
 import pytest
+from scipy import stats
 
 from rdd import records
 from rdd.metrics import bootstrap
@@ -57,8 +58,6 @@ def speed_frame(cells, machine=MACHINE):
 # --- mean ± std over seeds, pending cells ---------------------------------------------------------
 
 def test_a_cell_of_two_training_seeds_gets_an_interval_of_both_noises():
-    from scipy import stats
-
     from rdd.metrics import combined
 
     frame = metrics_frame({("rdd", 1): [60.0, 62.0]})
@@ -297,7 +296,7 @@ def test_claims_over_training_seeds_widen_the_interval_and_ask_for_seeds():
     assert sampling_only["low"] > 0  # the images' noise alone: decided
     claim = claims.one_step_claims(summary, PAPER, small_scale=True, replicates=replicates)[0]
     assert claim["verdict"] == claims.INCONCLUSIVE
-    assert claims.TRAINING_CAVEAT.format(seeds=2) in claim["detail"] and claims.INTERVAL_CAVEAT not in claim["detail"]
+    assert claims.TRAINING_CAVEAT.format(seeds=2, paired=claims.PAIRED_TRAINING) in claim["detail"] and claims.INTERVAL_CAVEAT not in claim["detail"]
 
 
 def test_one_step_claims_direction_and_size_by_scale():
@@ -370,6 +369,37 @@ def test_ablation_differences_carry_their_paired_interval():
         c = t["rows"][1]["cells"][0]
         assert c["delta"] == "+3.00" and c["delta_ci"] == f"[{low:+.2f}, {high:+.2f}]", t["metric"]
         assert "paired on the same image seeds" in c["delta_title"] and "one training run" in c["delta_title"]
+
+
+def test_a_variant_trained_like_the_main_run_differs_by_zero_over_training_seeds():
+    """Two training seeds whose FIDs scatter widely: the variant that holds the main run's records
+    differs by exactly 0 at each seed, so its Δ is 0 with the interval [0, 0], for FID and KID alike;
+    a variant of its own gets the spread of its per-seed differences (paired on training seeds)."""
+    rng = np.random.default_rng(7)
+    noise = [rng.normal(0, 1.0, 200) for _ in range(2)]
+    fids = {"main": [50.0, 58.0], "full": [50.0, 58.0], "cfd_m_p2p": [52.0, 61.0]}
+    frames, sampling = [], {"fid": {}, "kid": {}}
+    for name, values in fids.items():
+        ablation, variant = ("", "") if name == "main" else ("losses", name)
+        frame = metrics_frame({("rdd", 1): values}, ablation=ablation, variant=variant)
+        frame["replicate"], frame["seed"], frame["seed_first"], frame["seed_last"] = [0, 1], 0, 0, 499
+        frames.append(frame)
+        for metric, scale in (("fid", 1.0), ("kid", 1e-3)):
+            sampling[metric][("rdd", ablation, variant, 1)] = {
+                (r, (0, 499)): (v * scale, (v + noise[r]) * scale) for r, v in enumerate(values)}
+    metrics = pd.concat(frames, ignore_index=True)
+    manifest = {"ablations": {"losses": {"description": "d", "method": "rdd", "variants": {
+        "full": {"description": "all", "same_as": "rdd", "changes": {"losses": ["cfd", "is_p2p", "m_p2p"]}},
+        "cfd_m_p2p": {"description": "CFD + M-P2P", "same_as": None, "changes": {"losses": ["cfd", "m_p2p"]}}}}}}
+    [table] = ablation_tables(manifest, metrics, summarize(metrics, sampling), sampling)
+    for t in table["tables"]:
+        cells = {row["label"]: row["cells"][0] for row in t["rows"]}
+        assert (cells["full"]["delta"], cells["full"]["delta_ci"]) == ("+0.00", "[+0.00, +0.00]"), t["metric"]
+        assert "and training seeds" in cells["full"]["delta_title"]
+    own = {row["label"]: row["cells"][0] for row in table["tables"][0]["rows"]}["cfd_m_p2p"]
+    differences = [2.0, 3.0]  # per training seed; the sampling noise cancels (the same images' draws)
+    half = stats.t.ppf(0.975, 1) * np.std(differences, ddof=1) / math.sqrt(2)
+    assert own["delta"] == "+2.50" and own["delta_ci"] == f"[{2.5 - half:+.2f}, {2.5 + half:+.2f}]"
 
 
 def test_stage_totals_count_a_reused_record_once():

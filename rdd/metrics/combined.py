@@ -16,6 +16,10 @@ replicates; that mean carries two kinds of noise:
 
 The two halves of the sampling interval (it is not symmetric) and the training half-width add in
 quadrature. With one replicate the interval is the sampling interval alone, and says so.
+
+A difference of two cells trained with the same training seeds (every method and variant of a study)
+is paired on them: the training noise is that of the per-seed differences, found the same way, so
+what a seed does to both cells cancels, and a cell compared with itself differs by 0 with no spread.
 """
 
 import math
@@ -84,23 +88,46 @@ def cell_interval(side, level=bootstrap.LEVEL):
             "sampling_high": sampling_high, "training": training}
 
 
+def _paired_on_training(first, second):
+    """Both sides trained with the same training replicates (two or more): replicate r of each used
+    training seed seed + r, so their differences are one draw each of the training noise."""
+    ids = [{replicate for replicate, _ in side} for side in (first, second)]
+    return ids[0] == ids[1] and len(ids[0]) > 1
+
+
+def _per_replicate_difference(first, second):
+    """{(replicate, 'difference'): (value, replicates)} of second minus first, replicate by replicate
+    and bootstrap draw by draw (the same image seeds resampled in a draw)."""
+    a, b = _by_replicate(first), _by_replicate(second)
+    return {(r, "difference"): (b[r][0] - a[r][0], b[r][1] - a[r][1]) for r in a}
+
+
 def difference(first, second, level=bootstrap.LEVEL):
     """value(second) - value(first), each the mean over its training replicates and evaluation seeds,
     with an interval holding both kinds of noise: the paired (same image seeds) or unpaired bootstrap
-    of the difference (rdd.metrics.bootstrap.difference), widened by the training noise of each side
-    (independent trainings: their half-widths add in quadrature).
+    of the difference (rdd.metrics.bootstrap.difference), widened by the training noise.
+
+    The training noise of the difference: where both sides were trained with the same training seeds,
+    the spread of the per-seed differences (paired on training seeds, `training_spread` of them: a run
+    compared with itself has none); otherwise each side's, independent trainings, their half-widths
+    added in quadrature.
 
     `first`, `second`: {(replicate, image seed range): (value, bootstrap replicates)}. The result is
-    bootstrap.difference's with 'training_half_width', 'sampling_half_width' and 'training_seeds'
-    ((R_first, R_second)) added; with one replicate on both sides it is bootstrap.difference's.
+    bootstrap.difference's with 'training_half_width', 'sampling_half_width', 'training_seeds'
+    ((R_first, R_second)) and 'paired_training' added; with one replicate on both sides it is
+    bootstrap.difference's.
     """
     sampling = bootstrap.difference(first, second, level)
-    spreads = [training_spread(side, level) for side in (first, second)]
-    training = math.hypot(*(s["half_width"] for s in spreads))
+    paired_training = _paired_on_training(first, second)
+    if paired_training:
+        training = training_spread(_per_replicate_difference(first, second), level)["half_width"]
+    else:
+        training = math.hypot(*(training_spread(side, level)["half_width"] for side in (first, second)))
     low, high = _widened(sampling["estimate"], sampling["low"], sampling["high"], training)
     return {**sampling, "low": low, "high": high, "half_width": (high - low) / 2.0,
             "sampling_half_width": sampling["half_width"], "training_half_width": training,
-            "training_seeds": tuple(s["seeds"] for s in spreads)}
+            "training_seeds": tuple(len(_by_replicate(side)) for side in (first, second)),
+            "paired_training": paired_training}
 
 
 def seeds_needed(d):

@@ -3,8 +3,9 @@
 Two cells' FIDs are compared through the 95% interval of their difference,
 from the metric records' bootstrap replicates (rdd.metrics.bootstrap.difference:
 paired when both evaluated the same image seeds, as every method of a study
-does), widened by each cell's training noise when its rounds were trained with
-several training seeds (rdd.metrics.combined.difference). The claim holds when
+does), widened by the training noise when the rounds were trained with several
+training seeds (rdd.metrics.combined.difference: the spread of the per-seed
+differences when both cells were trained with the same training seeds). The claim holds when
 the interval lies on the claimed side of zero, fails when it lies on the other
 side, and is inconclusive otherwise, with the number of images per evaluation
 (or of training seeds) that would resolve it. Records without replicates fall
@@ -27,7 +28,8 @@ UNTESTED_SCALE, NOT_RUN, PENDING = "not tested at this scale", "not tested in th
 BASELINES = tuple(methods.baselines())  # the paper's claims compare RDD with each of these
 INTERVAL_CAVEAT = "the intervals hold the sampling noise of the images only (each method is trained once)"
 TRAINING_CAVEAT = ("the intervals hold the sampling noise of the images and the training noise over {seeds} "
-                   "training seeds per method")
+                   "training seeds per method{paired}")
+PAIRED_TRAINING = ", each difference paired on the training seeds"
 MEMORY_SLOPE_TOLERANCE = 0.2  # M-P2P memory counts as linear in the batch when its log-log slope is 1 ± this
 MEMORY_HELP = ("see benchmarks/bench_relational_memory.py (its JSON record, listed in the manifest as a "
                "memory_benchmark entry, fills this row)")
@@ -56,7 +58,7 @@ def compare(a, b, replicates=None):
         if outcome == "tie":
             noise += _resolution(d, int(max(a["num_generated"])))
         return {"outcome": outcome, "gain": gain, "margin": d["half_width"], "noise": noise, "interval": True,
-                "training_seeds": min(d["training_seeds"])}
+                "training_seeds": min(d["training_seeds"]), "paired_training": d["paired_training"]}
     se = _se_diff(a, b)
     outcome = "tie" if gain == 0 or (se is not None and abs(gain) <= 2 * se) else "better" if gain > 0 else "worse"
     noise = f"2 SE of the difference over seeds = {2 * se:.2f}" if se is not None else "one seed: no noise estimate"
@@ -83,7 +85,10 @@ def _caveat(found):
     if not intervals:
         return ""
     seeds = min(f["training_seeds"] for f in intervals)
-    return f"; {TRAINING_CAVEAT.format(seeds=seeds) if seeds > 1 else INTERVAL_CAVEAT}"
+    if seeds < 2:
+        return f"; {INTERVAL_CAVEAT}"
+    paired = PAIRED_TRAINING if all(f["paired_training"] for f in intervals) else ""
+    return f"; {TRAINING_CAVEAT.format(seeds=seeds, paired=paired)}"
 
 
 def _fid(c):

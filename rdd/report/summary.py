@@ -123,8 +123,8 @@ def cell_key(c):
 
 def interval_of_difference(a, b, replicates, metric="fid"):
     """value(b) - value(a) of two summary cells with its 95% interval of both noises
-    (rdd.metrics.combined.difference: paired when they sampled the same image seeds, widened by each
-    side's training noise), or None when some evaluation of either cell has no bootstrap replicates.
+    (rdd.metrics.combined.difference: paired when they sampled the same image seeds, widened by the
+    training noise, paired too when both were trained with the same training seeds), or None when some evaluation of either cell has no bootstrap replicates.
     `replicates`: the metric's {cell key: {(training replicate, image seed range): (value, replicates)}}."""
     sides = [replicates.get(cell_key(c), {}) for c in (a, b)] if replicates else [{}, {}]
     if all(sides) and all(len(side) == c[f"{metric}_n"] for side, c in zip(sides, (a, b))):
@@ -183,7 +183,8 @@ def _delta(row, ref, replicates, metric):
         seeds = min(d["training_seeds"])
         out["delta_ci"] = f"[{d['low'] * scale:+.2f}, {d['high'] * scale:+.2f}]"
         out["delta_title"] = (f"95% interval of the {label} difference from the reference row, "
-                              f"{'paired on the same image seeds' if d['paired'] else 'unpaired'}; it holds the "
+                              f"{'paired on the same image seeds' if d['paired'] else 'unpaired'}"
+                              f"{' and training seeds' if d['paired_training'] else ''}; it holds the "
                               f"sampling noise of the images" + (f" and the training noise over {seeds} training "
                                                                  f"seeds" if seeds > 1 else " only (one training run)"))
     return out
