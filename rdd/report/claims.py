@@ -261,7 +261,7 @@ def speedup_claim(speedups, paper, small_scale):
     noise = f" ({row['range_text']})" if row["range_text"] else ""
     if row["state"] == "reached":
         factor = row["nfe_speedup"]
-        measured = f"DDIM needs {row['ddim_steps']} steps (FID {row['ddim_fid']:.2f}) to reach RDD's 1-step FID " \
+        measured = f"DDIM needs {_steps(row['ddim_steps'])} (FID {row['ddim_fid']:.2f}) to reach RDD's 1-step FID " \
                    f"{row['fid']:.2f}: {factor:g}x fewer network evaluations{noise}"
         if row["time_speedup"] is not None:
             measured += f", {row['time_speedup']:.1f}x measured images/s"
