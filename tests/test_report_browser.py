@@ -172,6 +172,19 @@ def test_index_links_the_report(built):
     summary = json.loads((built / "reports/fashion_mnist.summary.json").read_text())
     assert summary["progress"]["metric"] == {"done": 45, "expected": 52}
     assert len(summary["claims"]) == 5
+    with_interval = [h for h in summary["headline"] if h["ci"]]
+    assert with_interval and all(f"{h['fid']}" in dom and h["ci"] in dom for h in with_interval)
+
+
+def test_index_reads_summaries_written_before_they_kept_intervals(built, tmp_path):
+    """A summary from an older report (headline without 'ci') still renders, without an interval."""
+    old = json.loads((built / "reports/fashion_mnist.summary.json").read_text())
+    for h in old["headline"]:
+        del h["ci"]
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports/old.summary.json").write_text(json.dumps(old))
+    report_command(tmp_path, "index", "--reports", "reports/old.html", "--out", "reports/index.html")
+    assert "95% CI" not in (tmp_path / "reports/index.html").read_text()
 
 
 def test_tables_written_and_rebuild_touches_nothing_upstream(built):

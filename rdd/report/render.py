@@ -58,7 +58,8 @@ def study_tables(study):
 def summary_record(context, report_path):
     """The small JSON the index page reads: study, scale, progress, headline FIDs, claim verdicts."""
     fid = context["main"]["tables"][0]
-    headline = [{"method": row["label"], "steps": s, "fid": c["text"], "spread": c.get("spread", "")}
+    headline = [{"method": row["label"], "steps": s, "fid": c["text"], "spread": c.get("spread", ""),
+                 "ci": c.get("ci", "")}
                 for row in fid["rows"] if row["key"] == "rdd" for s, c in zip(fid["steps"], row["cells"])]
     return {"study": context["study"], "dataset": context["dataset"], "report": Path(report_path).name,
             "scale_note": context["scale"]["note"] if context["scale"] else None,
