@@ -15,7 +15,6 @@ import torch
 from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
 
 from rdd.checkpoints import CheckpointError, load_torch, save_torch
-from rdd.metrics.aggregate import aggregate_seeds
 from rdd.metrics.features import extract_features
 from rdd.metrics.inception import FID_HELPER_FILE, convert_fid_helper_weights, resolve_inception, sha256_file
 from rdd.metrics.reference import (StatisticsFileError, features_to_statistics, reference_statistics,
@@ -366,30 +365,6 @@ def test_accuracy_interval_is_the_wilson_score_interval():
         wilson_interval(0.5, 0)
 
 
-def test_aggregate_seeds_matches_numpy_and_loop_bootstrap():
-    values = [3.1, 2.7, 3.6, 2.9, 3.3]
-    summary = aggregate_seeds(values, n_boot=2000, seed=7)
-    assert summary["mean"] == pytest.approx(np.mean(values), rel=1e-12)
-    assert summary["std"] == pytest.approx(np.std(values, ddof=1), rel=1e-12)
-    assert summary["ci_low"] <= summary["mean"] <= summary["ci_high"]
-    assert aggregate_seeds(values, n_boot=2000, seed=7) == summary
-    assert aggregate_seeds(values, n_boot=2000, seed=8)["ci_low"] != summary["ci_low"]
-    # Naive loop bootstrap with the same generator stream.
-    rng = np.random.default_rng(7)
-    means = sorted(np.mean([values[rng.integers(0, 5)] for _ in range(5)]) for _ in range(2000))
-    assert summary["ci_low"] == pytest.approx(np.quantile(means, 0.025), abs=1e-12)
-    assert summary["ci_high"] == pytest.approx(np.quantile(means, 0.975), abs=1e-12)
-
-
-def test_aggregate_seeds_single_value_and_bad_input():
-    one = aggregate_seeds([4.2])
-    assert one["mean"] == 4.2 and one["std"] is None and one["ci_low"] is None
-    with pytest.raises(ValueError):
-        aggregate_seeds([1.0, None])
-    with pytest.raises(ValueError):
-        aggregate_seeds([])
-
-
 # ----------------------------------------------------------------------------- FID's sampling interval
 
 def test_fast_fid_equals_torch_fidelity_on_real_features(features, ref_stats):
@@ -450,6 +425,35 @@ def test_fid_bootstrap_is_reproducible_and_shrinks_as_n_grows():
         low, high = interval(fid_from_features(x[:n], mu_r, sigma_r), fid_replicates(x[:n], mu_r, sigma_r))
         widths.append(high - low)
     assert widths[1] < 0.6 * widths[0], widths
+
+
+def test_few_replicates_give_students_t_on_their_spread_which_keeps_the_stated_level():
+    """FID above 2048 images keeps 20 replicates: the interval is the estimate ± t_19 x their sd (a
+    naive formula). Over many sets of 20 normal replicates (the bootstrap of FID at many images), the
+    level it reaches, P(|Z| < half-width) for the replicates' own distribution, averages 95%; the
+    2.5%-97.5% points of 20 would average under 90%."""
+    import statistics
+
+    from scipy import stats
+
+    from rdd.metrics.bootstrap import REPLICATES_LARGE_N, interval, interval_method
+
+    rng = np.random.default_rng(11)
+    reps = rng.normal(3.0, 0.2, REPLICATES_LARGE_N)
+    half = stats.t.ppf(0.975, REPLICATES_LARGE_N - 1) * statistics.stdev(reps.tolist())
+    assert interval(2.9, reps) == pytest.approx((2.9 - half, 2.9 + half), rel=1e-12)
+    assert "Student's t (19 degrees of freedom)" in interval_method(REPLICATES_LARGE_N)
+    sets = rng.normal(0.0, 1.0, (4000, REPLICATES_LARGE_N))
+    t_halves = np.array([interval(0.0, s)[1] for s in sets])
+    percentile_halves = np.subtract(*np.percentile(sets, [97.5, 2.5], axis=1)) / 2
+    level = lambda halves: np.mean(2 * stats.norm.cdf(halves) - 1)  # noqa: E731
+    assert level(t_halves) == pytest.approx(0.95, abs=0.005)
+    assert level(percentile_halves) < 0.9
+    # 200 replicates (FID up to 2048 images, KID, IS): the re-centred percentiles, as before.
+    many = rng.normal(3.0, 0.2, 200)
+    assert interval(2.9, many) == pytest.approx(tuple(2.9 + np.percentile(many, [2.5, 97.5]) - many.mean()))
+    with pytest.raises(ValueError, match="at least 2 bootstrap replicates"):
+        interval(1.0, [1.0])
 
 
 def test_metric_record_carries_the_fid_sampling_interval(scored):

@@ -136,9 +136,9 @@ def test_report_in_a_browser(built):
     assert "score FID 18.30" in seen["first"] and "floor a perfect generator would reach" in seen["first"]
     assert rows["PD"][6] == "pending"  # PD at 8 steps: no evaluation yet
     assert "n=1 of 2" in rows["RCFD"][0]
-    # One seed: that evaluation's own sampling interval; two seeds: the interval of their mean.
+    # One seed: that evaluation's own sampling interval; two seeds: the sampling interval of their mean.
     assert "sampling 95% CI [" in rows["RCFD"][0]
-    assert "95% CI [" in rows["RDD"][0] and "sampling" not in rows["RDD"][0]
+    assert "n=2" in rows["RDD"][0] and "sampling 95% CI [" in rows["RDD"][0]
     # Two training seeds: their mean, with an interval of training and sampling noise.
     assert "n=4, 2 training seeds" in rows["RDD"][4] and "training+sampling 95% CI [" in rows["RDD"][4]
     assert rows["PD"][1].startswith("9.12") and "PD paper" in rows["PD"][1]

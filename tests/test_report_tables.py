@@ -14,7 +14,6 @@ from scipy import stats
 
 from rdd import records
 from rdd.metrics import bootstrap
-from rdd.metrics.aggregate import aggregate_seeds
 from rdd.report import claims
 from rdd.report.context import _reference_source, _stage_totals, ablation_tables
 from rdd.report.manifest import Entry, ReportInputError, load_manifest
@@ -77,6 +76,22 @@ def test_a_cell_of_two_training_seeds_gets_an_interval_of_both_noises():
     assert "training-seed sd" in shown["title"] and "image seeds 0–499;" in shown["title"]
 
 
+def test_several_evaluation_seeds_of_one_training_get_the_sampling_interval_of_their_mean():
+    """Three evaluation seeds (other images each) with bootstrap replicates in their records: the
+    interval is that of the mean replicate, draw by draw (a naive loop), re-centred on the mean."""
+    from rdd.metrics import bootstrap
+
+    fids = [41.3, 44.9, 40.2]
+    frame = metrics_frame({("rdd", 2): fids})
+    rng = np.random.default_rng(8)
+    side = {(0, (1000 * s, 1000 * s + 499)): (fid, fid + rng.normal(0.0, 1.5, 200)) for s, fid in enumerate(fids)}
+    row = cell(summarize(frame, {"fid": {("rdd", "", "", 2): side}}), "rdd", 2)
+    draws = [np.mean([side[k][1][r] for k in side]) for r in range(200)]
+    assert (row["fid_ci_low"], row["fid_ci_high"]) == pytest.approx(bootstrap.interval(np.mean(fids), draws))
+    assert row["fid_ci_kind"] == "sampling" and row["fid_ci_high"] - row["fid_ci_low"] < 2 * 1.96 * 1.5
+    assert format_cell(row, "fid")["ci"].startswith("sampling 95% CI [")
+
+
 def test_one_evaluation_shows_its_sampling_interval_of_each_metric():
     frame = metrics_frame({("rdd", 1): [60.0]})
     frame = frame.assign(fid_ci95_low=58.0, fid_ci95_high=62.5, kid_ci95_low=0.058, kid_ci95_high=0.0625,
@@ -97,12 +112,13 @@ def test_summary_mean_and_std_match_a_naive_computation():
     naive_var = sum((f - sum(fids) / 3) ** 2 for f in fids) / (len(fids) - 1)
     assert rdd["fid_std"] == pytest.approx(math.sqrt(naive_var))
     assert rdd["kid_std"] == pytest.approx(statistics.stdev(f / 1000 for f in fids))
-    # The 95% bootstrap CI of the mean is the metrics layer's; a single seed has none.
-    ci = aggregate_seeds(fids)
-    assert (rdd["fid_ci_low"], rdd["fid_ci_high"]) == (ci["ci_low"], ci["ci_high"])
-    assert min(fids) <= rdd["fid_ci_low"] < rdd["fid_mean"] < rdd["fid_ci_high"] <= max(fids)
+    # Records without bootstrap replicates: Student's t over the seeds (a percentile bootstrap of three
+    # values would stay inside [min, max]); a single seed has none.
+    low, high = stats.t.interval(0.95, 2, loc=np.mean(fids), scale=stats.sem(fids))
+    assert (rdd["fid_ci_low"], rdd["fid_ci_high"]) == pytest.approx((low, high), rel=1e-12)
+    assert rdd["fid_ci_low"] < min(fids) and rdd["fid_ci_high"] > max(fids) and rdd["fid_ci_kind"] == "seeds"
     shown = format_cell(rdd, "fid")
-    assert shown["ci"] == f"95% CI [{ci['ci_low']:.2f}, {ci['ci_high']:.2f}]" and shown["ci"] in shown["title"]
+    assert shown["ci"] == f"95% CI [{low:.2f}, {high:.2f}]" and shown["ci"] in shown["title"]
     assert math.isnan(cell(summary, "pd", 2)["fid_ci_low"]) and format_cell(cell(summary, "pd", 2), "fid")["ci"] == ""
     assert math.isnan(cell(summary, "pd", 2)["fid_std"])  # one seed: no spread
     assert cell(summary, "rcfd", 2)["n_done"] == 0

@@ -6,8 +6,9 @@ are its evaluation seeds of each training replicate. The std is the sample std
 - several training replicates: the interval of their mean holding training and
   sampling noise (rdd.metrics.combined), from the records' bootstrap replicates;
   Student's t over the replicates for records without them;
-- one training run, several evaluation seeds: the percentile bootstrap of the
-  mean over seeds (rdd.metrics.aggregate);
+- one training run, several evaluation seeds: the sampling interval of their
+  mean, from the records' bootstrap replicates averaged over the seeds;
+  Student's t over the seeds for records without them;
 - one evaluation: its own sampling interval (a bootstrap over its images,
   rdd.metrics.bootstrap, kid_bootstrap and scores.isc_replicates).
 """
@@ -18,7 +19,6 @@ import pandas as pd
 
 from rdd import methods
 from rdd.metrics import combined
-from rdd.metrics.aggregate import aggregate_seeds
 
 CELL = ["method", "ablation", "variant", "steps"]
 # name: (metrics-table column, label, lower is better, display scale)
@@ -46,6 +46,17 @@ def _sampling_interval(done, metric):
         return {}
     low, high = (pd.to_numeric(done[c], errors="coerce").iloc[0] for c in columns)
     return {"ci_low": float(low), "ci_high": float(high)} if _finite(low) and _finite(high) else {}
+
+
+def _over_evaluation_seeds(values, side):
+    """The interval of the mean over one training's evaluation seeds: the records' bootstrap replicates
+    averaged over the seeds draw by draw (the sampling noise of all their images), else Student's t over
+    the seeds' values (a percentile bootstrap of two or three values would fall well short of 95%)."""
+    if side and len(side) == len(values):
+        found = combined.cell_interval(side)
+        return {"ci_low": found["low"], "ci_high": found["high"]}, "sampling"
+    low, high = combined.t_interval(values.tolist())
+    return {"ci_low": low, "ci_high": high}, "seeds"
 
 
 def _over_training_seeds(done, column, side):
@@ -76,11 +87,11 @@ def summarize(metrics, sampling=None):
             row[f"{name}_n"] = len(values)
             row[f"{name}_mean"] = float(values.mean()) if len(values) else math.nan
             row[f"{name}_std"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
+            side = ((sampling or {}).get(name) or {}).get(tuple(key[:3]) + (int(key[3]),))
             if replicates > 1:
-                side = ((sampling or {}).get(name) or {}).get(tuple(key[:3]) + (int(key[3]),))
                 ci, kind = _over_training_seeds(done.loc[values.index], column, side)
             elif len(values) > 1:
-                ci, kind = aggregate_seeds(values.tolist()), "seeds"
+                ci, kind = _over_evaluation_seeds(values, side)
             else:
                 ci = _sampling_interval(done, name)
                 kind = "sampling" if ci else ""
@@ -102,8 +113,8 @@ def summarize(metrics, sampling=None):
 
 # How a cell's interval was made (summarize's `<metric>_ci_kind`): its label in the cell, and in words.
 CI_PREFIX = {"sampling": "sampling ", "training+sampling": "training+sampling ", "training": "training-seed "}
-CI_HOW = {"sampling": "bootstrap over this evaluation's images",
-          "seeds": "bootstrap of the mean over evaluation seeds",
+CI_HOW = {"sampling": "bootstrap over the images of its evaluation(s)",
+          "seeds": "Student's t over the evaluation seeds' values",
           "training+sampling": "mean over training seeds; sampling noise (bootstrap over the images) and "
                                "training noise (their spread beyond it, Student's t) combined",
           "training": "Student's t over the training seeds' values"}
