@@ -312,7 +312,8 @@ def test_claims_over_training_seeds_widen_the_interval_and_ask_for_seeds():
     assert sampling_only["low"] > 0  # the images' noise alone: decided
     claim = claims.one_step_claims(summary, PAPER, small_scale=True, replicates=replicates)[0]
     assert claim["verdict"] == claims.INCONCLUSIVE
-    assert claims.TRAINING_CAVEAT.format(seeds=2, paired=claims.PAIRED_TRAINING) in claim["detail"] and claims.INTERVAL_CAVEAT not in claim["detail"]
+    caveat = claims.TRAINING_CAVEAT.format(seeds=2, paired=claims.PAIRED_TRAINING)
+    assert caveat in claim["detail"] and claims.INTERVAL_CAVEAT not in claim["detail"]
 
 
 def test_one_step_claims_direction_and_size_by_scale():

@@ -114,7 +114,8 @@ def _interval(metric, estimate, replicates, seed, of_what, **details):
     (with every replicate: replicate r of every model resamples the same sample seeds, so differences
     pair)."""
     return bootstrap.interval(estimate, replicates), {
-        "method": f"bootstrap over the generated images of {of_what}, {bootstrap.interval_method(len(replicates))}",
+        "method": f"bootstrap over the generated images of {of_what}, "
+                  f"{bootstrap.interval_method(len(replicates))}",
         "level": bootstrap.LEVEL, "replicates": len(replicates), "seed": seed, **details,
         f"{metric}_replicates": replicates.tolist()}
 

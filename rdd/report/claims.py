@@ -5,13 +5,13 @@ from the metric records' bootstrap replicates (rdd.metrics.bootstrap.difference:
 paired when both evaluated the same image seeds, as every method of a study
 does), widened by the training noise when the rounds were trained with several
 training seeds (rdd.metrics.combined.difference: the spread of the per-seed
-differences when both cells were trained with the same training seeds). The claim holds when
-the interval lies on the claimed side of zero, fails when it lies on the other
-side, and is inconclusive otherwise, with the number of images per evaluation
-(or of training seeds) that would resolve it. Records without replicates fall
-back to twice the standard error of the difference over seeds (with one seed,
-no noise estimate: the means decide). Each claim says which noise its
-intervals hold.
+differences when both cells were trained with the same training seeds). The
+claim holds when the interval lies on the claimed side of zero, fails when it
+lies on the other side, and is inconclusive otherwise, with the number of
+images per evaluation (or of training seeds) that would resolve it. Records
+without replicates fall back to twice the standard error of the difference
+over seeds (with one seed, no noise estimate: the means decide). Each claim
+says which noise its intervals hold.
 """
 
 import math

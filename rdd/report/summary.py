@@ -135,7 +135,8 @@ def cell_key(c):
 def interval_of_difference(a, b, replicates, metric="fid"):
     """value(b) - value(a) of two summary cells with its 95% interval of both noises
     (rdd.metrics.combined.difference: paired when they sampled the same image seeds, widened by the
-    training noise, paired too when both were trained with the same training seeds), or None when some evaluation of either cell has no bootstrap replicates.
+    training noise, paired too when both were trained with the same training seeds), or None when
+    some evaluation of either cell has no bootstrap replicates.
     `replicates`: the metric's {cell key: {(training replicate, image seed range): (value, replicates)}}."""
     sides = [replicates.get(cell_key(c), {}) for c in (a, b)] if replicates else [{}, {}]
     if all(sides) and all(len(side) == c[f"{metric}_n"] for side, c in zip(sides, (a, b))):
