@@ -18,6 +18,8 @@ KINDS = (*records.KINDS, "grid", "curves")
 # Kinds whose entries must name a method and a step count.
 _LABELLED = ("metric", "samples", "grid")
 MANIFEST_HELP = f"the Snakemake workflow writes it ({layout.path(layout.MANIFEST, study='<study>')})"
+# Records are written atomically, so a damaged one was changed from outside; its job can write it again.
+REWRITE = "remove it and run the workflow again: the job that writes it runs again"
 
 
 class ReportInputError(ValueError):
@@ -59,11 +61,11 @@ class Entry:
         try:
             record = read_json(self.path)
         except ValueError as exc:
-            raise ReportInputError(f"{self.kind} record {self.path}: {exc}") from exc
+            raise ReportInputError(f"{self.kind} record {self.path}: {exc}; {REWRITE}") from exc
         if not isinstance(record, dict) or record.get("kind") != self.kind:
             found = record.get("kind") if isinstance(record, dict) else type(record).__name__
             raise ReportInputError(f"{self.path} holds a record of kind {found!r}, its manifest entry expects "
-                                   f"{self.kind!r} (written by rdd.records)")
+                                   f"{self.kind!r} (written by rdd.records); {REWRITE}")
         return record
 
     def read_csv(self):
