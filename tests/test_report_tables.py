@@ -236,15 +236,21 @@ def _cell(mean, std, n):
     return {"fid_mean": mean, "fid_std": std, "fid_n": n}
 
 
-def test_compare_uses_twice_the_standard_error_of_the_difference():
-    # SE = sqrt(1^2/4 + 1^2/4) = 0.7071; 2 SE = 1.414
-    def outcome(a, b):
-        return claims.compare(a, b)["outcome"]
+def test_compare_without_replicates_uses_welchs_t_interval_of_the_difference():
+    """Records without bootstrap replicates: the margin is half of scipy's Welch interval."""
+    def cell_of(values):
+        return _cell(float(np.mean(values)), float(np.std(values, ddof=1)), len(values))
 
-    assert outcome(_cell(10.0, 1.0, 4), _cell(11.5, 1.0, 4)) == "better"
-    assert outcome(_cell(10.0, 1.0, 4), _cell(11.3, 1.0, 4)) == "tie"
-    assert outcome(_cell(12.0, 1.0, 4), _cell(10.0, 1.0, 4)) == "worse"
-    assert outcome(_cell(10.0, math.nan, 1), _cell(10.1, math.nan, 1)) == "better"  # one seed, no replicates
+    a, b = [10.0, 11.2, 9.1, 10.4], [12.9, 11.8, 13.5]
+    welch = stats.ttest_ind(b, a, equal_var=False).confidence_interval(0.95)
+    found = claims.compare(cell_of(a), cell_of(b))
+    assert found["margin"] == pytest.approx((welch.high - welch.low) / 2, rel=1e-10)
+    assert found["outcome"] == ("better" if welch.low > 0 else "tie") and "Welch" in found["noise"]
+    # 4 seeds of sd 1 a side: SE 0.707, 6 degrees of freedom, half-width 1.73 (2 SE would be 1.41).
+    assert claims.compare(_cell(10.0, 1.0, 4), _cell(11.5, 1.0, 4))["outcome"] == "tie"
+    assert claims.compare(_cell(10.0, 1.0, 4), _cell(11.8, 1.0, 4))["outcome"] == "better"
+    assert claims.compare(_cell(12.0, 1.0, 4), _cell(10.0, 1.0, 4))["outcome"] == "worse"
+    assert claims.compare(_cell(10.0, math.nan, 1), _cell(10.1, math.nan, 1))["outcome"] == "better"  # one seed
 
 
 def _replicated(fids, noise, seeds=(0,), replicate=0):
@@ -322,7 +328,8 @@ def test_one_step_claims_direction_and_size_by_scale():
     assert [c["verdict"] for c in small] == ["holds", "not tested at this scale"]
     assert "RCFD" in small[0]["measured"] and "5.00" in small[0]["measured"]
     assert [c["verdict"] for c in claims.one_step_claims(summary, PAPER, small_scale=False)] == ["holds", "holds"]
-    close = summarize(metrics_frame({("pd", 1): [9.1, 9.3], ("rcfd", 1): [9.0, 9.2], ("rdd", 1): [8.5, 8.7]}))
+    # A gain of 0.7 over RCFD: beyond Welch's half-width over two seeds a side (0.61), short of 1.47 minus it.
+    close = summarize(metrics_frame({("pd", 1): [9.1, 9.3], ("rcfd", 1): [9.0, 9.2], ("rdd", 1): [8.3, 8.5]}))
     assert [c["verdict"] for c in claims.one_step_claims(close, PAPER, False)] == ["holds", "does not hold"]
     worse = summarize(metrics_frame({("pd", 1): [60.0, 60.4], ("rcfd", 1): [66.0, 66.4], ("rdd", 1): [70.0, 70.4]}))
     assert [c["verdict"] for c in claims.one_step_claims(worse, PAPER, True)] == ["does not hold",

@@ -9,14 +9,15 @@ differences when both cells were trained with the same training seeds). The
 claim holds when the interval lies on the claimed side of zero, fails when it
 lies on the other side, and is inconclusive otherwise, with the number of
 images per evaluation (or of training seeds) that would resolve it. Records
-without replicates fall back to twice the standard error of the difference
-over seeds (with one seed, no noise estimate: the means decide). Each claim
+without replicates fall back to Welch's t interval of the difference over
+seeds (with one seed, no noise estimate: the means decide). Each claim
 says which noise its intervals hold.
 """
 
 import math
 
 import numpy as np
+from scipy import stats
 
 from rdd import methods
 from rdd.metrics import bootstrap, combined
@@ -35,10 +36,17 @@ MEMORY_HELP = ("see benchmarks/bench_relational_memory.py (its JSON record, list
                "memory_benchmark entry, fills this row)")
 
 
-def _se_diff(a, b):
+def _welch_half_width(a, b, level=bootstrap.LEVEL):
+    """Half the width of Welch's t interval of FID(b) - FID(a) over the cells' seeds (None: a cell with
+    one seed). For records without bootstrap replicates; few seeds, few degrees of freedom, wide."""
     if a["fid_n"] < 2 or b["fid_n"] < 2:
         return None
-    return math.sqrt(a["fid_std"] ** 2 / a["fid_n"] + b["fid_std"] ** 2 / b["fid_n"])
+    parts = [c["fid_std"] ** 2 / c["fid_n"] for c in (a, b)]
+    se = math.sqrt(sum(parts))
+    if se == 0:
+        return 0.0
+    df = se**4 / sum(p**2 / (c["fid_n"] - 1) for p, c in zip(parts, (a, b)))
+    return float(stats.t.ppf(0.5 + level / 2.0, df)) * se
 
 
 def compare(a, b, replicates=None):
@@ -59,11 +67,11 @@ def compare(a, b, replicates=None):
             noise += _resolution(d, int(max(a["num_generated"])))
         return {"outcome": outcome, "gain": gain, "margin": d["half_width"], "noise": noise, "interval": True,
                 "training_seeds": min(d["training_seeds"]), "paired_training": d["paired_training"]}
-    se = _se_diff(a, b)
-    outcome = "tie" if gain == 0 or (se is not None and abs(gain) <= 2 * se) else "better" if gain > 0 else "worse"
-    noise = f"2 SE of the difference over seeds = {2 * se:.2f}" if se is not None else "one seed: no noise estimate"
-    return {"outcome": outcome, "gain": gain, "margin": None if se is None else 2 * se, "noise": noise,
-            "interval": False}
+    half = _welch_half_width(a, b)
+    outcome = "tie" if gain == 0 or (half is not None and abs(gain) <= half) else "better" if gain > 0 else "worse"
+    noise = (f"half-width of Welch's t 95% interval of the difference over seeds = {half:.2f}" if half is not None
+             else "one seed: no noise estimate")
+    return {"outcome": outcome, "gain": gain, "margin": half, "noise": noise, "interval": False}
 
 
 def _resolution(d, num_images):
