@@ -88,13 +88,6 @@ def cell_interval(side, level=bootstrap.LEVEL):
             "sampling_high": sampling_high, "training": training}
 
 
-def _paired_on_training(first, second):
-    """Both sides trained with the same training replicates (two or more): replicate r of each used
-    training seed seed + r, so their differences are one draw each of the training noise."""
-    ids = [{replicate for replicate, _ in side} for side in (first, second)]
-    return ids[0] == ids[1] and len(ids[0]) > 1
-
-
 def _per_replicate_difference(first, second):
     """{(replicate, 'difference'): (value, replicates)} of second minus first, replicate by replicate
     and bootstrap draw by draw (the same image seeds resampled in a draw)."""
@@ -118,7 +111,9 @@ def difference(first, second, level=bootstrap.LEVEL):
     bootstrap.difference's.
     """
     sampling = bootstrap.difference(first, second, level)
-    paired_training = _paired_on_training(first, second)
+    trained = [{replicate for replicate, _ in side} for side in (first, second)]
+    # Replicate r of either side used training seed seed + r: the differences are training-noise draws.
+    paired_training = trained[0] == trained[1] and len(trained[0]) > 1
     if paired_training:
         training = training_spread(_per_replicate_difference(first, second), level)["half_width"]
     else:
@@ -126,8 +121,7 @@ def difference(first, second, level=bootstrap.LEVEL):
     low, high = _widened(sampling["estimate"], sampling["low"], sampling["high"], training)
     return {**sampling, "low": low, "high": high, "half_width": (high - low) / 2.0,
             "sampling_half_width": sampling["half_width"], "training_half_width": training,
-            "training_seeds": tuple(len(_by_replicate(side)) for side in (first, second)),
-            "paired_training": paired_training}
+            "training_seeds": tuple(map(len, trained)), "paired_training": paired_training}
 
 
 def seeds_needed(d):

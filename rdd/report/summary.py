@@ -48,27 +48,21 @@ def _sampling_interval(done, metric):
     return {"ci_low": float(low), "ci_high": float(high)} if _finite(low) and _finite(high) else {}
 
 
-def _over_evaluation_seeds(values, side):
-    """The interval of the mean over one training's evaluation seeds: the records' bootstrap replicates
-    averaged over the seeds draw by draw (the sampling noise of all their images), else Student's t over
-    the seeds' values (a percentile bootstrap of two or three values would fall well short of 95%)."""
+def _over_seeds(values, replicate, side):
+    """The interval of a cell's mean over several evaluations (`values`, each of training `replicate`):
+    from the records' bootstrap replicates (`side`, all of the cell's evaluations), the sampling and
+    training noise together (rdd.metrics.combined; the sampling noise alone with one training), else
+    Student's t over the training replicates' means, or over the evaluation seeds of one training (a
+    percentile bootstrap of two or three values would fall well short of 95%)."""
+    trained = replicate.nunique() > 1
     if side and len(side) == len(values):
         found = combined.cell_interval(side)
-        return {"ci_low": found["low"], "ci_high": found["high"]}, "sampling"
-    low, high = combined.t_interval(values.tolist())
-    return {"ci_low": low, "ci_high": high}, "seeds"
-
-
-def _over_training_seeds(done, column, side):
-    """The interval of a cell's mean over its training replicates: both kinds of noise from the records'
-    bootstrap replicates (`side`, all of the cell's evaluations), else Student's t over the replicates."""
-    if side and len(side) == len(done):
-        found = combined.cell_interval(side)
-        return {"ci_low": found["low"], "ci_high": found["high"], "training_sd": found["training"]["sd"]}, \
-            "training+sampling"
-    per_replicate = pd.to_numeric(done[column], errors="coerce").groupby(done["replicate"]).mean().dropna()
-    low, high = combined.t_interval(per_replicate.tolist())
-    return {"ci_low": low, "ci_high": high}, "training"
+        ci = {"ci_low": found["low"], "ci_high": found["high"]}
+        if trained:
+            ci["training_sd"] = found["training"]["sd"]
+        return ci, "training+sampling" if trained else "sampling"
+    low, high = combined.t_interval((values.groupby(replicate).mean() if trained else values).tolist())
+    return {"ci_low": low, "ci_high": high}, "training" if trained else "seeds"
 
 
 def summarize(metrics, sampling=None):
@@ -83,15 +77,12 @@ def summarize(metrics, sampling=None):
                "replicates_expected": group["replicate"].nunique(), "replicates_done": done["replicate"].nunique()}
         for name, (column, *_rest) in METRICS.items():
             values = pd.to_numeric(done[column], errors="coerce").dropna()
-            replicates = done.loc[values.index, "replicate"].nunique()
             row[f"{name}_n"] = len(values)
             row[f"{name}_mean"] = float(values.mean()) if len(values) else math.nan
             row[f"{name}_std"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
             side = ((sampling or {}).get(name) or {}).get(tuple(key[:3]) + (int(key[3]),))
-            if replicates > 1:
-                ci, kind = _over_training_seeds(done.loc[values.index], column, side)
-            elif len(values) > 1:
-                ci, kind = _over_evaluation_seeds(values, side)
+            if len(values) > 1:
+                ci, kind = _over_seeds(values, done.loc[values.index, "replicate"], side)
             else:
                 ci = _sampling_interval(done, name)
                 kind = "sampling" if ci else ""

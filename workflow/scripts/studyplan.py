@@ -430,7 +430,8 @@ class _Builder:
                 run_dir = layout.run_dir(same_as, "default")
             else:
                 for replicate, (folder, stages) in enumerate(zip(run_dirs, lines)):
-                    self.evaluate_line(method, folder, self.add_line(stages), {**labels, **_replicate_label(replicate)})
+                    self.evaluate_line(method, folder, self.add_line(stages),
+                                       {**labels, **_replicate_label(replicate)})
             variants[vname] = {"description": variant.get("description", ""), "run": run_dir, "same_as": same_as,
                                "changes": {k: v for k, v in variant.items() if k != "description"}}
         self.plan.ablations[name] = {"description": spec.get("description", ""), "method": method,
