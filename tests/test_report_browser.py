@@ -105,6 +105,8 @@ def probe(root, page):
 def test_report_in_a_browser(built):
     page = built / "reports/fashion_mnist.html"
     source = page.read_text()
+    # Epoch counts as counts: the classifier ran 20 epochs and kept the 17th (not "20.00", "17.00").
+    assert "<td>20</td><td>17</td>" in source
     # Self-contained: no external scripts, styles, fonts or images.
     assert not re.search(r'<(script|link)\b[^>]*\b(src|href)=|@import|url\(\s*["\']?http|src="(?!data:)', source)
 

@@ -15,6 +15,7 @@ from scipy import stats
 from rdd import records
 from rdd.metrics import bootstrap
 from rdd.report import claims
+from rdd.report import summary as summary_module
 from rdd.report.context import _reference_source, _stage_totals, ablation_tables
 from rdd.report.manifest import Entry, ReportInputError, load_manifest
 from rdd.report.paper import load_paper_values
@@ -509,6 +510,8 @@ def test_speedup_range_and_claim_follow_the_intervals_of_the_fid_differences():
     assert (low, high) == (128, 512)  # the setting: 64 resolved worse, 128 and 256 within the noise
     assert row["nfe_speedup"] == 256 and row["nfe_speedup_range"] == (128, 512)
     assert row["range_text"] == "128× to 512× within the 95% intervals"
+    assert summary_module._speedup_range_text({**row, "nfe_speedup_range": (4, 4)}) == \
+        "4× at both ends of the 95% intervals"
     claim = claims.speedup_claim([row], PAPER, False)
     assert claim["verdict"] == "inconclusive" and "128× to 512×" in claim["measured"]
     # Without replicates the means decide, as before.

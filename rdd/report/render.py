@@ -39,11 +39,17 @@ def number(value, digits=2):
     return f"{value:.{digits}f}"
 
 
+def count(value):
+    """A count that may be fractional (epochs of a run stopped mid-epoch) without trailing zeros: 10, 9.5."""
+    return number(value) if value is None else f"{value:.6g}"
+
+
 def _environment():
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["duration"] = duration
     env.filters["number"] = number
+    env.filters["count"] = count
     return env
 
 

@@ -281,6 +281,8 @@ def _speedup_range_text(row):
     top = row["ddim_max_steps"] / row["steps"]
     if low is None:
         return f"above {top:g}× within the 95% intervals"
+    if low == high:
+        return f"{low:g}× at both ends of the 95% intervals"
     return f"{low:g}× to {f'{high:g}×' if high is not None else f'above {top:g}×'} within the 95% intervals"
 
 
