@@ -615,3 +615,14 @@ def test_main_tables_carry_the_real_data_row_and_is_when_measured():
     floor = main["tables"][0]["floor"]
     assert floor["label"] == "Real images (held out), test split, N = 500" and floor["cell"]["text"] == "20.50"
     assert not floor["cell"]["best"] and main["tables"][0]["rows"][1]["cells"][0]["best"]
+
+
+def test_index_headline_leaves_out_step_counts_without_an_rdd_model():
+    from rdd.report.render import summary_record
+    cells = {1: {"state": "done", "text": "61.90", "ci": "sampling 95% CI [60.1, 63.9]"},
+             8: {"state": "absent", "text": "—"}}  # 8 steps: the shared chain's model, not RDD's
+    rows = [{"key": "rdd", "label": "RDD", "cells": list(cells.values())}]
+    context = {"main": {"tables": [{"steps": list(cells), "rows": rows}]},
+               "study": "s", "dataset": "d", "scale": None, "progress": {}, "claims": []}
+    record = summary_record(context, "reports/s.html")
+    assert [(h["steps"], h["fid"]) for h in record["headline"]] == [(1, "61.90")]

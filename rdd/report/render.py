@@ -66,7 +66,8 @@ def summary_record(context, report_path):
     fid = context["main"]["tables"][0]
     headline = [{"method": row["label"], "steps": s, "fid": c["text"], "spread": c.get("spread", ""),
                  "ci": c.get("ci", "")}
-                for row in fid["rows"] if row["key"] == "rdd" for s, c in zip(fid["steps"], row["cells"])]
+                for row in fid["rows"] if row["key"] == "rdd" for s, c in zip(fid["steps"], row["cells"])
+                if c["state"] != "absent"]  # RDD has no model at the shared chain's step count
     return {"study": context["study"], "dataset": context["dataset"], "report": Path(report_path).name,
             "scale_note": context["scale"]["note"] if context["scale"] else None,
             "progress": context["progress"], "headline": headline,
