@@ -360,6 +360,7 @@ def build_context(study, tables, paper):
         "pending": [{"kind": e.kind, "labels": _labels_text(e), "path": str(e.path)}
                     for e in study.entries if not e.exists],
         "main": main_tables(metrics, summary, paper, paper_key, manifest),
+        "shared_steps": (manifest.get("config") or {}).get("shared_steps"),
         "claims": claim_rows,
         "quality_plot": plots.quality_vs_cost(metrics, _paper_points(paper, paper_key, small_scale)),
         "speed_plot": plots.speed_plot(speed),
