@@ -28,7 +28,7 @@ from rdd.train.loop import Stage, cosine_decay, log_line
 
 SELECTION_NOTES = {
     "best_test": "the weights of the evaluation with the best test accuracy, as released: the test set "
-                 "chose them, so test_accuracy is optimistic",
+                 "chose them, so their test accuracy is optimistic",
     "final": "the weights after the last step",
 }
 
