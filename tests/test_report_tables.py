@@ -213,6 +213,8 @@ def test_speedup_is_the_fewest_ddim_steps_reaching_the_model_fid():
     for (method, steps), fids in models.items():
         assert rows[method, steps]["nfe_speedup"] == naive_speedup(ddim_fids, fids[0], steps)
     assert rows["rdd", 1]["ddim_steps"] == 8 and rows["rdd", 1]["time_speedup"] == pytest.approx(8.0)
+    # Each cell's repeats span 0.95 to 1.05 of its median: the ratio 8 x 0.95 / 1.05 to 8 x 1.05 / 0.95.
+    assert rows["rdd", 1]["time_speedup_range"] == pytest.approx((8 * 0.95 / 1.05, 8 * 1.05 / 0.95))
     assert rows["rdd", 2]["ddim_steps"] == 8  # equal FID counts as reached
     assert rows["rdd", 4]["state"] == "unreached"
     assert rows["rdd", 4]["note"] == "no DDIM setting reached this FID (DDIM evaluated up to 16 steps)"
@@ -227,7 +229,8 @@ def test_speedup_pending_provisional_and_other_machine():
     assert rows["rdd", 2]["state"] == "pending"
     first = rows["rdd", 1]
     assert first["ddim_steps"] == 8 and first["provisional"]  # DDIM at 4 steps may still reach 85
-    assert first["time_speedup"] is None and "different machines" in first["note"]
+    assert first["time_speedup"] is None and first["time_speedup_range"] is None
+    assert "different machines" in first["note"]
     assert "DDIM at 4 steps pending" in first["note"]
 
 
@@ -481,6 +484,8 @@ def test_speedup_claim_verdicts():
     reached = [{**base, "state": "reached", "ddim_steps": 8, "nfe_speedup": 8.0, "ddim_max_steps": 32}]
     at_paper_scale = claims.speedup_claim(reached, PAPER, False)
     assert at_paper_scale["verdict"] == "does not hold" and "8x fewer" in at_paper_scale["measured"]
+    timed = claims.speedup_claim([{**reached[0], "time_speedup": 6.9, "time_speedup_range": (5.1, 9.3)}], PAPER, True)
+    assert "6.9x measured images/s (5.1x to 9.3x over the benchmark's repeats)" in timed["measured"]
     small = claims.speedup_claim(reached, PAPER, True)
     assert small["verdict"] == "not tested at this scale" and "8x fewer" in small["measured"]
     far = {**base, "state": "unreached", "ddim_steps": None, "nfe_speedup": None}

@@ -274,7 +274,9 @@ def speedup_claim(speedups, paper, small_scale):
         measured = f"DDIM needs {_steps(row['ddim_steps'])} (FID {row['ddim_fid']:.2f}) to reach RDD's 1-step FID " \
                    f"{row['fid']:.2f}: {factor:g}x fewer network evaluations{noise}"
         if row["time_speedup"] is not None:
-            measured += f", {row['time_speedup']:.1f}x measured images/s"
+            spread = row["time_speedup_range"]
+            measured += f", {row['time_speedup']:.1f}x measured images/s" + \
+                (f" ({spread[0]:.1f}x to {spread[1]:.1f}x over the benchmark's repeats)" if spread else "")
         low, high = row["nfe_speedup_range"] or (factor, factor)
         verdict = _speedup_verdict(low, high, claimed, small_scale, row["provisional"])
         context = "; measured with this study's small-scale teacher and students" if small_scale else ""

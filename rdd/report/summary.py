@@ -246,6 +246,13 @@ def speed_summary(speed):
                                        "images_per_second_high", "latency_per_batch_s", "batch_size", "machine"])
 
 
+def _ratio_range(mine, theirs):
+    """(lowest, highest) ratio of images/s the two cells' ranges over repeats allow; None without both."""
+    low, high = (mine["images_per_second_low"] / theirs["images_per_second_high"],
+                 mine["images_per_second_high"] / theirs["images_per_second_low"])
+    return (low, high) if _finite(low) and _finite(high) else None
+
+
 def _speed_of(speed_sum, method, steps):
     match = speed_sum[(speed_sum["method"] == method) & (speed_sum["steps"] == steps)
                       & (speed_sum["ablation"] == "") & (speed_sum["variant"] == "")]
@@ -291,8 +298,9 @@ def ddim_speedups(summary, speed_sum, replicates=None):
 
     NFE speed-up = DDIM steps / model steps (one network evaluation per step), with the range the
     FIDs' 95% intervals allow (`_speedup_range`; `replicates`: the FID's, as interval_of_difference
-    takes them); the measured speed-up is the ratio of images/s, given only when both ran on the
-    same machine.
+    takes them); the measured speed-up is the ratio of the median images/s, given only when both ran
+    on the same machine, with the range their repeats allow (the model's slowest repeat over DDIM's
+    fastest, to its fastest over DDIM's slowest).
     """
     main = summary[(summary["ablation"] == "") & (summary["variant"] == "")]
     ddim = main[main["method"] == "ddim"].sort_values("steps")
@@ -305,7 +313,7 @@ def ddim_speedups(summary, speed_sum, replicates=None):
             steps = int(model["steps"])
             row = {"method": method, "label": methods.label(method), "steps": steps, "nfe": steps,
                    "fid": model["fid_mean"], "ddim_steps": None, "ddim_fid": None, "nfe_speedup": None,
-                   "time_speedup": None, "ddim_max_steps": ddim_max, "note": "", "provisional": False,
+                   "time_speedup": None, "time_speedup_range": None, "ddim_max_steps": ddim_max, "note": "", "provisional": False,
                    "nfe_speedup_range": None, "range_text": ""}
             if model["fid_n"] == 0:
                 row.update(state="pending", note="model FID pending")
@@ -327,6 +335,7 @@ def ddim_speedups(summary, speed_sum, replicates=None):
                 if mine and theirs and _finite(mine["images_per_second"]) and _finite(theirs["images_per_second"]):
                     if mine["machine"] == theirs["machine"]:
                         row["time_speedup"] = mine["images_per_second"] / theirs["images_per_second"]
+                        row["time_speedup_range"] = _ratio_range(mine, theirs)
                     else:
                         row["note"] = "speed measured on different machines: not compared"
                 else:
