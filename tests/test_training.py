@@ -102,6 +102,39 @@ def test_two_process_torchrun_round(teacher, classifier, tiny, tmp_path):
     assert load_denoiser(out)[2].T == 8
 
 
+def _queues_of_two_ranks(rank, init_file, shared, out):
+    """One of two gloo processes: three M-P2P steps on this rank's own maps, seeded as train_step
+    seeds a step; rank 0 saves both ranks' queues."""
+    import torch.distributed as torch_dist
+
+    from rdd import dist
+    from rdd.losses.relational import MP2PLoss
+    from rdd.train.loop import shared_generator, step_seed
+
+    torch_dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    loss_fn = MP2PLoss(8, memory_size=64, num_anchors=16, enqueue_per_step=12, gather=dist.all_gather_cat)
+    for step in range(3):
+        torch.manual_seed(step_seed(0, rank, step))
+        F_s, F_t = torch.randn(2, 8, 3, 3), torch.randn(2, 8, 3, 3)
+        loss_fn(F_s, F_t, generator=shared_generator(0, step) if shared else None)
+    queues = dist.all_gather_cat(loss_fn.memory.queue[None])
+    if rank == 0:
+        torch.save(queues, out)
+    torch_dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_m_p2p_queue_is_one_queue_on_every_rank(shared, tmp_path):
+    """Under data parallelism each rank keeps a copy of the queue (only rank 0's is saved for a resume):
+    the vectors to enqueue are chosen with a generator seeded by (seed, step), not the rank, so the
+    copies stay equal. With each rank's own generator (shared=False) they part at the first step."""
+    out = tmp_path / "queues.pt"
+    torch.multiprocessing.spawn(_queues_of_two_ranks, args=(str(tmp_path / "init"), shared, str(out)), nprocs=2)
+    queues = torch.load(out, weights_only=True)
+    assert queues.shape == (2, 64, 8)
+    assert torch.equal(queues[0], queues[1]) == shared
+
+
 def test_a_round_resumes_on_another_number_of_processes(teacher, classifier, tiny, tmp_path):
     """Stopped (SIGTERM) on two processes, continued on one: the global RNG is seeded per step from
     (seed, rank, step), so the resume state holds no per-process random state."""

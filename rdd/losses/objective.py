@@ -48,15 +48,16 @@ class DistillObjective(nn.Module):
         feature_map, pooled = self.classifier.features(images)
         return (F.relu(feature_map) if self.post_relu else feature_map), pooled
 
-    def forward(self, student, x, y=None):
-        """Return (total loss, {term: value}) for clean images `x`."""
+    def forward(self, student, x, y=None, shared_generator=None):
+        """Return (total loss, {term: value}) for clean images `x`; `shared_generator` draws what every
+        process must draw alike (None: the global generator)."""
         k = torch.randint(1, self.grid.T // 2 + 1, (x.shape[0],), device=x.device)
         t = 2 * k
         z_t = q_sample(self.grid, x, t, torch.randn_like(x))
         x_target, eps_target, _ = pd_target(self.teacher, self.grid, z_t, t, y)
         # The student's time k on its own grid is the same network time as t here.
         x0_student = student(z_t, self.grid.net_time(t, x), y)
-        batch = RoundBatch(self.grid, z_t, t, x0_student, x_target, eps_target, self.features)
+        batch = RoundBatch(self.grid, z_t, t, x0_student, x_target, eps_target, self.features, shared_generator)
         terms = {name: term(batch) for name, term in self.terms.items()}
         total = sum(self.weights[k] * v for k, v in terms.items())
         return total, {k: float(v.detach()) for k, v in terms.items()}

@@ -164,7 +164,8 @@ class MP2PLoss(nn.Module):
     `head_parameters()` with its own optimiser. `gather` maps this process's
     normalised teacher map to the maps of every process (an all_gather under
     data parallelism); `enqueue_per_step` vectors are then chosen from all of
-    them, as released.
+    them, as released, with `generator` (the round gives every process the same one, so that the
+    processes' copies of the queue stay equal).
     """
 
     def __init__(self, channels, memory_size=20000, num_anchors=4096, enqueue_per_step=128,

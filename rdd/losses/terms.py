@@ -39,6 +39,7 @@ class RoundBatch:
     x_target: torch.Tensor
     eps_target: torch.Tensor
     features: Callable  # images -> (relational map, pooled vector)
+    shared_generator: Optional[torch.Generator] = None  # draws every process makes alike (None: global)
 
     @functools.cached_property
     def teacher_features(self):
@@ -77,7 +78,8 @@ def is_p2p(settings, context):
 
 class _MP2PTerm(MP2PLoss):
     def forward(self, batch):
-        return super().forward(batch.student_features[0].float(), batch.teacher_features[0].float())
+        return super().forward(batch.student_features[0].float(), batch.teacher_features[0].float(),
+                               generator=batch.shared_generator)
 
 
 def m_p2p(settings, context):

@@ -73,6 +73,12 @@ def step_seed(seed, rank, step):
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
+def shared_generator(seed, step):
+    """A CPU generator for the draws of `step` that every process must make alike (M-P2P's choice of
+    vectors to enqueue, so the ranks' queues stay one queue): seeded by (seed, step), not the rank."""
+    return torch.Generator().manual_seed(step_seed(seed, "every rank", step))
+
+
 def train_step(stage, batch, step, seed):
     """One optimiser step of `stage` on `batch`; returns its loss terms (floats)."""
     torch.manual_seed(step_seed(seed, dist.rank(), step))

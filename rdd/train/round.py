@@ -9,7 +9,7 @@ from rdd import dist, methods
 from rdd.losses.objective import DistillObjective
 from rdd.checkpoints import denoiser_payload, load_classifier, load_denoiser
 from rdd.train import speed_settings
-from rdd.train.loop import Stage, cosine_decay, log_line
+from rdd.train.loop import Stage, cosine_decay, log_line, shared_generator
 from rdd.train.runner import amp_context
 
 
@@ -83,7 +83,7 @@ def round_stage(settings, device, teacher, teacher_kwargs, grid, classifier=None
     def loss(batch, step):
         x, y = speed_settings.to_device(batch, device, speed)
         with amp_context(settings, device):
-            return objective(model, x, y if conditional else None)
+            return objective(model, x, y if conditional else None, shared_generator(settings["seed"], step))
 
     # As released, only the student's lr follows the cosine and only its gradient is clipped; the
     # head's lr stays constant.
