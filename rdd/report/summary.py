@@ -248,9 +248,11 @@ def speed_summary(speed):
 
 def _ratio_range(mine, theirs):
     """(lowest, highest) ratio of images/s the two cells' ranges over repeats allow; None without both."""
-    low, high = (mine["images_per_second_low"] / theirs["images_per_second_high"],
-                 mine["images_per_second_high"] / theirs["images_per_second_low"])
-    return (low, high) if _finite(low) and _finite(high) else None
+    ends = [mine["images_per_second_low"], mine["images_per_second_high"], theirs["images_per_second_low"],
+            theirs["images_per_second_high"]]
+    if not all(_finite(v) and v > 0 for v in ends):
+        return None
+    return ends[0] / ends[3], ends[1] / ends[2]
 
 
 def _speed_of(speed_sum, method, steps):
@@ -313,8 +315,8 @@ def ddim_speedups(summary, speed_sum, replicates=None):
             steps = int(model["steps"])
             row = {"method": method, "label": methods.label(method), "steps": steps, "nfe": steps,
                    "fid": model["fid_mean"], "ddim_steps": None, "ddim_fid": None, "nfe_speedup": None,
-                   "time_speedup": None, "time_speedup_range": None, "ddim_max_steps": ddim_max, "note": "", "provisional": False,
-                   "nfe_speedup_range": None, "range_text": ""}
+                   "time_speedup": None, "time_speedup_range": None, "ddim_max_steps": ddim_max, "note": "",
+                   "provisional": False, "nfe_speedup_range": None, "range_text": ""}
             if model["fid_n"] == 0:
                 row.update(state="pending", note="model FID pending")
                 out.append(row)
