@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from conftest import read_record, run_rdd
+from fixtures_authors import authors_classifier_file
 from rdd import checkpoints, settings as settings_mod
 from rdd.data import (CHANNEL_STATS, Augmentation, ImageDataset, input_norm, normalize_input, normalize_spec,
                       to_uint8)
@@ -338,14 +339,6 @@ def test_trained_classifier_records_its_normalisation(classifier, tiny):
 
 
 # ---------------------------------------------------------------- the authors' released classifier file
-
-def authors_classifier_file(net, path, prefix):
-    """`{'model': state_dict}` in the RCFD release layout: the stem under `features.`, `prefix` (e.g. `module.`)."""
-    weights = {prefix + ("features." + k.removeprefix("stem.") if k.startswith("stem.") else k): v
-               for k, v in net.state_dict().items()}
-    assert any(k.startswith(f"{prefix}features.conv0") for k in weights)
-    torch.save({"model": weights}, path)
-
 
 @pytest.mark.parametrize("name,num_classes,prefix", [("densenet201", 10, "module."), ("densenet121", 7, "")])
 def test_authors_classifier_file_loads_as_the_same_network(name, num_classes, prefix, tmp_path):

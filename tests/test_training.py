@@ -15,13 +15,13 @@ import torch
 import yaml
 
 from conftest import REPO, read_record, run_rdd
+from fixtures_authors import authors_checkpoint
 from rdd import checkpoints
 from rdd.data import build_dataset, normalize_spec
 from rdd.diffusion import TimeGrid
 from rdd.losses.truncated_snr import TeacherLoss
 from rdd.checkpoints import load_classifier, load_denoiser
 from rdd.nets import build_unet
-from rdd.nets.unet import AUTHORS_TIME_TABLE_KEY
 
 
 def held_out_teacher_loss(net, spec, T_base):
@@ -160,18 +160,6 @@ def test_a_round_resumes_on_another_number_of_processes(teacher, classifier, tin
     assert f"resumed from {resume / 'resume.pt'} at step {stopped_at}" in one.stdout
     record = read_record(tmp_path / "s.pt")
     assert record["world_size"] == 1 and record["final_terms"]["step"] == iters
-
-
-def authors_checkpoint(net, T, time_scale, path):
-    """A checkpoint in the RCFD/RDD release format: DataParallel names and a frozen time table."""
-    ch = net.time_embedding.timembedding[1].in_features
-    t = torch.arange(T * time_scale + 1, dtype=torch.float64)[:, None]
-    freq = torch.exp(-torch.arange(0, ch, 2, dtype=torch.float64) / ch * np.log(10000))[None]
-    table = torch.stack([torch.sin(t * freq), torch.cos(t * freq)], -1).reshape(len(t), ch).float()
-    weights = {f"module.{k}": v for k, v in net.state_dict().items()}
-    weights[f"module.{AUTHORS_TIME_TABLE_KEY}"] = table
-    torch.save({"net_model": weights, "ema_model": weights, "T": T, "time_scale": time_scale,
-                "x_T": torch.randn(4, 1, 16, 16)}, path)
 
 
 def test_authors_checkpoint_is_a_working_teacher(teacher, classifier, tiny, tmp_path):

@@ -18,7 +18,9 @@ import yaml
 
 from fixtures_workflow import (REPO, job_counts, lint_findings, run_snakemake, snakemake_command,
                                snakemake_env, write_yaml)
+from fixtures_authors import authors_checkpoint, authors_classifier_file
 from rdd.data import cifar10, imagenet64
+from rdd.nets import build_classifier, build_unet
 from rdd.settings import defaults
 
 TINY = REPO / "config" / "tiny.yaml"
@@ -110,12 +112,18 @@ def test_dry_run_paper_protocol(tmp_path, study):
         assert (teacher["train"]["lr"], teacher["train"]["iters"]) == (2e-5, 1000000)
 
 
+# The net of the authors' files in these tests (tiny's images: 16x16, one channel).
+AUTHORS_NET = {"img_resolution": 16, "in_channels": 1, "ch": 32, "ch_mult": [1, 2], "attn": [], "num_res_blocks": 1}
+
+
 def test_authors_checkpoints_replace_the_stages_they_stand_for(tmp_path):
-    # Never read in a dry run; the workflow only checks that they exist.
+    # Files in the release layout (read before any job starts: they must load into the configured net).
+    (tmp_path / "theirs").mkdir()
     teacher, pd_8 = tmp_path / "theirs" / "teacher_8.pt", tmp_path / "theirs" / "pd_8.pt"
-    _fake_files(tmp_path, [teacher.relative_to(tmp_path), pd_8.relative_to(tmp_path)])
+    authors_checkpoint(build_unet(**AUTHORS_NET), 8, 1, teacher)  # tiny's T_base is 8
+    authors_checkpoint(build_unet(**AUTHORS_NET), 8, 1, pd_8)
     overlay = write_yaml(tmp_path / "authors.yaml", {"studies": {"tiny": {"authors_checkpoints": {
-        "teacher": str(teacher), "net": {"ch": 32, "ch_mult": [1, 2], "attn": [], "num_res_blocks": 1}}}}})
+        "teacher": str(teacher), "net": AUTHORS_NET}}}})
     result = run_snakemake(tmp_path, "all", "-n", "--cores", "2", "--configfile", TINY, overlay)
     assert result.returncode == 0, result.stdout[-3000:]
     counts = job_counts(result.stdout)
@@ -124,7 +132,7 @@ def test_authors_checkpoints_replace_the_stages_they_stand_for(tmp_path):
 
     # Their 8-step PD model replaces the shared chain too (it must end at 8 steps).
     overlay = write_yaml(tmp_path / "pd8.yaml", {"studies": {"tiny": {"shared_steps": 8, "authors_checkpoints": {
-        "teacher": str(teacher), "pd_8": str(pd_8)}}}})
+        "teacher": str(teacher), "pd_8": str(pd_8), "net": AUTHORS_NET}}}})
     result = run_snakemake(tmp_path, "all", "-n", "--cores", "2", "--configfile", TINY, overlay)
     assert result.returncode == 0, result.stdout[-3000:]
     counts = job_counts(result.stdout)
@@ -132,9 +140,34 @@ def test_authors_checkpoints_replace_the_stages_they_stand_for(tmp_path):
     assert "train_teacher" not in counts and counts["distill"] == 9 * 2 + 6 * 2
 
 
+def test_authors_files_that_do_not_fit_stop_the_run_before_any_job(tmp_path):
+    (tmp_path / "theirs").mkdir()
+    sixteen = tmp_path / "theirs" / "teacher_16.pt"
+    authors_checkpoint(build_unet(**AUTHORS_NET), 16, 1, sixteen)
+    rgb = tmp_path / "theirs" / "densenet121_rgb.pt"
+    authors_classifier_file(build_classifier("densenet121", num_classes=10, in_channels=3), rgb, "")
+    cases = {  # authors_checkpoints: what the message says
+        "grid": ({"teacher": str(sixteen), "net": AUTHORS_NET},
+                 ["authors_checkpoints.teacher:", "is a 16-step model on a 16-step base grid",
+                  "this study needs 8 steps on T_base = 8"]),
+        "net": ({"teacher": str(sixteen), "net": {**AUTHORS_NET, "ch": 64}},
+                ["authors_checkpoints.teacher:", "weights do not fit the network"]),
+        "incomplete_net": ({"teacher": str(sixteen), "net": {"ch": 32}},
+                           ["authors_checkpoints.net: bad UNet config", "missing keys ['img_resolution', 'in_channels']"]),
+        "channels": ({"classifier": str(rgb)},
+                     ["authors_checkpoints.classifier:", "takes 3-channel images; the study's data has 1"]),
+    }
+    for name, (authors, expected) in cases.items():
+        overlay = write_yaml(tmp_path / f"{name}.yaml", {"studies": {"tiny": {"authors_checkpoints": authors}}})
+        result = run_snakemake(tmp_path, "all", "-n", "--cores", "2", "--configfile", TINY, overlay)
+        text = " ".join(result.stdout.split())
+        assert result.returncode != 0 and all(part in text for part in expected), (name, result.stdout[-3000:])
+
+
 def test_authors_classifier_replaces_the_classifier_training(tmp_path):
-    theirs = tmp_path / "theirs" / "densenet201.pt"
-    _fake_files(tmp_path, [theirs.relative_to(tmp_path)])  # never read in a dry run
+    (tmp_path / "theirs").mkdir()
+    theirs = tmp_path / "theirs" / "densenet121.pt"  # the release layout, of the smaller DenseNet
+    authors_classifier_file(build_classifier("densenet121", num_classes=10, in_channels=1), theirs, "module.")
     overlay = write_yaml(tmp_path / "authors.yaml", {"studies": {"tiny": {"authors_checkpoints": {
         "classifier": str(theirs)}}}})
     result = run_snakemake(tmp_path, "all", "-n", "--cores", "2", "--configfile", TINY, overlay)

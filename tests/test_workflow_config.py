@@ -86,6 +86,10 @@ CASES = {
     "authors_classifier_missing": (tiny(authors_checkpoints={"classifier": "nowhere/densenet.pt"}), None, True,
                                    "all", ["studies.tiny.authors_checkpoints.classifier: file not found: "
                                            "nowhere/densenet.pt"]),
+    # A file that is there but no checkpoint: read as its jobs would read it, before any job.
+    "authors_checkpoint_damaged": (tiny(authors_checkpoints={"teacher": str(REPO / "README.md")}), None, True, "all",
+                                   ["studies.tiny.authors_checkpoints.teacher: cannot read checkpoint",
+                                    "README.md", "corrupt, truncated, or not a weights-only torch file"]),
     "classifier_recipe_unknown_augmentation": (
         tiny(classifier={"train": {"augment": ["crop", "mixup"]}}), None, True, "all",
         ["studies.tiny.classifier: setting 'train.augment' must be a list naming each of crop, hflip, autoaugment, cutout"]),

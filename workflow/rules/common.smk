@@ -82,6 +82,28 @@ def _local_gpu_count():
     return torch.cuda.device_count()
 
 
+def _check_authors_file(key, path, config, where):
+    """Load an authors' file as its jobs will (a second or two), so a damaged file, or one that does not
+    fit the configured network, time grid or images, stops the run before any job starts."""
+    from rdd.checkpoints import CheckpointError, load_classifier, load_denoiser
+
+    where = f"{where}.authors_checkpoints.{key}"
+    try:
+        if key == "classifier":
+            channels = load_classifier(path)[1]["in_channels"]
+            if channels != config["data"].get("channels", channels):
+                raise WorkflowError(f"{where}: {path} takes {channels}-channel images; the study's data has "
+                                    f"{config['data']['channels']}")
+            return
+        grid = load_denoiser(path, authors_net=config["authors_checkpoints"].get("net"))[2]
+    except CheckpointError as exc:
+        raise WorkflowError(f"{where}: {exc}") from None
+    steps = config["T_base"] if key == "teacher" else config["shared_steps"]
+    if (grid.T, grid.T_base) != (steps, config["T_base"]):
+        raise WorkflowError(f"{where}: {path} is a {grid.T}-step model on a {grid.T_base}-step base grid; "
+                            f"this study needs {steps} steps on T_base = {config['T_base']}")
+
+
 @functools.cache
 def ready(study):
     """Checks that need the machine (data files, authors' files, GPUs), run only for studies in the DAG."""
@@ -96,6 +118,8 @@ def ready(study):
     for key, path in plan.external.items():
         if not Path(path).is_file():
             raise WorkflowError(f"{where}.authors_checkpoints.{key}: file not found: {path}")
+        if not workflow.remote_exec:  # the run that submitted a cluster job has read it already
+            _check_authors_file(key, path, plan.config, where)
     # A cluster job gets its GPU from the scheduler; the machine that submits it may have none.
     if workflow.non_local_exec or workflow.remote_exec or workflow.dryrun:
         return True

@@ -16,6 +16,7 @@ from configcheck import ConfigError
 from rdd import layout, methods, settings as rdd_settings
 from rdd.settings import deep_merge  # noqa: F401 (studyplan.deep_merge)
 from rdd.data import DATASETS, normalize_spec
+from rdd.nets.configs import check_unet
 
 # Settings the workflow itself writes into every stage; a config block may not set them.
 RESERVED = {"teacher": ("data", "seed", "T_base", "speed"), "classifier": ("data", "seed", "speed"),
@@ -271,6 +272,11 @@ class _Builder:
         if authors.get("pd_8") and self.study["shared_steps"] != 8:
             raise ConfigError(f"{w}.pd_8: an 8-step model, but the shared chain ends at shared_steps = "
                               f"{self.study['shared_steps']}; set shared_steps: 8")
+        if authors.get("net"):
+            try:
+                check_unet(**authors["net"])
+            except ValueError as exc:
+                raise ConfigError(f"{w}.net: {exc}") from None
         for key in ("teacher", "pd_8", "classifier"):
             if authors.get(key):
                 self.plan.external[key] = str(authors[key])
