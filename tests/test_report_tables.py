@@ -631,3 +631,16 @@ def test_index_headline_leaves_out_step_counts_without_an_rdd_model():
                "study": "s", "dataset": "d", "scale": None, "progress": {}, "claims": []}
     record = summary_record(context, "reports/s.html")
     assert [(h["steps"], h["fid"]) for h in record["headline"]] == [(1, "61.90")]
+
+
+def test_floor_row_says_when_the_held_out_split_is_smaller_than_the_models_sample_count():
+    from rdd.report.context import floor_row
+
+    summary = summarize(metrics_frame({("rdd", 1): [60.0], ("real", 0): [20.0]}))  # 500 images each
+    manifest = {"config": {"evaluate": {"num_samples": 500, "reference": {"split": "train"}}}}
+    same = floor_row(summary, manifest, "fid")
+    assert same["label"] == "Real images (held out), test split, N = 500" and same["fewer_images"] == ""
+    # CIFAR-10: 50,000 samples per model, a test split of 10,000 (here: 500 of 2,000 asked for).
+    manifest["config"]["evaluate"]["num_samples"] = 2000
+    fewer = floor_row(summary, manifest, "fid")["fewer_images"]
+    assert fewer.startswith("at N = 500, fewer than the models' 2,000") and "would score lower" in fewer

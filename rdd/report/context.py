@@ -38,13 +38,20 @@ def floor_row(summary, manifest, metric):
     for name in methods.floor_names():
         row = cell(summary, name, 0)
         if row is not None:
-            reference = ((manifest.get("config") or {}).get("evaluate") or {}).get("reference") or {}
+            evaluate = (manifest.get("config") or {}).get("evaluate") or {}
+            reference = evaluate.get("reference") or {}
             split = methods.HELD_OUT_SPLIT.get(reference.get("split", "train"))
             sizes = ", ".join(f"{n:,}" for n in row["num_generated"])
+            asked = evaluate.get("num_samples")
+            # A split smaller than the models' sample count (CIFAR-10's 10,000 test images against
+            # 50,000 samples) gives a floor at fewer images, where FID's upward bias is larger.
+            fewer = (f"at N = {sizes}, fewer than the models' {asked:,}: FID is biased upward more at fewer "
+                     f"images, so a perfect generator would score lower than this at {asked:,}"
+                     if asked and row["num_generated"] and max(row["num_generated"]) < asked else "")
             return {"key": name, "label": methods.label(name) + (f", {split} split" if split else "")
                     + (f", N = {sizes}" if sizes else ""),
                     "cell": {**format_cell(row, metric), "best": False, "best_so_far": False},
-                    "help": methods.METHODS[name].help}
+                    "help": methods.METHODS[name].help, "fewer_images": fewer}
     return None
 
 
