@@ -644,3 +644,4 @@ def test_floor_row_says_when_the_held_out_split_is_smaller_than_the_models_sampl
     manifest["config"]["evaluate"]["num_samples"] = 2000
     fewer = floor_row(summary, manifest, "fid")["fewer_images"]
     assert fewer.startswith("at N = 500, fewer than the models' 2,000") and "would score lower" in fewer
+    assert "KID is unbiased at any N" in floor_row(summary, manifest, "kid")["fewer_images"]

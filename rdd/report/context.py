@@ -45,9 +45,13 @@ def floor_row(summary, manifest, metric):
             asked = evaluate.get("num_samples")
             # A split smaller than the models' sample count (CIFAR-10's 10,000 test images against
             # 50,000 samples) gives a floor at fewer images, where FID's upward bias is larger.
-            fewer = (f"at N = {sizes}, fewer than the models' {asked:,}: FID is biased upward more at fewer "
-                     f"images, so a perfect generator would score lower than this at {asked:,}"
-                     if asked and row["num_generated"] and max(row["num_generated"]) < asked else "")
+            fewer = ""
+            if asked and row["num_generated"] and max(row["num_generated"]) < asked:
+                fewer = f"at N = {sizes}, fewer than the models' {asked:,}: " + (
+                    f"FID is biased upward more at fewer images, so a perfect generator would score lower "
+                    f"than this at {asked:,}" if metric == "fid" else
+                    "KID is unbiased at any N, so only its interval is wider" if metric == "kid" else
+                    "IS from fewer images")
             return {"key": name, "label": methods.label(name) + (f", {split} split" if split else "")
                     + (f", N = {sizes}" if sizes else ""),
                     "cell": {**format_cell(row, metric), "best": False, "best_so_far": False},
