@@ -19,6 +19,7 @@ from fixtures_authors import authors_checkpoint
 from rdd import checkpoints
 from rdd.data import build_dataset, normalize_spec
 from rdd.diffusion import TimeGrid
+from rdd.losses.relational import PixelMemory
 from rdd.losses.truncated_snr import TeacherLoss
 from rdd.checkpoints import load_classifier, load_denoiser
 from rdd.nets import build_unet
@@ -133,6 +134,42 @@ def test_m_p2p_queue_is_one_queue_on_every_rank(shared, tmp_path):
     queues = torch.load(out, weights_only=True)
     assert queues.shape == (2, 64, 8)
     assert torch.equal(queues[0], queues[1]) == shared
+
+
+def _round_queue_of_two_ranks(rank, init_file, settings_path, teacher_path, classifier_path, out):
+    """One of two gloo processes: two steps of the real RDD round on this rank's own images."""
+    import torch.distributed as torch_dist
+
+    from rdd import dist, settings as settings_mod
+    from rdd.train.loop import train_step
+    from rdd.train.round import round_stage
+
+    torch_dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    settings = settings_mod.validate("distill", yaml.safe_load(open(settings_path)))
+    teacher, kwargs, grid = load_denoiser(teacher_path)
+    torch.manual_seed(settings["seed"])
+    stage, _ = round_stage(settings, torch.device("cpu"), teacher, kwargs, grid, load_classifier(classifier_path)[0],
+                           log=lambda line: None)
+    images = torch.Generator().manual_seed(rank)
+    for step in range(2):
+        batch = (torch.rand(8, 1, 16, 16, generator=images) * 2 - 1, torch.zeros(8, dtype=torch.long))
+        train_step(stage, batch, step, settings["seed"])
+    queues = dist.all_gather_cat(stage.modules["m_p2p"].memory.queue[None])
+    if rank == 0:
+        torch.save(queues, out)
+    torch_dist.destroy_process_group()
+
+
+def test_the_rdd_round_keeps_one_m_p2p_queue_on_every_rank(teacher, classifier, tiny, tmp_path):
+    """The round passes the (seed, step) generator down to M-P2P: after two steps on different images
+    per rank, the ranks' queues are equal (and were written: they differ from the initial queue)."""
+    out = tmp_path / "queues.pt"
+    torch.multiprocessing.spawn(_round_queue_of_two_ranks, nprocs=2, args=(
+        str(tmp_path / "init"), str(tiny["distill"]), str(teacher), str(classifier), str(out)))
+    queues = torch.load(out, weights_only=True)
+    assert torch.equal(queues[0], queues[1])
+    initial = PixelMemory(queues.shape[1], queues.shape[2]).queue
+    assert (queues[0] != initial).any(dim=1).sum() == 2 * 24  # two steps of enqueue_per_step vectors
 
 
 def test_a_round_resumes_on_another_number_of_processes(teacher, classifier, tiny, tmp_path):
