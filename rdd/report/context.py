@@ -33,6 +33,15 @@ def _rows(metrics):
     return [(m, methods.label(m), m, "", "") for m in methods.method_names(models=True) if m in present]
 
 
+# What a real-data row of fewer images than the models' means, by metric.
+FEWER_REAL_IMAGES = {
+    "fid": "FID is biased upward more at fewer images, so a perfect generator would score lower than this "
+           "at {asked:,}",
+    "kid": "KID is unbiased at any N, so only its interval is wider",
+    "is": "IS from fewer images",
+}
+
+
 def floor_row(summary, manifest, metric):
     """The real-data row of a table: held-out real images at the models' sample count (None without it)."""
     for name in methods.floor_names():
@@ -47,11 +56,8 @@ def floor_row(summary, manifest, metric):
             # 50,000 samples) gives a floor at fewer images, where FID's upward bias is larger.
             fewer = ""
             if asked and row["num_generated"] and max(row["num_generated"]) < asked:
-                fewer = f"at N = {sizes}, fewer than the models' {asked:,}: " + (
-                    f"FID is biased upward more at fewer images, so a perfect generator would score lower "
-                    f"than this at {asked:,}" if metric == "fid" else
-                    "KID is unbiased at any N, so only its interval is wider" if metric == "kid" else
-                    "IS from fewer images")
+                fewer = (f"at N = {sizes}, fewer than the models' {asked:,}: "
+                         + FEWER_REAL_IMAGES[metric].format(asked=asked))
             return {"key": name, "label": methods.label(name) + (f", {split} split" if split else "")
                     + (f", N = {sizes}" if sizes else ""),
                     "cell": {**format_cell(row, metric), "best": False, "best_so_far": False},

@@ -32,16 +32,18 @@ def duration(seconds):
     return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
 
 
+def _missing(value):
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def number(value, digits=2):
     """A number with fixed decimals, or an em dash for missing values."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "—"
-    return f"{value:.{digits}f}"
+    return "—" if _missing(value) else f"{value:.{digits}f}"
 
 
 def count(value):
     """A count that may be fractional (epochs of a run stopped mid-epoch) without trailing zeros: 10, 9.5."""
-    return number(value) if value is None else f"{value:.6g}"
+    return "—" if _missing(value) else f"{value:.6g}"
 
 
 def _environment():

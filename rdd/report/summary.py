@@ -248,11 +248,11 @@ def speed_summary(speed):
 
 def _ratio_range(mine, theirs):
     """(lowest, highest) ratio of images/s the two cells' ranges over repeats allow; None without both."""
-    ends = [mine["images_per_second_low"], mine["images_per_second_high"], theirs["images_per_second_low"],
-            theirs["images_per_second_high"]]
-    if not all(_finite(v) and v > 0 for v in ends):
+    slowest, fastest = mine["images_per_second_low"], mine["images_per_second_high"]
+    ddim_slowest, ddim_fastest = theirs["images_per_second_low"], theirs["images_per_second_high"]
+    if not all(_finite(v) and v > 0 for v in (slowest, fastest, ddim_slowest, ddim_fastest)):
         return None
-    return ends[0] / ends[3], ends[1] / ends[2]
+    return slowest / ddim_fastest, fastest / ddim_slowest
 
 
 def _speed_of(speed_sum, method, steps):
