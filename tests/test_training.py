@@ -103,25 +103,38 @@ def test_two_process_torchrun_round(teacher, classifier, tiny, tmp_path):
     assert load_denoiser(out)[2].T == 8
 
 
+def _join_two_ranks(rank, init_file):
+    import torch.distributed as torch_dist
+
+    torch_dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+
+
+def _save_both_queues(rank, queue, out):
+    """Rank 0 saves the queues of both ranks, stacked; the process group ends."""
+    import torch.distributed as torch_dist
+
+    from rdd import dist
+
+    queues = dist.all_gather_cat(queue[None])
+    if rank == 0:
+        torch.save(queues, out)
+    torch_dist.destroy_process_group()
+
+
 def _queues_of_two_ranks(rank, init_file, shared, out):
     """One of two gloo processes: three M-P2P steps on this rank's own maps, seeded as train_step
     seeds a step; rank 0 saves both ranks' queues."""
-    import torch.distributed as torch_dist
-
     from rdd import dist
     from rdd.losses.relational import MP2PLoss
     from rdd.train.loop import shared_generator, step_seed
 
-    torch_dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    _join_two_ranks(rank, init_file)
     loss_fn = MP2PLoss(8, memory_size=64, num_anchors=16, enqueue_per_step=12, gather=dist.all_gather_cat)
     for step in range(3):
         torch.manual_seed(step_seed(0, rank, step))
         F_s, F_t = torch.randn(2, 8, 3, 3), torch.randn(2, 8, 3, 3)
         loss_fn(F_s, F_t, generator=shared_generator(0, step) if shared else None)
-    queues = dist.all_gather_cat(loss_fn.memory.queue[None])
-    if rank == 0:
-        torch.save(queues, out)
-    torch_dist.destroy_process_group()
+    _save_both_queues(rank, loss_fn.memory.queue, out)
 
 
 @pytest.mark.parametrize("shared", [True, False])
@@ -138,13 +151,11 @@ def test_m_p2p_queue_is_one_queue_on_every_rank(shared, tmp_path):
 
 def _round_queue_of_two_ranks(rank, init_file, settings_path, teacher_path, classifier_path, out):
     """One of two gloo processes: two steps of the real RDD round on this rank's own images."""
-    import torch.distributed as torch_dist
-
-    from rdd import dist, settings as settings_mod
+    from rdd import settings as settings_mod
     from rdd.train.loop import train_step
     from rdd.train.round import round_stage
 
-    torch_dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    _join_two_ranks(rank, init_file)
     settings = settings_mod.validate("distill", yaml.safe_load(open(settings_path)))
     teacher, kwargs, grid = load_denoiser(teacher_path)
     torch.manual_seed(settings["seed"])
@@ -154,10 +165,7 @@ def _round_queue_of_two_ranks(rank, init_file, settings_path, teacher_path, clas
     for step in range(2):
         batch = (torch.rand(8, 1, 16, 16, generator=images) * 2 - 1, torch.zeros(8, dtype=torch.long))
         train_step(stage, batch, step, settings["seed"])
-    queues = dist.all_gather_cat(stage.modules["m_p2p"].memory.queue[None])
-    if rank == 0:
-        torch.save(queues, out)
-    torch_dist.destroy_process_group()
+    _save_both_queues(rank, stage.modules["m_p2p"].memory.queue, out)
 
 
 def test_the_rdd_round_keeps_one_m_p2p_queue_on_every_rank(teacher, classifier, tiny, tmp_path):
