@@ -56,6 +56,16 @@ def all_gather_cat(x):
     return torch.cat(parts)
 
 
+def mean_over_ranks(values, device):
+    """{name: float} averaged over every rank (identity for one process); `device` is one the
+    backend can reduce on (NCCL needs a GPU tensor)."""
+    if not dist.is_initialized():
+        return values
+    totals = torch.tensor(list(values.values()), dtype=torch.float64, device=device)
+    dist.all_reduce(totals)
+    return dict(zip(values, (totals / world_size()).tolist()))
+
+
 def average_gradients(parameters):
     """All-reduce-average the gradients of modules that DDP does not wrap."""
     if not dist.is_initialized():

@@ -47,6 +47,7 @@ def test_teacher_training_lowers_the_loss(teacher, tiny):
     assert record["settings"]["train"]["iters"] == 12 and record["final_terms"]["step"] == 12
     rows = list(csv.DictReader(open(str(teacher).removesuffix(".pt") + ".curves.csv")))
     assert [int(r["step"]) for r in rows] == [4, 8, 12]
+    assert [int(r["steps_averaged"]) for r in rows] == [4, 4, 4] and record["final_terms"]["steps_averaged"] == 4
 
 
 def test_classifier_learns_fashion_mnist(classifier):
@@ -67,7 +68,7 @@ def test_each_method_round_trains_the_student(method, terms, teacher, classifier
     changed = [not torch.equal(a, b) for a, b in zip(t_net.state_dict().values(), s_net.state_dict().values())]
     assert any(changed)
     record = read_record(out)
-    assert set(record["final_terms"]) - {"step", "loss"} == terms
+    assert set(record["final_terms"]) - {"step", "steps_averaged", "loss"} == terms
     assert all(np.isfinite(v) for v in record["final_terms"].values())
 
 
@@ -109,15 +110,18 @@ def _join_two_ranks(rank, init_file):
     torch_dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
 
 
-def _save_both_queues(rank, queue, out):
-    """Rank 0 saves the queues of both ranks, stacked; the process group ends."""
+def _save_both_queues(rank, queue, out, terms=None):
+    """Rank 0 saves the queues of both ranks, stacked (and the loss terms each rank's train_step
+    returned); the process group ends."""
     import torch.distributed as torch_dist
 
     from rdd import dist
 
-    queues = dist.all_gather_cat(queue[None])
+    saved = {"queues": dist.all_gather_cat(queue[None])}
+    if terms is not None:
+        saved["terms"] = dist.all_gather_cat(torch.tensor([list(terms.values())], dtype=torch.float64))
     if rank == 0:
-        torch.save(queues, out)
+        torch.save(saved, out)
     torch_dist.destroy_process_group()
 
 
@@ -144,9 +148,24 @@ def test_m_p2p_queue_is_one_queue_on_every_rank(shared, tmp_path):
     copies stay equal. With each rank's own generator (shared=False) they part at the first step."""
     out = tmp_path / "queues.pt"
     torch.multiprocessing.spawn(_queues_of_two_ranks, args=(str(tmp_path / "init"), shared, str(out)), nprocs=2)
-    queues = torch.load(out, weights_only=True)
+    queues = torch.load(out, weights_only=True)["queues"]
     assert queues.shape == (2, 64, 8)
     assert torch.equal(queues[0], queues[1]) == shared
+
+
+def _means_of_two_ranks(rank, init_file, out):
+    from rdd import dist
+
+    _join_two_ranks(rank, init_file)
+    means = dist.mean_over_ranks({"loss": 1.0 + rank, "term": -3.0 * rank}, torch.device("cpu"))
+    torch.save(means, f"{out}.{rank}")
+
+
+def test_mean_over_ranks(tmp_path):
+    out = tmp_path / "means"
+    torch.multiprocessing.spawn(_means_of_two_ranks, args=(str(tmp_path / "init"), str(out)), nprocs=2)
+    for rank in (0, 1):
+        assert torch.load(f"{out}.{rank}", weights_only=True) == {"loss": 1.5, "term": -1.5}
 
 
 def _round_queue_of_two_ranks(rank, init_file, settings_path, teacher_path, classifier_path, out):
@@ -164,17 +183,20 @@ def _round_queue_of_two_ranks(rank, init_file, settings_path, teacher_path, clas
     images = torch.Generator().manual_seed(rank)
     for step in range(2):
         batch = (torch.rand(8, 1, 16, 16, generator=images) * 2 - 1, torch.zeros(8, dtype=torch.long))
-        train_step(stage, batch, step, settings["seed"])
-    _save_both_queues(rank, stage.modules["m_p2p"].memory.queue, out)
+        terms = train_step(stage, batch, step, settings["seed"])
+    _save_both_queues(rank, stage.modules["m_p2p"].memory.queue, out, terms)
 
 
 def test_the_rdd_round_keeps_one_m_p2p_queue_on_every_rank(teacher, classifier, tiny, tmp_path):
     """The round passes the (seed, step) generator down to M-P2P: after two steps on different images
-    per rank, the ranks' queues are equal (and were written: they differ from the initial queue)."""
+    per rank, the ranks' queues are equal (and were written: they differ from the initial queue).
+    The loss terms train_step returns are the mean over the ranks, so equal on both."""
     out = tmp_path / "queues.pt"
     torch.multiprocessing.spawn(_round_queue_of_two_ranks, nprocs=2, args=(
         str(tmp_path / "init"), str(tiny["distill"]), str(teacher), str(classifier), str(out)))
-    queues = torch.load(out, weights_only=True)
+    saved = torch.load(out, weights_only=True)
+    queues, terms = saved["queues"], saved["terms"]
+    assert terms.shape == (2, 4) and torch.equal(terms[0], terms[1])
     assert torch.equal(queues[0], queues[1])
     initial = PixelMemory(queues.shape[1], queues.shape[2]).queue
     assert (queues[0] != initial).any(dim=1).sum() == 2 * 24  # two steps of enqueue_per_step vectors

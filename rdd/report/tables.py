@@ -23,7 +23,7 @@ SPEED_COLUMNS = [*LABEL_COLUMNS, "status", "nfe", "images_per_second", "images_p
                  "git_commit", "git_dirty", "path"]
 CURVE_COLUMNS = ["stage", "method", "ablation", "variant", "replicate", "round", "step", "term", "value"]
 STAGE_COLUMNS = ["stage", "method", "ablation", "variant", "replicate", "round", "steps", "seed", "status", "seconds",
-                 "final_loss", "test_accuracy", "world_size", "machine", "git_commit", "git_dirty", "path"]
+                 "final_loss", "final_loss_steps", "test_accuracy", "world_size", "machine", "git_commit", "git_dirty", "path"]
 
 
 def _get(record, dotted, entry, required=True):
@@ -139,7 +139,9 @@ def curves_table(entries, csv_frames):
         frame = csv_frames[entry]
         if "step" not in frame.columns:
             raise ReportInputError(f"curves CSV {entry.path} has no 'step' column (columns: {list(frame.columns)})")
-        long = frame.melt(id_vars="step", var_name="term", value_name="value").dropna(subset=["value"])
+        # steps_averaged: a row's window (curves written before it existed lack it: one batch each)
+        keys = [c for c in ("step", "steps_averaged") if c in frame.columns]
+        long = frame.melt(id_vars=keys, var_name="term", value_name="value").dropna(subset=["value"])
         labels = entry.labels()
         for key in ("stage", "method", "ablation", "variant", "replicate", "round"):
             long[key] = labels[key]
@@ -165,6 +167,7 @@ def stages_table(entries, records):
             final = record.get("final_terms") or {}
             seconds = record.get("train_seconds_this_run", record.get("wall_seconds"))
             row.update(status="done", seconds=seconds, final_loss=final.get("loss"),
+                       final_loss_steps=final.get("steps_averaged", 1) if final else None,
                        test_accuracy=record.get("test_accuracy"), world_size=record.get("world_size"),
                        machine=machine_label(record.get("machine")) if record.get("machine") else None,
                        git_commit=code.get("git_commit"), git_dirty=code.get("git_dirty"))

@@ -4,7 +4,10 @@ A stage gives its loss and its optimisers; the loop does the step (zero_grad, ba
 averaging, clipping, the optimisers' steps). The global RNG is seeded at every step from (seed,
 rank, step), so a step's noise does not depend on what ran before it.
 
-Resume state (all modules, optimisers, the step) is written atomically every `checkpoint_every`
+Each loss-curve row is the mean over the steps since the previous row of every process's batch
+loss, so that the curves and a stage's final loss are not one batch's noise.
+
+Resume state (all modules, optimisers, the step, the current row's running sums) is written atomically every `checkpoint_every`
 steps and on SIGTERM, to a folder kept apart from the exported model. A run started again with the
 same settings continues from it, on any number of processes; state written for other settings is
 set aside.
@@ -80,7 +83,8 @@ def shared_generator(seed, step):
 
 
 def train_step(stage, batch, step, seed):
-    """One optimiser step of `stage` on `batch`; returns its loss terms (floats)."""
+    """One optimiser step of `stage` on `batch`; returns its loss terms (floats), each the mean over
+    the processes' batches."""
     torch.manual_seed(step_seed(seed, dist.rank(), step))
     stage.set_lr(step)
     loss, terms = stage.loss(batch, step)
@@ -94,24 +98,48 @@ def train_step(stage, batch, step, seed):
         opt.step()
     if stage.after_step is not None:
         stage.after_step(step)
-    return {"loss": float(loss.detach()), **terms}
+    return dist.mean_over_ranks({"loss": float(loss.detach()), **terms}, loss.device)
 
 
-def save_resume(stage, path, step, digest):
+class _LossWindow:
+    """Running sums of the loss terms over the steps since the last curve row."""
+
+    def __init__(self, state=None):
+        state = state or {"steps": 0, "sums": {}}
+        self.steps, self.sums = state["steps"], dict(state["sums"])
+
+    def add(self, terms):
+        for name, value in terms.items():
+            self.sums[name] = self.sums.get(name, 0.0) + value
+        self.steps += 1
+
+    def row(self, step):
+        """The curve row at `step` (the window's mean of each term, and its length); starts a new window."""
+        row = {"step": step, "steps_averaged": self.steps, **{k: v / self.steps for k, v in self.sums.items()}}
+        self.steps, self.sums = 0, {}
+        return row
+
+    def state_dict(self):
+        return {"steps": self.steps, "sums": dict(self.sums)}
+
+
+def save_resume(stage, window, path, step, digest):
     if not dist.is_main():
         return
     checkpoints.save_torch({
         "settings_digest": digest, "step": step,
         "modules": {k: m.state_dict() for k, m in stage.modules.items()},
         "optimizers": {k: o.state_dict() for k, o in stage.optimizers.items()},
+        "loss_window": window.state_dict(),
     }, path)
 
 
 def load_resume(stage, path, digest, log):
-    """Restore the state at `path`; return its step (0 when there is none for these settings)."""
+    """Restore the state at `path`; return its step and loss window (0 and an empty window when there
+    is none for these settings)."""
     path = Path(path)
     if not path.exists():
-        return 0
+        return 0, _LossWindow()
     try:
         state = checkpoints.load_torch(path)
     except checkpoints.CheckpointError as exc:
@@ -121,23 +149,23 @@ def load_resume(stage, path, digest, log):
         if dist.is_main():
             path.replace(bad)
         log(f"resume state {path} cannot be read ({exc}); moved to {bad}, starting afresh")
-        return 0
+        return 0, _LossWindow()
     if state.get("settings_digest") != digest:
         stale = path.with_name(path.name + f".stale-{state.get('settings_digest')}")
         if dist.is_main():
             path.replace(stale)
         log(f"resume state {path} was written for other settings; moved to {stale}, starting afresh")
-        return 0
+        return 0, _LossWindow()
     for k, m in stage.modules.items():
         m.load_state_dict(state["modules"][k])
     for k, o in stage.optimizers.items():
         o.load_state_dict(state["optimizers"][k])
     log(f"resumed from {path} at step {state['step']}")
-    return state["step"]
+    return state["step"], _LossWindow(state.get("loss_window"))
 
 
 class _Curves:
-    """Loss terms every `log_every` steps, appended to a JSON-lines file in the resume folder."""
+    """Loss-curve rows every `log_every` steps, appended to a JSON-lines file in the resume folder."""
 
     def __init__(self, path, start_step):
         self.path = Path(path)
@@ -178,7 +206,7 @@ def run(stage, dataset, *, iters, batch_size, seed, resume_dir, digest, checkpoi
     """Train `stage` for `iters` steps; return (export payload, curve rows, seconds trained)."""
     resume_dir = Path(resume_dir)
     resume_path = resume_dir / "resume.pt"
-    start = load_resume(stage, resume_path, digest, log)
+    start, window = load_resume(stage, resume_path, digest, log)
     curves = _Curves(resume_dir / "curves.jsonl", start)
     sampler = StepBatchSampler(len(dataset), batch_size, seed, start, iters, dist.rank(), dist.world_size())
     # The loader's own generator: creating an iterator must not draw from the global
@@ -188,23 +216,24 @@ def run(stage, dataset, *, iters, batch_size, seed, resume_dir, digest, checkpoi
     if start >= iters:
         log(f"[{stage.name}] resume state is already at step {start} of {iters}")
     terminate = _Terminate()
-    t0 = window_t = time.perf_counter()
-    window_steps = 0
+    t0 = timed_from = time.perf_counter()
+    timed_steps = 0
     try:
         for step, batch in enumerate(loader, start=start):
-            terms = train_step(stage, batch, step, seed)
-            window_steps += 1
+            window.add(train_step(stage, batch, step, seed))
+            timed_steps += 1
             done = step + 1
             if done % log_every == 0 or done == iters:
                 now = time.perf_counter()
-                rate = window_steps / (now - window_t)
-                curves.append({"step": done, **terms})
-                log(f"[{stage.name}] step {done}/{iters} " +
-                    " ".join(f"{k}={v:.4g}" for k, v in terms.items()) +
+                rate = timed_steps / (now - timed_from)
+                row = window.row(done)
+                curves.append(row)
+                log(f"[{stage.name}] step {done}/{iters} mean of {row['steps_averaged']} steps: " +
+                    " ".join(f"{k}={v:.4g}" for k, v in row.items() if k not in ("step", "steps_averaged")) +
                     f" ({rate:.2f} it/s, eta {(iters - done) / rate / 60:.1f} min)")
-                window_t, window_steps = now, 0
+                timed_from, timed_steps = now, 0
             if done % checkpoint_every == 0 or done == iters or terminate.requested:
-                save_resume(stage, resume_path, done, digest)
+                save_resume(stage, window, resume_path, done, digest)
             if terminate.requested:
                 log(f"[{stage.name}] SIGTERM: state saved at step {done}; stopping")
                 raise SystemExit(143)

@@ -21,9 +21,9 @@ from rdd.train.batches import train_steps
 
 
 def _curves_csv(rows):
-    keys = sorted({k for r in rows for k in r} - {"step"})
+    keys = sorted({k for r in rows for k in r} - {"step", "steps_averaged"})
     buf = std_io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["step", *keys])
+    writer = csv.DictWriter(buf, fieldnames=["step", "steps_averaged", *keys])
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue().encode()

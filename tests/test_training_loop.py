@@ -1,0 +1,68 @@
+"""The training loop's loss curves: each row the mean of its steps' losses, and the same rows after a
+crash and a resume in the middle of a row's window."""
+
+import pytest
+import torch
+
+from rdd.train import loop
+
+
+class _Values:
+    """A dataset of scalars: item i is (float i, 0) in every epoch."""
+
+    def __len__(self):
+        return 10
+
+    def item(self, index, epoch):
+        return torch.tensor(float(index)), 0
+
+
+class _Crash(Exception):
+    pass
+
+
+def _stage(seen, crash_at=None):
+    """A real stage on one parameter; its loss (and a second term) is a known function of the batch,
+    and each step's values go to `seen`."""
+    weight = torch.nn.Parameter(torch.zeros(()))
+    opt = torch.optim.SGD([weight], lr=0.1)
+
+    def loss(batch, step):
+        if step == crash_at:
+            raise _Crash(step)
+        x, _ = batch
+        value = (x.mean() - weight) ** 2
+        seen.append((step, float(value.detach()), float(x.max())))
+        return value, {"x_max": float(x.max())}
+
+    return loop.Stage("toy", {"weight": torch.nn.ParameterDict({"w": weight})}, {"opt": opt}, lambda step: 1.0,
+                      loss, export=lambda: {"w": weight.detach().clone()})
+
+
+def _run(stage, resume_dir):
+    return loop.run(stage, _Values(), iters=9, batch_size=4, seed=3, resume_dir=resume_dir, digest="toy",
+                    checkpoint_every=2, log_every=3, log=lambda message: None)[1]
+
+
+def test_curve_rows_are_means_over_their_steps(tmp_path):
+    seen = []
+    rows = _run(_stage(seen), tmp_path)
+    assert [s for s, _, _ in seen] == list(range(9))
+    for row, window in zip(rows, (seen[0:3], seen[3:6], seen[6:9])):
+        assert row["steps_averaged"] == 3 and row["step"] == window[-1][0] + 1
+        assert row["loss"] == pytest.approx(sum(v for _, v, _ in window) / 3, rel=1e-12)
+        assert row["x_max"] == pytest.approx(sum(m for _, _, m in window) / 3, rel=1e-12)
+    # the steps' losses differ, so a row of the last step alone would not match
+    assert len({v for _, v, _ in seen[6:9]}) > 1
+
+
+def test_rows_after_a_resume_mid_window_are_those_of_an_uninterrupted_run(tmp_path):
+    whole = _run(_stage([]), tmp_path / "whole")
+    # Crash at step 5: the last resume state is at step 4, one step into the window of steps 3..5.
+    with pytest.raises(_Crash):
+        _run(_stage([], crash_at=5), tmp_path / "cut")
+    assert loop.checkpoints.load_torch(tmp_path / "cut" / "resume.pt")["step"] == 4
+    seen = []
+    resumed = _run(_stage(seen), tmp_path / "cut")
+    assert seen[0][0] == 4
+    assert resumed == whole
