@@ -172,7 +172,7 @@ SETTINGS = {
                        "the DenseNet: name (densenet201, densenet121, densenet_small) and optional DenseNet "
                        "keyword overrides"),
         # The released CIFAR-10 recipe (METHOD.md, "Released behaviour"; see rdd.train.classifier).
-        # The suite's earlier recipe: lr_schedule cosine, augment [hflip] ([] for data not flipped),
+        # The suite's earlier recipe: lr_schedule cosine, drop_last true, augment [hflip] ([] for data not flipped),
         # input_norm minus1_1, select final.
         "train": _train(1500, 0.1, batch_size=128, grad_clip=0.0, **{
             "momentum": Setting(0.9, FRACTION, "SGD momentum"),
@@ -184,6 +184,8 @@ SETTINGS = {
             "lr_milestones": Setting([0.5, 0.75], FRACTIONS, "multistep milestones as increasing fractions of "
                                                              "the run (epochs 150 and 225 of 300)"),
             "lr_gamma": Setting(0.1, number_above(0), "multistep lr factor at each milestone"),
+            "drop_last": Setting(False, BOOLEAN, "drop each epoch's last partial batch (false, as released: "
+                                                 "it is a step of its own, 391 steps of 128 per CIFAR-10 epoch)"),
             "augment": Setting(list(AUGMENTATIONS), subset_of(*AUGMENTATIONS),
                                "augmentations, applied in this order (the data spec's hflip is not consulted)"),
             "crop_padding": Setting(4, integer(1), "random crop: pixels of grey (128) padding each side"),

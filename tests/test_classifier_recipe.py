@@ -18,7 +18,7 @@ from rdd.data.fashion_mnist import FashionMNISTSource
 from rdd.checkpoints import AUTHORS_CLASSIFIER_INPUT_NORM, load_classifier
 from rdd.nets import build_classifier
 from rdd.train import checks, classifier as recipe, loop
-from rdd.train.batches import EpochItems, StepBatchSampler, train_steps
+from rdd.train.batches import EpochItems, StepBatchSampler, step_indices, train_steps
 
 
 @pytest.fixture(scope="module")
@@ -179,13 +179,39 @@ def naive_released_lr(epoch):
     return lr
 
 
-def test_multistep_drops_at_epochs_150_and_225_of_300():
-    train = settings_mod.resolve("classifier", {"train": {"epochs": 300}})["train"]
+@pytest.mark.parametrize("drop_last,per_epoch", [(False, 391), (True, 390)])  # 50000 / 128, the last of 80 or dropped
+def test_multistep_drops_at_epochs_150_and_225_of_300(drop_last, per_epoch):
+    train = settings_mod.resolve("classifier", {"train": {"epochs": 300, "drop_last": drop_last}})["train"]
+    assert train_steps(train, 50000) == 300 * per_epoch
     factor = recipe.lr_factor(train, 50000)
-    per_epoch = 390  # 50000 // 128
     for epoch in range(300):
         for step in (epoch * per_epoch, (epoch + 1) * per_epoch - 1):
             assert abs(0.1 * factor(step) - naive_released_lr(epoch)) < 1e-12, (epoch, step)
+
+
+# ---------------------------------------------------------------- epochs and their last partial batch
+
+def test_the_released_loader_keeps_each_epochs_partial_batch():
+    """As a shuffled DataLoader with drop_last=False: every example once per epoch, the last batch short."""
+    assert settings_mod.resolve("classifier", {})["train"]["drop_last"] is False  # the released default
+    epochs = {}
+    for step in range(3 * 5):  # 70 examples at 16: 5 steps per epoch, the last of 6
+        epoch, indices = step_indices(70, 16, 0, step, drop_last=False)
+        epochs.setdefault(epoch, []).append(indices)
+    assert sorted(epochs) == [0, 1, 2]
+    for batches in epochs.values():
+        assert [len(b) for b in batches] == [16, 16, 16, 16, 6]
+        assert sorted(i for b in batches for i in b) == list(range(70))
+    assert epochs[0] != epochs[1]
+    dropped = [step_indices(70, 16, 0, step)[1] for step in range(4)]
+    assert dropped == epochs[0][:4]  # dropping the partial batch leaves the others as they were
+
+
+def test_a_partial_batch_smaller_than_the_processes_is_refused():
+    with pytest.raises(ValueError, match="last batch of each epoch has 1 of 65 examples.*train.drop_last"):
+        StepBatchSampler(65, 16, 0, 0, 10, rank=0, world_size=2, drop_last=False)
+    shares = [list(StepBatchSampler(66, 16, 0, 4, 5, rank=r, world_size=2, drop_last=False)) for r in (0, 1)]
+    assert [len(s[0]) for s in shares] == [1, 1]  # the last batch of 2, one example per process
 
 
 def test_multistep_keeps_its_shape_in_short_runs():

@@ -137,7 +137,9 @@ def classifiers(study):
         out.append({
             "label": label, "path": str(entry.path), "state": "done", "net": settings["net"]["name"],
             "recipe": (f"SGD lr {train['lr']} (momentum {train['momentum']}, weight decay {train['weight_decay']}), "
-                       f"batch {train['batch_size']}, {train['lr_schedule']} schedule"
+                       # records older than the setting dropped the partial batch
+                       f"batch {train['batch_size']} (each epoch's last partial batch "
+                       f"{'dropped' if train.get('drop_last', True) else 'kept'}), {train['lr_schedule']} schedule"
                        + (f" (x{train['lr_gamma']} at {', '.join(map(str, train['lr_milestones']))} of the run)"
                           if train["lr_schedule"] == "multistep" else "")
                        + f"; augmentation {', '.join(train['augment']) or 'none'}; inputs {train['input_norm']}"),

@@ -202,13 +202,15 @@ def log_line(message):
 
 
 def run(stage, dataset, *, iters, batch_size, seed, resume_dir, digest, checkpoint_every,
-        log_every, loader_options=None, log=log_line):
-    """Train `stage` for `iters` steps; return (export payload, curve rows, seconds trained)."""
+        log_every, drop_last=True, loader_options=None, log=log_line):
+    """Train `stage` for `iters` steps (each epoch's partial batch dropped or a step of its own);
+    return (export payload, curve rows, seconds trained)."""
     resume_dir = Path(resume_dir)
     resume_path = resume_dir / "resume.pt"
     start, window = load_resume(stage, resume_path, digest, log)
     curves = _Curves(resume_dir / "curves.jsonl", start)
-    sampler = StepBatchSampler(len(dataset), batch_size, seed, start, iters, dist.rank(), dist.world_size())
+    sampler = StepBatchSampler(len(dataset), batch_size, seed, start, iters, dist.rank(), dist.world_size(),
+                               drop_last)
     # The loader's own generator: creating an iterator must not draw from the global
     # RNG, whose state the resume file restores.
     loader = DataLoader(EpochItems(dataset), batch_sampler=sampler, generator=torch.Generator().manual_seed(seed),

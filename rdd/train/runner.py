@@ -17,7 +17,7 @@ from rdd import checkpoints, dist, io, layout, records, settings as settings_mod
 from rdd.data import Augmentation, build_dataset, check_available
 from rdd.provenance import environment_record
 from rdd.train import loop, speed_settings
-from rdd.train.batches import train_steps
+from rdd.train.batches import drop_last, train_steps
 
 
 def _curves_csv(rows):
@@ -68,7 +68,7 @@ def _train_and_export(command, settings, device, out, resume_dir, build_stage, l
     payload, rows, seconds = loop.run(
         stage, dataset, iters=train_steps(train, len(dataset)), batch_size=train["batch_size"],
         seed=settings["seed"], resume_dir=resume_dir, digest=settings_mod.digest(settings),
-        checkpoint_every=train["checkpoint_every"], log_every=train["log_every"],
+        checkpoint_every=train["checkpoint_every"], log_every=train["log_every"], drop_last=drop_last(train),
         loader_options=speed_settings.loader_options(settings["speed"], device), log=log)
     if dist.is_main():
         record = records.training(command, settings, started_unix=started, train_seconds=seconds,
