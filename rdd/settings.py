@@ -172,8 +172,8 @@ SETTINGS = {
                        "the DenseNet: name (densenet201, densenet121, densenet_small) and optional DenseNet "
                        "keyword overrides"),
         # The released CIFAR-10 recipe (METHOD.md, "Released behaviour"; see rdd.train.classifier).
-        # The suite's earlier recipe: lr_schedule cosine, drop_last true, augment [hflip] ([] for data not flipped),
-        # input_norm minus1_1, select final.
+        # The suite's earlier recipe: lr_schedule cosine, drop_last true, augment [hflip] ([] for data
+        # not flipped), input_norm minus1_1, select final.
         "train": _train(1500, 0.1, batch_size=128, grad_clip=0.0, **{
             "momentum": Setting(0.9, FRACTION, "SGD momentum"),
             "weight_decay": Setting(5e-4, number_from(0), "SGD weight decay"),

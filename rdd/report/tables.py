@@ -23,7 +23,8 @@ SPEED_COLUMNS = [*LABEL_COLUMNS, "status", "nfe", "images_per_second", "images_p
                  "git_commit", "git_dirty", "path"]
 CURVE_COLUMNS = ["stage", "method", "ablation", "variant", "replicate", "round", "step", "term", "value"]
 STAGE_COLUMNS = ["stage", "method", "ablation", "variant", "replicate", "round", "steps", "seed", "status", "seconds",
-                 "final_loss", "final_loss_steps", "test_accuracy", "world_size", "machine", "git_commit", "git_dirty", "path"]
+                 "final_loss", "final_loss_steps", "test_accuracy", "world_size", "machine", "git_commit", "git_dirty",
+                 "path"]
 
 
 def _get(record, dotted, entry, required=True):

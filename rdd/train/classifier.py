@@ -2,8 +2,9 @@
 
 The default is the released CIFAR-10 recipe (METHOD.md, "Released behaviour"):
 SGD, lr divided by 10 at 1/2 and 3/4 of the run, each epoch's last partial
-batch kept, crop + flip + AutoAugment + Cutout, inputs normalised with the dataset's channel mean and std, and the
-weights of the evaluation with the best *test* accuracy exported. The test set
+batch kept, crop + flip + AutoAugment + Cutout, inputs normalised with the
+dataset's channel mean and std, and the weights of the evaluation with the best
+*test* accuracy exported. The test set
 thus chooses the checkpoint, a mismatch the published numbers include. The
 alternatives (cosine decay, the partial batch dropped, flips only, inputs in
 [-1, 1], the final weights) are the suite's earlier recipe.

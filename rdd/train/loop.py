@@ -7,10 +7,10 @@ rank, step), so a step's noise does not depend on what ran before it.
 Each loss-curve row is the mean over the steps since the previous row of every process's batch
 loss, so that the curves and a stage's final loss are not one batch's noise.
 
-Resume state (all modules, optimisers, the step, the current row's running sums) is written atomically every `checkpoint_every`
-steps and on SIGTERM, to a folder kept apart from the exported model. A run started again with the
-same settings continues from it, on any number of processes; state written for other settings is
-set aside.
+Resume state (all modules, optimisers, the step, the current row's running sums) is written
+atomically every `checkpoint_every` steps and on SIGTERM, to a folder kept apart from the exported
+model. A run started again with the same settings continues from it, on any number of processes;
+state written for other settings is set aside.
 """
 
 import hashlib
