@@ -154,11 +154,14 @@ def test_m_p2p_queue_is_one_queue_on_every_rank(shared, tmp_path):
 
 
 def _means_of_two_ranks(rank, init_file, out):
+    import torch.distributed as torch_dist
+
     from rdd import dist
 
     _join_two_ranks(rank, init_file)
     means = dist.mean_over_ranks({"loss": 1.0 + rank, "term": -3.0 * rank}, torch.device("cpu"))
     torch.save(means, f"{out}.{rank}")
+    torch_dist.destroy_process_group()  # gloo's threads left running abort the process at exit
 
 
 def test_mean_over_ranks(tmp_path):
