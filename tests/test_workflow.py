@@ -199,9 +199,10 @@ def test_lint_has_only_the_explained_finding(tmp_path):
 
 TEACHER_LOG = "logs/results/tiny/models/teacher/teacher_8.log"
 TEACHER_RESUME = "resume/results/tiny/models/teacher/teacher_8/resume.pt"
-# Long enough to be still training after step 20 while the refused second run starts and stops (under
-# 10 steps here), short enough to keep the test quick: the rest of the DAG waits for the teacher.
-LONG_TEACHER_ITERS = 100
+# Long enough to be still training after step 20 while the refused second run starts and stops (on a
+# 2-core machine busy with another run, that took the teacher's last 80 steps of 100: 7 it/s, 11 s),
+# short enough to keep the test quick: the rest of the DAG waits for the teacher.
+LONG_TEACHER_ITERS = 300
 
 
 def _interrupt_during_teacher(workdir, overlay):
