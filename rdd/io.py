@@ -6,6 +6,7 @@ leaves a half-written file under its final name.
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import tempfile
@@ -94,3 +95,17 @@ def read_json(path):
         raise
     except Exception as exc:
         raise ValueError(f"cannot parse JSON file {path}: {exc}") from exc
+
+
+def file_hexdigest(path, algorithm):
+    """Hex digest of a file's bytes (`algorithm`: a hashlib name), read in blocks."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_file(path):
+    """Hex sha256 of a file's bytes."""
+    return file_hexdigest(path, "sha256")

@@ -36,14 +36,15 @@ def training(command, settings, *, started_unix, train_seconds, world_size, fina
             **details, **environment}
 
 
-def samples(*, model, steps, T, seeds, batch_size, net_batch, latencies, wall_seconds, environment):
-    """A samples file: its model, steps (NFE = steps for DDIM), seeds, and the speed measured while
-    sampling; `latencies` holds (images, seconds) per batch."""
+def samples(*, model, steps, T, seeds, batch_size, net_batch, precision, latencies, wall_seconds, environment):
+    """A samples file: its model, steps (NFE = steps for DDIM), seeds, how the network ran (images per
+    call, the float32 precision it ran in), and the speed measured while sampling; `latencies` holds
+    (images, seconds) per batch. Real images have no network: net_batch and precision None."""
     full = [seconds for n, seconds in latencies if n == batch_size]
     timed = sum(seconds for _, seconds in latencies)
     return {"kind": "samples", "model": str(model), "steps": steps, "nfe": steps, "T": T, "num_images": len(seeds),
             "seed_first": int(seeds[0]), "seed_last": int(seeds[-1]), "batch_size": batch_size,
-            "net_batch": net_batch,
+            "net_batch": net_batch, "precision": precision,
             "speed": {"images_per_second": sum(n for n, _ in latencies) / timed if latencies else None,
                       "median_latency_per_full_batch_s": statistics.median(full) if full else None,
                       "batches_timed": len(latencies)},
@@ -81,7 +82,8 @@ def metric(*, scores, extractor, reference_stats, reference_pointer, sampling, l
             "kid_subset_size": settings.get("kid", {}).get("subset_size"),
             "seed_first": sampling["seed_first"], "seed_last": sampling["seed_last"],
             "steps": sampling["steps"], "nfe": sampling["nfe"], "net_batch": sampling.get("net_batch"),
-            "settings": settings, "implementation": scores["implementation"]},
+            "sampling_precision": sampling.get("precision"), "settings": settings,
+            "implementation": scores["implementation"]},
         "labels": {**labels, "model": sampling["model"], "steps": sampling["steps"]},
         "wall_seconds": wall_seconds,
         **environment,
@@ -95,9 +97,10 @@ def memory_benchmark(*, device, measure, channels, num_anchors, batch_sweep, map
             **environment}
 
 
-def speed_benchmark(*, results, batch_size, net_batch, repeats, threads, device, wall_seconds, environment):
+def speed_benchmark(*, results, batch_size, net_batch, precision, repeats, threads, device, wall_seconds,
+                    environment):
     """Sampling speed of a study's models measured in one process holding the machine (rdd.speed):
     per case its labels, model, steps, median images/s over `repeats` with their range, batch latency."""
     return {"kind": "speed_benchmark", "cases": results, "batch_size": batch_size, "net_batch": net_batch,
-            "repeats": repeats, "threads": threads, "device": str(device), "wall_seconds": wall_seconds,
-            **environment}
+            "precision": precision, "repeats": repeats, "threads": threads, "device": str(device),
+            "wall_seconds": wall_seconds, **environment}

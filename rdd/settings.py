@@ -101,6 +101,8 @@ WRAP_MODES = ("tail", "modulo")
 ANCHOR_MODES = ("linspace", "stride")
 # The classifier's augmentations (rdd.data.augment), in the order of the released recipe.
 AUGMENTATIONS = ("crop", "hflip", "autoaugment", "cutout")
+# How float32 matmuls and convolutions run (rdd.precision), exact first.
+PRECISIONS = ("fp32", "tf32")
 
 
 def _data(default):

@@ -17,36 +17,38 @@ from rdd.checkpoints import load_denoiser
 from rdd.generate import image_shape, sample_batch
 
 
-def _timed(case, seeds, device, net_batch):
+def _timed(case, seeds, device, net_batch, precision):
     net, kwargs, grid = case["loaded"]
     started = time.perf_counter()
-    sample_batch(net, grid, seeds, case["steps"], image_shape(kwargs), kwargs["num_classes"], device, net_batch)
+    sample_batch(net, grid, seeds, case["steps"], image_shape(kwargs), kwargs["num_classes"], device, net_batch,
+                 precision)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - started
 
 
-def measure(cases, *, batch_size, net_batch, repeats, threads, device="cpu", log=print):
-    """Images/s of every case ({"model", "steps", labels...}); returns one result per case, in order."""
+def measure(cases, *, batch_size, net_batch, repeats, threads, device="cpu", precision="fp32", log=print):
+    """Images/s of every case ({"model", "steps", labels...}), sampled as the sample jobs do (network
+    batch, precision); returns one result per case, in order."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        return _measure(cases, batch_size, net_batch, repeats, torch.device(device), log)
+        return _measure(cases, batch_size, net_batch, precision, repeats, torch.device(device), log)
     finally:
         torch.set_num_threads(previous)  # a caller in the same process keeps its own setting
 
 
-def _measure(cases, batch_size, net_batch, repeats, device, log):
+def _measure(cases, batch_size, net_batch, precision, repeats, device, log):
     seeds = list(range(batch_size))
     cases = [{**case, "loaded": load_denoiser(case["model"], device, case.get("authors_net"))} for case in cases]
     for case in cases:
-        _timed(case, seeds, device, net_batch)  # warm-up: allocations, kernel selection
+        _timed(case, seeds, device, net_batch, precision)  # warm-up: allocations, kernel selection
     seconds = [[] for _ in cases]
     for repeat in range(repeats):
         order = list(range(len(cases)))
         order = order[repeat % len(cases):] + order[:repeat % len(cases)]
         for i in order:
-            seconds[i].append(_timed(cases[i], seeds, device, net_batch))
+            seconds[i].append(_timed(cases[i], seeds, device, net_batch, precision))
         log(f"[speed] repeat {repeat + 1}/{repeats} done")
     results = []
     for case, times in zip(cases, seconds):

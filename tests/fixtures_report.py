@@ -87,7 +87,7 @@ def samples_record(method, steps, seed, model):
     ips = 1900.0 / steps * (1.0 + 0.02 * seed)
     seeds = range(seed * NUM_GENERATED, (seed + 1) * NUM_GENERATED)
     return records.samples(model=model, steps=steps, T=steps, seeds=seeds, batch_size=250, net_batch=16,
-                           latencies=[(250, 250 / ips)] * 2, wall_seconds=NUM_GENERATED / ips + 0.4,
+                           precision="fp32", latencies=[(250, 250 / ips)] * 2, wall_seconds=NUM_GENERATED / ips + 0.4,
                            environment=ENVIRONMENT)
 
 
@@ -163,8 +163,8 @@ def speed_record():
                 "images_per_second": 1900.0 / steps, "images_per_second_low": 1850.0 / steps,
                 "images_per_second_high": 1960.0 / steps, "latency_per_batch_s": 250 / (1900.0 / steps),
                 "seconds": [250 / (1900.0 / steps)] * 3} for method, steps in cases]
-    return records.speed_benchmark(results=results, batch_size=250, net_batch=16, repeats=3, threads=2, device="cpu",
-                                   wall_seconds=60.0, environment=ENVIRONMENT)
+    return records.speed_benchmark(results=results, batch_size=250, net_batch=16, precision="fp32", repeats=3,
+                                   threads=2, device="cpu", wall_seconds=60.0, environment=ENVIRONMENT)
 
 
 def memory_record():
@@ -241,7 +241,8 @@ def make_study(root, missing=MISSING, memory=True, scale_note=SCALE_NOTE, paper_
         labels = {"method": "real", "steps": 0, "seed": seed}
         sampling = records.samples(model="real images: fashion_mnist test split (held out)", steps=0, T=None,
                                    seeds=range(seed * NUM_GENERATED, (seed + 1) * NUM_GENERATED),
-                                   batch_size=NUM_GENERATED, net_batch=None, latencies=[], wall_seconds=1.0,
+                                   batch_size=NUM_GENERATED, net_batch=None, precision=None, latencies=[],
+                                   wall_seconds=1.0,
                                    environment=ENVIRONMENT)
         add("metric", at(layout.METRIC, method="real", variant="test", steps=0, seed=seed),
             metric_record(labels, REAL_FID + _noise("real", 0, seed), sampling), ("metric", "real", "", "", 0, seed),

@@ -4,6 +4,7 @@ import numpy as np
 
 from conftest import run_rdd
 from rdd import checkpoints
+from rdd.generate import shard_key
 
 
 def test_corrupt_resume_state_is_set_aside_and_the_run_completes(teacher, tiny, tmp_path, capsys):
@@ -30,3 +31,29 @@ def test_unreadable_shard_is_sampled_again(teacher, tmp_path, capsys):
     run_rdd("sample", "--model", teacher, *args, "--out", damaged)
     assert "shard-00000.npz cannot be read" in capsys.readouterr().out
     assert np.array_equal(np.load(straight)["images"], np.load(damaged)["images"])
+
+
+def test_shard_of_another_sampling_is_sampled_again_one_of_the_same_reused(teacher, tmp_path, capsys):
+    common = ["--seeds", "0-5", "--shard-size", "3", "--batch-size", "3"]
+    one_step, two_steps = tmp_path / "one.npz", tmp_path / "two.npz"
+    run_rdd("sample", "--model", teacher, "--steps", "1", *common, "--out", one_step)
+    run_rdd("sample", "--model", teacher, "--steps", "2", *common, "--out", two_steps)
+    first = {k: np.load(one_step)[k][:3] for k in ("images", "labels", "seeds")}
+
+    def rerun_over(shard_images, key_steps):
+        """A 2-step run over the first shard a killed run left: `shard_images` made at `key_steps`."""
+        out = tmp_path / f"rerun{key_steps}.npz"
+        parts = tmp_path / f"{out.name}.parts"
+        parts.mkdir()
+        np.savez(parts / "shard-00000.npz", **{**first, "images": shard_images},
+                 key=np.asarray(shard_key(teacher, key_steps, 16, "fp32", None)))
+        run_rdd("sample", "--model", teacher, "--steps", "2", *common, "--out", out)
+        return np.load(out)["images"]
+
+    # The 1-step shard is not the 2-step run's: sampled again, the result is the straight 2-step one.
+    assert np.array_equal(rerun_over(first["images"], key_steps=1), np.load(two_steps)["images"])
+    assert "shard-00000.npz was sampled from another model file or with other settings" in capsys.readouterr().out
+    # A shard under the run's own key is reused as it is (here marked by inverted images).
+    marked = 255 - np.load(two_steps)["images"][:3]
+    reused = rerun_over(marked, key_steps=2)
+    assert np.array_equal(reused[:3], marked) and np.array_equal(reused[3:], np.load(two_steps)["images"][3:])

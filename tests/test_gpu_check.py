@@ -43,7 +43,7 @@ def test_cost_of_the_paper_studies_from_given_rates():
 
 def test_many_step_sampling_is_timed_on_fewer_steps_and_extrapolated():
     (plan,) = plan_iterations.load_plans(["tiny"], tiny=True).values()
-    rates, timed = gpu_check.sampling_rates(plan, "cpu", 1, log=lambda line: None, max_steps=4)
+    rates, timed = gpu_check.sampling_rates(plan, "cpu", 1, log=lambda line: None, precision="fp32", max_steps=4)
     assert timed == {8: 4} and set(rates) == {1, 8}
     assert 0 < rates[8] < rates[1]
 
@@ -72,6 +72,8 @@ def test_the_whole_check_runs_at_toy_sizes_on_the_cpu(tmp_path):
         assert tiny["training"][kind]["bf16"] == {"item": f"{kind} bf16", "verdict": "skipped",
                                                   "why": "bf16 autocast runs on CUDA only"}
     assert set(tiny["sampling_images_per_second"]) == {"1", "8"} and tiny["inception_images_per_second"] > 0
+    # Off CUDA only the study's sampling precision is timed (TF32 would be exact fp32 there).
+    assert tiny["sampling_precision"] == "fp32" and set(tiny["sampling_images_per_second_by_precision"]) == {"fp32"}
     assert set(tiny["interval_seconds"]) == {"fid", "kid", "is"}
     assert all(seconds > 0 for seconds in tiny["interval_seconds"].values())
     assert tiny["sampling_steps_timed"] == {}  # T_base = 8: timed, not extrapolated

@@ -34,14 +34,14 @@ def test_each_record_kind_is_a_manifest_kind_and_each_builder_stamps_its_own():
     built = [
         records.training("distill", {}, started_unix=0.0, train_seconds=1.0, world_size=1, final_terms=None,
                          details={}, environment=env),
-        records.samples(model="m.pt", steps=2, T=2, seeds=range(4), batch_size=2, net_batch=2,
+        records.samples(model="m.pt", steps=2, T=2, seeds=range(4), batch_size=2, net_batch=2, precision="fp32",
                         latencies=[(2, 0.5), (2, 1.5)], wall_seconds=2.0, environment=env),
         records.reference(stats_path="s.npz", stats_sha256="x", stats_record={}, dataset={}, split="train",
                           limit=None, inception={}),
         records.memory_benchmark(device="cpu", measure="m", channels=1, num_anchors=1, batch_sweep={},
                                  map_sweep=None, environment=env),
-        records.speed_benchmark(results=[], batch_size=2, net_batch=2, repeats=1, threads=1, device="cpu",
-                                wall_seconds=1.0, environment=env),
+        records.speed_benchmark(results=[], batch_size=2, net_batch=2, precision="fp32", repeats=1, threads=1,
+                                device="cpu", wall_seconds=1.0, environment=env),
     ]
     assert [r["kind"] for r in built] == [k for k in records.KINDS if k != "metric"]
     assert set(records.KINDS) <= set(KINDS)

@@ -16,7 +16,8 @@ from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d
 
 from rdd.checkpoints import CheckpointError, load_torch, save_torch
 from rdd.metrics.features import extract_features
-from rdd.metrics.inception import FID_HELPER_FILE, convert_fid_helper_weights, resolve_inception, sha256_file
+from rdd.io import sha256_file
+from rdd.metrics.inception import FID_HELPER_FILE, convert_fid_helper_weights, resolve_inception
 from rdd.metrics.reference import (StatisticsFileError, features_to_statistics, reference_statistics,
                                    user_statistics)
 from rdd.metrics.scores import compute_metrics, metrics_from_features

@@ -16,7 +16,7 @@ from rdd import records
 from rdd.metrics import bootstrap
 from rdd.report import claims
 from rdd.report import summary as summary_module
-from rdd.report.context import _reference_source, _stage_totals, ablation_tables
+from rdd.report.context import _reference_source, _stage_totals, ablation_tables, protocols
 from rdd.report.manifest import Entry, ReportInputError, load_manifest
 from rdd.report.paper import load_paper_values
 from rdd.report.summary import (cell, comparison_table, ddim_speedups, format_cell, speed_summary,
@@ -645,3 +645,21 @@ def test_floor_row_says_when_the_held_out_split_is_smaller_than_the_models_sampl
     fewer = floor_row(summary, manifest, "fid")["fewer_images"]
     assert fewer.startswith("at N = 500, fewer than the models' 2,000") and "would score lower" in fewer
     assert "KID is unbiased at any N" in floor_row(summary, manifest, "kid")["fewer_images"]
+
+
+def test_protocol_table_says_how_the_images_were_sampled():
+    from fixtures_report import metric_record, samples_record
+
+    def metric(method, sampling, drop=()):
+        record = metric_record({"method": method, "steps": sampling["steps"], "seed": 0}, 30.0, sampling)
+        for key in drop:
+            del record["protocol"][key]
+        return Entry("metric", f"{method}.json", method=method, steps=sampling["steps"], seed=0), record
+
+    real = records.samples(model="real images", steps=0, T=None, seeds=range(4), batch_size=4, net_batch=None,
+                           precision=None, latencies=[], wall_seconds=1.0, environment={})
+    found = dict([metric("rdd", samples_record("rdd", 1, 0, "rdd.pt")), metric("real", real),
+                  metric("pd", samples_record("pd", 1, 0, "pd.pt"), drop=["sampling_precision"])])
+    [protocol] = protocols(metrics_table(list(found), found), {})
+    assert protocol["sampling"] == ("network batch 16, fp32; network batch 16, precision not recorded; "
+                                    "real images (no network)")

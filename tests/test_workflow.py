@@ -104,6 +104,7 @@ def test_dry_run_paper_protocol(tmp_path, study):
     assert (rdd["train"]["batch_size"], rdd["train"]["lr"], rdd["train"]["iters"], rdd["tau"]) == (batch, lr, iters, tau)
     assert pd_1["train"]["iters"] == iters and pd_1["train"]["lr"] == lr
     assert f"--standalone --nproc_per_node {gpus} -m rdd distill" in result.stdout
+    assert "--batch-size 500 --net-batch 500 --precision fp32" in result.stdout  # every sample job's
     if study == "cifar10":
         assert teacher["train"]["batch_size"] == 256 and teacher["net"]["dropout"] == 0.1
     else:
@@ -291,6 +292,10 @@ def test_tiny_run_produces_every_record_and_the_report(tiny_run):
     assert sorted((r["method"], int(r["steps"])) for r in speed) == sorted(
         [("ddim", 1), ("ddim", 8), ("pd", 4), ("pd", 1), ("rcfd", 1), ("rdd", 1)])
     assert all(float(r["images_per_second_low"]) <= float(r["images_per_second"]) for r in speed)
+    # The study's network batch and sampling precision reach every sample job and the speed benchmark.
+    sampled = [json.loads((workdir / e["path"]).read_text()) for e in manifest["entries"]
+               if e["kind"] in ("samples", "speed_benchmark")]
+    assert {(r["net_batch"], r["precision"]) for r in sampled if r.get("steps") != 0} == {(8, "fp32")}
     with open(workdir / "results/tiny/tables/metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 18 and {r["status"] for r in rows} == {"done"}

@@ -6,11 +6,10 @@ input is already that layout), fixed-size batches, inference_mode, fp32 only
 reported FID).
 """
 
-import contextlib
-
 import numpy as np
 import torch
 
+from rdd import precision
 from rdd.metrics.inception import load_extractor
 
 # Part of every reference-statistics cache key: change it when the pixels fed to the network change.
@@ -49,19 +48,6 @@ def _fixed_size_batches(images_or_batches, batch_size):
         yield np.concatenate(pending)
 
 
-@contextlib.contextmanager
-def full_fp32():
-    """Disable TF32 / reduced-precision float32 matmuls and convolutions for the duration."""
-    saved = (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32)
-    torch.set_float32_matmul_precision("highest")
-    torch.backends.cudnn.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.set_float32_matmul_precision(saved[0])
-        torch.backends.cudnn.allow_tf32 = saved[1]
-
-
 def default_device():
     """CUDA when present, CPU otherwise."""
     return "cuda" if torch.cuda.is_available() else "cpu"
@@ -74,7 +60,7 @@ def extract_features(images_or_batches, handle, batch_size=64, device=None):
     device = torch.device(device or default_device())
     model = load_extractor(handle, device)
     features, logits = [], []
-    with torch.inference_mode(), full_fp32():
+    with torch.inference_mode(), precision.float32("fp32"):
         for batch in _fixed_size_batches(images_or_batches, batch_size):
             # NHWC memory viewed as NCHW is already channels_last, the layout the model runs in.
             x = torch.from_numpy(np.require(batch, requirements=["C", "W"])).to(device).permute(0, 3, 1, 2)

@@ -9,7 +9,6 @@ needed for the Inception Score.
 """
 
 import functools
-import hashlib
 import importlib.util
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, Basic
 from torch_fidelity.utils import create_feature_extractor
 
 from rdd.checkpoints import CheckpointError, load_torch, save_torch
+from rdd.io import file_hexdigest, sha256_file
 
 EXTRACTOR_NAME = "inception-v3-compat"
 POOL3 = "2048"
@@ -49,19 +49,6 @@ class InceptionHandle:
     def protocol(self):
         """The part of a metric record that identifies the feature extractor."""
         return asdict(self)
-
-
-def _file_hexdigest(path, algorithm):
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def sha256_file(path):
-    """Hex sha256 of a file's bytes."""
-    return _file_hexdigest(path, "sha256")
 
 
 # TensorFlow block names (as kept by the TorchScript copy) -> torch-fidelity modules.
@@ -106,7 +93,7 @@ def convert_fid_helper_weights(torchscript_path, out_path):
     The fc layer, absent from the source, is filled with NaN so logits can never pass for real ones.
     """
     torchscript_path = Path(torchscript_path)
-    sha1 = _file_hexdigest(torchscript_path, "sha1")
+    sha1 = file_hexdigest(torchscript_path, "sha1")
     if sha1 != FID_HELPER_SHA1:
         raise CheckpointError(
             f"{torchscript_path} has sha1 {sha1}, expected {FID_HELPER_SHA1}: the file is corrupt or "

@@ -18,9 +18,8 @@ import numpy as np
 import torch
 from torch_fidelity.metric_fid import fid_features_to_statistics
 
-from rdd.io import read_json, write_bytes, write_json
+from rdd.io import read_json, sha256_file, write_bytes, write_json
 from rdd.metrics.features import PREPROCESSING, extract_features
-from rdd.metrics.inception import sha256_file
 from rdd.provenance import package_versions
 
 NO_FEATURES_REASON = "the reference statistics file {path} holds mu and sigma only (no features)"

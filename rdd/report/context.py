@@ -155,6 +155,18 @@ def _reference_source(sha256, refstats):
     return "no reference-statistics record with this sha256 in the manifest"
 
 
+def precision_text(precision):
+    """A recorded sampling precision in words (records older than the setting lack it)."""
+    return {"fp32": "fp32", "tf32": "TF32"}.get(precision, "precision not recorded")
+
+
+def _sampling_text(row):
+    """How a metric row's images were made: the network's batch and precision, or real images."""
+    if pd.isna(row["net_batch"]):
+        return "real images (no network)" if row["method"] == "real" else "not recorded"
+    return f"network batch {int(row['net_batch'])}, {precision_text(row['sampling_precision'])}"
+
+
 def protocols(metrics, refstats):
     """One row per distinct metric protocol (extractor, weights, reference and its source, sample count)."""
     done = metrics[metrics["status"] == "done"]
@@ -164,6 +176,7 @@ def protocols(metrics, refstats):
         out.append({"id": pid, **{c: _plain(first[c]) for c in PROTOCOL_COLUMNS}, "records": len(group),
                     "reference_source": _reference_source(first["reference_sha256"], refstats),
                     "steps": ", ".join(str(s) for s in sorted(group["steps"].unique())),
+                    "sampling": "; ".join(sorted({_sampling_text(row) for _, row in group.iterrows()})),
                     "seeds": ", ".join(sorted({f"{int(a)}–{int(b)}" for a, b in
                                                zip(group["seed_first"], group["seed_last"])
                                                if pd.notna(a) and pd.notna(b)})) or "not recorded"})
@@ -318,7 +331,8 @@ def speed_protocol(study):
     if record is None:
         return {"state": "pending", "path": str(entry.path)}
     return {"state": "done", "path": str(entry.path), "repeats": record["repeats"], "threads": record["threads"],
-            "batch_size": record["batch_size"], "net_batch": record["net_batch"], "device": record["device"]}
+            "batch_size": record["batch_size"], "net_batch": record["net_batch"],
+            "precision": precision_text(record.get("precision")), "device": record["device"]}
 
 
 def _paper_points(paper, paper_key, small_scale):

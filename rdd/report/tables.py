@@ -16,8 +16,10 @@ LABEL_COLUMNS = ["method", "ablation", "variant", "steps", "seed", "replicate"] 
 PROTOCOL_COLUMNS = ["extractor", "weights_source", "weights_sha256", "reference_path", "reference_sha256",
                     "reference_dataset", "reference_split", "reference_num_images", "num_generated",
                     "kid_subset_size"]
+# How the images were sampled (network batch, float32 precision; both None for real images).
+SAMPLING_COLUMNS = ["net_batch", "sampling_precision"]
 METRIC_COLUMNS = [*LABEL_COLUMNS, "status", *METRIC_VALUES, *PROTOCOL_COLUMNS, "seed_first", "seed_last",
-                  "wall_seconds", "protocol", "path"]
+                  *SAMPLING_COLUMNS, "wall_seconds", "protocol", "path"]
 SPEED_COLUMNS = [*LABEL_COLUMNS, "status", "nfe", "images_per_second", "images_per_second_low",
                  "images_per_second_high", "latency_per_batch_s", "batch_size", "repeats", "threads", "machine",
                  "git_commit", "git_dirty", "path"]
@@ -80,6 +82,7 @@ def _metric_fields(entry, record):
         "kid_subset_size": _get(record, "protocol.kid_subset_size", entry, required=False),
         "seed_first": _get(record, "protocol.seed_first", entry, required=False),
         "seed_last": _get(record, "protocol.seed_last", entry, required=False),
+        **{k: _get(record, f"protocol.{k}", entry, required=False) for k in SAMPLING_COLUMNS},
         "wall_seconds": record.get("wall_seconds"),
     }
 

@@ -9,13 +9,12 @@ leaves them out). benchmarks/bench_speed_settings.py measures what each one buys
 
 import torch
 
+from rdd import precision
+
 
 def configure(speed, device):
     """Set the process-wide backend flags for training on `device` (TF32 on CUDA or exact fp32)."""
-    tf32 = bool(speed["tf32"]) and device.type == "cuda"
-    # Set both ways: PyTorch's own default allows TF32 in cuDNN convolutions but not in matmuls.
-    torch.set_float32_matmul_precision("high" if tf32 else "highest")
-    torch.backends.cudnn.allow_tf32 = tf32
+    precision.set_float32(precision.effective("tf32" if speed["tf32"] else "fp32", device))
 
 
 def memory_format(speed):

@@ -217,7 +217,9 @@ def evaluation(wildcards):
 def sample_options(wildcards):
     found = evaluation(wildcards)
     plan = PLANS[wildcards.study]
-    options = (f"--seeds {plan.image_seeds(found.seed)} --batch-size {plan.config['evaluate']['batch_size']} "
+    evaluate = plan.config["evaluate"]
+    options = (f"--seeds {plan.image_seeds(found.seed)} --batch-size {evaluate['batch_size']} "
+               f"--net-batch {evaluate['net_batch']} --precision {evaluate['sampling_precision']} "
                f"--device {plan.config['device']}")
     if found.model_is_external:
         options += f" --authors-net {shlex.quote(authors_net(wildcards.study))}"

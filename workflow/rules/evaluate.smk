@@ -82,6 +82,8 @@ rule speed_benchmark:
         layout.log(layout.SPEED_BENCHMARK),
     params:
         batch_size=lambda wc: PLANS[wc.study].config["evaluate"]["batch_size"],
+        net_batch=lambda wc: PLANS[wc.study].config["evaluate"]["net_batch"],
+        precision=lambda wc: PLANS[wc.study].config["evaluate"]["sampling_precision"],
         repeats=lambda wc: PLANS[wc.study].config["evaluate"]["speed_benchmark"]["repeats"],
         device=lambda wc: PLANS[wc.study].config["device"],
         cases=lambda wc: text_digest(speed_cases_text(wc.study)),
@@ -95,7 +97,7 @@ rule speed_benchmark:
     shell:
         "rdd_claim_gpu {resources.gpu}; "
         "python -m rdd speed-benchmark --cases {input.cases} --out {output} --batch-size {params.batch_size}"
-        " --repeats {params.repeats} --threads {params.torch_threads} --device {params.device} > {log} 2>&1"
+        " --net-batch {params.net_batch} --precision {params.precision} --repeats {params.repeats} --threads {params.torch_threads} --device {params.device} > {log} 2>&1"
 
 
 rule memory_benchmark:
