@@ -172,7 +172,7 @@ def interval_seconds(plan, device, log):
     features, ref = (rng.standard_normal((n, 2048), dtype=np.float32) for _ in range(2))
     logits = rng.standard_normal((n, 1008), dtype=np.float32)
     mu_r, sigma_r = ref.mean(0, dtype=np.float64), np.cov(ref, rowvar=False)
-    runs = {"fid": lambda: bootstrap.fid_replicates(features, mu_r, sigma_r),  # numpy, on the CPU
+    runs = {"fid": lambda: bootstrap.fid_replicates(features, mu_r, sigma_r, device=device),
             "kid": lambda: kid_bootstrap.kid_replicates(features, ref, device=device),
             "is": lambda: scores.isc_replicates(logits, min(scores.ISC_SPLITS, n), scores.RNG_SEED, device=device)}
     seconds = {}

@@ -428,6 +428,29 @@ def test_fid_bootstrap_is_reproducible_and_shrinks_as_n_grows():
     assert widths[1] < 0.6 * widths[0], widths
 
 
+def test_fid_replicates_above_the_gram_limit_match_a_naive_computation():
+    """Above MAX_GRAM_IMAGES each replicate is the d x d form (torch, float64, on the evaluation's
+    device): checked against numpy's covariance and scipy's matrix square root of the same resample."""
+    from scipy import linalg
+
+    from rdd.metrics.bootstrap import MAX_GRAM_IMAGES, REPLICATES_LARGE_N, fid_replicates, resample_indices
+
+    mu_r, sigma_r, draw = _gaussian_case(seed=5)
+    n = MAX_GRAM_IMAGES + 1
+    x = draw(n, np.random.default_rng(6))
+
+    def naive(idx):
+        xb = x[idx]
+        mu_g, sigma_g = xb.mean(0), np.cov(xb, rowvar=False)
+        covmean = linalg.sqrtm(sigma_g @ sigma_r).real
+        return ((mu_g - mu_r) ** 2).sum() + np.trace(sigma_g) + np.trace(sigma_r) - 2.0 * np.trace(covmean)
+
+    replicates = fid_replicates(x, mu_r, sigma_r, seed=9)
+    assert len(replicates) == REPLICATES_LARGE_N
+    expected = [naive(resample_indices(n, r, 9)) for r in range(3)]
+    assert replicates[:3] == pytest.approx(expected, rel=1e-9)
+
+
 def test_few_replicates_give_students_t_on_their_spread_which_keeps_the_stated_level():
     """FID above 2048 images keeps 20 replicates: the interval is the estimate ± t_19 x their sd (a
     naive formula). Over many sets of 20 normal replicates (the bootstrap of FID at many images), the

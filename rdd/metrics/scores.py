@@ -58,13 +58,13 @@ def _score(features, logits, ref, ref_stats, handle, kid_subset_size=KID_MAX_SUB
         raise ValueError(f"FID and KID need at least 2 generated images, got {len(features)}")
     if ref["mu"].shape[0] != features.shape[1]:
         raise ValueError(f"{ref_stats.path} has {ref['mu'].shape[0]}-d statistics, features are {features.shape[1]}-d")
-    device = device or default_device()  # of KID's and IS's intervals
+    device = device or default_device()  # of the intervals (FID: in its d x d form)
     values, unavailable, settings = {}, {}, {}
 
     fid = fid_statistics_to_metric(features_to_statistics(features), ref, verbose=False)
     values["fid"] = fid[KEY_METRIC_FID]
     # The sampling interval: the generated images resampled, the reference held fixed.
-    replicates = bootstrap.fid_replicates(features, ref["mu"], ref["sigma"], seed=bootstrap_seed)
+    replicates = bootstrap.fid_replicates(features, ref["mu"], ref["sigma"], seed=bootstrap_seed, device=device)
     (values["fid_ci95_low"], values["fid_ci95_high"]), settings["fid_interval"] = _interval(
         "fid", values["fid"], replicates, bootstrap_seed, "FID (reference fixed)",
         form="N x N eigenproblem" if len(features) <= bootstrap.MAX_GRAM_IMAGES else "d x d eigenproblem")
