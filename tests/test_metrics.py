@@ -372,7 +372,8 @@ def test_fast_fid_equals_torch_fidelity_on_real_features(features, ref_stats):
     """The N x N eigenproblem (and the d x d form used above 2048 images) against torch-fidelity's FID."""
     from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_statistics_to_metric
 
-    from rdd.metrics.bootstrap import _CovarianceFID, fid_from_features
+    from rdd.metrics.bootstrap import fid_from_features
+    from rdd.metrics.covariance_fid import CovarianceFID
 
     ref = ref_stats.arrays()
     for name in ("train", "noise"):
@@ -380,7 +381,7 @@ def test_fast_fid_equals_torch_fidelity_on_real_features(features, ref_stats):
         fast = fid_from_features(features[name], ref["mu"], ref["sigma"])
         assert fast == pytest.approx(expected, rel=1e-6), name
         x = features[name].astype(np.float64)
-        assert _CovarianceFID(x, ref["mu"], ref["sigma"]).fid(np.arange(N)) == pytest.approx(expected, rel=1e-6)
+        assert CovarianceFID(x, ref["mu"], ref["sigma"]).fid(np.arange(N)) == pytest.approx(expected, rel=1e-6)
 
 
 def _gaussian_case(seed=1, d=16):

@@ -5,6 +5,8 @@ import json
 import math
 import re
 import statistics
+import subprocess
+import sys
 
 import numpy as np
 
@@ -12,6 +14,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from conftest import REPO
 from rdd import records
 from rdd.metrics import bootstrap
 from rdd.report import claims
@@ -663,3 +666,15 @@ def test_protocol_table_says_how_the_images_were_sampled():
     [protocol] = protocols(metrics_table(list(found), found), {})
     assert protocol["sampling"] == ("network batch 16, fp32; network batch 16, precision not recorded; "
                                     "real images (no network)")
+
+
+def test_the_report_loads_no_torch():
+    """The report job reads records and draws tables and plots: it starts without torch (README)."""
+    code = """
+import sys
+import rdd.report.__main__, rdd.report.render, rdd.report.context
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision", "torch_fidelity"))
+assert not heavy, heavy[:5]
+"""
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]

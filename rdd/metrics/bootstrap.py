@@ -6,8 +6,8 @@ a d x d matrix square root. With the Gram matrices G = X Sigma_r X^T and K = X X
 a bootstrap replicate (images drawn with replacement) only double-centres an N x N submatrix, so
 hundreds of replicates take seconds at N <= 2048. Above `MAX_GRAM_IMAGES` the d x d form is used
 (one eigendecomposition of Sigma_r, then one of sqrt(Sigma_r) Sigma_g sqrt(Sigma_r) per replicate),
-with fewer replicates, in float64 on the evaluation's device (a GPU where the job has one, as KID's
-and IS's intervals).
+with fewer replicates, in float64 on the evaluation's device (rdd.metrics.covariance_fid: a GPU
+where the job has one, as KID's and IS's intervals).
 
 The interval is the replicates' spread around the estimate (see `interval`). Replicate r draws its
 images from a generator seeded by (seed, r) and N alone. Every model of a study samples the same
@@ -16,7 +16,6 @@ difference of their replicates is a paired bootstrap of the difference (`differe
 """
 
 import numpy as np
-import torch
 from scipy import stats
 
 MAX_GRAM_IMAGES = 2048
@@ -59,29 +58,6 @@ class _GramFID:
         return mean_term + trace_g + self.trace_r - 2.0 * _trace_sqrt(cross)
 
 
-class _CovarianceFID:
-    """FID of any resample of the rows of `x` in the d x d form, for large N, in float64 on `device`."""
-
-    def __init__(self, x, mu_r, sigma_r, device="cpu"):
-        def tensor(array):
-            return torch.from_numpy(np.asarray(array, dtype=np.float64)).to(device)
-
-        self.device = device
-        self.x, self.mu_r, sigma_r = tensor(x), tensor(mu_r), tensor(sigma_r)
-        self.trace_r = float(torch.trace(sigma_r))
-        values, vectors = torch.linalg.eigh(sigma_r)
-        self.sqrt_r = (vectors * values.clamp_min(0.0).sqrt()) @ vectors.T
-
-    def fid(self, idx):
-        xb = self.x[torch.from_numpy(np.asarray(idx)).to(self.device)]
-        mu_g = xb.mean(0)
-        centred = xb - mu_g
-        sigma_g = centred.T @ centred / (len(idx) - 1)
-        cross = torch.linalg.eigvalsh(self.sqrt_r @ sigma_g @ self.sqrt_r)
-        return float(((mu_g - self.mu_r) ** 2).sum() + torch.trace(sigma_g) + self.trace_r
-                     - 2.0 * cross.clamp_min(0.0).sqrt().sum())
-
-
 def resample_indices(n, replicate, seed=0):
     """The images of bootstrap replicate `replicate`: a function of (seed, replicate, n) only."""
     return np.random.default_rng([seed, replicate, n]).integers(0, n, size=n)
@@ -95,7 +71,12 @@ def fid_replicates(features, mu_r, sigma_r, replicates=None, seed=0, device="cpu
     if n < 2:
         raise ValueError(f"a bootstrap of FID needs at least 2 images, got {n}")
     small = n <= MAX_GRAM_IMAGES
-    scorer = _GramFID(x, mu_r, sigma_r) if small else _CovarianceFID(x, mu_r, sigma_r, device)
+    if small:
+        scorer = _GramFID(x, mu_r, sigma_r)
+    else:
+        # Imported here: the report reads this module's intervals without loading torch.
+        from rdd.metrics.covariance_fid import CovarianceFID
+        scorer = CovarianceFID(x, mu_r, sigma_r, device)
     count = replicates or (REPLICATES if small else REPLICATES_LARGE_N)
     return np.array([scorer.fid(resample_indices(n, r, seed)) for r in range(count)])
 
