@@ -15,8 +15,8 @@ Items, each with a verdict (ran / failed / skipped, and why):
    in fp32 (TF32 on CUDA unless speed.tf32 is false) and with bf16 autocast (CUDA only); images/s
    of 1-step and T_base-step DDIM sampling (above 64 steps from a 64-step run, time linear in the
    steps) at the evaluation batch and network batch, in the study's sampling precision (on CUDA both
-   fp32 and TF32); Inception feature extraction images/s in fp32 (as reported FIDs
-   need); the seconds of one evaluation's FID, KID and IS intervals at the study's sample count;
+   fp32 and TF32); Inception feature extraction images/s in fp32 (as reported FIDs need); the
+   seconds of one evaluation's FID, KID and IS intervals at the study's sample count;
 4. the cost of the whole study in GPU-hours per stage (teacher, chain, rounds, ablations, sampling,
    metrics) from those rates and the plan's iteration and sample counts;
 5. speed settings (cifar10; with --tiny the tiny preset): what flipping each of the study's TF32,

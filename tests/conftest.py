@@ -62,3 +62,17 @@ def classifier(tiny, tmp_path_factory):
 
 def read_record(model_path):
     return json.loads(Path(str(model_path).removesuffix(".pt") + ".json").read_text())
+
+
+def float32_flags():
+    """The process's float32 precision flags: (matmul precision, cuDNN TF32)."""
+    return torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+
+
+@pytest.fixture
+def process_flags():
+    """Restores the process's float32 precision flags after a test that changes them."""
+    saved = float32_flags()
+    yield
+    torch.set_float32_matmul_precision(saved[0])
+    torch.backends.cudnn.allow_tf32 = saved[1]

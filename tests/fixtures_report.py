@@ -87,8 +87,8 @@ def samples_record(method, steps, seed, model):
     ips = 1900.0 / steps * (1.0 + 0.02 * seed)
     seeds = range(seed * NUM_GENERATED, (seed + 1) * NUM_GENERATED)
     return records.samples(model=model, steps=steps, T=steps, seeds=seeds, batch_size=250, net_batch=16,
-                           precision="fp32", latencies=[(250, 250 / ips)] * 2, wall_seconds=NUM_GENERATED / ips + 0.4,
-                           environment=ENVIRONMENT)
+                           precision="fp32", latencies=[(250, 250 / ips)] * 2,
+                           wall_seconds=NUM_GENERATED / ips + 0.4, environment=ENVIRONMENT)
 
 
 def metric_record(labels, fid, sampling):

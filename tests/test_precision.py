@@ -4,22 +4,10 @@ whatever the process had set, leaving the process's flags as they were."""
 import pytest
 import torch
 
+from conftest import float32_flags as _flags
 from rdd.diffusion import TimeGrid
 from rdd.generate import sample_batch
 from rdd.precision import effective, float32, set_float32
-
-
-def _flags():
-    return torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
-
-
-@pytest.fixture
-def process_flags():
-    """Restores the process's flags after a test that changes them."""
-    saved = _flags()
-    yield
-    torch.set_float32_matmul_precision(saved[0])
-    torch.backends.cudnn.allow_tf32 = saved[1]
 
 
 def test_tf32_takes_effect_on_cuda_only():

@@ -8,7 +8,7 @@ differ by the flipped setting's rounding alone.
 import pytest
 import torch
 
-from conftest import DEVICE, run_rdd
+from conftest import DEVICE, float32_flags, run_rdd
 from rdd import checkpoints, settings as settings_mod
 from rdd.cli import main as rdd_main
 from rdd.train import speed_settings
@@ -99,18 +99,13 @@ def test_a_run_resumes_across_a_change_of_speed_settings(tiny, teacher, tmp_path
     assert settings_mod.digest(record) != settings_mod.digest({**record, "seed": 1})
 
 
-def test_tf32_is_set_both_ways_on_cuda_only():
-    saved = (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32)
-    try:
-        speed_settings.configure({"tf32": True}, torch.device("cuda"))
-        assert (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32) == ("high", True)
-        speed_settings.configure({"tf32": False}, torch.device("cuda"))
-        assert (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32) == ("highest", False)
-        speed_settings.configure({"tf32": True}, torch.device("cpu"))
-        assert (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32) == ("highest", False)
-    finally:
-        torch.set_float32_matmul_precision(saved[0])
-        torch.backends.cudnn.allow_tf32 = saved[1]
+def test_tf32_is_set_both_ways_on_cuda_only(process_flags):
+    speed_settings.configure({"tf32": True}, torch.device("cuda"))
+    assert float32_flags() == ("high", True)
+    speed_settings.configure({"tf32": False}, torch.device("cuda"))
+    assert float32_flags() == ("highest", False)
+    speed_settings.configure({"tf32": True}, torch.device("cpu"))
+    assert float32_flags() == ("highest", False)
 
 
 def test_pinned_memory_only_on_cuda():
