@@ -6,14 +6,14 @@ Run from the repository root:
     python benchmarks/bench_speed_settings.py --study cifar10 --device cuda
 
 For each timed stage (the teacher and each method's first round, rdd's by default) one case runs
-the study's speed settings and one case each flips one of them (TF32 on CUDA only); all cases live in
-this one process and their iterations interleave round-robin, in an order rotated every repeat, so a
-slow spell of the machine falls on every case alike. Reported per case: the median seconds per
-iteration, its ratio to the study's settings, the first call's seconds (compilation), and the
-relative difference of the loss from the study's at the first and the last step (same weights, batch
-and noise: only rounding should differ). A setting "pays" when its median ratio is at most 0.95 and
-both differences are at most 1e-3. The loader part times the study's real data through the DataLoader at 0, 2 and 4
-workers (pinned memory on CUDA).
+the study's speed settings and one case each flips one of them (TF32, deterministic kernels and
+cuDNN's autotuner on CUDA only); all cases live in this one process and their iterations interleave
+round-robin, in an order rotated every repeat, so a slow spell of the machine falls on every case
+alike. Reported per case: the median seconds per iteration, its ratio to the study's settings, the
+first call's seconds (compilation), and the relative difference of the loss from the study's at the
+first and the last step (same weights, batch and noise: only rounding should differ). A setting
+"pays" when its median ratio is at most 0.95 and both differences are at most 1e-3. The loader part
+times the study's real data through the DataLoader at 0, 2 and 4 workers (pinned memory on CUDA).
 """
 
 import argparse
@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.plan_iterations import (build_iteration, load_plans, per_gpu_batch, time_cases,  # noqa: E402
                                         timed_stages)
 
-TOGGLED = ("tf32", "channels_last", "fused_optimizer", "compile")
+TOGGLED = ("tf32", "deterministic", "cudnn_benchmark", "channels_last", "fused_optimizer", "compile")
+CUDA_ONLY = ("tf32", "deterministic", "cudnn_benchmark")
 PAYS_RATIO, LOSS_TOLERANCE = 0.95, 1e-3
 
 
@@ -40,8 +41,8 @@ def measure_settings(plan, kind, device, names=TOGGLED, repeats=10, log=print):
     study_speed = timed_stages(plan)[kind].settings["speed"]
     cases, results = {"study": {}}, {}
     for name in names:
-        if name == "tf32" and device != "cuda":
-            results[name] = {"skipped": "TF32 is a CUDA setting (ignored on the CPU)"}
+        if name in CUDA_ONLY and device != "cuda":
+            results[name] = {"skipped": f"{name} is a CUDA setting (ignored on the CPU)"}
             continue
         cases[name] = {name: not study_speed[name]}
     # The iterations (and on CUDA their memory) live only as long as this call.

@@ -138,6 +138,13 @@ SPEED_KEY = "speed"
 def _speed():
     return {
         "tf32": Setting(True, BOOLEAN, "TF32 matmuls and convolutions for fp32 work on CUDA (ignored on the CPU)"),
+        "deterministic": Setting(True, BOOLEAN, "deterministic CUDA kernels (torch.use_deterministic_algorithms): "
+                                                "the same seeds train the same weights bit for bit on one machine; "
+                                                "false: PyTorch's default kernels, some of which sum in a varying "
+                                                "order (ignored on the CPU, which is deterministic)"),
+        "cudnn_benchmark": Setting(False, BOOLEAN, "cuDNN times each convolution's algorithms on its first call "
+                                                   "and keeps the fastest; the choice, and so the rounding, can "
+                                                   "differ from run to run (ignored on the CPU)"),
         "channels_last": Setting(False, BOOLEAN, "networks and images in channels-last memory format"),
         "fused_optimizer": Setting(False, BOOLEAN, "the optimiser's fused kernel (Adam, SGD); false: "
                                                    "PyTorch's default implementation"),

@@ -69,10 +69,20 @@ def float32_flags():
     return torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
 
 
+def kernel_flags():
+    """The process's kernel choice: (deterministic algorithms, warn only, cuDNN autotuner)."""
+    return (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+            torch.backends.cudnn.benchmark)
+
+
 @pytest.fixture
-def process_flags():
-    """Restores the process's float32 precision flags after a test that changes them."""
-    saved = float32_flags()
+def process_flags(monkeypatch):
+    """Restores the process's float32 precision and kernel flags (and the environment) after a test
+    that changes them."""
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    saved, kernels = float32_flags(), kernel_flags()
     yield
     torch.set_float32_matmul_precision(saved[0])
     torch.backends.cudnn.allow_tf32 = saved[1]
+    torch.use_deterministic_algorithms(kernels[0], warn_only=kernels[1])
+    torch.backends.cudnn.benchmark = kernels[2]

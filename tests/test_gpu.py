@@ -3,7 +3,7 @@
 They run on conftest.DEVICE (RDD_TEST_DEVICE when set, else CUDA when present, else the CPU), so the
 CPU suite exercises the same code; benchmarks/gpu_check.py runs them on the GPU it checks (with
 tests/test_speed_settings.py, the other half of the subset). What CUDA changes
-is asserted where it applies (bf16 autocast; tolerance for non-deterministic kernels).
+is asserted where it applies (bf16 autocast).
 """
 
 import json
@@ -116,8 +116,5 @@ def test_a_run_stopped_and_resumed_on_the_device_equals_an_uninterrupted_one(tin
     run_rdd("train-teacher", "--settings", settings, "--out", resumed, "--resume-dir", resume)
     a, b = (checkpoints.load_torch(p)["state_dict"] for p in (whole, resumed))
     assert a.keys() == b.keys()
-    for key in a:
-        if DEVICE == "cpu":
-            assert torch.equal(a[key], b[key]), key
-        else:  # CUDA's atomic-add kernels sum in any order
-            assert torch.allclose(a[key], b[key], rtol=1e-4, atol=1e-6), key
+    for key in a:  # bit for bit on CUDA too: deterministic kernels (speed.deterministic, the default)
+        assert torch.equal(a[key], b[key]), key

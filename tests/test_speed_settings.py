@@ -5,10 +5,12 @@ benchmarks/gpu_check.py. On CUDA every run is in exact fp32 (speed.tf32 false), 
 differ by the flipped setting's rounding alone.
 """
 
+import os
+
 import pytest
 import torch
 
-from conftest import DEVICE, float32_flags, run_rdd
+from conftest import DEVICE, float32_flags, kernel_flags, run_rdd
 from rdd import checkpoints, settings as settings_mod
 from rdd.cli import main as rdd_main
 from rdd.train import speed_settings
@@ -18,9 +20,9 @@ PLAIN = settings_mod.defaults("teacher")["speed"]
 COMMANDS = ("teacher", "classifier", "distill")
 ON_CUDA = DEVICE.startswith("cuda")
 BASE = {"tf32": False} if ON_CUDA else {}
-# Pinned memory only acts on CUDA.
+# Pinned memory, PyTorch's default kernels and cuDNN's autotuner only act on CUDA.
 FLIPPED = [{"channels_last": True}, {"fused_optimizer": True}, {"num_workers": 2},
-           *([{"pin_memory": False}] if ON_CUDA else [])]
+           *([{"pin_memory": False}, {"deterministic": False}, {"cudnn_benchmark": True}] if ON_CUDA else [])]
 
 
 def _outputs(command, path):
@@ -56,8 +58,8 @@ def plain_runs(tiny, teacher, classifier, tmp_path_factory):
 
 def test_the_defaults_are_the_plain_run():
     """The defaults change nothing on the CPU, where they were measured (README, "Speed settings")."""
-    assert PLAIN == {"tf32": True, "channels_last": False, "fused_optimizer": False, "compile": False,
-                     "num_workers": 0, "pin_memory": True}
+    assert PLAIN == {"tf32": True, "deterministic": True, "cudnn_benchmark": False, "channels_last": False,
+                     "fused_optimizer": False, "compile": False, "num_workers": 0, "pin_memory": True}
     for command in COMMANDS:
         assert settings_mod.defaults(command)["speed"] == PLAIN
 
@@ -67,15 +69,28 @@ def test_the_defaults_are_the_plain_run():
 def test_a_speed_setting_trains_the_same_weights(command, setting, plain_runs, tiny, teacher, classifier, tmp_path):
     fast = _train(command, tiny, tmp_path / "model.pt", setting, teacher, classifier)
     plain, outputs = _outputs(command, plain_runs[command]), _outputs(command, fast)
-    if setting == {"num_workers": 2} and not ON_CUDA:
-        # Workers change who loads a batch, not what it holds: the same weights bit for bit (on the
-        # CPU; some CUDA kernels are not deterministic).
-        assert all(torch.equal(a, b) for a, b in zip(checkpoints.load_torch(plain_runs[command])["state_dict"].values(),
-                                                      checkpoints.load_torch(fast)["state_dict"].values()))
+    if setting == {"num_workers": 2}:
+        # Workers change who loads a batch, not what it holds: the same weights bit for bit.
+        _assert_same_weights(plain_runs[command], fast)
     # The classifier's logits to 1e-3 of their scale (see _train), the denoisers' x0 to 1e-4.
     atol = 1e-3 * float(plain.abs().max()) if command == "classifier" else 1e-4
     torch.testing.assert_close(outputs, plain, rtol=1e-4, atol=atol)
     assert checkpoints.load_torch(fast)["settings"]["speed"] == {**PLAIN, **BASE, **setting}
+
+
+def _assert_same_weights(a, b):
+    a, b = (checkpoints.load_torch(path)["state_dict"] for path in (a, b))
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_the_same_seeds_train_the_same_weights_bit_for_bit(command, plain_runs, tiny, teacher, classifier, tmp_path):
+    """Deterministic kernels (speed.deterministic, the default; the CPU's are): a second run of the
+    same settings trains exactly the first run's weights (on CUDA, what shows that no operation of
+    the stage fell back to a kernel that sums in a varying order)."""
+    _assert_same_weights(plain_runs[command], _train(command, tiny, tmp_path / "model.pt", {}, teacher, classifier))
 
 
 def test_a_compiled_round_trains_the_same_weights(plain_runs, tiny, teacher, classifier, tmp_path):
@@ -100,12 +115,30 @@ def test_a_run_resumes_across_a_change_of_speed_settings(tiny, teacher, tmp_path
 
 
 def test_tf32_is_set_both_ways_on_cuda_only(process_flags):
-    speed_settings.configure({"tf32": True}, torch.device("cuda"))
+    speed_settings.configure({**PLAIN, "tf32": True}, torch.device("cuda"))
     assert float32_flags() == ("high", True)
-    speed_settings.configure({"tf32": False}, torch.device("cuda"))
+    speed_settings.configure({**PLAIN, "tf32": False}, torch.device("cuda"))
     assert float32_flags() == ("highest", False)
-    speed_settings.configure({"tf32": True}, torch.device("cpu"))
+    speed_settings.configure({**PLAIN, "tf32": True}, torch.device("cpu"))
     assert float32_flags() == ("highest", False)
+
+
+def test_deterministic_kernels_and_the_autotuner_are_set_both_ways_on_cuda_only(process_flags):
+    """Only flags are set, so this runs without a GPU too."""
+    speed_settings.configure({**PLAIN, "deterministic": True, "cudnn_benchmark": True}, torch.device("cuda"))
+    assert kernel_flags() == (True, True, True)
+    # cuBLAS's fixed-order workspace, unless the user chose one.
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    speed_settings.configure({**PLAIN, "deterministic": False, "cudnn_benchmark": False}, torch.device("cuda"))
+    assert kernel_flags()[::2] == (False, False)
+    speed_settings.configure({**PLAIN, "deterministic": True, "cudnn_benchmark": True}, torch.device("cpu"))
+    assert kernel_flags()[::2] == (False, False)
+
+
+def test_a_cublas_workspace_the_user_chose_is_kept(process_flags, monkeypatch):
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")
+    speed_settings.configure(PLAIN, torch.device("cuda"))
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
 
 
 def test_pinned_memory_only_on_cuda():

@@ -1,20 +1,36 @@
 """The `speed` settings of every training command: how the hardware runs the same training.
 
-TF32 matmuls and convolutions (CUDA), channels-last tensors, fused optimiser kernels, torch.compile
-of the trained network, and the data loader's workers and page-locked buffers. None changes what is
-trained: results differ from the plain run by floating-point rounding only (tests/
-test_speed_settings.py bounds it), so a run resumes across a change of them (rdd.settings.digest
-leaves them out). benchmarks/bench_speed_settings.py measures what each one buys.
+TF32 matmuls and convolutions, deterministic kernels and cuDNN's autotuner (CUDA), channels-last
+tensors, fused optimiser kernels, torch.compile of the trained network, and the data loader's
+workers and page-locked buffers. None changes what is trained: results differ from the plain run
+by floating-point rounding only (tests/test_speed_settings.py bounds it), so a run resumes across a
+change of them (rdd.settings.digest leaves them out). benchmarks/bench_speed_settings.py measures
+what each one buys.
 """
+
+import os
 
 import torch
 
 from rdd import precision
 
+# cuBLAS sums in a fixed order only with one of its fixed workspace configurations; it reads the
+# variable when the process makes its first cuBLAS call, which comes after configure().
+CUBLAS_WORKSPACE = ("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
 
 def configure(speed, device):
-    """Set the process-wide backend flags for training on `device` (TF32 on CUDA or exact fp32)."""
+    """Set the process-wide backend flags for training on `device`: TF32 or exact fp32, and on CUDA
+    deterministic kernels and cuDNN's autotuner as the settings say (both off on the CPU)."""
     precision.set_float32(precision.effective("tf32" if speed["tf32"] else "fp32", device))
+    cuda = device.type == "cuda"
+    deterministic = bool(speed["deterministic"]) and cuda
+    if deterministic:
+        os.environ.setdefault(*CUBLAS_WORKSPACE)
+    # warn_only: an operation with no deterministic CUDA kernel warns (PyTorch names it) instead of
+    # stopping a long run; the device tests check that every stage trains bit for bit alike.
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    torch.backends.cudnn.benchmark = bool(speed["cudnn_benchmark"]) and cuda
 
 
 def memory_format(speed):
