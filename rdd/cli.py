@@ -277,8 +277,9 @@ def user_error_types():
     """Exceptions that mean bad input (settings, files, data), not a bug: one line, exit 2."""
     from rdd.checkpoints import CheckpointError
     from rdd.io import OutputBusyError
+    from rdd.metrics.reference import StatisticsFileError
     return (settings_mod.SettingsError, FileNotFoundError, FileExistsError, ValueError, CheckpointError,
-            OutputBusyError)
+            OutputBusyError, StatisticsFileError)
 
 
 def one_line(exc):

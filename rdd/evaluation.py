@@ -8,16 +8,17 @@ evaluated (study, method, variant, steps, seed); see reports/README.md.
 import time
 from pathlib import Path
 
-import numpy as np
-
-from rdd import checkpoints, io, layout, records
+from rdd import checkpoints, io, records
 from rdd.data import check_available, iter_uint8_batches, normalize_spec
 from rdd.metrics.inception import InceptionHandle, resolve_inception
 from rdd.metrics.reference import RefStats, reference_statistics, user_statistics
 from rdd.metrics.scores import compute_metrics
 from rdd.provenance import environment_record
+from rdd.samples_file import read_samples, read_samples_record
 
 DATASET_IDENTITY = ("name", "image_size", "channels", "resize")
+# What evaluate reads of a record written by compute_reference.
+REFERENCE_POINTER_KEYS = ("path", "sha256", "record", "inception")
 
 
 def compute_reference(data_spec, split, out, *, limit=None, inception_weights=None, cache_dir="cache",
@@ -41,7 +42,14 @@ def load_reference(path):
     path = Path(path)
     if path.suffix == ".npz":
         return user_statistics(path), None
+    if not path.is_file():
+        raise FileNotFoundError(f"reference statistics record not found: {path} (written by `python -m rdd "
+                                "ref-stats`; or pass a statistics .npz with mu and sigma)")
     pointer = io.read_json(path)
+    missing = [key for key in REFERENCE_POINTER_KEYS if key not in pointer]
+    if missing:
+        raise ValueError(f"{path} is not a reference statistics record written by `python -m rdd ref-stats` "
+                         f"(it lacks {', '.join(missing)})")
     return RefStats(pointer["path"], pointer["sha256"], pointer["record"]), pointer
 
 
@@ -58,14 +66,13 @@ def evaluate(samples, ref_stats, out, *, labels=None, inception_weights=None, ca
     """FID/KID/IS of a samples file (.npz beside its .json record) against reference statistics."""
     started = time.perf_counter()
     samples = Path(samples)
-    sampling = io.read_json(layout.samples_record(samples))
+    images, _ = read_samples(samples)
+    sampling = read_samples_record(samples)
     ref, pointer = load_reference(ref_stats)
     if inception_weights is None and pointer is not None:
         handle = _recorded_inception(pointer["inception"])  # the network the statistics were made with
     else:
         handle = resolve_inception(inception_weights, cache_dir=Path(cache_dir) / "inception")
-    with np.load(samples) as npz:
-        images = npz["images"]
     scores = compute_metrics(images, ref, handle, batch_size=batch_size, device=device)
     record = records.metric(scores=scores, extractor=handle.protocol(), reference_stats=ref,
                             reference_pointer=pointer, sampling=sampling, labels=labels or {},

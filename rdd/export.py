@@ -17,6 +17,7 @@ from PIL import Image
 
 from rdd import io
 from rdd.metrics.features import check_uint8_batch
+from rdd.samples_file import read_samples
 
 NAME_DIGITS = 7  # up to 10 million images (ImageNet's train split has 1.28 million)
 
@@ -51,8 +52,7 @@ def write_png_folder(batches, out_dir, seeds=None):
 
 def export_samples(samples, out_dir):
     """The images of a samples file (.npz from `sample` or `real-samples`) as PNGs named by seed."""
-    with np.load(samples) as npz:
-        images, seeds = npz["images"], npz["seeds"]
+    images, seeds = read_samples(samples)
     return write_png_folder(images, out_dir, seeds=seeds)
 
 

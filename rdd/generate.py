@@ -22,6 +22,7 @@ from rdd.data.quantize import to_uint8
 from rdd.checkpoints import load_denoiser
 from rdd.precision import effective, float32
 from rdd.provenance import environment_record
+from rdd.samples_file import read_samples
 from rdd.ddim import ddim_sample, fixed_batch, initial_noise
 
 
@@ -147,7 +148,7 @@ def tile(images, nrow, padding=1, fill=255):
 
 def save_grid(npz_path, png_path, count=64, nrow=8):
     """A PNG grid of the first `count` images of a samples file (same seeds in every grid)."""
-    array = tile(np.load(npz_path)["images"][:count], nrow)
+    array = tile(read_samples(npz_path)[0][:count], nrow)
     buf = std_io.BytesIO()
     Image.fromarray(array.squeeze(-1) if array.shape[-1] == 1 else array).save(buf, format="PNG")
     io.write_bytes(buf.getvalue(), png_path)

@@ -1,6 +1,7 @@
 """Bad input on the command line: one `error: ...` line naming the key or file, exit 2, no traceback,
 before any data or model is loaded. Each case is (arguments, what the line must say)."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -11,6 +12,7 @@ TEACHER = ("train-teacher", "--out", "{tmp}/t.pt", "--resume-dir", "{tmp}/r")
 CLASSIFIER = ("train-classifier", "--out", "{tmp}/c.pt", "--resume-dir", "{tmp}/r")
 DISTILL = ("distill", "--teacher", "{tmp}/missing_teacher.pt", "--out", "{tmp}/s.pt", "--resume-dir", "{tmp}/r")
 SAMPLE = ("sample", "--model", "{tmp}/missing.pt", "--steps", "1", "--seeds", "0-3", "--out", "{tmp}/s.npz")
+EVALUATE = ("evaluate", "--samples", "{tmp}/s.npz", "--ref-stats", "{tmp}/r.json", "--out", "{tmp}/m.json")
 
 
 def setting(command, *assignments):
@@ -95,6 +97,18 @@ CASES = [
      "cannot read checkpoint {tmp}/truncated.pt"),
     (("sample", "--model", "{tmp}/list.pt", "--steps", "1", "--seeds", "0", "--out", "{tmp}/s.npz"),
      "{tmp}/list.pt does not hold a model dict"),
+    # evaluation: the samples file, its record, the reference statistics (each named)
+    ((*EVALUATE[:2], "{tmp}/absent.npz", *EVALUATE[3:]), "samples file not found: {tmp}/absent.npz"),
+    ((*EVALUATE[:2], "{tmp}/text.pt", *EVALUATE[3:]), "samples file {tmp}/text.pt is not an .npz archive"),
+    ((*EVALUATE[:2], "{tmp}/cut.npz", *EVALUATE[3:]), "samples file {tmp}/cut.npz is not an .npz archive"),
+    ((*EVALUATE[:2], "{tmp}/no_seeds.npz", *EVALUATE[3:]), "samples file {tmp}/no_seeds.npz lacks 'images' or "
+                                                           "'seeds' (has ['images'])"),
+    ((*EVALUATE[:2], "{tmp}/float.npz", *EVALUATE[3:]), "samples file {tmp}/float.npz: images must be numpy uint8"),
+    ((*EVALUATE[:2], "{tmp}/no_record.npz", *EVALUATE[3:]), "samples record not found: {tmp}/no_record.json"),
+    ((*EVALUATE[:4], "{tmp}/absent.json", *EVALUATE[5:]), "reference statistics record not found: {tmp}/absent.json"),
+    ((*EVALUATE[:4], "{tmp}/s.json", *EVALUATE[5:]),
+     "{tmp}/s.json is not a reference statistics record written by `python -m rdd ref-stats` (it lacks path"),
+    ((*EVALUATE[:4], "{tmp}/cut.npz", *EVALUATE[5:]), "statistics file {tmp}/cut.npz is not an .npz archive"),
     # reference statistics, evaluation, the defaults record
     (("ref-stats", "--data-settings", "{tmp}/absent.yaml", "--out", "r.json"), "settings file not found"),
     (("ref-stats", "--data-settings", "{tmp}/list.yaml", "--out", "r.json"), "must hold a mapping"),
@@ -107,6 +121,8 @@ CASES = [
     # image folders for other tools
     (("export-images", "--out", "{tmp}/png"), "one of the arguments --samples --data-settings is required"),
     (("export-images", "--samples", "{tmp}/absent.npz", "--out", "{tmp}/png"), "{tmp}/absent.npz"),
+    (("export-images", "--samples", "{tmp}/cut.npz", "--out", "{tmp}/png"),
+     "samples file {tmp}/cut.npz is not an .npz archive (truncated, or another kind of file); write it again with"),
     (("export-images", "--samples", "s.npz", "--limit", "5", "--out", "{tmp}/png"),
      "--split and --limit choose images of --data-settings, not of --samples"),
     (("export-images", "--data-settings", "{tmp}/fmnist.yaml", "--split", "val", "--out", "{tmp}/png"),
@@ -128,6 +144,15 @@ def bad_files(tmp_path_factory):
     data = (folder / "whole.pt").read_bytes()
     (folder / "truncated.pt").write_bytes(data[:len(data) // 2])
     torch.save([1, 2, 3], folder / "list.pt")
+    # Samples files: a good one with its record, then one damaged part each.
+    images, seeds = np.zeros((4, 8, 8, 1), np.uint8), np.arange(4)
+    for name, arrays in {"s": dict(images=images, seeds=seeds), "no_record": dict(images=images, seeds=seeds),
+                         "no_seeds": dict(images=images), "float": dict(images=images / 255.0, seeds=seeds)}.items():
+        np.savez(folder / f"{name}.npz", **arrays)
+        if name != "no_record":
+            (folder / f"{name}.json").write_text("{}")
+    whole = (folder / "s.npz").read_bytes()
+    (folder / "cut.npz").write_bytes(whole[:len(whole) // 2])
     return folder
 
 

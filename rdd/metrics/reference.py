@@ -11,6 +11,7 @@ import io
 import json
 import re
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +52,8 @@ def load_statistics_npz(path):
     path = Path(path)
     if not path.is_file():
         raise StatisticsFileError(f"statistics file not found: {path}")
+    if not zipfile.is_zipfile(path):  # np.load would take any other file for a pickle
+        raise StatisticsFileError(f"statistics file {path} is not an .npz archive (truncated, or another kind of file)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}  # members are read (and CRC-checked) here

@@ -1,0 +1,54 @@
+"""Reading a samples file (.npz from `sample` or `real-samples`, see rdd.generate) and its record.
+
+Every command that reads one (evaluate, export-images, the grids) goes through here, so that a
+missing, truncated or foreign file is named in one line, with the command that writes it again.
+"""
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from rdd import io, layout
+from rdd.metrics.features import check_uint8_batch
+
+WRITERS = "`python -m rdd sample` or `python -m rdd real-samples`"
+
+
+class SamplesFileError(ValueError):
+    """A samples file or record that is missing, damaged or not one the suite wrote; the message names it."""
+
+
+def read_samples(path):
+    """(images uint8 [N, H, W, C], seeds [N]) of a samples file, checked."""
+    path = Path(path)
+    if not path.is_file():
+        raise SamplesFileError(f"samples file not found: {path} (written by {WRITERS})")
+    if not zipfile.is_zipfile(path):  # np.load would take any other file for a pickle
+        raise SamplesFileError(f"samples file {path} is not an .npz archive (truncated, or another kind of file); "
+                               f"write it again with {WRITERS}")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in ("images", "seeds") if name in npz.files}
+    except Exception as exc:  # truncated zip, bad CRC, not an npz, pickled objects
+        raise SamplesFileError(f"cannot read samples file {path} ({type(exc).__name__}: {exc}); "
+                               f"write it again with {WRITERS}") from exc
+    if len(arrays) < 2:
+        raise SamplesFileError(f"samples file {path} lacks 'images' or 'seeds' (has {sorted(arrays)}): "
+                               f"not written by {WRITERS}")
+    images, seeds = arrays["images"], arrays["seeds"]
+    try:
+        check_uint8_batch(images)
+    except ValueError as exc:
+        raise SamplesFileError(f"samples file {path}: {exc}") from exc
+    if seeds.shape != (len(images),):
+        raise SamplesFileError(f"samples file {path} holds {len(images)} images but seeds of shape {seeds.shape}")
+    return images, seeds
+
+
+def read_samples_record(path):
+    """The JSON record written beside a samples file."""
+    record = layout.samples_record(Path(path))
+    if not Path(record).is_file():
+        raise SamplesFileError(f"samples record not found: {record} (written beside {path} by {WRITERS})")
+    return io.read_json(record)
