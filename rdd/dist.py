@@ -6,12 +6,18 @@ import torch
 import torch.distributed as dist
 
 
+class DeviceError(ValueError):
+    """A device asked for that this machine does not have."""
+
+
 def resolve_device(name="auto"):
-    """'auto' -> CUDA when present, else CPU; 'cuda' without a GPU is an error."""
+    """'auto' -> CUDA when present, else CPU; a CUDA device the machine lacks is an error."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device '{name}' was asked for, but torch sees no CUDA GPU")
+        raise DeviceError(f"device '{name}' was asked for, but torch sees no CUDA GPU")
+    if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
+        raise DeviceError(f"device '{name}' was asked for, but torch sees {torch.cuda.device_count()} CUDA GPU(s)")
     if name.startswith("cuda") and is_distributed():
         name = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
     return torch.device(name)

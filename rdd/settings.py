@@ -7,6 +7,7 @@ stored beside every output it produced.
 import copy
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -76,8 +77,7 @@ def subset_of(*names):
 
 
 FRACTIONS = Kind("list", "a list of numbers in (0, 1)", lambda v: all(_is_number(x) and 0 < x < 1 for x in v))
-DEVICE = Kind("text", "auto, cpu, cuda or cuda:N",
-              lambda v: v in ("auto", "cpu") or v == "cuda" or v.startswith("cuda:"))
+DEVICE = Kind("text", "auto, cpu, cuda or cuda:N", lambda v: re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", v) is not None)
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ CASES = [
     (setting(TEACHER, "speed.compile=maybe"), "'speed.compile' must be true or false, got 'maybe'"),
     (setting(TEACHER, "train.num_workers=2"), "unknown setting 'train.num_workers'"),
     (setting(TEACHER, "device.device=gpu"), "'device.device' must be auto, cpu, cuda or cuda:N"),
+    (setting(TEACHER, "device.device=cuda:a"), "'device.device' must be auto, cpu, cuda or cuda:N, got 'cuda:a'"),
     (setting(TEACHER, "foo=1"), "unknown setting 'foo'"),
     (setting(TEACHER, "train=5"), "setting 'train' must be a mapping"),
     (setting(TEACHER, "train.iters.x=1"), "'train.iters' must be an integer, got {{'x': 1}}"),
@@ -90,6 +91,8 @@ CASES = [
     ((*SAMPLE, "--batch-size", "0"), "argument --batch-size: must be a positive integer"),
     ((*SAMPLE, "--net-batch", "-1"), "argument --net-batch: must be a positive integer"),
     ((*SAMPLE, "--shard-size", "0"), "argument --shard-size: must be a positive integer"),
+    ((*SAMPLE, "--device", "tpu"), "argument --device: must be auto, cpu, cuda or cuda:N, got 'tpu'"),
+    ((*EVALUATE, "--device", "cuda:x"), "argument --device: must be auto, cpu, cuda or cuda:N, got 'cuda:x'"),
     (SAMPLE, "checkpoint not found: {tmp}/missing.pt"),
     (("sample", "--model", "{tmp}/text.pt", "--steps", "1", "--seeds", "0", "--out", "{tmp}/s.npz"),
      "cannot read checkpoint {tmp}/text.pt"),
@@ -169,6 +172,14 @@ def test_bad_input_is_one_line_and_exit_2(args, expected, bad_files, capsys):
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     assert expected.format(tmp=bad_files) in lines[0]
     assert "Traceback" not in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+@pytest.mark.parametrize("args", [(*SAMPLE, "--device", "cuda"), setting(TEACHER, "device.device=cuda:0")])
+def test_a_gpu_this_machine_lacks_is_one_line_and_exit_2(args, bad_files, capsys):
+    assert rdd_main([a.format(tmp=bad_files) for a in args]) == 2
+    device = args[-1].removeprefix("device.device=")
+    assert capsys.readouterr().err == f"error: device '{device}' was asked for, but torch sees no CUDA GPU\n"
 
 
 def test_enough_bad_inputs_are_counted():
