@@ -555,6 +555,21 @@ def test_manifest_errors_name_the_file_and_the_problem(tmp_path):
         load_manifest(_manifest(tmp_path, [twice, {**twice, "path": "y"}]))
 
 
+def test_paper_values_errors_name_the_file(tmp_path):
+    path = tmp_path / "paper.yaml"
+    with pytest.raises(ReportInputError, match=r"paper values file not found: .*paper\.yaml"):
+        load_paper_values(path)
+    path.write_text("sources: [\n")
+    with pytest.raises(ReportInputError, match=r"paper\.yaml is not valid YAML: while parsing"):
+        load_paper_values(path)
+    path.write_bytes(b"\x9c\x00")
+    with pytest.raises(ReportInputError, match=r"paper\.yaml is not valid YAML: 'utf-8' codec"):
+        load_paper_values(path)
+    path.write_text("{}")
+    with pytest.raises(ReportInputError, match=r"paper\.yaml: malformed paper values \(KeyError: 'sources'\)"):
+        load_paper_values(path)
+
+
 def test_record_errors_name_the_file(tmp_path):
     good = {"metrics": {"fid": 50.0}, "protocol": {"extractor": "e", "weights_sha256": "h", "num_generated": 10,
                                                    "reference": {}}, "labels": {"steps": 4}}

@@ -84,4 +84,8 @@ def load_paper_values(path=DEFAULT_PATH):
     if not path.is_file():
         raise ReportInputError(f"paper values file not found: {path} (it ships with the repository "
                                "as reports/paper_values.yaml; pass --paper-values)")
-    return PaperValues(yaml.safe_load(path.read_text()), path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ReportInputError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from exc
+    return PaperValues(data, path)
