@@ -1,4 +1,5 @@
-"""Atomic file output, JSON, and locks on outputs (torch-free; checkpoints are in rdd.checkpoints).
+"""Atomic file output, JSON, npz reading, and locks on outputs (torch-free; checkpoints are in
+rdd.checkpoints).
 
 Every artefact the suite writes goes through here, so a killed job never
 leaves a half-written file under its final name.
@@ -10,8 +11,10 @@ import hashlib
 import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 
+import numpy as np
 
 
 class OutputBusyError(RuntimeError):
@@ -95,6 +98,22 @@ def read_json(path):
         raise
     except Exception as exc:
         raise ValueError(f"cannot parse JSON file {path}: {exc}") from exc
+
+
+class NpzError(ValueError):
+    """An .npz file that cannot be read; the message says why, to follow the file's name."""
+
+
+def read_npz(path, names=None):
+    """The arrays of an .npz file (those of `names` it holds, default all), each read and so
+    CRC-checked, pickles refused. NpzError when it is not an archive or is damaged."""
+    if not zipfile.is_zipfile(path):  # np.load would take any other file for a pickle
+        raise NpzError("is not an .npz archive (truncated, or another kind of file)")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {name: npz[name] for name in npz.files if names is None or name in names}
+    except Exception as exc:  # a damaged member (bad CRC, cut short), pickled objects
+        raise NpzError(f"cannot be read ({type(exc).__name__}: {exc})") from exc
 
 
 def file_hexdigest(path, algorithm):

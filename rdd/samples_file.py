@@ -4,10 +4,7 @@ Every command that reads one (evaluate, export-images, the grids) goes through h
 missing, truncated or foreign file is named in one line, with the command that writes it again.
 """
 
-import zipfile
 from pathlib import Path
-
-import numpy as np
 
 from rdd import io, layout
 from rdd.metrics.features import check_uint8_batch
@@ -24,15 +21,10 @@ def read_samples(path):
     path = Path(path)
     if not path.is_file():
         raise SamplesFileError(f"samples file not found: {path} (written by {WRITERS})")
-    if not zipfile.is_zipfile(path):  # np.load would take any other file for a pickle
-        raise SamplesFileError(f"samples file {path} is not an .npz archive (truncated, or another kind of file); "
-                               f"write it again with {WRITERS}")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in ("images", "seeds") if name in npz.files}
-    except Exception as exc:  # truncated zip, bad CRC, not an npz, pickled objects
-        raise SamplesFileError(f"cannot read samples file {path} ({type(exc).__name__}: {exc}); "
-                               f"write it again with {WRITERS}") from exc
+        arrays = io.read_npz(path, ("images", "seeds"))
+    except io.NpzError as exc:
+        raise SamplesFileError(f"samples file {path} {exc}; write it again with {WRITERS}") from exc
     if len(arrays) < 2:
         raise SamplesFileError(f"samples file {path} lacks 'images' or 'seeds' (has {sorted(arrays)}): "
                                f"not written by {WRITERS}")

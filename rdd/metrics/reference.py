@@ -11,7 +11,6 @@ import io
 import json
 import re
 import time
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 from torch_fidelity.metric_fid import fid_features_to_statistics
 
-from rdd.io import read_json, sha256_file, write_bytes, write_json
+from rdd.io import NpzError, read_json, read_npz, sha256_file, write_bytes, write_json
 from rdd.metrics.features import PREPROCESSING, extract_features
 from rdd.provenance import package_versions
 
@@ -52,13 +51,10 @@ def load_statistics_npz(path):
     path = Path(path)
     if not path.is_file():
         raise StatisticsFileError(f"statistics file not found: {path}")
-    if not zipfile.is_zipfile(path):  # np.load would take any other file for a pickle
-        raise StatisticsFileError(f"statistics file {path} is not an .npz archive (truncated, or another kind of file)")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}  # members are read (and CRC-checked) here
-    except Exception as exc:  # truncated zip, bad CRC, not an npz, pickled objects
-        raise StatisticsFileError(f"cannot read statistics file {path} ({type(exc).__name__}: {exc})") from exc
+        arrays = read_npz(path)
+    except NpzError as exc:
+        raise StatisticsFileError(f"statistics file {path} {exc}") from exc
     mu, sigma, features = arrays.get("mu"), arrays.get("sigma"), arrays.get("features")
     if mu is None or sigma is None:
         raise StatisticsFileError(f"statistics file {path} lacks 'mu' or 'sigma' (has {sorted(arrays)})")
