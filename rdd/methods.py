@@ -50,6 +50,12 @@ TERMS = _by_name([
          "inter-sample pixel-to-pixel relations of the classifier's feature map"),
     Term("m_p2p", "M-P2P", True, "rdd.losses.terms:m_p2p",
          "pixel relations to a memory of teacher features, through a trained projection head"),
+    # RCFD's optional dataset-oriented terms (off in every method, as released): RCFD's alpha, beta
+    # are the weights entropy = alpha * beta, diversity = alpha * (1 - beta).
+    Term("entropy", "Entropy", True, "rdd.losses.terms:entropy",
+         "RCFD's information entropy of the classifier's class probabilities for the student's x0"),
+    Term("diversity", "Diversity", True, "rdd.losses.terms:diversity",
+         "RCFD's diversity term, minus the entropy of the batch's mean class probabilities"),
 ])
 
 # Loss weights as released: in RCFD and RDD the pixel PD loss is not added.

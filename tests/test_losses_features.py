@@ -1,4 +1,4 @@
-"""CFD, IS-P2P and M-P2P losses against naive loop implementations."""
+"""CFD, IS-P2P, M-P2P and RCFD's dataset-oriented losses against naive loop implementations."""
 
 import math
 from fractions import Fraction
@@ -8,6 +8,7 @@ import torch
 
 from rdd.checkpoints import load_torch, save_torch
 from rdd.losses.cfd import cfd_loss
+from rdd.losses.dataset import class_diversity_loss, prediction_entropy
 from rdd.losses.relational import MP2PLoss, PixelMemory, is_p2p_loss
 
 B, C, H, W = 3, 5, 3, 3
@@ -430,3 +431,48 @@ def test_mp2p_argument_errors():
     loss_fn = make_mp2p()
     with pytest.raises(ValueError, match="channels"):
         loss_fn(maps(0, (B, C + 1, H, W)), maps(1, (B, C + 1, H, W)))
+
+
+# ---- RCFD's dataset-oriented terms --------------------------------------------------------
+
+def naive_entropy(logits):
+    rows = [naive_log_softmax(row) for row in logits.tolist()]
+    return sum(-sum(math.exp(lp) * lp for lp in row) for row in rows) / len(rows)
+
+
+def naive_diversity(logits):
+    rows = [[math.exp(lp) for lp in naive_log_softmax(row)] for row in logits.tolist()]
+    p_mean = [sum(column) / len(rows) for column in zip(*rows)]
+    return sum(p * math.log(p) for p in p_mean if p > 0)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_dataset_terms_match_naive_loops(seed):
+    logits = torch.randn(6, 10, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * 3
+    assert prediction_entropy(logits).item() == pytest.approx(naive_entropy(logits), rel=1e-12)
+    assert class_diversity_loss(logits).item() == pytest.approx(naive_diversity(logits), rel=1e-12)
+
+
+def test_dataset_terms_extremes():
+    classes = 10
+    uniform = torch.zeros(4, classes, dtype=torch.float64)
+    assert prediction_entropy(uniform).item() == pytest.approx(math.log(classes), rel=1e-12)
+    assert class_diversity_loss(uniform).item() == pytest.approx(-math.log(classes), rel=1e-12)
+    # Confident about every sample, one class per sample, each class once: entropy 0, diversity -log C.
+    one_each = torch.eye(classes, dtype=torch.float64) * 1000
+    assert prediction_entropy(one_each).item() == pytest.approx(0.0, abs=1e-12)
+    assert class_diversity_loss(one_each).item() == pytest.approx(-math.log(classes), rel=1e-12)
+    # The whole batch on one class: no diversity (0), and a class whose mean probability underflows to 0
+    # gives 0 rather than the NaN of p * log(p).
+    one_class = torch.zeros(4, classes, dtype=torch.float64)
+    one_class[:, 3] = 1000
+    assert class_diversity_loss(one_class).item() == pytest.approx(0.0, abs=1e-12)
+    p_mean = torch.softmax(one_class, dim=1).mean(dim=0)
+    assert torch.isnan((p_mean * p_mean.log()).sum())  # what the released p * log(p) gives here
+
+
+def test_dataset_terms_reject_non_logit_shapes():
+    with pytest.raises(ValueError, match="logits"):
+        prediction_entropy(torch.zeros(2, 3, 4))
+    with pytest.raises(ValueError, match="logits"):
+        class_diversity_loss(torch.zeros(5))

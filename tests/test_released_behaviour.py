@@ -113,3 +113,32 @@ def test_classifier_is_fed_raw_images_as_released(classifier_input, teacher, cla
     images = torch.rand(4, 1, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1
     fed = images if classifier_input == "raw" else ((images + 1) / 2 - 0.2860) / 0.3530
     assert torch.allclose(objective.features(images)[0], _final_norm_output(clf, fed), atol=1e-5)
+
+
+@pytest.mark.parametrize("classifier_input", ["raw", "as_trained"])
+def test_dataset_terms_read_the_classifiers_logits_of_the_students_x0(classifier_input, teacher, classifier, tiny):
+    """RCFD's alpha * (beta * entropy + (1 - beta) * diversity) on the logits of the student's x0, fed
+    to the classifier like the CFD features (raw [-1, 1] as released)."""
+    net, kwargs, grid = load_denoiser(teacher)
+    clf = load_classifier(classifier)[0]
+    clf.input_norm = {"mean": [0.2860], "std": [0.3530]}
+    alpha, beta = 0.3, 0.25
+    settings = _distill_settings(tiny, method="rcfd", classifier_input=classifier_input,
+                                 weights={"entropy": alpha * beta, "diversity": alpha * (1 - beta)})
+    objective = DistillObjective(net, grid, settings, clf, clf.num_features)
+    student = round_student(net, kwargs, 0.0)[0]
+    seen = []
+    handle = student.register_forward_hook(lambda m, i, o: seen.append(o.detach().clone()))
+    images = torch.rand(6, 1, 16, 16, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    torch.manual_seed(0)
+    total, terms = objective(student, images)
+    handle.remove()
+    x0 = seen[0] if classifier_input == "raw" else ((seen[0] + 1) / 2 - 0.2860) / 0.3530
+    with torch.no_grad():
+        p = torch.softmax(clf(x0).double(), dim=1)
+    entropy = -(p * p.log()).sum(dim=1).mean().item()
+    p_mean = p.mean(dim=0)
+    diversity = (p_mean * p_mean.log()).sum().item()
+    assert terms["entropy"] == pytest.approx(entropy, rel=1e-4)
+    assert terms["diversity"] == pytest.approx(diversity, rel=1e-4)
+    assert total.item() == pytest.approx(terms["cfd"] + alpha * (beta * entropy + (1 - beta) * diversity), rel=1e-4)

@@ -56,12 +56,15 @@ def test_classifier_learns_fashion_mnist(classifier):
     assert read_record(classifier)["test_accuracy"] > 0.2  # chance is 0.1; 36 steps of SGD
 
 
-@pytest.mark.parametrize("method,terms", [("pd", {"pd"}), ("rcfd", {"cfd"}),
-                                          ("rdd", {"cfd", "is_p2p", "m_p2p"})])
-def test_each_method_round_trains_the_student(method, terms, teacher, classifier, tiny, tmp_path):
+@pytest.mark.parametrize("method,extra,terms", [
+    ("pd", [], {"pd"}), ("rcfd", [], {"cfd"}), ("rdd", [], {"cfd", "is_p2p", "m_p2p"}),
+    # RCFD's optional dataset-oriented terms at alpha 0.1, beta 0.5.
+    ("rcfd", ["weights.entropy=0.05", "weights.diversity=0.05"], {"cfd", "entropy", "diversity"})])
+def test_each_method_round_trains_the_student(method, extra, terms, teacher, classifier, tiny, tmp_path):
     out = tmp_path / "student.pt"
     run_rdd("distill", "--settings", tiny["distill"], "--set", f"method={method}", "--teacher", teacher,
-            "--classifier", classifier, "--out", out, "--resume-dir", tmp_path / "resume")
+            "--classifier", classifier, "--out", out, "--resume-dir", tmp_path / "resume",
+            *[arg for setting in extra for arg in ("--set", setting)])
     t_net, _, t_grid = load_denoiser(teacher)
     s_net, _, s_grid = load_denoiser(out)
     assert (s_grid.T, s_grid.time_scale) == (t_grid.T // 2, 2 * t_grid.time_scale)

@@ -47,6 +47,19 @@ def test_dry_run_embedded_default(tmp_path):
     assert released["feature_map"] == "pre_relu" and released["m_p2p_enqueue"] == "columns"
 
 
+def test_dry_run_plans_every_ablation_file(tmp_path):
+    """`ablations: all` on the tiny preset: each file in ablations/ validates and gets rounds of its own."""
+    overlay = write_yaml(tmp_path / "all.yaml", {"studies": {"tiny": {"ablations": "all"}}})
+    result = run_snakemake(tmp_path, "all", "-n", "--cores", "2", "--configfile", TINY, overlay)
+    assert result.returncode == 0, result.stdout[-3000:]
+    models = tmp_path / "results/tiny/models"
+    for path in sorted((REPO / "ablations").glob("*.yaml")):
+        method = yaml.safe_load(path.read_text()).get("method", "rdd")
+        assert list(models.glob(f"{method}/{path.stem}-*/student_1.settings.yaml")), path.name
+    both = yaml.safe_load((models / "rcfd/dataset_terms-both/student_1.settings.yaml").read_text())
+    assert both["weights"] == {"pd": 0.0, "cfd": 1.0, "is_p2p": 0.0, "m_p2p": 0.0, "entropy": 0.05, "diversity": 0.05}
+
+
 def test_dry_run_tiny_preset(tmp_path):
     result = run_snakemake(tmp_path, "all", "-n", "--cores", "2", "--configfile", TINY)
     assert result.returncode == 0, result.stdout[-3000:]
@@ -93,7 +106,8 @@ def test_dry_run_paper_protocol(tmp_path, study):
         "memory_benchmark": 1, "speed_benchmark": 1, "report": 1, "total": 64 + 9 * lines}
     read = lambda name: yaml.safe_load((tmp_path / f"results/{study}/models/{name}.settings.yaml").read_text())
     rdd, pd_1, teacher = read("rdd/default/student_4"), read("pd/default/student_1"), read("teacher/teacher_1024")
-    assert rdd["weights"] == {"pd": 0.0, "cfd": 1.0, "is_p2p": 1.0, "m_p2p": 0.1}
+    # As released: no pixel loss, and RCFD's dataset-oriented terms off.
+    assert rdd["weights"] == {"pd": 0.0, "cfd": 1.0, "is_p2p": 1.0, "m_p2p": 0.1, "entropy": 0.0, "diversity": 0.0}
     released = {"dropout": 0.0, "feature_map": "post_relu", "is_p2p_group_size": 32, "m_p2p_enqueue": "columns",
                 "m_p2p_wrap": "tail", "m_p2p_anchors": "linspace", "m_p2p_head_bias": False,
                 "m_p2p_head_lr": "constant", "classifier_input": "raw"}

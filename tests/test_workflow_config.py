@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from fixtures_workflow import REPO, run_snakemake, write_yaml
+from rdd import methods
 
 TINY = REPO / "config" / "tiny.yaml"
 
@@ -75,12 +76,12 @@ CASES = {
                               ["studies.tiny.ablations: 'nope' has no file nope.yaml", "losses"]),
     "ablation_unknown_loss": (tiny(ablations=["unknown_loss"]), "unknown_loss", True, "all",
                               ["unknown_loss.yaml: variants.v.losses.1: 'kl' is not allowed",
-                               "allowed: 'pd', 'cfd', 'is_p2p', 'm_p2p'"]),
+                               "allowed: " + ", ".join(repr(t) for t in methods.TERMS)]),
     "ablation_unknown_key": (tiny(ablations=["unknown_key"]), "unknown_key", True, "all",
                              ["unknown_key.yaml: variants.v: unknown key 'temperature'", "tau"]),
     "ablation_unknown_weight": (tiny(ablations=["unknown_weight"]), "unknown_weight", True, "all",
                                 ["unknown_weight.yaml: variants.v.weights: unknown key 'kl'",
-                                 "allowed: cfd, is_p2p, m_p2p, pd"]),
+                                 "allowed: " + ", ".join(sorted(methods.TERMS))]),
     "authors_checkpoint_missing": (tiny(authors_checkpoints={"teacher": "nowhere/teacher.pt"}), None, True, "all",
                                    ["studies.tiny.authors_checkpoints.teacher: file not found: nowhere/teacher.pt"]),
     "authors_classifier_missing": (tiny(authors_checkpoints={"classifier": "nowhere/densenet.pt"}), None, True,

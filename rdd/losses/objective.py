@@ -57,7 +57,8 @@ class DistillObjective(nn.Module):
         x_target, eps_target, _ = pd_target(self.teacher, self.grid, z_t, t, y)
         # The student's time k on its own grid is the same network time as t here.
         x0_student = student(z_t, self.grid.net_time(t, x), y)
-        batch = RoundBatch(self.grid, z_t, t, x0_student, x_target, eps_target, self.features, shared_generator)
+        batch = RoundBatch(self.grid, z_t, t, x0_student, x_target, eps_target, self.features,
+                           self.classifier.logits if self.classifier is not None else None, shared_generator)
         terms = {name: term(batch) for name, term in self.terms.items()}
         total = sum(self.weights[k] * v for k, v in terms.items())
         return total, {k: float(v.detach()) for k, v in terms.items()}

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from rdd.losses.cfd import cfd_loss
+from rdd.losses.dataset import class_diversity_loss, prediction_entropy
 from rdd.losses.relational import MP2PLoss, is_p2p_loss
 from rdd.losses.truncated_snr import truncated_snr_loss
 
@@ -39,6 +40,7 @@ class RoundBatch:
     x_target: torch.Tensor
     eps_target: torch.Tensor
     features: Callable  # images -> (relational map, pooled vector)
+    logits: Callable    # pooled vector -> the classifier's class logits
     shared_generator: Optional[torch.Generator] = None  # draws every process makes alike (None: global)
 
     @functools.cached_property
@@ -49,6 +51,10 @@ class RoundBatch:
     @functools.cached_property
     def student_features(self):
         return self.features(self.x0_student)
+
+    @functools.cached_property
+    def student_logits(self):
+        return self.logits(self.student_features[1])
 
 
 class _Stateless(nn.Module):
@@ -74,6 +80,14 @@ def is_p2p(settings, context):
     temperature, group_size = settings["is_p2p_temperature"], settings["is_p2p_group_size"]
     return _Stateless(lambda b: is_p2p_loss(b.student_features[0], b.teacher_features[0],
                                             temperature=temperature, group_size=group_size))
+
+
+def entropy(settings, context):
+    return _Stateless(lambda b: prediction_entropy(b.student_logits))
+
+
+def diversity(settings, context):
+    return _Stateless(lambda b: class_diversity_loss(b.student_logits))
 
 
 class _MP2PTerm(MP2PLoss):

@@ -90,9 +90,13 @@ class DenseNet(nn.Module):
         feat_map = self.final_norm(h)
         return feat_map, F.relu(feat_map).mean(dim=(2, 3))
 
+    def logits(self, pooled):
+        """Class logits [B, num_classes] of pooled vectors f (the second output of `features`)."""
+        return self.fc(pooled)
+
     def forward(self, x):
         """Logits [B, num_classes] of images x, normalised as in training (see rdd.data.normalization)."""
-        return self.fc(self.features(x)[1])
+        return self.logits(self.features(x)[1])
 
 
 def from_authors_names(state_dict):
