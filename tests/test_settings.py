@@ -99,6 +99,16 @@ def test_config_readme_describes_every_key_the_schemas_allow():
     assert missing == []
 
 
+def test_config_schema_enums_are_the_librarys_lists():
+    """The schema repeats two lists the library owns: the sampling precisions and the published datasets."""
+    from conftest import REPO
+
+    study = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())["$defs"]["study"]
+    paper = yaml.safe_load((REPO / "reports" / "paper_values.yaml").read_text())
+    assert study["properties"]["evaluate"]["properties"]["sampling_precision"]["enum"] == list(settings_mod.PRECISIONS)
+    assert study["properties"]["paper_key"]["enum"] == [*paper["datasets"], None]
+
+
 def test_the_workflow_plans_every_preset_without_torch():
     """The study plan (every stage's settings validated: networks, recipes, datasets) imports no torch,
     so a dry run or a config error answers in seconds, and so does every SLURM job's own Snakemake."""
