@@ -97,6 +97,9 @@ CASES = {
     "missing_data": ({}, None, True, "reports/cifar10.html",
                      ["studies.cifar10.data", "dataset 'cifar10' not found", "data/cifar-10-batches-py/data_batch_1",
                       "relative paths are from", "download: true"]),
+    "unknown_study_target": ({}, None, True, "reports/cifar100.html",
+                             ["reports/cifar100.html: 'cifar100' is not a study of the config",
+                              "studies: tiny, fmnist, cifar10, imagenet64"]),
     # Not dry runs: a real run must stop before its first job.
     "gpu_resource_without_gpu": (tiny(resources={"train_teacher": {"gpu": 1}}), None, False, "all",
                                  ["studies.tiny.resources.train_teacher.gpu: 1 asks for a GPU",

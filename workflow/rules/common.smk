@@ -179,6 +179,12 @@ def stage(wildcards, rule_name):
 MODEL_PATTERNS = {"train_teacher": layout.TEACHER, "train_classifier": layout.CLASSIFIER, "distill": layout.STUDENT}
 
 
+def unknown_study(wildcards):
+    raise WorkflowError(f"{layout.path(layout.REPORT, study=wildcards.study)}: {wildcards.study!r} is not a "
+                        f"study of the config (studies: {', '.join(PLANS)}); add it under `studies:` or ask "
+                        "for one of these")
+
+
 def plan_model_path(wildcards, rule_name):
     return layout.path(MODEL_PATTERNS[rule_name], **dict(wildcards.items()))
 

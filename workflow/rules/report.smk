@@ -7,6 +7,7 @@ localrules:
     all,
     report,
     report_index,
+    unknown_study,
 
 
 rule report:
@@ -42,3 +43,15 @@ rule report_index:
         layout.log(layout.INDEX),
     shell:
         "python -m rdd.report index --reports {input.reports} --out {output} > {log} 2>&1"
+
+
+rule unknown_study:
+    # Matches only the report of a study the config lacks, to stop the run naming the studies it has
+    # (otherwise Snakemake would say only that no rule produces the file). Its input function raises,
+    # so it has nothing to run.
+    wildcard_constraints:
+        study=rf"(?!(?:{STUDIES}|index)\.html$)[^/]+",
+    input:
+        unknown_study,
+    output:
+        layout.REPORT,
