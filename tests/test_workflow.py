@@ -333,7 +333,7 @@ def test_ablation_variants_train_or_reuse_the_main_runs(tiny_run):
         "default", "losses-cfd_is_p2p", "losses-cfd_is_p2p-replicate1", "losses-cfd_m_p2p",
         "losses-cfd_m_p2p-replicate1", "replicate1"]
     settings = yaml.safe_load((models / "losses-cfd_is_p2p/student_1.settings.yaml").read_text())
-    assert settings["weights"] == {"pd": 0.0, "cfd": 1.0, "is_p2p": 1.0, "m_p2p": 0.0}
+    assert settings["weights"] == {"pd": 0.0, "cfd": 1.0, "is_p2p": 1.0, "m_p2p": 0.0, "entropy": 0.0, "diversity": 0.0}
     with open(models / "losses-cfd_is_p2p/student_1.curves.csv", newline="") as f:
         columns = next(csv.reader(f))
     assert "is_p2p" in columns and "cfd" in columns and "m_p2p" not in columns
@@ -469,7 +469,8 @@ def test_a_method_added_to_the_registry_alone_is_planned_trained_evaluated_and_r
     assert counts["distill"] == 4 and counts["sample"] == counts["evaluate"] == 2, counts
     assert "train_teacher" not in counts and "train_classifier" not in counts
     record = json.loads((workdir / "results/tiny/models/toy/default/student_1.json").read_text())
-    assert record["loss_weights"] == {"pd": 0.5, "cfd": 1.0, "is_p2p": 0.0, "m_p2p": 0.0}
+    assert record["loss_weights"] == {"pd": 0.5, "cfd": 1.0, "is_p2p": 0.0, "m_p2p": 0.0, "entropy": 0.0,
+                                      "diversity": 0.0}
     assert record["classifier"]  # CFD needs the classifier: the plan gave it one
     with open(workdir / "results/tiny/tables/metrics.csv", newline="") as f:
         toy_rows = [r for r in csv.DictReader(f) if r["method"] == "toy"]

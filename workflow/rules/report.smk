@@ -50,7 +50,7 @@ rule unknown_study:
     # (otherwise Snakemake would say only that no rule produces the file). Its input function raises,
     # so it has nothing to run.
     wildcard_constraints:
-        study=rf"(?!(?:{STUDIES}|index)\.html$)[^/]+",
+        study=rf"(?!(?:{STUDIES}|{Path(layout.INDEX).stem})\.html$)[^/]+",
     input:
         unknown_study,
     output:
