@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from rdd import settings as settings_mod
+from rdd import methods, settings as settings_mod
 from rdd.cli import main as rdd_main
 
 COMMANDS = sorted(settings_mod.SETTINGS)
@@ -60,8 +60,6 @@ def test_a_yaml_file_and_set_give_the_same_record(tmp_path):
 
 
 def test_validate_completes_the_record():
-    from rdd import methods
-
     distill = settings_mod.validate("distill", {"method": "rcfd", "weights": {"m_p2p": 0.5}})
     assert distill["weights"] == {**{t: 0.0 for t in methods.TERMS}, **methods.METHODS["rcfd"].weights, "m_p2p": 0.5}
     assert all(v is not None for v in distill["weights"].values())
@@ -86,7 +84,8 @@ def test_validate_checks_a_network_without_building_it():
 
 
 def test_config_readme_describes_every_key_the_schemas_allow():
-    """config/README.md names each key of a study, of its `evaluate` block and of an ablation variant."""
+    """config/README.md names each key of a study, of its `evaluate` block and of an ablation variant,
+    and each loss term."""
     from conftest import REPO
 
     readme = (REPO / "config" / "README.md").read_text()
@@ -95,7 +94,8 @@ def test_config_readme_describes_every_key_the_schemas_allow():
     study = config["$defs"]["study"]["properties"]
     keys = [*config["properties"], *study, *study["evaluate"]["properties"],
             *ablation["$defs"]["variant"]["properties"]]
-    missing = [key for key in keys if f"`{key}`" not in readme]
+    # ... and each loss term a variant's `weights` may name.
+    missing = [key for key in [*keys, *methods.TERMS] if f"`{key}`" not in readme]
     assert missing == []
 
 
