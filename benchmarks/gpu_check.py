@@ -21,8 +21,8 @@ Items, each with a verdict (ran / failed / skipped, and why):
    metrics) from those rates and the plan's iteration and sample counts;
 5. speed settings (cifar10; with --tiny the tiny preset): what flipping each of the study's TF32,
    deterministic-kernel, cuDNN-autotuner, channels-last, fused-optimiser and torch.compile settings
-   does to a teacher step and an RDD iteration, and the loader's images/s at 0, 4 and 8 workers (0 and 2 with --tiny; see
-   benchmarks/bench_speed_settings.py).
+   does to a teacher step and an RDD iteration, and the loader's images/s at 0, 4 and 8 workers (0
+   and 2 with --tiny; see benchmarks/bench_speed_settings.py).
 Networks have random weights: speed does not depend on them.
 """
 

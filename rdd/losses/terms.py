@@ -40,7 +40,7 @@ class RoundBatch:
     x_target: torch.Tensor
     eps_target: torch.Tensor
     features: Callable  # images -> (relational map, pooled vector)
-    logits: Callable    # pooled vector -> the classifier's class logits
+    logits: Optional[Callable]  # pooled vector -> the classifier's class logits (None: no classifier)
     shared_generator: Optional[torch.Generator] = None  # draws every process makes alike (None: global)
 
     @functools.cached_property
