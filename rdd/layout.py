@@ -2,7 +2,7 @@
 
 Paths are relative to the directory the workflow runs in (the repository root).
 The patterns carry Snakemake's wildcards ({study}, {method}, {variant}, {T},
-{steps}, {seed}, {split}, {table}): the rules take their outputs from them, the
+{steps}, {seed}, {split}, {table}, {file}): the rules take their outputs from them, the
 study plan fills them in with `path`, the commands find a model's or a samples
 file's companions with the functions below, and the report names its tables
 with `TABLES`. Nothing else spells a result path.
@@ -33,6 +33,8 @@ SPEED_SETTINGS = "results/{study}/speed_settings.yaml"
 MANIFEST = "results/{study}/manifest.json"
 TABLES_DIR = "results/{study}/tables"
 TABLE = TABLES_DIR + "/{table}.csv"
+# Any file under a study's results (only to name a study the config lacks, see workflow/rules/report.smk).
+STUDY_FILE = "results/{study}/{file}"
 REPORT = "reports/{study}.html"
 INDEX = "reports/index.html"
 

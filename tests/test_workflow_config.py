@@ -100,6 +100,9 @@ CASES = {
     "unknown_study_target": ({}, None, True, "reports/cifar100.html",
                              ["reports/cifar100.html: 'cifar100' is not a study of the config",
                               "studies: tiny, fmnist, cifar10, imagenet64"]),
+    "unknown_study_file_target": ({}, None, True, "results/cifar100/models/teacher/teacher_1024.pt",
+                                  ["results/cifar100/models/teacher/teacher_1024.pt: 'cifar100' is not a study",
+                                   "studies: tiny, fmnist, cifar10, imagenet64"]),
     # Not dry runs: a real run must stop before its first job.
     "gpu_resource_without_gpu": (tiny(resources={"train_teacher": {"gpu": 1}}), None, False, "all",
                                  ["studies.tiny.resources.train_teacher.gpu: 1 asks for a GPU",

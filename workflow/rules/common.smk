@@ -179,10 +179,13 @@ def stage(wildcards, rule_name):
 MODEL_PATTERNS = {"train_teacher": layout.TEACHER, "train_classifier": layout.CLASSIFIER, "distill": layout.STUDENT}
 
 
-def unknown_study(wildcards):
-    raise WorkflowError(f"{layout.path(layout.REPORT, study=wildcards.study)}: {wildcards.study!r} is not a "
-                        f"study of the config (studies: {', '.join(PLANS)}); add it under `studies:` or ask "
-                        "for one of these")
+def unknown_study(pattern):
+    """Input function of a target under a study the config lacks: raises, naming the studies it has."""
+    def raise_error(wildcards):
+        raise WorkflowError(f"{pattern.format(**dict(wildcards.items()))}: {wildcards.study!r} is not a study "
+                            f"of the config (studies: {', '.join(PLANS)}); add it under `studies:` or ask for "
+                            "one of these")
+    return raise_error
 
 
 def plan_model_path(wildcards, rule_name):

@@ -8,6 +8,7 @@ localrules:
     report,
     report_index,
     unknown_study,
+    unknown_study_file,
 
 
 rule report:
@@ -45,13 +46,23 @@ rule report_index:
         "python -m rdd.report index --reports {input.reports} --out {output} > {log} 2>&1"
 
 
+# A target of a study the config lacks: these two rules match only such a target (a report, or any
+# file under results/<study>/) and their input function raises, naming the studies the config has;
+# without them Snakemake would say only that no rule produces the file. They have nothing to run.
 rule unknown_study:
-    # Matches only the report of a study the config lacks, to stop the run naming the studies it has
-    # (otherwise Snakemake would say only that no rule produces the file). Its input function raises,
-    # so it has nothing to run.
     wildcard_constraints:
         study=rf"(?!(?:{STUDIES}|{Path(layout.INDEX).stem})\.html$)[^/]+",
     input:
-        unknown_study,
+        unknown_study(layout.REPORT),
     output:
         layout.REPORT,
+
+
+rule unknown_study_file:
+    wildcard_constraints:
+        study=rf"(?!(?:{STUDIES})/)[^/]+",  # the look-ahead sees the rest of the path
+        file=".+",
+    input:
+        unknown_study(layout.STUDY_FILE),
+    output:
+        layout.STUDY_FILE,
