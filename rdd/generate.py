@@ -10,7 +10,6 @@ import io as std_io
 import json
 import shutil
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +44,9 @@ def sample_batch(net, grid, seeds, steps, shape, num_classes, device, net_batch=
     return to_uint8(x), labels
 
 
+SHARD_MEMBERS = {"images", "labels", "seeds"}  # and "key", checked first
+
+
 def _shard_path(parts, index):
     return parts / f"shard-{index:05d}.npz"
 
@@ -57,15 +59,19 @@ def shard_key(model, steps, net_batch, precision, authors_net):
 
 
 def _finished_shard(path, seeds, key, log):
-    """Whether the shard at `path` holds `seeds` sampled under `key`; an unreadable shard, or one of
-    another model or sampling, is removed (and redone)."""
+    """Whether the shard at `path` holds `seeds` sampled under `key`, every member intact (read, so
+    CRC-checked); a damaged shard, or one of another model, sampling or seeds, is removed (and redone)."""
     try:
-        with np.load(path) as shard:
-            if "key" in shard.files and str(shard["key"]) == key:
-                return np.array_equal(shard["seeds"], seeds)
-        log(f"[sample] shard {path} was sampled from another model file or with other settings; sampling it again")
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-        log(f"[sample] shard {path} cannot be read ({type(exc).__name__}: {exc}); sampling it again")
+        shard = io.read_npz(path)
+    except io.NpzError as exc:
+        log(f"[sample] shard {path} {exc}; sampling it again")
+    else:
+        if str(shard.get("key")) != key:
+            log(f"[sample] shard {path} was sampled from another model file or with other settings; sampling it again")
+        elif not (SHARD_MEMBERS <= shard.keys() and np.array_equal(shard["seeds"], seeds)):
+            log(f"[sample] shard {path} holds other seeds or lacks images or labels; sampling it again")
+        else:
+            return True
     path.unlink()
     return False
 
@@ -120,7 +126,7 @@ def _generate(model, steps, seeds, out, batch_size, net_batch, precision, shard_
         _save_npz(path, images=np.concatenate(images), labels=np.concatenate(labels), seeds=np.asarray(shard),
                   key=np.asarray(key))
         log(f"[sample] {out.name}: shard {index + 1}/{len(shards)} done")
-    loaded = [np.load(_shard_path(parts, i)) for i in range(len(shards))]
+    loaded = [io.read_npz(_shard_path(parts, i)) for i in range(len(shards))]
     _save_npz(out, images=np.concatenate([s["images"] for s in loaded]),
               labels=np.concatenate([s["labels"] for s in loaded]),
               seeds=np.concatenate([s["seeds"] for s in loaded]))

@@ -1,5 +1,7 @@
 """Damaged resume state or sample shards are set aside with a message, never loaded, never fatal."""
 
+import zipfile
+
 import numpy as np
 
 from conftest import run_rdd
@@ -29,8 +31,31 @@ def test_unreadable_shard_is_sampled_again(teacher, tmp_path, capsys):
     parts.mkdir()
     (parts / "shard-00000.npz").write_bytes(b"not an npz")
     run_rdd("sample", "--model", teacher, *args, "--out", damaged)
-    assert "shard-00000.npz cannot be read" in capsys.readouterr().out
+    assert "shard-00000.npz is not an .npz archive" in capsys.readouterr().out
     assert np.array_equal(np.load(straight)["images"], np.load(damaged)["images"])
+
+
+def test_shard_with_a_damaged_member_is_sampled_again(teacher, tmp_path, capsys):
+    # A shard of the run's own key and seeds whose images fail their CRC: every member is read
+    # before a shard is reused, so it is sampled again rather than failing the final assembly.
+    args = ["--steps", "2", "--seeds", "0-5", "--shard-size", "3", "--batch-size", "3"]
+    straight, rerun = tmp_path / "straight.npz", tmp_path / "rerun.npz"
+    run_rdd("sample", "--model", teacher, *args, "--out", straight)
+    first = {k: np.load(straight)[k][:3] for k in ("images", "labels", "seeds")}
+    parts = tmp_path / "rerun.npz.parts"
+    parts.mkdir()
+    shard = parts / "shard-00000.npz"
+    np.savez(shard, **first, key=np.asarray(shard_key(teacher, 2, 16, "fp32", None)))
+    with zipfile.ZipFile(shard) as archive:
+        member = archive.getinfo("images.npy")
+    data = bytearray(shard.read_bytes())
+    # Past the member's local header (30 bytes, its name, its extra field) and the .npy header.
+    start = member.header_offset + 30 + len(member.filename.encode()) + len(member.extra)
+    data[start + 200] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    run_rdd("sample", "--model", teacher, *args, "--out", rerun)
+    assert "shard-00000.npz cannot be read (BadZipFile: Bad CRC-32 for file 'images.npy')" in capsys.readouterr().out
+    assert np.array_equal(np.load(straight)["images"], np.load(rerun)["images"])
 
 
 def test_shard_of_another_sampling_is_sampled_again_one_of_the_same_reused(teacher, tmp_path, capsys):
