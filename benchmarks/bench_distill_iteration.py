@@ -19,18 +19,16 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks import peak_memory  # noqa: E402
 from benchmarks.plan_iterations import build_iteration, load_plans, per_gpu_batch, timed_stages  # noqa: E402
-from rdd import methods  # noqa: E402
+from rdd import io, methods  # noqa: E402
 
 METHODS = tuple(methods.method_names(distilled=True))
 
 
 def plan_of(args):
-    overlay = yaml.safe_load(Path(args.overlay).read_text()) if args.overlay else None
+    overlay = io.read_yaml(args.overlay) if args.overlay else None
     return load_plans([args.study], args.tiny, overlay)[args.study]
 
 

@@ -12,20 +12,19 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "workflow" / "scripts"))
 import configcheck  # noqa: E402
 import studyplan  # noqa: E402
+from rdd import io  # noqa: E402
 
 
 def load_plans(names, tiny=False, overlay=None):
     """The StudyPlans of `names`, from config/config.yaml (config/tiny.yaml merged over it with `tiny`,
     then `overlay`, a config mapping)."""
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config = io.read_yaml(REPO / "config" / "config.yaml")
     if tiny:
-        config = studyplan.deep_merge(config, yaml.safe_load((REPO / "config" / "tiny.yaml").read_text()))
+        config = studyplan.deep_merge(config, io.read_yaml(REPO / "config" / "tiny.yaml"))
     config = studyplan.deep_merge(config, overlay or {})
     checked, ablations = configcheck.checked_config(config, REPO)
     return {name: studyplan.build_plan(name, checked["studies"][name], ablations) for name in names}

@@ -1,4 +1,4 @@
-"""Atomic file output, JSON, npz reading, and locks on outputs (torch-free; checkpoints are in
+"""Atomic file output, JSON, YAML and npz reading, and locks on outputs (torch-free; checkpoints are in
 rdd.checkpoints).
 
 Every artefact the suite writes goes through here, so a killed job never
@@ -15,6 +15,11 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import yaml
+
+
+class YamlError(ValueError):
+    """A file that is not UTF-8 YAML; the message names it, on one line."""
 
 
 class OutputBusyError(RuntimeError):
@@ -88,6 +93,14 @@ def write_json(obj, path):
 
 def write_bytes(data, path):
     write_with(path, lambda f: f.write(data), "wb")
+
+
+def read_yaml(path):
+    """The contents of a YAML file, parsed safely (no Python objects); YamlError when it is not YAML."""
+    try:
+        return yaml.safe_load(Path(path).read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise YamlError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
 
 
 def read_json(path):

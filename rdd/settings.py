@@ -14,7 +14,7 @@ from typing import Callable, Optional
 
 import yaml
 
-from rdd import methods
+from rdd import io, methods
 from rdd.data.registry import normalize_spec
 from rdd.train.checks import COMMANDS
 
@@ -437,9 +437,9 @@ def load_file(path):
     if not path.is_file():
         raise SettingsError(f"settings file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise SettingsError(f"settings file {path} is not valid YAML: {exc}") from None
+        data = io.read_yaml(path) or {}
+    except io.YamlError as exc:
+        raise SettingsError(f"settings file {exc}") from None
     if not isinstance(data, dict):
         raise SettingsError(f"settings file {path} must hold a mapping")
     return data

@@ -23,6 +23,7 @@ BAD_ABLATIONS = {
     "unknown_loss": {"variants": {"v": {"losses": ["cfd", "kl"]}}},
     "unknown_key": {"variants": {"v": {"temperature": 2.0}}},
     "unknown_weight": {"variants": {"v": {"weights": {"cfd": 1.0, "kl": 1.0}}}},
+    "not_yaml": "variants: {v: {losses: [cfd\n",  # written as it is
 }
 
 # id: (overlay config, ablation file to use or None, dry run?, target, expected message parts)
@@ -73,7 +74,10 @@ CASES = {
     "ablations_not_a_list": (tiny(ablations="some"), None, True, "all",
                              ["studies.tiny.ablations: 'some' is not allowed", '"all"', "a list of ablation names"]),
     "ablation_file_missing": (tiny(ablations=["nope"]), None, True, "all",
-                              ["studies.tiny.ablations: 'nope' has no file nope.yaml", "losses"]),
+                              ["studies.tiny.ablations: 'nope' has no file nope.yaml",
+                               f"folder {REPO / 'ablations'} (ablations_dir)", "losses"]),
+    "ablation_file_not_yaml": (tiny(ablations=["not_yaml"]), "not_yaml", True, "all",
+                               ["not_yaml.yaml is not valid YAML: while parsing a flow sequence"]),
     "ablation_unknown_loss": (tiny(ablations=["unknown_loss"]), "unknown_loss", True, "all",
                               ["unknown_loss.yaml: variants.v.losses.1: 'kl' is not allowed",
                                "allowed: " + ", ".join(repr(t) for t in methods.TERMS)]),
@@ -117,7 +121,12 @@ def _run_case(name, root):
     workdir = root / name
     args = [target, "--cores", "1", "--configfile", TINY, write_yaml(workdir / "overlay.yaml", overlay)]
     if ablation:
-        write_yaml(workdir / "ablations" / f"{ablation}.yaml", BAD_ABLATIONS[ablation])
+        content, path = BAD_ABLATIONS[ablation], workdir / "ablations" / f"{ablation}.yaml"
+        if isinstance(content, str):
+            path.parent.mkdir(parents=True)
+            path.write_text(content)
+        else:
+            write_yaml(path, content)
         args += ["--config", f"ablations_dir={workdir / 'ablations'}"]
     if dry:
         args.append("-n")

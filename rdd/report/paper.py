@@ -3,8 +3,7 @@
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
+from rdd import io
 from rdd.report.manifest import ReportInputError
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "reports" / "paper_values.yaml"
@@ -85,7 +84,7 @@ def load_paper_values(path=DEFAULT_PATH):
         raise ReportInputError(f"paper values file not found: {path} (it ships with the repository "
                                "as reports/paper_values.yaml; pass --paper-values)")
     try:
-        data = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ReportInputError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from exc
+        data = io.read_yaml(path)
+    except io.YamlError as exc:
+        raise ReportInputError(str(exc)) from exc
     return PaperValues(data, path)

@@ -1,4 +1,5 @@
-"""Config checks that need no library: key normalisation, and schema errors as one readable line.
+"""Config checks made before any study is planned: key normalisation, schema errors as one readable
+line, and names checked against the library's registry and the ablation files.
 
 Kept apart from studyplan (which imports the library's torch-free part: the settings, the dataset
 registry, the network configs) so that a schema error is reported before any of it is read.
@@ -8,7 +9,7 @@ import json
 import re
 from pathlib import Path
 
-import yaml
+from rdd import io
 
 # Names of studies, ablations and variants (they become parts of paths).
 NAME = re.compile(r"[a-z0-9_]+")
@@ -126,14 +127,24 @@ def load_ablations(folder):
     for path in sorted(Path(folder).glob("*.yaml")):
         where = f"{path}: "
         try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{where} not valid YAML: {exc}") from None
+            data = io.read_yaml(path)
+        except io.YamlError as exc:
+            raise ConfigError(str(exc)) from None
         if not NAME.fullmatch(path.stem):
             raise ConfigError(f"{where} an ablation name is lower-case letters, digits and underscores")
         files[path.stem] = validated(string_keys(data or {}), "ablation.schema.yaml", where)
         check_ablation_names(files[path.stem], where)
     return files
+
+
+def check_chosen_ablations(config, files, folder):
+    """Each study's `ablations` (unless "all") must name files of the ablations folder."""
+    for study, block in config["studies"].items():
+        chosen = block.get("ablations", [])
+        for name in [] if chosen == "all" else chosen:
+            if name not in files:
+                raise ConfigError(f"studies.{study}.ablations: {name!r} has no file {name}.yaml in the ablations "
+                                  f"folder {folder} (ablations_dir); available: {', '.join(files) or 'none'}")
 
 
 def checked_config(config, repo):
@@ -142,4 +153,7 @@ def checked_config(config, repo):
     checked = validated(string_keys(config), "config.schema.yaml")
     check_run(checked)
     check_method_names(checked)
-    return checked, load_ablations(Path(repo) / checked["ablations_dir"])  # an absolute folder stays as it is
+    folder = Path(repo) / checked["ablations_dir"]  # an absolute folder stays as it is
+    files = load_ablations(folder)
+    check_chosen_ablations(checked, files, folder)
+    return checked, files
