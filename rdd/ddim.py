@@ -34,7 +34,9 @@ def ddim_sample(denoise, grid, x_T, num_steps, y=None, clip=True):
     output is clipped to [-1, 1].
     """
     if num_steps < 1 or grid.T % num_steps:
-        raise ValueError(f"{num_steps} steps do not divide the model's T={grid.T}")
+        allowed = ", ".join(str(n) for n in range(1, grid.T + 1) if grid.T % n == 0)
+        raise ValueError(f"{num_steps} steps: a model of T={grid.T} samples with a number of steps that "
+                         f"divides T (allowed: {allowed})")
     stride = grid.T // num_steps
     z = x_T
     for t in range(grid.T, 0, -stride):

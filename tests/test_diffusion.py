@@ -103,9 +103,10 @@ def test_ddim_matches_naive_implementation(T, steps):
     assert torch.allclose(out, naive_ddim(toy_teacher, T, steps, x_T), atol=1e-12)
 
 
-def test_ddim_rejects_steps_that_do_not_divide_T():
-    with pytest.raises(ValueError):
-        ddim_sample(toy_teacher, TimeGrid(8, T_BASE), torch.zeros(1, 1, 2, 2), 3)
+@pytest.mark.parametrize("steps", [3, 16, 0])
+def test_ddim_rejects_steps_that_do_not_divide_T(steps):
+    with pytest.raises(ValueError, match=rf"^{steps} steps: a model of T=8 .* \(allowed: 1, 2, 4, 8\)$"):
+        ddim_sample(toy_teacher, TimeGrid(8, T_BASE), torch.zeros(1, 1, 2, 2), steps)
 
 
 @pytest.mark.parametrize("T", [1024, 16, 2])
