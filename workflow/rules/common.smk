@@ -182,9 +182,9 @@ MODEL_PATTERNS = {"train_teacher": layout.TEACHER, "train_classifier": layout.CL
 def unknown_study(pattern):
     """Input function of a target under a study the config lacks: raises, naming the studies it has."""
     def raise_error(wildcards):
-        raise WorkflowError(f"{pattern.format(**dict(wildcards.items()))}: {wildcards.study!r} is not a study "
-                            f"of the config (studies: {', '.join(PLANS)}); add it under `studies:` or ask for "
-                            "one of these")
+        target = layout.path(pattern, **dict(wildcards.items()))
+        raise WorkflowError(f"{target}: {wildcards.study!r} is not a study of the config (studies: "
+                            f"{', '.join(PLANS)}); add it under `studies:` or ask for one of these")
     return raise_error
 
 

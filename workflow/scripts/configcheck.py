@@ -140,8 +140,7 @@ def load_ablations(folder):
 def check_chosen_ablations(config, files, folder):
     """Each study's `ablations` (unless "all") must name files of the ablations folder."""
     for study, block in config["studies"].items():
-        chosen = block.get("ablations", [])
-        for name in [] if chosen == "all" else chosen:
+        for name in [] if block["ablations"] == "all" else block["ablations"]:
             if name not in files:
                 raise ConfigError(f"studies.{study}.ablations: {name!r} has no file {name}.yaml in the ablations "
                                   f"folder {folder} (ablations_dir); available: {', '.join(files) or 'none'}")
