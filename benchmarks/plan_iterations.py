@@ -82,7 +82,7 @@ def build_iteration(plan, kind, device, overrides=None):
         teacher_T = int(stage.labels["round"].split("->")[0])
         teacher = build_unet(**net_kwargs).to(dev).eval()
         built, _ = round_stage(settings, dev, teacher, net_kwargs, TimeGrid(teacher_T, plan.config["T_base"]),
-                               classifier, log=lambda message: None)
+                               classifier)
     classes = num_classes(settings["data"]) if net_kwargs["num_classes"] else 1
     shape = (batch_size, net_kwargs["in_channels"], net_kwargs["img_resolution"], net_kwargs["img_resolution"])
     generator = torch.Generator().manual_seed(0)

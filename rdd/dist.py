@@ -24,6 +24,7 @@ def resolve_device(name="auto"):
 
 
 def is_distributed():
+    """Launched by torchrun with several processes (read before `init`; after it, `world_size()`)."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 

@@ -241,8 +241,8 @@ SETTINGS = {
         "m_p2p_head_bias": Setting(False, BOOLEAN, "M-P2P head convolutions with bias"),
         "m_p2p_head_lr": Setting("constant", one_of("constant", "cosine"),
                                  "the M-P2P head's Adam lr: constant, or the student's cosine decay"),
-        "m_p2p_sync_bn": Setting(True, BOOLEAN, "SyncBatchNorm in the M-P2P head under multi-GPU data "
-                                                "parallelism"),
+        "m_p2p_sync_bn": Setting(True, BOOLEAN, "the M-P2P head's BatchNorm synchronised across processes "
+                                                "under data parallelism (any device)"),
         "classifier_input": Setting("raw", one_of("raw", "as_trained"),
                                     "images fed to the classifier: raw [-1, 1], or normalised as it was trained"),
         "train": _train(1000, 5e-5),

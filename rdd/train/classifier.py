@@ -106,7 +106,7 @@ def build_stage(settings, device, dataset, test_set=None):
     net = speed_settings.prepare(build_classifier(**kwargs).to(device), speed)
     opt = speed_settings.optimizer("sgd", net.parameters(), speed, lr=train["lr"], momentum=train["momentum"],
                                    weight_decay=train["weight_decay"])
-    model = speed_settings.compiled(DistributedDataParallel(net) if dist.is_distributed() else net, speed)
+    model = speed_settings.compiled(DistributedDataParallel(net) if dist.world_size() > 1 else net, speed)
     norm = input_norm(train["input_norm"], data)
     test_set = build_dataset(data, "test") if test_set is None else test_set
     iters = train_steps(train, len(dataset))

@@ -8,8 +8,9 @@ from torch.nn.parallel import DistributedDataParallel
 from rdd import dist, methods
 from rdd.losses.objective import DistillObjective
 from rdd.checkpoints import denoiser_payload, load_classifier, load_denoiser
+from rdd.nets.sync_batchnorm import convert_sync_batchnorm
 from rdd.train import speed_settings
-from rdd.train.loop import Stage, cosine_decay, log_line, shared_generator
+from rdd.train.loop import Stage, cosine_decay, shared_generator
 from rdd.train.runner import amp_context
 
 
@@ -39,22 +40,18 @@ def check_relation_groups(settings):
                          f"({per_process} = train.batch_size / {dist.world_size()} processes)")
 
 
-def head_norm(objective, settings, device, log):
-    """Synchronise the M-P2P head's BatchNorm across processes where torch can; say what ran."""
+def head_norm(objective, settings):
+    """Synchronise the M-P2P head's BatchNorm across processes (as released); say what ran."""
     m_p2p = objective.terms["m_p2p"] if "m_p2p" in objective.terms else None
-    if m_p2p is None or not dist.is_distributed():
+    if m_p2p is None or dist.world_size() == 1:
         return None
     if not settings["m_p2p_sync_bn"]:
         return "BatchNorm per process (m_p2p_sync_bn: false)"
-    if device.type != "cuda":
-        log("[distill] m_p2p_sync_bn: torch's SyncBatchNorm needs CUDA; the M-P2P head keeps "
-            "one BatchNorm per process on this device")
-        return "BatchNorm per process (SyncBatchNorm needs CUDA; asked for by m_p2p_sync_bn)"
-    m_p2p.head = nn.SyncBatchNorm.convert_sync_batchnorm(m_p2p.head)
+    m_p2p.head = convert_sync_batchnorm(m_p2p.head)
     return "SyncBatchNorm across processes"
 
 
-def round_stage(settings, device, teacher, teacher_kwargs, grid, classifier=None, log=log_line):
+def round_stage(settings, device, teacher, teacher_kwargs, grid, classifier=None):
     """The stage of one round from a loaded teacher (and classifier); returns (stage, record items).
     The caller checks the settings first (`check_relation_groups`)."""
     speed = settings["speed"]
@@ -64,7 +61,7 @@ def round_stage(settings, device, teacher, teacher_kwargs, grid, classifier=None
     channels = classifier.num_features if classifier is not None else None
     objective = DistillObjective(teacher, grid, settings, classifier, channels,
                                  gather=dist.all_gather_cat).to(device)
-    norm = head_norm(objective, settings, device, log)
+    norm = head_norm(objective, settings)
     student, kwargs = round_student(teacher, teacher_kwargs, settings["dropout"])
     train = settings["train"]
     optimizers = {"student": speed_settings.optimizer("adam", student.parameters(), speed, lr=train["lr"])}
@@ -77,7 +74,7 @@ def round_stage(settings, device, teacher, teacher_kwargs, grid, classifier=None
             # A term's trained head has its own Adam at the round's lr, as released for M-P2P.
             heads += parameters
             optimizers[f"{name}_head"] = speed_settings.optimizer("adam", parameters, speed, lr=train["lr"])
-    model = speed_settings.compiled(DistributedDataParallel(student) if dist.is_distributed() else student, speed)
+    model = speed_settings.compiled(DistributedDataParallel(student) if dist.world_size() > 1 else student, speed)
     conditional = kwargs["num_classes"] > 0
 
     def loss(batch, step):
@@ -97,14 +94,14 @@ def round_stage(settings, device, teacher, teacher_kwargs, grid, classifier=None
     return stage, extra
 
 
-def make_build_stage(teacher_path, classifier_path=None, authors_net=None, log=log_line):
+def make_build_stage(teacher_path, classifier_path=None, authors_net=None):
     """A `build_stage` for the runner, for the teacher (and classifier) files given."""
 
     def build_stage(settings, device, dataset):
         check_relation_groups(settings)  # before any file is loaded
         teacher, teacher_kwargs, grid = load_denoiser(teacher_path, device, authors_net)
         classifier = load_classifier(classifier_path, device)[0] if classifier_path else None
-        stage, extra = round_stage(settings, device, teacher, teacher_kwargs, grid, classifier, log)
+        stage, extra = round_stage(settings, device, teacher, teacher_kwargs, grid, classifier)
         files = {"teacher": str(teacher_path), "classifier": str(classifier_path) if classifier_path else None}
         return stage, lambda: {**files, **extra}
 

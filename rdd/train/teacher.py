@@ -33,7 +33,7 @@ def build_stage(settings, device, dataset):
     loss_fn = TeacherLoss(grid)
     train = settings["train"]
     opt = speed_settings.optimizer("adam", net.parameters(), speed, lr=train["lr"])
-    model = speed_settings.compiled(DistributedDataParallel(net) if dist.is_distributed() else net, speed)
+    model = speed_settings.compiled(DistributedDataParallel(net) if dist.world_size() > 1 else net, speed)
     conditional = kwargs["num_classes"] > 0
 
     def loss(batch, step):
