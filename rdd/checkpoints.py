@@ -27,8 +27,8 @@ def save_torch(obj, path):
 def load_torch(path, map_location="cpu"):
     """torch.load with weights_only=True; any failure names the file."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+    if problem := io.file_problem(path):
+        raise CheckpointError(f"checkpoint {problem}: {path}")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # truncated zip, wrong format, pickled code objects

@@ -42,8 +42,8 @@ def load_reference(path):
     path = Path(path)
     if path.suffix == ".npz":
         return user_statistics(path), None
-    if not path.is_file():
-        raise FileNotFoundError(f"reference statistics record not found: {path} (written by `python -m rdd "
+    if problem := io.file_problem(path):
+        raise FileNotFoundError(f"reference statistics record {problem}: {path} (written by `python -m rdd "
                                 "ref-stats`; or pass a statistics .npz with mu and sigma)")
     pointer = io.read_json(path)
     missing = [key for key in REFERENCE_POINTER_KEYS if key not in pointer]

@@ -95,6 +95,17 @@ def write_bytes(data, path):
     write_with(path, lambda f: f.write(data), "wb")
 
 
+def file_problem(path):
+    """Why `path` cannot be read as a file, worded to follow "<what> file": 'not found', 'is a directory',
+    'is not a regular file'; None when it is a regular file."""
+    path = Path(path)
+    if path.is_file():
+        return None
+    if path.is_dir():
+        return "is a directory"
+    return "is not a regular file" if path.exists() else "not found"
+
+
 def read_yaml(path):
     """The contents of a YAML file, parsed safely (no Python objects); YamlError when it is not YAML."""
     try:

@@ -19,8 +19,8 @@ class SamplesFileError(ValueError):
 def read_samples(path):
     """(images uint8 [N, H, W, C], seeds [N]) of a samples file, checked."""
     path = Path(path)
-    if not path.is_file():
-        raise SamplesFileError(f"samples file not found: {path} (written by {WRITERS})")
+    if problem := io.file_problem(path):
+        raise SamplesFileError(f"samples file {problem}: {path} (written by {WRITERS})")
     try:
         arrays = io.read_npz(path, ("images", "seeds"))
     except io.NpzError as exc:
@@ -41,6 +41,6 @@ def read_samples(path):
 def read_samples_record(path):
     """The JSON record written beside a samples file."""
     record = layout.samples_record(Path(path))
-    if not Path(record).is_file():
-        raise SamplesFileError(f"samples record not found: {record} (written beside {path} by {WRITERS})")
+    if problem := io.file_problem(record):
+        raise SamplesFileError(f"samples record {problem}: {record} (written beside {path} by {WRITERS})")
     return io.read_json(record)

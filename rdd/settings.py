@@ -434,8 +434,8 @@ def deep_merge(*layers):
 def load_file(path):
     """Read a settings file (YAML or JSON; YAML parsed safely)."""
     path = Path(path)
-    if not path.is_file():
-        raise SettingsError(f"settings file not found: {path}")
+    if problem := io.file_problem(path):
+        raise SettingsError(f"settings file {problem}: {path}")
     try:
         data = io.read_yaml(path) or {}
     except io.YamlError as exc:

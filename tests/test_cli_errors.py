@@ -1,6 +1,7 @@
 """Bad input on the command line: one `error: ...` line naming the key or file, exit 2, no traceback,
 before any data or model is loaded. Each case is (arguments, what the line must say)."""
 
+import os
 import re
 
 import numpy as np
@@ -47,6 +48,8 @@ CASES = [
     (setting(TEACHER, "noequals"), "--set takes key=value"),
     (setting(TEACHER, "tau=["), "the value is not valid YAML"),
     ((*TEACHER, "--settings", "{tmp}/absent.yaml"), "settings file not found: {tmp}/absent.yaml"),
+    ((*TEACHER, "--settings", "{tmp}/folder"), "settings file is a directory: {tmp}/folder"),
+    ((*TEACHER, "--settings", "{tmp}/fifo.yaml"), "settings file is not a regular file: {tmp}/fifo.yaml"),
     ((*TEACHER, "--settings", "{tmp}/broken.yaml"), "settings file {tmp}/broken.yaml is not valid YAML"),
     ((*TEACHER, "--settings", "{tmp}/list.yaml"), "settings file {tmp}/list.yaml must hold a mapping"),
     # the classifier's recipe
@@ -96,6 +99,8 @@ CASES = [
     ((*SAMPLE, "--device", "tpu"), "argument --device: must be auto, cpu, cuda or cuda:N, got 'tpu'"),
     ((*EVALUATE, "--device", "cuda:x"), "argument --device: must be auto, cpu, cuda or cuda:N, got 'cuda:x'"),
     (SAMPLE, "checkpoint not found: {tmp}/missing.pt"),
+    (("sample", "--model", "{tmp}/folder", "--steps", "1", "--seeds", "0", "--out", "{tmp}/s.npz"),
+     "checkpoint is a directory: {tmp}/folder"),
     (("sample", "--model", "{tmp}/text.pt", "--steps", "1", "--seeds", "0", "--out", "{tmp}/s.npz"),
      "cannot read checkpoint {tmp}/text.pt"),
     (("sample", "--model", "{tmp}/truncated.pt", "--steps", "1", "--seeds", "0", "--out", "{tmp}/s.npz"),
@@ -104,6 +109,7 @@ CASES = [
      "{tmp}/list.pt does not hold a model dict"),
     # evaluation: the samples file, its record, the reference statistics (each named)
     ((*EVALUATE[:2], "{tmp}/absent.npz", *EVALUATE[3:]), "samples file not found: {tmp}/absent.npz"),
+    ((*EVALUATE[:2], "{tmp}/folder", *EVALUATE[3:]), "samples file is a directory: {tmp}/folder"),
     ((*EVALUATE[:2], "{tmp}/text.pt", *EVALUATE[3:]), "samples file {tmp}/text.pt is not an .npz archive"),
     ((*EVALUATE[:2], "{tmp}/cut.npz", *EVALUATE[3:]), "samples file {tmp}/cut.npz is not an .npz archive"),
     ((*EVALUATE[:2], "{tmp}/no_seeds.npz", *EVALUATE[3:]), "samples file {tmp}/no_seeds.npz lacks 'images' or "
@@ -111,6 +117,7 @@ CASES = [
     ((*EVALUATE[:2], "{tmp}/float.npz", *EVALUATE[3:]), "samples file {tmp}/float.npz: images must be numpy uint8"),
     ((*EVALUATE[:2], "{tmp}/no_record.npz", *EVALUATE[3:]), "samples record not found: {tmp}/no_record.json"),
     ((*EVALUATE[:4], "{tmp}/absent.json", *EVALUATE[5:]), "reference statistics record not found: {tmp}/absent.json"),
+    ((*EVALUATE[:4], "{tmp}/folder", *EVALUATE[5:]), "reference statistics record is a directory: {tmp}/folder"),
     ((*EVALUATE[:4], "{tmp}/s.json", *EVALUATE[5:]),
      "{tmp}/s.json is not a reference statistics record written by `python -m rdd ref-stats` (it lacks path"),
     ((*EVALUATE[:4], "{tmp}/cut.npz", *EVALUATE[5:]), "statistics file {tmp}/cut.npz is not an .npz archive"),
@@ -145,6 +152,8 @@ def bad_files(tmp_path_factory):
     (folder / "list.yaml").write_text("- 1\n- 2\n")
     (folder / "fmnist.yaml").write_text("data: {name: fashion_mnist}\n")
     (folder / "text.pt").write_text("not a checkpoint\n")
+    (folder / "folder").mkdir()  # a directory where a file belongs
+    os.mkfifo(folder / "fifo.yaml")  # reading it would block: it must be refused unread
     torch.save({"state_dict": {"w": torch.zeros(1000)}}, folder / "whole.pt")
     data = (folder / "whole.pt").read_bytes()
     (folder / "truncated.pt").write_bytes(data[:len(data) // 2])

@@ -91,6 +91,8 @@ CASES = {
     "authors_classifier_missing": (tiny(authors_checkpoints={"classifier": "nowhere/densenet.pt"}), None, True,
                                    "all", ["studies.tiny.authors_checkpoints.classifier: file not found: "
                                            "nowhere/densenet.pt"]),
+    "authors_checkpoint_a_folder": (tiny(authors_checkpoints={"teacher": str(REPO / "config")}), None, True, "all",
+                                    [f"studies.tiny.authors_checkpoints.teacher: file is a directory: {REPO / 'config'}"]),
     # A file that is there but no checkpoint: read as its jobs would read it, before any job.
     "authors_checkpoint_damaged": (tiny(authors_checkpoints={"teacher": str(REPO / "README.md")}), None, True, "all",
                                    ["studies.tiny.authors_checkpoints.teacher: cannot read checkpoint",

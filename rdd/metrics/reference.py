@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch_fidelity.metric_fid import fid_features_to_statistics
 
-from rdd.io import NpzError, read_json, read_npz, sha256_file, write_bytes, write_json
+from rdd.io import NpzError, file_problem, read_json, read_npz, sha256_file, write_bytes, write_json
 from rdd.metrics.features import PREPROCESSING, extract_features
 from rdd.provenance import package_versions
 
@@ -49,8 +49,8 @@ class RefStats:
 def load_statistics_npz(path):
     """Read and check a statistics npz: mu [D], sigma [D, D], optional features [N, D]."""
     path = Path(path)
-    if not path.is_file():
-        raise StatisticsFileError(f"statistics file not found: {path}")
+    if problem := file_problem(path):
+        raise StatisticsFileError(f"statistics file {problem}: {path}")
     try:
         arrays = read_npz(path)
     except NpzError as exc:

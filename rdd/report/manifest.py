@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from rdd import layout, methods, records
-from rdd.io import read_json
+from rdd.io import file_problem, read_json
 
 METHODS = tuple(methods.method_names())
 KINDS = (*records.KINDS, "grid", "curves")
@@ -120,8 +120,8 @@ def _entry(raw, index, manifest_path, ablations):
 def load_manifest(path):
     """The manifest dict and its entries; missing or malformed input raises ReportInputError."""
     path = Path(path)
-    if not path.is_file():
-        raise ReportInputError(f"manifest not found: {path}; {MANIFEST_HELP}")
+    if problem := file_problem(path):
+        raise ReportInputError(f"manifest {problem}: {path}; {MANIFEST_HELP}")
     try:
         manifest = json.loads(path.read_text())
     except (OSError, ValueError) as exc:

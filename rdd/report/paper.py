@@ -80,8 +80,8 @@ class PaperValues:
 def load_paper_values(path=DEFAULT_PATH):
     """Read the cited figures (YAML, parsed safely)."""
     path = Path(path)
-    if not path.is_file():
-        raise ReportInputError(f"paper values file not found: {path} (it ships with the repository "
+    if problem := io.file_problem(path):
+        raise ReportInputError(f"paper values file {problem}: {path} (it ships with the repository "
                                "as reports/paper_values.yaml; pass --paper-values)")
     try:
         data = io.read_yaml(path)

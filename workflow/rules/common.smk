@@ -63,6 +63,7 @@ PLANS = _plans()
 STUDIES = "|".join(PLANS)
 
 from rdd import layout, methods  # noqa: E402
+from rdd.io import file_problem  # noqa: E402
 
 # Each wildcard means the same in every rule; method names come from the registry (rdd/methods.py).
 wildcard_constraints:
@@ -116,8 +117,8 @@ def ready(study):
     except DatasetMissingError as exc:
         raise WorkflowError(f"{where}.data: {exc}") from None
     for key, path in plan.external.items():
-        if not Path(path).is_file():
-            raise WorkflowError(f"{where}.authors_checkpoints.{key}: file not found: {path}")
+        if problem := file_problem(path):
+            raise WorkflowError(f"{where}.authors_checkpoints.{key}: file {problem}: {path}")
         if not workflow.remote_exec:  # the run that submitted a cluster job has read it already
             _check_authors_file(key, path, plan.config, where)
     # A cluster job gets its GPU from the scheduler; the machine that submits it may have none.
