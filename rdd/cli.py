@@ -50,8 +50,9 @@ def _training_parser(sub, name, help_text):
     p.add_argument("--settings", action="append", metavar="FILE",
                    help="YAML/JSON settings file (defaults: rdd/settings.py); several are merged in order")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one setting, e.g. train.iters=100")
-    p.add_argument("--out", required=True, help="exported model file (.pt); its record and curves go beside it")
-    p.add_argument("--resume-dir", required=True, help="folder for resume state, kept across runs")
+    p.add_argument("--out", required=True, type=output_file,
+                   help="exported model file (.pt); its record and curves go beside it")
+    p.add_argument("--resume-dir", required=True, type=output_folder, help="folder for resume state, kept across runs")
     return p
 
 
@@ -201,6 +202,20 @@ def positive_int(text):
     return value
 
 
+def _output(kind):
+    """argparse type: a path where an output `kind` ("file" or "folder") can be written."""
+    from rdd.io import output_problem
+
+    def check(text):
+        if problem := output_problem(text, kind):
+            raise argparse.ArgumentTypeError(f"{text} {problem}")
+        return text
+    return check
+
+
+output_file, output_folder = _output("file"), _output("folder")
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage errors on one line (`python -m rdd <command> -h` shows the usage)."""
 
@@ -223,8 +238,9 @@ def build_parser():
     p.add_argument("--model", required=True, help="exported model or authors' checkpoint")
     p.add_argument("--steps", type=positive_int, required=True, help="number of DDIM steps (NFE); divides the model's T")
     p.add_argument("--seeds", required=True, help="e.g. 0-49999")
-    p.add_argument("--out", required=True, help="samples file (.npz); its record goes beside it (.json)")
-    p.add_argument("--grid", help="also write a PNG grid of the first 64 samples")
+    p.add_argument("--out", required=True, type=output_file,
+                   help="samples file (.npz); its record goes beside it (.json)")
+    p.add_argument("--grid", type=output_file, help="also write a PNG grid of the first 64 samples")
     p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument("--net-batch", type=positive_int, default=16,
                    help="images per network call; part of the protocol (results are bit-identical "
@@ -238,7 +254,7 @@ def build_parser():
     p.add_argument("--data-settings", required=True, help="YAML/JSON file with a 'data' mapping")
     p.add_argument("--split", default="train")
     p.add_argument("--limit", type=positive_int, help="use the first N images of the split (default: all)")
-    p.add_argument("--out", required=True, help="record (.json) naming the cached statistics file")
+    p.add_argument("--out", required=True, type=output_file, help="record (.json) naming the cached statistics file")
     _metric_options(p)
     p.set_defaults(fn=cmd_ref_stats)
     p = sub.add_parser("real-samples", help="real images of a held-out split as a samples file (the report's "
@@ -246,13 +262,14 @@ def build_parser():
     p.add_argument("--data-settings", required=True, help="YAML/JSON file with a 'data' mapping")
     p.add_argument("--split", default="test")
     p.add_argument("--seeds", required=True, help="image seeds, e.g. 0-99 (each picks one image of a fixed shuffle)")
-    p.add_argument("--out", required=True, help="samples .npz (its record .json is written beside it)")
+    p.add_argument("--out", required=True, type=output_file,
+                   help="samples .npz (its record .json is written beside it)")
     p.set_defaults(fn=cmd_real_samples)
 
     p = sub.add_parser("speed-benchmark", help="images/s of every case (model, steps), interleaved and repeated "
                                                "in one process (run it alone on the machine)")
     p.add_argument("--cases", required=True, help="YAML/JSON file: cases: [{model, steps, labels...}, ...]")
-    p.add_argument("--out", required=True, help="speed record (.json)")
+    p.add_argument("--out", required=True, type=output_file, help="speed record (.json)")
     p.add_argument("--batch-size", type=positive_int, default=256, help="images per timed batch")
     p.add_argument("--net-batch", type=positive_int, default=16)
     _precision_option(p)
@@ -264,7 +281,7 @@ def build_parser():
     p = sub.add_parser("evaluate", help="FID, KID (and IS when the network has logits) of a samples file")
     p.add_argument("--samples", required=True, help="samples .npz written by `sample` (its .json beside it)")
     p.add_argument("--ref-stats", required=True, help="record from `ref-stats`, or a user statistics .npz")
-    p.add_argument("--out", required=True, help="metric record (.json)")
+    p.add_argument("--out", required=True, type=output_file, help="metric record (.json)")
     p.add_argument("--label", action="append", metavar="KEY=VALUE", help="what is evaluated, e.g. method=rdd")
     _metric_options(p)
     p.set_defaults(fn=cmd_evaluate)
@@ -276,7 +293,8 @@ def build_parser():
                                                 "`ref-stats` scores them")
     p.add_argument("--split", help="with --data-settings (default: train)")
     p.add_argument("--limit", type=positive_int, help="with --data-settings: the first N images (as ref-stats)")
-    p.add_argument("--out", required=True, help="new folder (must not exist); written whole or not at all")
+    p.add_argument("--out", required=True, type=output_folder,
+                   help="new folder (must not exist); written whole or not at all")
     p.set_defaults(fn=cmd_export_images)
     p = sub.add_parser("show-defaults", help="print a command's settings: each default with its help, as YAML")
     p.add_argument("command", choices=sorted(settings_mod.SETTINGS))

@@ -106,6 +106,24 @@ def file_problem(path):
     return "is not a regular file" if path.exists() else "not found"
 
 
+def output_problem(path, kind="file"):
+    """Why `path` cannot be written as an output `kind` ("file" or "folder"), or None; checked before
+    any work, so that a run does not fail at its end. Missing parent folders are created later."""
+    path = Path(path)
+    if kind == "file" and path.is_dir():
+        return "is a directory; give a file path"
+    if kind == "folder" and path.exists() and not path.is_dir():
+        return "is a file; give a folder path"
+    ancestor = path.parent if kind == "file" else path
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        return f"cannot be created: {ancestor} is not a folder"
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        return f"cannot be written: the folder {ancestor} is not writable"
+    return None
+
+
 def read_yaml(path):
     """The contents of a YAML file, parsed safely (no Python objects); YamlError when it is not YAML."""
     try:

@@ -99,6 +99,13 @@ CASES = [
     ((*SAMPLE, "--device", "tpu"), "argument --device: must be auto, cpu, cuda or cuda:N, got 'tpu'"),
     ((*EVALUATE, "--device", "cuda:x"), "argument --device: must be auto, cpu, cuda or cuda:N, got 'cuda:x'"),
     (SAMPLE, "checkpoint not found: {tmp}/missing.pt"),
+    # outputs that cannot be written, refused before the work rather than at its end
+    ((*SAMPLE[:-1], "{tmp}/folder"), "argument --out: {tmp}/folder is a directory; give a file path"),
+    ((*EVALUATE[:-1], "{tmp}/text.pt/m.json"), "argument --out: {tmp}/text.pt/m.json cannot be created: "
+                                               "{tmp}/text.pt is not a folder"),
+    ((*TEACHER[:-1], "{tmp}/text.pt"), "argument --resume-dir: {tmp}/text.pt is a file; give a folder path"),
+    (("export-images", "--samples", "{tmp}/s.npz", "--out", "{tmp}/text.pt/png"),
+     "argument --out: {tmp}/text.pt/png cannot be created: {tmp}/text.pt is not a folder"),
     (("sample", "--model", "{tmp}/folder", "--steps", "1", "--seeds", "0", "--out", "{tmp}/s.npz"),
      "checkpoint is a directory: {tmp}/folder"),
     (("sample", "--model", "{tmp}/text.pt", "--steps", "1", "--seeds", "0", "--out", "{tmp}/s.npz"),
@@ -191,6 +198,16 @@ def test_a_gpu_this_machine_lacks_is_one_line_and_exit_2(args, bad_files, capsys
     assert rdd_main([a.format(tmp=bad_files) for a in args]) == 2
     device = args[-1].removeprefix("device.device=")
     assert capsys.readouterr().err == f"error: device '{device}' was asked for, but torch sees no CUDA GPU\n"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into any folder")
+def test_an_output_in_a_read_only_folder_is_refused_before_the_work(bad_files, tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    with pytest.raises(SystemExit) as exit_:  # an argparse type's error
+        rdd_main([a.format(tmp=bad_files) for a in (*SAMPLE[:-1], str(locked / "new" / "s.npz"))])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.endswith(f"cannot be written: the folder {locked} is not writable\n")
 
 
 def test_enough_bad_inputs_are_counted():
