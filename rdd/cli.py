@@ -216,15 +216,15 @@ def _output(kind):
 output_file, output_folder = _output("file"), _output("folder")
 
 
-class _Parser(argparse.ArgumentParser):
-    """Usage errors on one line (`python -m rdd <command> -h` shows the usage)."""
+class Parser(argparse.ArgumentParser):
+    """Usage errors on one line, `error: <prog>: <message>` (`-h` shows the usage)."""
 
     def error(self, message):
         self.exit(2, f"error: {self.prog}: {message}\n")
 
 
 def build_parser():
-    parser = _Parser(prog="python -m rdd", description=__doc__)
+    parser = Parser(prog="python -m rdd", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show the traceback of an input error too")
     sub = parser.add_subparsers(dest="cmd", required=True)
     _training_parser(sub, "train-teacher", "train the base diffusion teacher").set_defaults(fn=cmd_train_teacher)

@@ -683,6 +683,24 @@ def test_protocol_table_says_how_the_images_were_sampled():
                                     "real images (no network)")
 
 
+@pytest.mark.parametrize("args,expected", [
+    (["build", "--manifest", "m.json", "--tables-dir", "{tmp}/file", "--out", "r.html"],
+     "argument --tables-dir: {tmp}/file is a file; give a folder path"),
+    (["build", "--manifest", "m.json", "--tables-dir", "{tmp}/t", "--out", "{tmp}"],
+     "argument --out: {tmp} is a directory; give a file path"),
+    (["index", "--reports", "r.html", "--out", "{tmp}/file/index.html"],
+     "argument --out: {tmp}/file/index.html cannot be created: {tmp}/file is not a folder"),
+])
+def test_report_outputs_that_cannot_be_written_are_one_line_and_exit_2(args, expected, tmp_path, capsys):
+    from rdd.report.__main__ import main
+
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SystemExit) as exit_:
+        main([a.format(tmp=tmp_path) for a in args])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == f"error: python -m rdd.report {args[0]}: {expected.format(tmp=tmp_path)}\n"
+
+
 def test_the_report_loads_no_torch():
     """The report job reads records and draws tables and plots: it starts without torch (README)."""
     code = """

@@ -1,23 +1,25 @@
 """Command line: `python -m rdd.report build ...` and `python -m rdd.report index ...`."""
 
-import argparse
 import sys
 
+from rdd.cli import Parser, output_file, output_folder
 from rdd.report.manifest import ReportInputError
 from rdd.report.paper import DEFAULT_PATH
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m rdd.report", description=__doc__.splitlines()[0])
+    parser = Parser(prog="python -m rdd.report", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("build", help="tidy CSVs and the HTML report of one study")
     p.add_argument("--manifest", required=True, help="results/<study>/manifest.json (written by the workflow)")
-    p.add_argument("--tables-dir", required=True, help="folder for metrics.csv, speed.csv, curves.csv, stages.csv")
-    p.add_argument("--out", required=True, help="the report, reports/<study>.html (summary JSON goes beside it)")
+    p.add_argument("--tables-dir", required=True, type=output_folder,
+                   help="folder for metrics.csv, speed.csv, curves.csv, stages.csv")
+    p.add_argument("--out", required=True, type=output_file,
+                   help="the report, reports/<study>.html (summary JSON goes beside it)")
     p.add_argument("--paper-values", default=str(DEFAULT_PATH), help="cited paper figures (default: %(default)s)")
     p = sub.add_parser("index", help="an index page linking every report")
     p.add_argument("--reports", nargs="+", required=True, help="the reports built by `build`")
-    p.add_argument("--out", required=True, help="reports/index.html")
+    p.add_argument("--out", required=True, type=output_file, help="reports/index.html")
     return parser
 
 
