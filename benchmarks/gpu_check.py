@@ -42,6 +42,7 @@ sys.path.insert(0, str(REPO))
 from benchmarks import bench_speed_settings, peak_memory  # noqa: E402
 from benchmarks.plan_iterations import (build_iteration, load_plans, per_gpu_batch, time_cases,  # noqa: E402
                                         timed_stages)
+from rdd.cli import output_file  # noqa: E402
 from rdd.settings import PRECISIONS as SAMPLING_PRECISIONS  # noqa: E402
 
 RAN, FAILED, SKIPPED = "ran", "failed", "skipped"
@@ -336,7 +337,8 @@ def main(argv=None):
     parser.add_argument("--skip", nargs="*", default=[], choices=("tests", "torchrun", "timings", "speed"))
     parser.add_argument("--speed-settings", nargs="*", default=list(bench_speed_settings.TOGGLED),
                         choices=bench_speed_settings.TOGGLED, help="the speed settings item 5 flips (default: all)")
-    parser.add_argument("--out", type=Path, default=Path("gpu_check.json"))
+    parser.add_argument("--out", type=output_file, default="gpu_check.json",
+                        help="the JSON report (checked before the run, which takes minutes)")
     args = parser.parse_args(argv)
     import torch
 
