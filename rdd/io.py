@@ -96,8 +96,8 @@ def write_bytes(data, path):
 
 
 def file_problem(path):
-    """Why `path` cannot be read as a file, worded to follow "<what> file": 'not found', 'is a directory',
-    'is not a regular file'; None when it is a regular file."""
+    """Why `path` cannot be read as a file, worded to follow its description ("checkpoint not found"):
+    'not found', 'is a directory', 'is not a regular file'; None when it is a regular file."""
     path = Path(path)
     if path.is_file():
         return None
