@@ -1,6 +1,6 @@
 """BatchNorm whose training statistics are those of the batch of every process, on any device.
 
-torch's SyncBatchNorm runs on CUDA only; this one reduces its statistics with differentiable
+torch's SyncBatchNorm refuses CPU tensors; this one reduces its statistics with differentiable
 all-reduces, so a gloo run on the CPU and an NCCL run on GPUs normalise alike: as one process
 would, over the concatenated batch. The released RDD synchronised its M-P2P head's BatchNorm.
 """
