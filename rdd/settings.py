@@ -349,6 +349,16 @@ def _bound_errors(command, record):
     return errors
 
 
+def check_block(command, block):
+    """SettingsError for each unknown key or wrong value in `block`, one layer of `command`'s settings.
+
+    The bounds between two settings are left to `resolve`: another layer may set the other one."""
+    errors = []
+    _merge(SETTINGS[command], block or {}, errors)
+    if errors:
+        raise SettingsError("; ".join(errors))
+
+
 def resolve(command, user=None):
     """The full settings record of `command`: its defaults overlaid with `user`, each value checked.
 

@@ -4,6 +4,7 @@ Each case runs Snakemake on the tiny preset plus one bad change, in its own scra
 cases run two at a time up front (one fixture), and each test checks one message.
 """
 
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -24,6 +25,9 @@ BAD_ABLATIONS = {
     "unknown_key": {"variants": {"v": {"temperature": 2.0}}},
     "unknown_weight": {"variants": {"v": {"weights": {"cfd": 1.0, "kl": 1.0}}}},
     "not_yaml": "variants: {v: {losses: [cfd\n",  # written as it is
+    "unknown_setting": {"variants": {"v": {"settings": {"m_p2p_enqueu": "pixels"}}}},
+    "classifier_seed": {"variants": {"v": {"classifier": {"seed": 3}}}},
+    "small_memory": {"variants": {"v": {"memory_size": 16}}},  # the tiny study reads 32 anchors
 }
 
 # id: (overlay config, ablation file to use or None, dry run?, target, expected message parts)
@@ -86,6 +90,18 @@ CASES = {
     "ablation_unknown_weight": (tiny(ablations=["unknown_weight"]), "unknown_weight", True, "all",
                                 ["unknown_weight.yaml: variants.v.weights: unknown key 'kl'",
                                  "allowed: " + ", ".join(sorted(methods.TERMS))]),
+    # An ablation file no study chooses is checked as fully as a chosen one.
+    "ablation_not_chosen_unknown_setting": (tiny(ablations=[]), "unknown_setting", True, "all",
+                                            ["ablation unknown_setting: variants.v.settings: unknown setting "
+                                             "'m_p2p_enqueu'", "m_p2p_enqueue"]),
+    "ablation_not_chosen_classifier_seed": (tiny(ablations=[]), "classifier_seed", True, "all",
+                                            ["ablation classifier_seed: variants.v.classifier.seed: set by the "
+                                             "workflow (from the study's seed)"]),
+    # A bound between settings of two blocks names every block merged.
+    "ablation_bound_across_blocks": (tiny(ablations=["small_memory"]), "small_memory", True, "all",
+                                     ["settings merged from studies.tiny.distill, studies.tiny.rounds.rdd.settings, "
+                                      "ablation small_memory: variants.v.settings, ablation small_memory: variants.v: "
+                                      "setting 'num_anchors' (32) must be at most 'memory_size' (16)"]),
     "authors_checkpoint_missing": (tiny(authors_checkpoints={"teacher": "nowhere/teacher.pt"}), None, True, "all",
                                    ["studies.tiny.authors_checkpoints.teacher: file not found: nowhere/teacher.pt"]),
     "authors_classifier_missing": (tiny(authors_checkpoints={"classifier": "nowhere/densenet.pt"}), None, True,
@@ -118,21 +134,24 @@ CASES = {
 }
 
 
-def _run_case(name, root):
-    overlay, ablation, dry, target, _ = CASES[name]
-    workdir = root / name
-    args = [target, "--cores", "1", "--configfile", TINY, write_yaml(workdir / "overlay.yaml", overlay)]
+def _snakemake_with(workdir, overlay, ablation, content, *args):
+    """Snakemake on the tiny preset with `overlay`, and `ablation` (a file of `content`) beside the shipped ones."""
+    args = [*args, "--configfile", TINY, write_yaml(workdir / "overlay.yaml", overlay)]
     if ablation:
-        content, path = BAD_ABLATIONS[ablation], workdir / "ablations" / f"{ablation}.yaml"
+        path = workdir / "ablations" / f"{ablation}.yaml"
+        shutil.copytree(REPO / "ablations", path.parent)
         if isinstance(content, str):
-            path.parent.mkdir(parents=True)
             path.write_text(content)
         else:
             write_yaml(path, content)
         args += ["--config", f"ablations_dir={workdir / 'ablations'}"]
-    if dry:
-        args.append("-n")
     return run_snakemake(workdir, *args, timeout=300)
+
+
+def _run_case(name, root):
+    overlay, ablation, dry, target, _ = CASES[name]
+    args = [target, "--cores", "1", *(["-n"] if dry else [])]
+    return _snakemake_with(root / name, overlay, ablation, BAD_ABLATIONS.get(ablation), *args)
 
 
 @pytest.fixture(scope="module")
@@ -157,3 +176,11 @@ def test_bad_config_is_rejected_before_any_job(outcomes, name):
     # No job ran: no job wrote a log, no model or result exists.
     assert not (workdir / "logs").exists()
     assert not list(workdir.glob("results/*/models/**/*.pt"))
+
+
+def test_a_bound_between_two_blocks_is_judged_on_their_merge(tmp_path):
+    """A variant's queue of 64 is below the default 4096 anchors but above the study's 32: it plans."""
+    result = _snakemake_with(tmp_path, tiny(ablations=["queue"]), "queue", {"variants": {"v": {"memory_size": 64}}},
+                             "all", "--cores", "1", "-n")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "rdd/queue-v/" in result.stdout  # the variant's own rounds are planned

@@ -21,6 +21,10 @@ from rdd.nets.configs import check_unet
 # Settings the workflow itself writes into every stage; a config block may not set them.
 RESERVED = {"teacher": ("data", "seed", "T_base", "speed"), "classifier": ("data", "seed", "speed"),
             "distill": ("data", "seed", "method", "speed")}
+# Where the workflow takes each of them from.
+RESERVED_SOURCE = {"data": "the study's data", "seed": "the study's seed", "T_base": "the study's T_base",
+                   "speed": "the study's speed", "method": "the rounds block's name, or the ablation's method",
+                   "train.iters": "the study's iters schedule"}
 # Resources of a rule unless the study's `resources` says otherwise.
 BASE_RESOURCES = {"threads": 1, "mem_mb": 2000, "runtime": 60, "gpu": 0}
 RULES_WITH_RESOURCES = ("ref_stats", "train_teacher", "train_classifier", "distill", "sample", "real_samples",
@@ -203,8 +207,16 @@ def _no_reserved(command, block, where, extra=()):
     for key in (*RESERVED[command], *extra):
         head, _, tail = key.partition(".")
         if head in block and (not tail or tail in (block[head] or {})):
-            raise ConfigError(f"{where}.{key}: set by the workflow (from the study's "
-                              f"{'iters schedule' if tail else key}); remove it here")
+            raise ConfigError(f"{where}.{key}: set by the workflow (from {RESERVED_SOURCE[key]}); remove it here")
+
+
+def _check_layer(command, layer, where, extra=()):
+    """One block of settings on its own, so that an error names the block that has it."""
+    _no_reserved(command, layer, where, extra)
+    try:
+        rdd_settings.check_block(command, layer)
+    except rdd_settings.SettingsError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def _iters_for(schedule, student_steps, where):
@@ -232,6 +244,33 @@ def _replicate_label(replicate):
 
 def _round_iters(schedule, student):
     return schedule if isinstance(schedule, int) else schedule.get(str(student), schedule["default"])
+
+
+# ----------------------------------------------------------------------------- ablation files
+
+def variant_layers(ablation, spec, vname, variant):
+    """Distillation settings layers of variant `vname` of ablation file `spec` (named `ablation`):
+    its free settings, then its loss switches, weights and shortcuts; [(layer, where)]."""
+    where = f"ablation {ablation}: variants.{vname}"
+    layer = {}
+    if "losses" in variant:
+        preset = methods.METHODS[spec.get("method", "rdd")].weights
+        # A listed term keeps the method's own weight (1.0 if the method does not use it); others are off.
+        layer["weights"] = {t: (preset.get(t) or 1.0) if t in variant["losses"] else 0.0 for t in methods.TERMS}
+    if "weights" in variant:
+        layer = deep_merge(layer, {"weights": variant["weights"]})
+    layer.update({k: variant[k] for k in VARIANT_SETTINGS if k in variant})
+    return [(variant.get("settings", {}), f"{where}.settings"), (layer, where)]
+
+
+def check_ablations(ablation_files):
+    """Every variant's settings, each block on its own, in every ablation file, chosen by a study or not."""
+    for name, spec in ablation_files.items():
+        for vname, variant in spec["variants"].items():
+            for layer, where in variant_layers(name, spec, vname, variant):
+                _check_layer("distill", layer, where, ("train.iters",))
+            if "classifier" in variant:
+                _check_layer("classifier", variant["classifier"], f"ablation {name}: variants.{vname}.classifier")
 
 
 # ----------------------------------------------------------------------------- building a plan
@@ -321,25 +360,27 @@ class _Builder:
         """
         if overrides is None and "classifier" in self.plan.external:
             return self.plan.external["classifier"]
-        block, where = deep_merge(self.study["classifier"], overrides), f"{self.where}.classifier"
-        _no_reserved("classifier", block, where)
-        settings = _resolved("classifier", deep_merge(self.common, block), where)
+        where = f"{self.where}.classifier"
+        _no_reserved("classifier", self.study["classifier"], where)  # a variant's overrides: check_ablations
+        if overrides is not None:
+            where = (f"settings merged from {where}, ablation {labels['ablation']}: "
+                     f"variants.{labels['variant']}.classifier")
+        settings = _resolved("classifier", deep_merge(self.common, self.study["classifier"], overrides), where)
         for stage in self.plan.stages.values():
             if stage.rule == "train_classifier" and stage.settings == settings:
                 return stage.model
         model = self.plan.path(layout.CLASSIFIER, variant=variant_dir)
         return self.add_stage(Stage("train_classifier", model, settings, {"stage": "classifier", **(labels or {})}))
 
-    def round_settings(self, method, layers, iters, where, replicate=0):
-        for layer, layer_where in [(self.study["distill"], f"{self.where}.distill"), *layers]:
-            _no_reserved("distill", layer, layer_where, ("train.iters",))
-            try:  # each block on its own first, so an error names the block that has it
-                rdd_settings.resolve("distill", layer)
-            except rdd_settings.SettingsError as exc:
-                raise ConfigError(f"{layer_where}: {exc}") from None
-        record = deep_merge(self.common, self.study["distill"], *(layer for layer, _ in layers),
+    def round_settings(self, method, layers, iters, replicate=0):
+        """A round's settings: the study's distill block, then `layers` [(block, where)], in that order."""
+        blocks = [(self.study["distill"], f"{self.where}.distill"), *layers]
+        for layer, where in blocks:
+            _check_layer("distill", layer, where, ("train.iters",))
+        record = deep_merge(self.common, *(layer for layer, _ in blocks),
                             {"method": method, "seed": self.study["seed"] + replicate, "train": {"iters": iters}})
-        return _resolved("distill", record, where)
+        # What only the merged record can show (a bound between two blocks' settings) names them all.
+        return _resolved("distill", record, "settings merged from " + ", ".join(where for _, where in blocks))
 
     def chain(self, teacher):
         """The shared PD rounds T_base -> shared_steps; {student steps: model path}."""
@@ -351,7 +392,7 @@ class _Builder:
         models, previous = {}, teacher
         for T in students:
             settings = self.round_settings("pd", [(s["pd_chain"]["settings"], f"{where}.settings")],
-                                           _round_iters(schedule, T), where)
+                                           _round_iters(schedule, T))
             model = self.plan.student(layout.CHAIN_RUN, T)
             labels = {"stage": "pd_chain", "method": "pd", "round": f"{2 * T}->{T}"}
             self.add_stage(Stage("distill", model, settings, labels, teacher=previous,
@@ -370,7 +411,7 @@ class _Builder:
         schedule = _iters_for(schedule, students, f"{where}.iters")
         stages, previous = {}, start
         for T in students:
-            settings = self.round_settings(method, layers, _round_iters(schedule, T), where, replicate)
+            settings = self.round_settings(method, layers, _round_iters(schedule, T), replicate)
             uses_features = methods.needs_classifier(settings["weights"])
             model = self.plan.student(run_dir, T)
             stages[T] = Stage("distill", model, settings,
@@ -387,20 +428,6 @@ class _Builder:
         return self.classifier()
 
     # -- ablations
-    def variant_layers(self, ablation, vname, variant):
-        """Distillation settings layers of an ablation variant (loss switches, shortcuts, free settings)."""
-        where = f"ablation {ablation}: variants.{vname}"
-        method = self.ablation_files[ablation].get("method", "rdd")
-        layer = {}
-        if "losses" in variant:
-            preset = methods.METHODS[method].weights
-            # A listed term keeps the method's own weight (1.0 if the method does not use it); others are off.
-            layer["weights"] = {t: (preset.get(t) or 1.0) if t in variant["losses"] else 0.0 for t in methods.TERMS}
-        if "weights" in variant:
-            layer = deep_merge(layer, {"weights": variant["weights"]})
-        layer.update({k: variant[k] for k in VARIANT_SETTINGS if k in variant})
-        return [(variant.get("settings", {}), f"{where}.settings"), (layer, where)]
-
     def ablation(self, name, main_lines, start):
         """An ablation's variants; `main_lines`: {method: [its line of each training replicate]}."""
         spec = self.ablation_files[name]
@@ -413,7 +440,7 @@ class _Builder:
         for vname, variant in spec["variants"].items():
             labels = {"ablation": name, "variant": vname}
             layers = [(block["settings"], f"{self.where}.rounds.{method}.settings"),
-                      *self.variant_layers(name, vname, variant)]
+                      *variant_layers(name, spec, vname, variant)]
             classifier = self.default_classifier
             if "classifier" in variant:
                 classifier = functools.partial(self.classifier, variant["classifier"], labels, f"{name}-{vname}")
@@ -520,5 +547,6 @@ class _Builder:
 
 def build_plan(name, study, ablation_files):
     """The StudyPlan of study `name` (its config block already schema-validated with defaults)."""
+    check_ablations(ablation_files)
     return _Builder(name, copy.deepcopy(study), ablation_files).build()
 
