@@ -6,6 +6,8 @@ the network's constructor arguments, its time grid and its weights; training
 resume state is kept elsewhere (rdd.train.loop), in the same kind of file.
 """
 
+import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -33,9 +35,22 @@ def load_torch(path, map_location="cpu"):
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # truncated zip, wrong format, pickled code objects
         raise CheckpointError(
-            f"cannot read checkpoint {path} ({type(exc).__name__}: {exc}); "
+            f"cannot read checkpoint {path} ({_load_failure(exc)}); "
             "it is corrupt, truncated, or not a weights-only torch file"
         ) from exc
+
+
+def _load_failure(exc):
+    """Why torch.load refused a file, in one sentence.
+
+    torch's message for a pickled object a weights-only load refuses is a page that advises loading
+    with weights_only=False, which this suite never does: only its reason is kept."""
+    found = isinstance(exc, pickle.UnpicklingError) and re.search(
+        r"WeightsUnpickler error:(.*?)(?:Check the documentation|$)", str(exc), re.DOTALL)
+    if not found:
+        return f"{type(exc).__name__}: {exc}"
+    reason = " ".join(found.group(1).split())
+    return "a weights-only load refuses it: " + re.split(r"(?<=\.) ", reason, maxsplit=1)[0]
 
 
 DENOISER_FORMAT = "rdd/denoiser-v1"

@@ -7,20 +7,7 @@ import sys
 import yaml
 
 from rdd import settings as settings_mod
-
-
-def parse_seeds(text):
-    """'0-99' or '0,5,7' or '0-9,20-29' -> list of ints (non-negative, each at most once)."""
-    seeds = []
-    for part in text.split(","):
-        lo, sep, hi = part.strip().partition("-")
-        if not lo.isdigit() or (sep and not hi.isdigit()) or (sep and int(hi) < int(lo)):
-            raise ValueError(f"--seeds: {text!r} is not a list of seeds (allowed: a-b ranges with a <= b and "
-                             "non-negative integers, separated by commas, e.g. 0-99 or 0,5,7)")
-        seeds.extend(range(int(lo), int(hi) + 1) if sep else [int(lo)])
-    if len(set(seeds)) != len(seeds):
-        raise ValueError(f"--seeds: {text!r} names a seed more than once")
-    return seeds
+from rdd.seeds import parse_seeds
 
 
 def _set_item(record, assignment):

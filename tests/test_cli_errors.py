@@ -1,6 +1,7 @@
 """Bad input on the command line: one `error: ...` line naming the key or file, exit 2, no traceback,
 before any data or model is loaded. Each case is (arguments, what the line must say)."""
 
+import argparse
 import os
 import re
 
@@ -93,6 +94,10 @@ CASES = [
     ((*SAMPLE[:-4], "--seeds", "5-2", "--out", "s.npz"), "--seeds: '5-2' is not a list of seeds"),
     ((*SAMPLE[:-4], "--seeds", "-3", "--out", "s.npz"), "--seeds: '-3' is not a list of seeds"),
     ((*SAMPLE[:-4], "--seeds", "0,1,1", "--out", "s.npz"), "--seeds: '0,1,1' names a seed more than once"),
+    ((*SAMPLE[:-4], "--seeds", "\u00b2", "--out", "s.npz"), "--seeds: '\u00b2' is not a list of seeds"),
+    ((*SAMPLE[:-4], "--seeds", "0-99999999999999", "--out", "s.npz"),
+     "names 100,000,000,000,000 seeds; one command samples at most 10,000,000"),
+    ((*SAMPLE[:-4], "--seeds", str(2**63), "--out", "s.npz"), f"names a seed above {2**63 - 1} (2**63 - 1)"),
     ((*SAMPLE, "--batch-size", "0"), "argument --batch-size: must be a positive integer"),
     ((*SAMPLE, "--net-batch", "-1"), "argument --net-batch: must be a positive integer"),
     ((*SAMPLE, "--shard-size", "0"), "argument --shard-size: must be a positive integer"),
@@ -112,6 +117,9 @@ CASES = [
      "cannot read checkpoint {tmp}/text.pt"),
     (("sample", "--model", "{tmp}/truncated.pt", "--steps", "1", "--seeds", "0", "--out", "{tmp}/s.npz"),
      "cannot read checkpoint {tmp}/truncated.pt"),
+    (("sample", "--model", "{tmp}/object.pt", "--steps", "1", "--seeds", "0", "--out", "{tmp}/s.npz"),
+     "cannot read checkpoint {tmp}/object.pt (a weights-only load refuses it: Unsupported global: "
+     "GLOBAL argparse.Namespace"),
     (("sample", "--model", "{tmp}/list.pt", "--steps", "1", "--seeds", "0", "--out", "{tmp}/s.npz"),
      "{tmp}/list.pt does not hold a model dict"),
     # evaluation: the samples file, its record, the reference statistics (each named)
@@ -165,6 +173,7 @@ def bad_files(tmp_path_factory):
     data = (folder / "whole.pt").read_bytes()
     (folder / "truncated.pt").write_bytes(data[:len(data) // 2])
     torch.save([1, 2, 3], folder / "list.pt")
+    torch.save({"args": argparse.Namespace(lr=1e-4)}, folder / "object.pt")  # a pickled object
     # Samples files: a good one with its record, then one damaged part each.
     images, seeds = np.zeros((4, 8, 8, 1), np.uint8), np.arange(4)
     for name, arrays in {"s": dict(images=images, seeds=seeds), "no_record": dict(images=images, seeds=seeds),
@@ -190,6 +199,7 @@ def test_bad_input_is_one_line_and_exit_2(args, expected, bad_files, capsys):
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     assert expected.format(tmp=bad_files) in lines[0]
     assert "Traceback" not in err
+    assert "weights_only" not in err  # torch's advice to load unsafely is not passed on
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")

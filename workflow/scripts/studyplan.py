@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from configcheck import ConfigError
-from rdd import layout, methods, settings as rdd_settings
+from rdd import layout, methods, seeds, settings as rdd_settings
 from rdd.settings import deep_merge  # noqa: F401 (studyplan.deep_merge)
 from rdd.data import DATASETS, normalize_spec
 from rdd.nets.configs import check_unet
@@ -174,8 +174,7 @@ class StudyPlan:
 
     def image_seeds(self, seed):
         """The per-image noise seeds of evaluation seed `seed`: disjoint blocks of num_samples."""
-        n = self.config["evaluate"]["num_samples"]
-        return f"{seed * n}-{(seed + 1) * n - 1}"
+        return seeds.block(seed, self.config["evaluate"]["num_samples"])
 
     def resources(self, rule):
         block = self.config.get("resources", {})
@@ -303,6 +302,11 @@ class _Builder:
             if n not in produced:
                 raise ConfigError(f"{w}.evaluate.student_steps: no distilled model has {n} steps; allowed: "
                                   f"{', '.join(map(str, sorted(produced, reverse=True)))}")
+        last_seed = (max(ev["seeds"]) + 1) * ev["num_samples"] - 1
+        if ev["num_samples"] > seeds.MAX_SEEDS or last_seed > seeds.MAX_SEED:
+            raise ConfigError(f"{w}.evaluate: image seeds up to {last_seed} in blocks of {ev['num_samples']} "
+                              f"(num_samples); a block holds at most {seeds.MAX_SEEDS:,} seeds, each at most "
+                              f"{seeds.MAX_SEED} (rdd/seeds.py)")
         if ev["reference"]["split"] not in ("train", "test"):
             raise ConfigError(f"{w}.evaluate.reference.split: {ev['reference']['split']!r}; allowed: train, test")
 
