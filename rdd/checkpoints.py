@@ -6,6 +6,7 @@ the network's constructor arguments, its time grid and its weights; training
 resume state is kept elsewhere (rdd.train.loop), in the same kind of file.
 """
 
+import contextlib
 import pickle
 import re
 from pathlib import Path
@@ -53,6 +54,19 @@ def _load_failure(exc):
     return "a weights-only load refuses it: " + re.split(r"(?<=\.) ", reason, maxsplit=1)[0]
 
 
+@contextlib.contextmanager
+def _damaged_export(path):
+    """An exported file whose format tag is ours but whose contents do not build: named, not a traceback."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        reason = " ".join(str(exc).split())
+        reason = reason if len(reason) <= 300 else reason[:300] + " ..."  # a state dict's missing keys: all of them
+        raise CheckpointError(f"{path} is an exported rdd model whose contents do not load "
+                              f"({type(exc).__name__}: {reason}); it was changed after export, or written by "
+                              "another version of this suite") from exc
+
+
 DENOISER_FORMAT = "rdd/denoiser-v1"
 CLASSIFIER_FORMAT = "rdd/classifier-v1"
 
@@ -89,10 +103,11 @@ def load_denoiser(path, device="cpu", authors_net=None):
     if not isinstance(payload, dict):
         raise CheckpointError(f"{path} does not hold a model dict")
     if payload.get("format") == DENOISER_FORMAT:
-        net_kwargs = payload["net"]
-        net = build_unet(**net_kwargs)
-        net.load_state_dict(payload["state_dict"])
-        grid = TimeGrid(int(payload["T"]), int(payload["T_base"]))
+        with _damaged_export(path):
+            net_kwargs = payload["net"]
+            net = build_unet(**net_kwargs)
+            net.load_state_dict(payload["state_dict"])
+            grid = TimeGrid(int(payload["T"]), int(payload["T_base"]))
     elif "T" in payload and ("ema_model" in payload or "net_model" in payload):
         net_kwargs = dict(authors_net or AUTHORS_CIFAR10_NET)
         net = build_unet(**net_kwargs)
@@ -121,10 +136,11 @@ def load_classifier(path, device="cpu", authors_input_norm=AUTHORS_CLASSIFIER_IN
     """
     payload = load_torch(path)
     if isinstance(payload, dict) and payload.get("format") == CLASSIFIER_FORMAT:
-        net_kwargs = payload["net"]
-        net = build_classifier(**net_kwargs)
-        net.load_state_dict(payload["state_dict"])
-        norm = payload.get("input_norm") or input_norm("minus1_1", {"channels": net_kwargs["in_channels"]})
+        with _damaged_export(path):
+            net_kwargs = payload["net"]
+            net = build_classifier(**net_kwargs)
+            net.load_state_dict(payload["state_dict"])
+            norm = payload.get("input_norm") or input_norm("minus1_1", {"channels": net_kwargs["in_channels"]})
     elif isinstance(payload, dict) and isinstance(payload.get("model"), dict):
         weights = from_authors_names(payload["model"])
         try:

@@ -121,6 +121,8 @@ CASES = [
     (("sample", "--model", "{tmp}/object.pt", "--steps", "1", "--seeds", "0", "--out", "{tmp}/s.npz"),
      "cannot read checkpoint {tmp}/object.pt (a weights-only load refuses it: Unsupported global: "
      "GLOBAL argparse.Namespace"),
+    (("sample", "--model", "{tmp}/no_net.pt", "--steps", "1", "--seeds", "0", "--out", "{tmp}/s.npz"),
+     "{tmp}/no_net.pt is an exported rdd model whose contents do not load (KeyError: 'net')"),
     (("sample", "--model", "{tmp}/list.pt", "--steps", "1", "--seeds", "0", "--out", "{tmp}/s.npz"),
      "{tmp}/list.pt does not hold a model dict"),
     # evaluation: the samples file, its record, the reference statistics (each named)
@@ -178,6 +180,7 @@ def bad_files(tmp_path_factory):
     (folder / "truncated.pt").write_bytes(data[:len(data) // 2])
     torch.save([1, 2, 3], folder / "list.pt")
     torch.save({"args": argparse.Namespace(lr=1e-4)}, folder / "object.pt")  # a pickled object
+    torch.save({"format": "rdd/denoiser-v1", "state_dict": {}}, folder / "no_net.pt")  # our tag, no network
     # Samples files: a good one with its record, then one damaged part each.
     images, seeds = np.zeros((4, 8, 8, 1), np.uint8), np.arange(4)
     for name, arrays in {"s": dict(images=images, seeds=seeds), "no_record": dict(images=images, seeds=seeds),
