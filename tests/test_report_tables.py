@@ -12,6 +12,7 @@ import numpy as np
 
 import pandas as pd
 import pytest
+import yaml
 from scipy import stats
 
 from conftest import REPO
@@ -20,8 +21,9 @@ from rdd.metrics import bootstrap
 from rdd.report import claims
 from rdd.report import summary as summary_module
 from rdd.report.context import _reference_source, _stage_totals, ablation_tables, protocols
-from rdd.report.manifest import Entry, ReportInputError, load_manifest
-from rdd.report.paper import load_paper_values
+from rdd.report.errors import ReportInputError
+from rdd.report.manifest import Entry, load_manifest
+from rdd.report.paper import DEFAULT_PATH as DEFAULT_PAPER_PATH, load_paper_values
 from rdd.report.summary import (cell, comparison_table, ddim_speedups, format_cell, speed_summary,
                                 summarize)
 from rdd.report.tables import METRIC_COLUMNS, SPEED_COLUMNS, metrics_table
@@ -566,8 +568,57 @@ def test_paper_values_errors_name_the_file(tmp_path):
     with pytest.raises(ReportInputError, match=r"paper\.yaml is not valid YAML: 'utf-8' codec"):
         load_paper_values(path)
     path.write_text("{}")
-    with pytest.raises(ReportInputError, match=r"paper\.yaml: malformed paper values \(KeyError: 'sources'\)"):
+    with pytest.raises(ReportInputError, match=r"paper\.yaml: missing sources, datasets, claims"):
         load_paper_values(path)
+
+
+def _shipped_with(change):
+    data = yaml.safe_load(DEFAULT_PAPER_PATH.read_text())
+    change(data)
+    return data
+
+
+PD_1 = ("datasets", "cifar10", "values", 0)  # the PD 1-step FID
+DELETE = object()
+
+
+def _set(*keys_and_value):
+    *keys, last, value = keys_and_value
+
+    def change(data):
+        for key in keys:
+            data = data[key]
+        if value is DELETE:
+            del data[last]
+        else:
+            data[last] = value
+    return change
+
+
+@pytest.mark.parametrize("change,message", [
+    (_set(*PD_1, "method", "RDD"), "datasets.cifar10.values.0.method: 'RDD' is not one of ddim, pd, rcfd, rdd"),
+    (_set(*PD_1, "metric", "FID"), "datasets.cifar10.values.0.metric: 'FID' is not one of fid, kid, is"),
+    (_set(*PD_1, "steps", "1"), "datasets.cifar10.values.0.steps: must be a positive integer, got '1'"),
+    (_set(*PD_1, "value", "9.12"), "datasets.cifar10.values.0.value: must be a number, got '9.12'"),
+    (_set(*PD_1, "source", "rcfd_paper"), "values.0.source: 'rcfd_paper' is not one of pd_paper, rdd_paper"),
+    (_set(*PD_1, "caveat", "teacher"), "values.0.caveat: 'teacher' is not one of pd_teacher"),
+    (_set(*PD_1, "value", DELETE), "datasets.cifar10.values.0: missing value"),
+    (_set("datasets", "cifar10", "values", 1, "steps", 1), "datasets.cifar10.values.1: a second figure for "
+                                                           "('pd', 1, 'fid')"),
+    (_set("datasets", "imagenet64", "protocol", DELETE), "datasets.imagenet64: missing protocol"),
+    (_set("sources", "pd_paper", "citation", DELETE), "sources.pd_paper: missing citation"),
+    (_set("claims", "speedup_over_ddim", DELETE), "claims: missing speedup_over_ddim"),
+    (_set("claims", "one_step_gain", "value", "1.47"), "claims.one_step_gain.value: must be a number"),
+    (_set("claims", "memory_linear", "source", "blog"), "claims.memory_linear.source: 'blog' is not one of"),
+])
+def test_paper_values_are_checked_field_by_field(tmp_path, change, message):
+    """A researcher adding a figure learns of a typo when the run starts (the workflow's config check
+    reads the file the same way), not when its report is built."""
+    path = tmp_path / "paper.yaml"
+    path.write_text(yaml.safe_dump(_shipped_with(change)))
+    with pytest.raises(ReportInputError) as error:
+        load_paper_values(path)
+    assert message in str(error.value) and str(path) in str(error.value)
 
 
 def test_record_errors_name_the_file(tmp_path):

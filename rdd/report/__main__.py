@@ -3,7 +3,7 @@
 import sys
 
 from rdd.cli import Parser, output_file, output_folder
-from rdd.report.manifest import ReportInputError
+from rdd.report.errors import ReportInputError
 from rdd.report.paper import DEFAULT_PATH
 
 

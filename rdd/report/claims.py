@@ -21,7 +21,7 @@ from scipy import stats
 
 from rdd import methods
 from rdd.metrics import bootstrap, combined
-from rdd.report.manifest import ReportInputError
+from rdd.report.errors import ReportInputError
 from rdd.report.summary import cell, interval_of_difference
 
 HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive"

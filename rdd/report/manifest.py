@@ -12,6 +12,7 @@ import pandas as pd
 
 from rdd import layout, methods, records
 from rdd.io import file_problem, read_json
+from rdd.report.errors import ReportInputError
 
 METHODS = tuple(methods.method_names())
 KINDS = (*records.KINDS, "grid", "curves")
@@ -20,10 +21,6 @@ _LABELLED = ("metric", "samples", "grid")
 MANIFEST_HELP = f"the Snakemake workflow writes it ({layout.path(layout.MANIFEST, study='<study>')})"
 # Records are written atomically, so a damaged one was changed from outside; its job can write it again.
 REWRITE = "remove it and run the workflow again: the job that writes it runs again"
-
-
-class ReportInputError(ValueError):
-    """A manifest or record that cannot be used; the message names the file."""
 
 
 @dataclass(frozen=True)

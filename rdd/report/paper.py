@@ -3,12 +3,16 @@
 from dataclasses import dataclass
 from pathlib import Path
 
-from rdd import io
-from rdd.report.manifest import ReportInputError
+from rdd import io, methods
+from rdd.report.errors import ReportInputError
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "reports" / "paper_values.yaml"
 NOT_PUBLISHED = "not published"
 UNKNOWN = "unknown"
+# The metrics a figure may be of (the report's tables: rdd.report.summary.METRICS).
+METRIC_NAMES = ("fid", "kid", "is")
+# The claims the report checks, and whether it compares a measurement with the claim's `value`.
+CLAIMS_USED = {"one_step_gain": True, "every_step_count": False, "memory_linear": False, "speedup_over_ddim": True}
 
 
 @dataclass(frozen=True)
@@ -31,18 +35,10 @@ class PaperValues:
     """Lookup of cited figures; anything not listed is 'unknown' (or 'not published' without a paper key)."""
 
     def __init__(self, data, path):
-        try:
-            self.sources = data["sources"]
-            self.datasets = data["datasets"]
-            self.claims = data["claims"]
-            self._values = {}
-            for key, dataset in self.datasets.items():
-                for v in dataset.get("values", []):
-                    if v["source"] not in self.sources:
-                        raise ReportInputError(f"{path}: value {v} cites unknown source {v['source']!r}")
-                    self._values[(key, v["method"], int(v["steps"]), v["metric"])] = v
-        except (KeyError, TypeError) as exc:
-            raise ReportInputError(f"{path}: malformed paper values ({type(exc).__name__}: {exc})") from exc
+        _check(data, path)
+        self.sources, self.datasets, self.claims = data["sources"], data["datasets"], data["claims"]
+        self._values = {(key, v["method"], v["steps"], v["metric"]): v
+                        for key, dataset in self.datasets.items() for v in dataset.get("values") or []}
         self.path = path
 
     def dataset(self, paper_key):
@@ -75,6 +71,55 @@ class PaperValues:
         claim["label"] = source["short"] + where
         claim["url"] = source.get("url")
         return claim
+
+
+def _mapping(value, keys, where):
+    """`value` must be a mapping holding `keys`."""
+    if not isinstance(value, dict):
+        raise ReportInputError(f"{where}: must be a mapping, got {value!r}")
+    missing = [key for key in keys if key not in value]
+    if missing:
+        raise ReportInputError(f"{where}: missing {', '.join(missing)}")
+
+
+def _check(data, path):
+    """Every field the report reads, so that a wrong file stops a run at its start, not at its report."""
+    _mapping(data, ("sources", "datasets", "claims"), path)
+    sources = data["sources"]
+    _mapping(sources, (), f"{path}: sources")
+    for name, source in sources.items():
+        _mapping(source, ("short", "citation"), f"{path}: sources.{name}")
+    _mapping(data["datasets"], (), f"{path}: datasets")
+    for key, dataset in data["datasets"].items():
+        where = f"{path}: datasets.{key}"
+        _mapping(dataset, ("name", "protocol", "unknown_note"), where)
+        caveats = dataset.get("caveats") or {}
+        seen = set()
+        for i, value in enumerate(dataset.get("values") or []):
+            at = f"{where}.values.{i}"
+            _mapping(value, ("method", "steps", "metric", "value", "source"), at)
+            for field, allowed in (("method", methods.method_names(models=True)), ("metric", METRIC_NAMES),
+                                   ("source", list(sources)), ("caveat", list(caveats))):
+                if field in value and value[field] not in allowed:
+                    raise ReportInputError(f"{at}.{field}: {value[field]!r} is not one of "
+                                           f"{', '.join(allowed) or 'none (caveats defines none)'}")
+            if type(value["steps"]) is not int or value["steps"] < 1:
+                raise ReportInputError(f"{at}.steps: must be a positive integer, got {value['steps']!r}")
+            if type(value["value"]) not in (int, float):
+                raise ReportInputError(f"{at}.value: must be a number, got {value['value']!r}")
+            cell = (value["method"], value["steps"], value["metric"])
+            if cell in seen:
+                raise ReportInputError(f"{at}: a second figure for {cell}")
+            seen.add(cell)
+    claims = data["claims"]
+    _mapping(claims, CLAIMS_USED, f"{path}: claims")
+    for key, needs_value in CLAIMS_USED.items():
+        _mapping(claims[key], ("text", "source", *(["value"] if needs_value else [])), f"{path}: claims.{key}")
+        if needs_value and type(claims[key]["value"]) not in (int, float):
+            raise ReportInputError(f"{path}: claims.{key}.value: must be a number, got {claims[key]['value']!r}")
+        if claims[key]["source"] not in sources:
+            raise ReportInputError(f"{path}: claims.{key}.source: {claims[key]['source']!r} is not one of "
+                                   f"{', '.join(sources)}")
 
 
 def load_paper_values(path=DEFAULT_PATH):

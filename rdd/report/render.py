@@ -12,7 +12,7 @@ import jinja2
 from rdd import layout
 from rdd.io import read_json, write_bytes, write_json
 from rdd.report.context import build_context
-from rdd.report.manifest import ReportInputError
+from rdd.report.errors import ReportInputError
 from rdd.report.paper import DEFAULT_PATH, load_paper_values
 from rdd.report.study import load_study
 from rdd.report.tables import curves_table, metrics_table, speed_table, stages_table

@@ -2,7 +2,8 @@
 
 from dataclasses import dataclass, field
 
-from rdd.report.manifest import ReportInputError, load_manifest
+from rdd.report.errors import ReportInputError
+from rdd.report.manifest import load_manifest
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

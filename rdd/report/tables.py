@@ -9,7 +9,7 @@ import json
 import pandas as pd
 
 from rdd.records import METRIC_VALUES
-from rdd.report.manifest import ReportInputError
+from rdd.report.errors import ReportInputError
 
 LABEL_COLUMNS = ["method", "ablation", "variant", "steps", "seed", "replicate"]  # replicate: training replicate
 # What identifies a metric's protocol apart from the seeds and steps of the cell.

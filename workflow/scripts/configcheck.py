@@ -146,12 +146,29 @@ def check_chosen_ablations(config, files, folder):
                                   f"folder {folder} (ablations_dir); available: {', '.join(files) or 'none'}")
 
 
+def check_paper_values(config, repo):
+    """The paper values file reads as the report will read it, and each study's paper_key is one of its datasets."""
+    from rdd.report.errors import ReportInputError
+    from rdd.report.paper import load_paper_values
+
+    try:
+        paper = load_paper_values(Path(repo) / config["paper_values"])  # an absolute path stays as it is
+    except ReportInputError as exc:
+        raise ConfigError(f"paper_values: {exc}") from None
+    for study, block in config["studies"].items():
+        try:
+            paper.dataset(block["paper_key"])
+        except ReportInputError as exc:
+            raise ConfigError(f"studies.{study}.paper_key: {exc}") from None
+
+
 def checked_config(config, repo):
     """The config validated (defaults filled in) and its ablation files (`ablations_dir`, relative to
     `repo` unless absolute): what the workflow and the benchmarks plan studies from."""
     checked = validated(string_keys(config), "config.schema.yaml")
     check_run(checked)
     check_method_names(checked)
+    check_paper_values(checked, repo)
     folder = Path(repo) / checked["ablations_dir"]  # an absolute folder stays as it is
     files = load_ablations(folder)
     check_chosen_ablations(checked, files, folder)
