@@ -110,6 +110,8 @@ CASES = {
                                      ["settings merged from studies.tiny.distill, studies.tiny.rounds.rdd.settings, "
                                       "ablation small_memory: variants.v.settings, ablation small_memory: variants.v: "
                                       "setting 'num_anchors' (32) must be at most 'memory_size' (16)"]),
+    "inception_weights_missing": (tiny(evaluate={"inception_weights": "nowhere/pt_inception.pth"}), None, True, "all",
+                                  ["studies.tiny.evaluate.inception_weights: file not found: nowhere/pt_inception.pth"]),
     "authors_checkpoint_missing": (tiny(authors_checkpoints={"teacher": "nowhere/teacher.pt"}), None, True, "all",
                                    ["studies.tiny.authors_checkpoints.teacher: file not found: nowhere/teacher.pt"]),
     "authors_classifier_missing": (tiny(authors_checkpoints={"classifier": "nowhere/densenet.pt"}), None, True,

