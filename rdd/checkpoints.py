@@ -118,6 +118,8 @@ def load_denoiser(path, device="cpu", authors_net=None):
             raise CheckpointError(f"{path}: weights do not fit the network {net_kwargs}: {exc}") from exc
         T, time_scale = int(payload["T"]), int(payload["time_scale"])
         grid = TimeGrid(T, T * time_scale)
+    elif payload.get("format") == CLASSIFIER_FORMAT:
+        raise CheckpointError(f"{path} is an exported rdd classifier, not a diffusion model")
     else:
         raise CheckpointError(f"{path} is neither an exported rdd model nor an authors' checkpoint "
                                  f"(keys: {sorted(payload)[:8]})")
@@ -151,6 +153,8 @@ def load_classifier(path, device="cpu", authors_input_norm=AUTHORS_CLASSIFIER_IN
             raise CheckpointError(f"{path}: 'model' is not a DenseNet state dict in the authors' layout "
                                      f"({type(exc).__name__}: {exc})") from exc
         norm = dict(authors_input_norm)
+    elif isinstance(payload, dict) and payload.get("format") == DENOISER_FORMAT:
+        raise CheckpointError(f"{path} is an exported rdd diffusion model, not a classifier")
     else:
         keys = sorted(payload)[:8] if isinstance(payload, dict) else type(payload).__name__
         raise CheckpointError(f"{path} is neither an exported rdd classifier nor the authors' classifier "

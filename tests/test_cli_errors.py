@@ -123,6 +123,8 @@ CASES = [
      "GLOBAL argparse.Namespace"),
     (("sample", "--model", "{tmp}/no_net.pt", "--steps", "1", "--seeds", "0", "--out", "{tmp}/s.npz"),
      "{tmp}/no_net.pt is an exported rdd model whose contents do not load (KeyError: 'net')"),
+    (("sample", "--model", "{tmp}/classifier_tag.pt", "--steps", "1", "--seeds", "0", "--out", "{tmp}/s.npz"),
+     "{tmp}/classifier_tag.pt is an exported rdd classifier, not a diffusion model"),
     (("sample", "--model", "{tmp}/list.pt", "--steps", "1", "--seeds", "0", "--out", "{tmp}/s.npz"),
      "{tmp}/list.pt does not hold a model dict"),
     # evaluation: the samples file, its record, the reference statistics (each named)
@@ -181,6 +183,7 @@ def bad_files(tmp_path_factory):
     torch.save([1, 2, 3], folder / "list.pt")
     torch.save({"args": argparse.Namespace(lr=1e-4)}, folder / "object.pt")  # a pickled object
     torch.save({"format": "rdd/denoiser-v1", "state_dict": {}}, folder / "no_net.pt")  # our tag, no network
+    torch.save({"format": "rdd/classifier-v1", "state_dict": {}}, folder / "classifier_tag.pt")
     # Samples files: a good one with its record, then one damaged part each.
     images, seeds = np.zeros((4, 8, 8, 1), np.uint8), np.arange(4)
     for name, arrays in {"s": dict(images=images, seeds=seeds), "no_record": dict(images=images, seeds=seeds),
@@ -272,3 +275,10 @@ def test_the_readme_states_these_counts():
     readme = " ".join((REPO / "README.md").read_text().split())
     assert set(re.findall(r"(\d+) bad command lines", readme)) == {str(len(CASES))}
     assert set(re.findall(r"(\d+) bad configs", readme)) == {str(len(BAD_CONFIGS))}
+
+
+def test_each_kind_of_model_file_is_refused_where_the_other_belongs(bad_files):
+    from rdd.checkpoints import CheckpointError, load_classifier
+
+    with pytest.raises(CheckpointError, match="no_net.pt is an exported rdd diffusion model, not a classifier"):
+        load_classifier(bad_files / "no_net.pt")
