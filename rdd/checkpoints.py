@@ -126,6 +126,17 @@ def load_denoiser(path, device="cpu", authors_net=None):
     return net.to(device).eval(), net_kwargs, grid
 
 
+def image_problem(net_kwargs, data_spec):
+    """Why a network built with `net_kwargs` cannot take the images of `data_spec` (a completed dataset
+    spec), or None. A UNet is built for one size and channel count, a classifier for a channel count."""
+    channels, size = data_spec["channels"], data_spec["image_size"]
+    takes_channels, takes_size = net_kwargs["in_channels"], net_kwargs.get("img_resolution")
+    if takes_channels == channels and takes_size in (None, size):
+        return None
+    takes = f"{takes_channels}-channel" + (f" {takes_size}x{takes_size}" if takes_size else "")
+    return f"takes {takes} images; the data settings give {channels}-channel {size}x{size} images"
+
+
 def load_classifier(path, device="cpu", authors_input_norm=AUTHORS_CLASSIFIER_INPUT_NORM):
     """`(net, net_kwargs)` of our exported classifier or the RCFD authors' one, frozen, in eval mode.
 

@@ -282,3 +282,19 @@ def test_each_kind_of_model_file_is_refused_where_the_other_belongs(bad_files):
 
     with pytest.raises(CheckpointError, match="no_net.pt is an exported rdd diffusion model, not a classifier"):
         load_classifier(bad_files / "no_net.pt")
+
+
+def test_a_teacher_of_other_images_is_refused_before_training(tiny, tmp_path, capsys):
+    from rdd.checkpoints import denoiser_payload, save_torch
+    from rdd.diffusion import TimeGrid
+    from rdd.nets import build_unet
+
+    net_kwargs = {"img_resolution": 8, "in_channels": 1, "ch": 32, "ch_mult": [1], "attn": [], "num_res_blocks": 1}
+    teacher = tmp_path / "teacher_8px.pt"
+    save_torch(denoiser_payload(build_unet(**net_kwargs), net_kwargs, TimeGrid(16, 16)), teacher)
+    code = rdd_main(["distill", "--settings", str(tiny["distill"]), "--set", "method=pd", "--teacher", str(teacher),
+                     "--out", str(tmp_path / "s.pt"), "--resume-dir", str(tmp_path / "r")])
+    assert code == 2
+    assert capsys.readouterr().err == (f"error: {teacher} takes 1-channel 8x8 images; the data settings give "
+                                       "1-channel 16x16 images\n")
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())  # no step was taken

@@ -161,6 +161,9 @@ def test_authors_files_that_do_not_fit_stop_the_run_before_any_job(tmp_path):
     authors_checkpoint(build_unet(**AUTHORS_NET), 16, 1, sixteen)
     rgb = tmp_path / "theirs" / "densenet121_rgb.pt"
     authors_classifier_file(build_classifier("densenet121", num_classes=10, in_channels=3), rgb, "")
+    large_net = {**AUTHORS_NET, "img_resolution": 32}
+    large = tmp_path / "theirs" / "teacher_8_32px.pt"
+    authors_checkpoint(build_unet(**large_net), 8, 1, large)
     cases = {  # authors_checkpoints: what the message says
         "grid": ({"teacher": str(sixteen), "net": AUTHORS_NET},
                  ["authors_checkpoints.teacher:", "is a 16-step model on a 16-step base grid",
@@ -170,7 +173,11 @@ def test_authors_files_that_do_not_fit_stop_the_run_before_any_job(tmp_path):
         "incomplete_net": ({"teacher": str(sixteen), "net": {"ch": 32}},
                            ["authors_checkpoints.net: bad UNet config", "missing keys ['img_resolution', 'in_channels']"]),
         "channels": ({"classifier": str(rgb)},
-                     ["authors_checkpoints.classifier:", "takes 3-channel images; the study's data has 1"]),
+                     ["authors_checkpoints.classifier:", "takes 3-channel images; the data settings give "
+                                                         "1-channel 16x16 images"]),
+        "image_size": ({"teacher": str(large), "net": large_net},
+                       ["authors_checkpoints.teacher:", "takes 1-channel 32x32 images; the data settings give "
+                                                        "1-channel 16x16 images"]),
     }
     for name, (authors, expected) in cases.items():
         overlay = write_yaml(tmp_path / f"{name}.yaml", {"studies": {"tiny": {"authors_checkpoints": authors}}})

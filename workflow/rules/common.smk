@@ -86,19 +86,21 @@ def _local_gpu_count():
 def _check_authors_file(key, path, config, where):
     """Load an authors' file as its jobs will (a second or two), so a damaged file, or one that does not
     fit the configured network, time grid or images, stops the run before any job starts."""
-    from rdd.checkpoints import CheckpointError, load_classifier, load_denoiser
+    from rdd.checkpoints import CheckpointError, image_problem, load_classifier, load_denoiser
+    from rdd.data import normalize_spec
 
     where = f"{where}.authors_checkpoints.{key}"
     try:
         if key == "classifier":
-            channels = load_classifier(path)[1]["in_channels"]
-            if channels != config["data"].get("channels", channels):
-                raise WorkflowError(f"{where}: {path} takes {channels}-channel images; the study's data has "
-                                    f"{config['data']['channels']}")
-            return
-        grid = load_denoiser(path, authors_net=config["authors_checkpoints"].get("net"))[2]
+            net_kwargs = load_classifier(path)[1]
+        else:
+            _, net_kwargs, grid = load_denoiser(path, authors_net=config["authors_checkpoints"].get("net"))
     except CheckpointError as exc:
         raise WorkflowError(f"{where}: {exc}") from None
+    if problem := image_problem(net_kwargs, normalize_spec(config["data"])):
+        raise WorkflowError(f"{where}: {path} {problem}")
+    if key == "classifier":
+        return
     steps = config["T_base"] if key == "teacher" else config["shared_steps"]
     if (grid.T, grid.T_base) != (steps, config["T_base"]):
         raise WorkflowError(f"{where}: {path} is a {grid.T}-step model on a {grid.T_base}-step base grid; "
