@@ -61,6 +61,22 @@ def _recorded_inception(recorded):
     return handle
 
 
+def _size_problem(shape, pointer):
+    """Why images of `shape` (H, W, C) must not be scored against the reference of `pointer`, or None.
+
+    Inception resizes every image to 299x299, so a mismatch gives a number, but one that measures
+    the resizing as much as the model."""
+    dataset = (pointer or {}).get("dataset") or {}
+    if "image_size" not in dataset:  # user-supplied statistics say nothing of their images
+        return None
+    size, channels = dataset["image_size"], dataset.get("channels", shape[2])
+    if tuple(shape) == (size, size, channels):
+        return None
+    return (f"the images are {shape[0]}x{shape[1]} with {shape[2]} channel(s), but the reference statistics "
+            f"were computed from {size}x{size} images with {channels} ({dataset.get('name', 'a dataset')}); "
+            "score samples against statistics of images of their own size")
+
+
 def evaluate(samples, ref_stats, out, *, labels=None, inception_weights=None, cache_dir="cache",
              batch_size=64, device=None):
     """FID/KID/IS of a samples file (.npz beside its .json record) against reference statistics."""
@@ -69,6 +85,8 @@ def evaluate(samples, ref_stats, out, *, labels=None, inception_weights=None, ca
     images, _ = read_samples(samples)
     sampling = read_samples_record(samples)
     ref, pointer = load_reference(ref_stats)
+    if problem := _size_problem(images.shape[1:], pointer):
+        raise ValueError(f"{samples}: {problem}")
     if inception_weights is None and pointer is not None:
         handle = _recorded_inception(pointer["inception"])  # the network the statistics were made with
     else:

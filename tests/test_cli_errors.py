@@ -2,6 +2,7 @@
 before any data or model is loaded. Each case is (arguments, what the line must say)."""
 
 import argparse
+import json
 import os
 import re
 
@@ -131,6 +132,9 @@ CASES = [
     ((*EVALUATE[:2], "{tmp}/absent.npz", *EVALUATE[3:]), "samples file not found: {tmp}/absent.npz"),
     ((*EVALUATE[:2], "{tmp}/folder", *EVALUATE[3:]), "samples file is a directory: {tmp}/folder"),
     ((*EVALUATE[:2], "{tmp}/text.pt", *EVALUATE[3:]), "samples file {tmp}/text.pt is not an .npz archive"),
+    (("evaluate", "--samples", "{tmp}/s.npz", "--ref-stats", "{tmp}/ref16.json", "--out", "{tmp}/m.json"),
+     "{tmp}/s.npz: the images are 8x8 with 1 channel(s), but the reference statistics were computed from 16x16 "
+     "images with 1 (fashion_mnist)"),
     ((*EVALUATE[:2], "{tmp}/cut.npz", *EVALUATE[3:]), "samples file {tmp}/cut.npz is not an .npz archive"),
     ((*EVALUATE[:2], "{tmp}/no_seeds.npz", *EVALUATE[3:]), "samples file {tmp}/no_seeds.npz lacks 'images' or "
                                                            "'seeds' (has ['images'])"),
@@ -191,6 +195,9 @@ def bad_files(tmp_path_factory):
         np.savez(folder / f"{name}.npz", **arrays)
         if name != "no_record":
             (folder / f"{name}.json").write_text("{}")
+    (folder / "ref16.json").write_text(json.dumps({  # a reference record of 16x16 images, read before scoring
+        "path": "unread.npz", "sha256": "0" * 64, "record": {}, "inception": {},
+        "dataset": {"name": "fashion_mnist", "image_size": 16, "channels": 1, "resize": "resize"}}))
     whole = (folder / "s.npz").read_bytes()
     (folder / "cut.npz").write_bytes(whole[:len(whole) // 2])
     return folder
