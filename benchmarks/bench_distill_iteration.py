@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks import peak_memory  # noqa: E402
 from benchmarks.plan_iterations import build_iteration, load_plans, per_gpu_batch, timed_stages  # noqa: E402
 from rdd import io, methods  # noqa: E402
+from rdd.cli import positive_int  # noqa: E402
 
 METHODS = tuple(methods.method_names(distilled=True))
 
@@ -59,7 +60,7 @@ def main():
     parser.add_argument("--tiny", action="store_true", help="config/tiny.yaml merged over the config")
     parser.add_argument("--overlay", help="a YAML config overlay merged last (e.g. other sizes)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None)
-    parser.add_argument("--rounds", type=int, default=5, help="timed iterations per method")
+    parser.add_argument("--rounds", type=positive_int, default=5, help="timed iterations per method")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     import torch

@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import Dataset
 from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
 
+from rdd.cli import positive_int
 from rdd.metrics.features import extract_features
 from rdd.metrics.inception import EXTRACTOR_NAME, POOL3, resolve_inception
 
@@ -46,9 +47,9 @@ def load_images(n):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=96)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=64, help="torch-fidelity's default batch size")
+    parser.add_argument("--n", type=positive_int, default=96)
+    parser.add_argument("--rounds", type=positive_int, default=2)
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="torch-fidelity's default batch size")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")

@@ -24,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.plan_iterations import (build_iteration, load_plans, per_gpu_batch, time_cases,  # noqa: E402
                                         timed_stages)
+from rdd.cli import positive_int  # noqa: E402
 
 TOGGLED = ("tf32", "deterministic", "cudnn_benchmark", "channels_last", "fused_optimizer", "compile")
 CUDA_ONLY = ("tf32", "deterministic", "cudnn_benchmark")
@@ -135,8 +136,8 @@ def main(argv=None):
     parser.add_argument("--stages", nargs="+", default=["teacher", "rdd"],
                         help="kinds of stage: teacher, pd_chain, pd, rcfd, rdd")
     parser.add_argument("--settings", nargs="+", default=list(TOGGLED), choices=TOGGLED)
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--repeats", type=positive_int, default=10)
+    parser.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--workers", type=int, nargs="*", default=[0, 2, 4], help="loader workers to time")
     args = parser.parse_args(argv)
     import torch

@@ -42,7 +42,7 @@ sys.path.insert(0, str(REPO))
 from benchmarks import bench_speed_settings, peak_memory  # noqa: E402
 from benchmarks.plan_iterations import (build_iteration, load_plans, per_gpu_batch, time_cases,  # noqa: E402
                                         timed_stages)
-from rdd.cli import output_file  # noqa: E402
+from rdd.cli import output_file, positive_int  # noqa: E402
 from rdd.settings import PRECISIONS as SAMPLING_PRECISIONS  # noqa: E402
 
 RAN, FAILED, SKIPPED = "ran", "failed", "skipped"
@@ -332,8 +332,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="the tiny preset's sizes (any machine, the CPU too)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: CUDA when present")
-    parser.add_argument("--repeats", type=int, default=None, help="timed iterations per case (default 5, tiny 2)")
-    parser.add_argument("--inception-images", type=int, default=None, help="default 2048, tiny 32")
+    parser.add_argument("--repeats", type=positive_int, default=None, help="timed iterations per case (default 5, tiny 2)")
+    parser.add_argument("--inception-images", type=positive_int, default=None, help="default 2048, tiny 32")
     parser.add_argument("--skip", nargs="*", default=[], choices=("tests", "torchrun", "timings", "speed"))
     parser.add_argument("--speed-settings", nargs="*", default=list(bench_speed_settings.TOGGLED),
                         choices=bench_speed_settings.TOGGLED, help="the speed settings item 5 flips (default: all)")
