@@ -26,6 +26,14 @@ def initial_noise(seeds, shape, num_classes=0, device="cpu"):
     return x_T, y
 
 
+def check_steps(T, num_steps):
+    """ValueError unless a model of `T` steps can sample with `num_steps` (a divisor of T)."""
+    if num_steps < 1 or T % num_steps:
+        allowed = ", ".join(str(n) for n in range(1, T + 1) if T % n == 0)
+        raise ValueError(f"{num_steps} steps: a model of T={T} samples with a number of steps that "
+                         f"divides T (allowed: {allowed})")
+
+
 def ddim_sample(denoise, grid, x_T, num_steps, y=None, clip=True):
     """Sample with `num_steps` DDIM steps at stride `grid.T / num_steps`, from t = T to 0.
 
@@ -33,10 +41,7 @@ def ddim_sample(denoise, grid, x_T, num_steps, y=None, clip=True):
     prediction to [-1, 1] (when `clip`) before re-deriving the noise, and the
     output is clipped to [-1, 1].
     """
-    if num_steps < 1 or grid.T % num_steps:
-        allowed = ", ".join(str(n) for n in range(1, grid.T + 1) if grid.T % n == 0)
-        raise ValueError(f"{num_steps} steps: a model of T={grid.T} samples with a number of steps that "
-                         f"divides T (allowed: {allowed})")
+    check_steps(grid.T, num_steps)
     stride = grid.T // num_steps
     z = x_T
     for t in range(grid.T, 0, -stride):

@@ -22,7 +22,7 @@ from rdd.checkpoints import load_denoiser
 from rdd.precision import effective, float32
 from rdd.provenance import environment_record
 from rdd.samples_file import read_samples
-from rdd.ddim import ddim_sample, fixed_batch, initial_noise
+from rdd.ddim import check_steps, ddim_sample, fixed_batch, initial_noise
 
 
 def image_shape(net_kwargs):
@@ -100,6 +100,7 @@ def _generate(model, steps, seeds, out, batch_size, net_batch, precision, shard_
     device = torch.device(device)
     precision = effective(precision, device)
     net, kwargs, grid = load_denoiser(model, device, authors_net)
+    check_steps(grid.T, steps)  # before any folder or shard is written
     shape = image_shape(kwargs)
     parts = out.with_name(out.name + ".parts")
     parts.mkdir(parents=True, exist_ok=True)

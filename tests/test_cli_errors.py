@@ -305,3 +305,18 @@ def test_a_teacher_of_other_images_is_refused_before_training(tiny, tmp_path, ca
     assert capsys.readouterr().err == (f"error: {teacher} takes 1-channel 8x8 images; the data settings give "
                                        "1-channel 16x16 images\n")
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())  # no step was taken
+
+
+def test_a_step_count_the_model_cannot_sample_leaves_nothing_behind(tmp_path, capsys):
+    from rdd.checkpoints import denoiser_payload, save_torch
+    from rdd.diffusion import TimeGrid
+    from rdd.nets import build_unet
+
+    net_kwargs = {"img_resolution": 8, "in_channels": 1, "ch": 32, "ch_mult": [1], "attn": [], "num_res_blocks": 1}
+    model = tmp_path / "model_4.pt"
+    save_torch(denoiser_payload(build_unet(**net_kwargs), net_kwargs, TimeGrid(4, 16)), model)
+    out = tmp_path / "samples" / "s.npz"
+    assert rdd_main(["sample", "--model", str(model), "--steps", "3", "--seeds", "0-3", "--out", str(out)]) == 2
+    assert capsys.readouterr().err == ("error: 3 steps: a model of T=4 samples with a number of steps that divides T "
+                                       "(allowed: 1, 2, 4)\n")
+    assert list(out.parent.iterdir()) == []  # no shard folder, no lock
