@@ -5,6 +5,8 @@ import argparse
 import json
 import os
 import re
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -227,14 +229,59 @@ def test_a_gpu_this_machine_lacks_is_one_line_and_exit_2(args, bad_files, capsys
     assert capsys.readouterr().err == f"error: device '{device}' was asked for, but torch sees no CUDA GPU\n"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into any folder")
-def test_an_output_in_a_read_only_folder_is_refused_before_the_work(bad_files, tmp_path, capsys):
-    locked = tmp_path / "locked"
-    locked.mkdir(mode=0o555)
-    with pytest.raises(SystemExit) as exit_:  # an argparse type's error
-        rdd_main([a.format(tmp=bad_files) for a in (*SAMPLE[:-1], str(locked / "new" / "s.npz"))])
-    assert exit_.value.code == 2
-    assert capsys.readouterr().err.endswith(f"cannot be written: the folder {locked} is not writable\n")
+def _as_another_user(fn):
+    """`fn()` in a forked child; as root, the child first becomes `nobody` (root may write anywhere).
+    Returns the child's exit code and the text `fn` returned."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: no imports here (as nobody it may not read the interpreter's folders)
+        code = 1
+        try:
+            if os.geteuid() == 0:
+                os.setgroups([])
+                os.setgid(65534)
+                os.setuid(65534)
+            os.write(write, fn().encode())
+            code = 0
+        except BaseException as exc:  # noqa: B036 (reported to the parent, which fails the test)
+            os.write(write, repr(exc).encode())
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        text = pipe.read()
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), text
+
+
+def test_an_output_in_a_read_only_folder_is_refused_before_the_work(bad_files):
+    import contextlib
+    import io as text_io
+    import tempfile
+
+    base = Path(tempfile.mkdtemp())
+    try:
+        base.chmod(0o755)  # the other user reaches the folder, and may not write in it
+        locked = base / "locked"
+        locked.mkdir(mode=0o555)
+        args = [a.format(tmp=bad_files) for a in (*SAMPLE[:-1], str(locked / "new" / "s.npz"))]
+        with pytest.raises(SystemExit):  # an output error once here, so that the child imports nothing
+            rdd_main([*args[:-1], str(bad_files / "text.pt" / "s.npz")])
+
+        def parse():
+            stderr = text_io.StringIO()
+            with contextlib.redirect_stderr(stderr):
+                try:
+                    rdd_main(args)
+                except SystemExit as exit_:  # an argparse type's error
+                    return f"{exit_.code}|{stderr.getvalue()}"
+            return f"no exit|{stderr.getvalue()}"
+
+        code, text = _as_another_user(parse)
+        assert code == 0, text
+        assert text == f"2|error: python -m rdd sample: argument --out: {locked / 'new' / 's.npz'} cannot be written: " \
+                       f"the folder {locked} is not writable\n"
+    finally:
+        shutil.rmtree(base)
 
 
 def test_enough_bad_inputs_are_counted():
