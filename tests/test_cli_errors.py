@@ -243,7 +243,7 @@ def _as_another_user(fn):
                 os.setuid(65534)
             os.write(write, fn().encode())
             code = 0
-        except BaseException as exc:  # noqa: B036 (reported to the parent, which fails the test)
+        except BaseException as exc:  # reported to the parent, which fails the test
             os.write(write, repr(exc).encode())
         finally:
             os._exit(code)
