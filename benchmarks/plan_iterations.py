@@ -27,7 +27,7 @@ def load_plans(names, tiny=False, overlay=None):
         config = studyplan.deep_merge(config, io.read_yaml(REPO / "config" / "tiny.yaml"))
     config = studyplan.deep_merge(config, overlay or {})
     checked, ablations = configcheck.checked_config(config, REPO)
-    return {name: studyplan.build_plan(name, checked["studies"][name], ablations) for name in names}
+    return studyplan.build_plans(checked["studies"], ablations, names)
 
 
 def timed_stages(plan):

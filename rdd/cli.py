@@ -7,6 +7,7 @@ import sys
 import yaml
 
 from rdd import settings as settings_mod
+from rdd.io import output_problem
 from rdd.seeds import parse_seeds
 
 
@@ -192,8 +193,6 @@ def positive_int(text):
 
 def _output(kind):
     """argparse type: a path where an output `kind` ("file" or "folder") can be written."""
-    from rdd.io import output_problem
-
     def check(text):
         if problem := output_problem(text, kind):
             raise argparse.ArgumentTypeError(f"{text} {problem}")

@@ -23,6 +23,11 @@ def resolve_device(name="auto"):
     return torch.device(name)
 
 
+def data_parallel(module):
+    """`module` wrapped in DistributedDataParallel when several processes train it, else `module`."""
+    return torch.nn.parallel.DistributedDataParallel(module) if world_size() > 1 else module
+
+
 def is_distributed():
     """Launched by torchrun with several processes (read before `init`; after it, `world_size()`)."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1

@@ -125,7 +125,7 @@ sys.path.insert(0, "workflow/scripts")
 import yaml, configcheck, studyplan
 config = studyplan.deep_merge(yaml.safe_load(open("config/config.yaml")), yaml.safe_load(open("config/tiny.yaml")))
 checked, ablations = configcheck.checked_config(config, ".")
-plans = [studyplan.build_plan(name, study, ablations) for name, study in checked["studies"].items()]
+plans = list(studyplan.build_plans(checked["studies"], ablations).values())
 assert len(plans) == len(checked["studies"]) >= 4 and all(plan.stages for plan in plans)
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision", "torch_fidelity"))
 assert not heavy, heavy[:5]

@@ -82,6 +82,18 @@ def _mapping(value, keys, where):
         raise ReportInputError(f"{where}: missing {', '.join(missing)}")
 
 
+def _one_of(mapping, field, allowed, where):
+    """`mapping[field]`, when present, must be one of `allowed`."""
+    if field in mapping and mapping[field] not in allowed:
+        raise ReportInputError(f"{where}.{field}: {mapping[field]!r} is not one of "
+                               f"{', '.join(allowed) or 'none (caveats defines none)'}")
+
+
+def _number(mapping, field, where):
+    if type(mapping[field]) not in (int, float):
+        raise ReportInputError(f"{where}.{field}: must be a number, got {mapping[field]!r}")
+
+
 def _check(data, path):
     """Every field the report reads, so that a wrong file stops a run at its start, not at its report."""
     _mapping(data, ("sources", "datasets", "claims"), path)
@@ -100,26 +112,21 @@ def _check(data, path):
             _mapping(value, ("method", "steps", "metric", "value", "source"), at)
             for field, allowed in (("method", methods.method_names(models=True)), ("metric", METRIC_NAMES),
                                    ("source", list(sources)), ("caveat", list(caveats))):
-                if field in value and value[field] not in allowed:
-                    raise ReportInputError(f"{at}.{field}: {value[field]!r} is not one of "
-                                           f"{', '.join(allowed) or 'none (caveats defines none)'}")
+                _one_of(value, field, allowed, at)
             if type(value["steps"]) is not int or value["steps"] < 1:
                 raise ReportInputError(f"{at}.steps: must be a positive integer, got {value['steps']!r}")
-            if type(value["value"]) not in (int, float):
-                raise ReportInputError(f"{at}.value: must be a number, got {value['value']!r}")
+            _number(value, "value", at)
             cell = (value["method"], value["steps"], value["metric"])
             if cell in seen:
                 raise ReportInputError(f"{at}: a second figure for {cell}")
             seen.add(cell)
-    claims = data["claims"]
-    _mapping(claims, CLAIMS_USED, f"{path}: claims")
+    _mapping(data["claims"], CLAIMS_USED, f"{path}: claims")
     for key, needs_value in CLAIMS_USED.items():
-        _mapping(claims[key], ("text", "source", *(["value"] if needs_value else [])), f"{path}: claims.{key}")
-        if needs_value and type(claims[key]["value"]) not in (int, float):
-            raise ReportInputError(f"{path}: claims.{key}.value: must be a number, got {claims[key]['value']!r}")
-        if claims[key]["source"] not in sources:
-            raise ReportInputError(f"{path}: claims.{key}.source: {claims[key]['source']!r} is not one of "
-                                   f"{', '.join(sources)}")
+        claim, where = data["claims"][key], f"{path}: claims.{key}"
+        _mapping(claim, ("text", "source", *(["value"] if needs_value else [])), where)
+        if needs_value:
+            _number(claim, "value", where)
+        _one_of(claim, "source", list(sources), where)
 
 
 def load_paper_values(path=DEFAULT_PATH):

@@ -16,7 +16,6 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
 from rdd import dist
 from rdd.data import build_dataset, input_norm, normalize_input
@@ -106,7 +105,7 @@ def build_stage(settings, device, dataset, test_set=None):
     net = speed_settings.prepare(build_classifier(**kwargs).to(device), speed)
     opt = speed_settings.optimizer("sgd", net.parameters(), speed, lr=train["lr"], momentum=train["momentum"],
                                    weight_decay=train["weight_decay"])
-    model = speed_settings.compiled(DistributedDataParallel(net) if dist.world_size() > 1 else net, speed)
+    model = speed_settings.compiled(dist.data_parallel(net), speed)
     norm = input_norm(train["input_norm"], data)
     test_set = build_dataset(data, "test") if test_set is None else test_set
     iters = train_steps(train, len(dataset))

@@ -3,7 +3,6 @@
 import copy
 
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
 from rdd import dist, methods
 from rdd.losses.objective import DistillObjective
@@ -74,7 +73,7 @@ def round_stage(settings, device, teacher, teacher_kwargs, grid, classifier=None
             # A term's trained head has its own Adam at the round's lr, as released for M-P2P.
             heads += parameters
             optimizers[f"{name}_head"] = speed_settings.optimizer("adam", parameters, speed, lr=train["lr"])
-    model = speed_settings.compiled(DistributedDataParallel(student) if dist.world_size() > 1 else student, speed)
+    model = speed_settings.compiled(dist.data_parallel(student), speed)
     conditional = kwargs["num_classes"] > 0
 
     def loss(batch, step):

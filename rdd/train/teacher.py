@@ -3,7 +3,6 @@
 import copy
 
 import torch
-from torch.nn.parallel import DistributedDataParallel
 
 from rdd import dist
 from rdd.diffusion import TimeGrid
@@ -33,7 +32,7 @@ def build_stage(settings, device, dataset):
     loss_fn = TeacherLoss(grid)
     train = settings["train"]
     opt = speed_settings.optimizer("adam", net.parameters(), speed, lr=train["lr"])
-    model = speed_settings.compiled(DistributedDataParallel(net) if dist.world_size() > 1 else net, speed)
+    model = speed_settings.compiled(dist.data_parallel(net), speed)
     conditional = kwargs["num_classes"] > 0
 
     def loss(batch, step):

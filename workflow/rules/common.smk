@@ -54,7 +54,7 @@ import studyplan  # noqa: E402  (the library, without torch, only once the confi
 
 def _plans():
     try:
-        return {name: studyplan.build_plan(name, study, ABLATIONS) for name, study in CONFIG["studies"].items()}
+        return studyplan.build_plans(CONFIG["studies"], ABLATIONS)
     except ConfigError as exc:
         raise _config_error(str(exc)) from None
 

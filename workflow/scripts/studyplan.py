@@ -549,8 +549,9 @@ class _Builder:
         return sorted(self.ablation_files) if chosen == "all" else list(chosen)
 
 
-def build_plan(name, study, ablation_files):
-    """The StudyPlan of study `name` (its config block already schema-validated with defaults)."""
+def build_plans(studies, ablation_files, names=None):
+    """{name: StudyPlan} of `names` (default: all) of `studies` (config blocks already schema-validated
+    with defaults), once every ablation file has been checked."""
     check_ablations(ablation_files)
-    return _Builder(name, copy.deepcopy(study), ablation_files).build()
+    return {name: _Builder(name, copy.deepcopy(studies[name]), ablation_files).build() for name in names or studies}
 
