@@ -15,6 +15,7 @@ import torch
 
 from rdd import io
 from rdd.data.normalization import input_norm
+from rdd.data.registry import num_classes
 from rdd.diffusion import TimeGrid
 from rdd.nets import build_classifier, build_unet, classifier_kwargs_of, from_authors_names, load_authors_state_dict
 
@@ -126,15 +127,24 @@ def load_denoiser(path, device="cpu", authors_net=None):
     return net.to(device).eval(), net_kwargs, grid
 
 
-def image_problem(net_kwargs, data_spec):
-    """Why a network built with `net_kwargs` cannot take the images of `data_spec` (a completed dataset
-    spec), or None. A UNet is built for one size and channel count, a classifier for a channel count."""
+def _classes(n):
+    return f"{n} class" + ("es" if n != 1 else "")
+
+
+def data_problem(net_kwargs, data_spec):
+    """Why a network built with `net_kwargs` cannot take the data of `data_spec` (a completed dataset
+    spec), or None. A UNet is built for one size and channel count (and, class-conditional, for the
+    data's classes); a classifier for a channel count (its classes are only read as features)."""
     channels, size = data_spec["channels"], data_spec["image_size"]
     takes_channels, takes_size = net_kwargs["in_channels"], net_kwargs.get("img_resolution")
-    if takes_channels == channels and takes_size in (None, size):
-        return None
-    takes = f"{takes_channels}-channel" + (f" {takes_size}x{takes_size}" if takes_size else "")
-    return f"takes {takes} images; the data settings give {channels}-channel {size}x{size} images"
+    if takes_channels != channels or takes_size not in (None, size):
+        takes = f"{takes_channels}-channel" + (f" {takes_size}x{takes_size}" if takes_size else "")
+        return f"takes {takes} images; the data settings give {channels}-channel {size}x{size} images"
+    conditioned_on = net_kwargs.get("num_classes", 0) if takes_size else 0  # a UNet's default: unconditional
+    if conditioned_on and (classes := num_classes(data_spec)) != conditioned_on:
+        return (f"is conditioned on {_classes(conditioned_on)}; the data settings give "
+                + (_classes(classes) if classes else "unlabelled images"))
+    return None
 
 
 def load_classifier(path, device="cpu", authors_input_norm=AUTHORS_CLASSIFIER_INPUT_NORM):

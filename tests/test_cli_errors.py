@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from conftest import REPO
 from rdd.cli import main as rdd_main
@@ -84,6 +85,12 @@ CASES = [
     (setting(TEACHER, "net.ch=48"), "setting 'net': ch must be a positive multiple of 32"),
     (setting(CLASSIFIER, "net.name=resnet18"), "setting 'net': unknown classifier 'resnet18'"),
     (setting(CLASSIFIER, "train.augment=[crop, crop]"), "'train.augment' must be a list naming each of crop"),
+    # what needs labels, given an unlabelled folder of images
+    (setting(TEACHER, "data.name=folder", "data.root={tmp}/images", "net.class_conditional=true"),
+     "setting 'net.class_conditional': a class-conditional teacher needs labelled images; the data settings give "
+     "unlabelled ones (dataset 'folder', labels: none)"),
+    (setting(CLASSIFIER, "data.name=folder", "data.root={tmp}/images"),
+     "setting 'data': the classifier needs labelled images; the data settings give unlabelled ones"),
     (setting(DISTILL, "train.iters=0", "tau=-1", "memory_size=0"),
      "'train.iters' must be an integer >= 1, got 0; setting 'tau' must be a number > 0, got -1; "
      "setting 'memory_size' must be an integer >= 1, got 0"),
@@ -183,6 +190,8 @@ def bad_files(tmp_path_factory):
     (folder / "text.pt").write_text("not a checkpoint\n")
     (folder / "folder").mkdir()  # a directory where a file belongs
     os.mkfifo(folder / "fifo.yaml")  # reading it would block: it must be refused unread
+    (folder / "images").mkdir()  # an unlabelled image folder
+    Image.new("RGB", (8, 8)).save(folder / "images" / "0.png")
     torch.save({"state_dict": {"w": torch.zeros(1000)}}, folder / "whole.pt")
     data = (folder / "whole.pt").read_bytes()
     (folder / "truncated.pt").write_bytes(data[:len(data) // 2])
@@ -338,19 +347,23 @@ def test_each_kind_of_model_file_is_refused_where_the_other_belongs(bad_files):
         load_classifier(bad_files / "no_net.pt")
 
 
-def test_a_teacher_of_other_images_is_refused_before_training(tiny, tmp_path, capsys):
+@pytest.mark.parametrize("net,problem", [
+    ({"img_resolution": 8, "in_channels": 1}, "takes 1-channel 8x8 images; the data settings give 1-channel 16x16 images"),
+    ({"img_resolution": 16, "in_channels": 1, "num_classes": 3},
+     "is conditioned on 3 classes; the data settings give 10 classes"),
+], ids=["size", "classes"])
+def test_a_teacher_of_other_data_is_refused_before_training(net, problem, tiny, tmp_path, capsys):
     from rdd.checkpoints import denoiser_payload, save_torch
     from rdd.diffusion import TimeGrid
     from rdd.nets import build_unet
 
-    net_kwargs = {"img_resolution": 8, "in_channels": 1, "ch": 32, "ch_mult": [1], "attn": [], "num_res_blocks": 1}
-    teacher = tmp_path / "teacher_8px.pt"
+    net_kwargs = {**net, "ch": 32, "ch_mult": [1], "attn": [], "num_res_blocks": 1}
+    teacher = tmp_path / "teacher.pt"
     save_torch(denoiser_payload(build_unet(**net_kwargs), net_kwargs, TimeGrid(16, 16)), teacher)
     code = rdd_main(["distill", "--settings", str(tiny["distill"]), "--set", "method=pd", "--teacher", str(teacher),
                      "--out", str(tmp_path / "s.pt"), "--resume-dir", str(tmp_path / "r")])
     assert code == 2
-    assert capsys.readouterr().err == (f"error: {teacher} takes 1-channel 8x8 images; the data settings give "
-                                       "1-channel 16x16 images\n")
+    assert capsys.readouterr().err == f"error: {teacher} {problem}\n"
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())  # no step was taken
 
 

@@ -26,8 +26,15 @@ def classifier_kwargs(settings):
     return {**settings["net"], "num_classes": num_classes(data), "in_channels": data["channels"]}
 
 
+def _unlabelled(data, what):
+    return ValueError(f"{what} needs labelled images; the data settings give unlabelled ones "
+                      f"(dataset {data['name']!r}" + (", labels: none)" if "labels" in data else ")"))
+
+
 def check_teacher(settings):
-    """The UNet the settings describe can be built."""
+    """The UNet the settings describe can be built, and a class-conditional one has classes to learn."""
+    if settings["net"]["class_conditional"] and not num_classes(settings["data"]):
+        raise _unlabelled(settings["data"], "setting 'net.class_conditional': a class-conditional teacher")
     try:
         check_unet(**unet_kwargs(settings))
     except (TypeError, ValueError) as exc:
@@ -37,6 +44,8 @@ def check_teacher(settings):
 
 def check_classifier(settings):
     """The classifier's net can be built and its recipe can run on its data."""
+    if not num_classes(settings["data"]):
+        raise _unlabelled(settings["data"], "setting 'data': the classifier")
     try:
         classifier_config(**classifier_kwargs(settings))
     except (TypeError, ValueError) as exc:

@@ -6,7 +6,7 @@ from torch import nn
 
 from rdd import dist, methods
 from rdd.losses.objective import DistillObjective
-from rdd.checkpoints import CheckpointError, denoiser_payload, image_problem, load_classifier, load_denoiser
+from rdd.checkpoints import CheckpointError, denoiser_payload, data_problem, load_classifier, load_denoiser
 from rdd.nets.sync_batchnorm import convert_sync_batchnorm
 from rdd.train import speed_settings
 from rdd.train.loop import Stage, cosine_decay, shared_generator
@@ -101,7 +101,7 @@ def make_build_stage(teacher_path, classifier_path=None, authors_net=None):
         teacher, teacher_kwargs, grid = load_denoiser(teacher_path, device, authors_net)
         classifier, classifier_kwargs = load_classifier(classifier_path, device) if classifier_path else (None, None)
         for path, kwargs in ((teacher_path, teacher_kwargs), (classifier_path, classifier_kwargs)):
-            if kwargs and (problem := image_problem(kwargs, settings["data"])):
+            if kwargs and (problem := data_problem(kwargs, settings["data"])):
                 raise CheckpointError(f"{path} {problem}")
         stage, extra = round_stage(settings, device, teacher, teacher_kwargs, grid, classifier)
         files = {"teacher": str(teacher_path), "classifier": str(classifier_path) if classifier_path else None}

@@ -85,8 +85,8 @@ def _local_gpu_count():
 
 def _check_authors_file(key, path, config, where):
     """Load an authors' file as its jobs will (a second or two), so a damaged file, or one that does not
-    fit the configured network, time grid or images, stops the run before any job starts."""
-    from rdd.checkpoints import CheckpointError, image_problem, load_classifier, load_denoiser
+    fit the configured network, time grid, images or classes, stops the run before any job starts."""
+    from rdd.checkpoints import CheckpointError, data_problem, load_classifier, load_denoiser
     from rdd.data import normalize_spec
 
     where = f"{where}.authors_checkpoints.{key}"
@@ -97,7 +97,7 @@ def _check_authors_file(key, path, config, where):
             _, net_kwargs, grid = load_denoiser(path, authors_net=config["authors_checkpoints"].get("net"))
     except CheckpointError as exc:
         raise WorkflowError(f"{where}: {exc}") from None
-    if problem := image_problem(net_kwargs, normalize_spec(config["data"])):
+    if problem := data_problem(net_kwargs, normalize_spec(config["data"])):
         raise WorkflowError(f"{where}: {path} {problem}")
     if key == "classifier":
         return
