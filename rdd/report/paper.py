@@ -133,8 +133,8 @@ def load_paper_values(path=DEFAULT_PATH):
     """Read the cited figures (YAML, parsed safely)."""
     path = Path(path)
     if problem := io.file_problem(path):
-        raise ReportInputError(f"paper values file {problem}: {path} (it ships with the repository "
-                               "as reports/paper_values.yaml; pass --paper-values)")
+        raise ReportInputError(f"paper values file {problem}: {path} (the repository ships one as "
+                               "reports/paper_values.yaml)")
     try:
         data = io.read_yaml(path)
     except io.YamlError as exc:
