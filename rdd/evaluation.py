@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from rdd import checkpoints, io, records
-from rdd.data import check_available, iter_uint8_batches, normalize_spec
+from rdd.data import check_first_images, iter_uint8_batches, normalize_spec
 from rdd.metrics.inception import InceptionHandle, resolve_inception
 from rdd.metrics.reference import RefStats, reference_statistics, user_statistics
 from rdd.metrics.scores import compute_metrics
@@ -25,7 +25,7 @@ def compute_reference(data_spec, split, out, *, limit=None, inception_weights=No
                       batch_size=64, device=None):
     """Statistics of `split` (first `limit` images), cached under `cache_dir`; record written to `out` (.json)."""
     spec = normalize_spec(data_spec)
-    check_available(spec, [split])
+    check_first_images(spec, split, limit)
     handle = resolve_inception(inception_weights, cache_dir=Path(cache_dir) / "inception")
     identity = {k: spec[k] for k in DATASET_IDENTITY if k in spec}
     stats = reference_statistics(

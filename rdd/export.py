@@ -58,8 +58,8 @@ def export_samples(samples, out_dir):
 
 def export_split(data_spec, split, out_dir, limit=None):
     """The images of a dataset split that `ref-stats` scores (its first `limit`), at the spec's size."""
-    from rdd.data import check_available, iter_uint8_batches, normalize_spec
+    from rdd.data import check_first_images, iter_uint8_batches, normalize_spec
 
     spec = normalize_spec(data_spec)
-    check_available(spec, [split])
+    check_first_images(spec, split, limit)
     return write_png_folder(iter_uint8_batches(spec, split, batch_size=256, limit=limit), out_dir)

@@ -162,6 +162,8 @@ CASES = [
     (("ref-stats", "--data-settings", "{tmp}/list.yaml", "--out", "r.json"), "must hold a mapping"),
     (("ref-stats", "--data-settings", "x.yaml", "--limit", "0", "--out", "r.json"),
      "argument --limit: must be a positive integer"),
+    (("ref-stats", "--data-settings", "{tmp}/fmnist.yaml", "--split", "test", "--limit", "10001", "--out",
+      "{tmp}/r.json"), "limit: 10,001 images asked of the test split of fashion_mnist, which holds 10,000"),
     (("real-samples", "--data-settings", "{tmp}/list.yaml", "--seeds", "0-9", "--out", "r.npz"),
      "must hold a mapping"),
     (("real-samples", "--data-settings", "{tmp}/fmnist.yaml", "--split", "val", "--seeds", "0-9", "--out", "r.npz"),
@@ -176,6 +178,8 @@ CASES = [
     (("export-images", "--data-settings", "{tmp}/fmnist.yaml", "--split", "val", "--out", "{tmp}/png"),
      "split: 'val' is not a split of fashion_mnist"),
     (("export-images", "--data-settings", "{tmp}/fmnist.yaml", "--out", "{tmp}"), "{tmp} exists; remove it"),
+    (("export-images", "--data-settings", "{tmp}/fmnist.yaml", "--limit", "60001", "--out", "{tmp}/png"),
+     "limit: 60,001 images asked of the train split of fashion_mnist, which holds 60,000"),
     (("show-defaults", "sampler"), "argument command: invalid choice: 'sampler'"),
     (("frobnicate",), "argument cmd: invalid choice: 'frobnicate'"),
 ]

@@ -14,8 +14,8 @@ _MODULE_OF = {
     "DatasetMissingError": "missing",
     "CHANNEL_STATS": "normalization", "input_norm": "normalization", "normalize_input": "normalization",
     "from_uint8": "quantize", "to_uint8": "quantize",
-    "DATASETS": "registry", "DEFAULTS": "registry", "check_available": "registry", "dataset_defaults": "registry",
-    "normalize_spec": "registry", "num_classes": "registry",
+    "DATASETS": "registry", "DEFAULTS": "registry", "check_available": "registry", "check_first_images": "registry",
+    "dataset_defaults": "registry", "normalize_spec": "registry", "num_classes": "registry",
     "hflip_decision": "transforms",
 }
 __all__ = sorted(_MODULE_OF)

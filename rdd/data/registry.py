@@ -112,6 +112,15 @@ def check_available(spec, splits=None):
     entry.check(spec, splits)
 
 
+def check_first_images(spec, split, limit):
+    """`check_available` for `split`, and that it holds at least `limit` images (None: all of them), so
+    that a command reading the first `limit` stops before its work rather than after it."""
+    check_available(spec, [split])
+    if limit is not None and limit > (held := len(source(normalize_spec(spec), split))):
+        raise ValueError(f"limit: {limit:,} images asked of the {split} split of {spec['name']}, which holds "
+                         f"{held:,}")
+
+
 def num_classes(spec):
     """Number of classes of the dataset (0 for an unlabelled folder)."""
     spec = normalize_spec(spec)
