@@ -7,6 +7,7 @@ stored beside every output it produced.
 import copy
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,8 @@ class Kind:
 
 
 def _is_number(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    """An int or a finite float (`.inf` and `nan` are YAML floats; no setting means them)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 # Each base type's name in messages and its test; integers may be written 5.0 (the range test then

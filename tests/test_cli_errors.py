@@ -34,6 +34,7 @@ CASES = [
     (setting(TEACHER, "train.batch_size=0"), "'train.batch_size' must be an integer >= 1, got 0"),
     (setting(TEACHER, "train.lr=0"), "'train.lr' must be a number > 0"),
     (setting(TEACHER, "train.lr=abc"), "'train.lr' must be a number, got 'abc'"),
+    (setting(TEACHER, "train.lr=.inf"), "'train.lr' must be a number, got inf"),  # YAML reads .inf as a float
     (setting(TEACHER, "train.ema_decay=1.0"), "'train.ema_decay' must be a number in [0, 1)"),
     (setting(TEACHER, "train.warmup_iters=-1"), "'train.warmup_iters' must be an integer >= 0"),
     (setting(TEACHER, "T_base=1000"), "'T_base' must be a power of two"),
