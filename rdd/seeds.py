@@ -1,4 +1,5 @@
-"""Per-image noise seeds: the `--seeds` text of the command line and the workflow's blocks of them.
+"""Per-image noise seeds: the `--seeds` text of the command line and the workflow's blocks of them;
+the largest training seed.
 
 Each generated image has a seed of its own (rdd.ddim.initial_noise), so a seed names one image
 whatever the batch; evaluation seed s of a study is the block s*N ... (s+1)*N-1 of N images.
@@ -10,6 +11,9 @@ import re
 MAX_SEED = 2**63 - 1
 # One samples file holds every image in memory (ten million CIFAR-10-sized images: 31 GB).
 MAX_SEEDS = 10_000_000
+# A training run's seed: the data order's generator takes seed * 1_000_003 + epoch, which must fit
+# torch's 64 bits; 2**32 - 1 leaves room and is the usual range of seeds.
+MAX_TRAINING_SEED = 2**32 - 1
 
 _RANGE = re.compile(r"(\d+)(?:-(\d+))?", re.ASCII)
 

@@ -16,6 +16,7 @@ from typing import Callable, Optional
 import yaml
 
 from rdd import io, methods
+from rdd.seeds import MAX_TRAINING_SEED
 from rdd.data.registry import normalize_spec
 from rdd.train.checks import COMMANDS
 
@@ -157,7 +158,9 @@ def _speed():
     }
 
 
-SEED = Setting(0, integer(0), "the run's seed: initial weights, data order and every step's noise")
+SEED = Setting(0, Kind("integer", f"an integer in [0, {MAX_TRAINING_SEED}]",
+                        lambda v: type(v) is int and 0 <= v <= MAX_TRAINING_SEED),
+               "the run's seed: initial weights, data order and every step's noise")
 
 SETTINGS = {
     "teacher": {

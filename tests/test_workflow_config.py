@@ -42,6 +42,9 @@ CASES = {
                    ["studies.tiny.T_base: 'eight' is not of type 'integer'"]),
     "no_training_seed": (tiny(training_seeds=0), None, True, "all",
                          ["studies.tiny.training_seeds: 0 is less than the minimum of 1"]),
+    "training_seed_too_large": (tiny(seed=2**32 - 1, training_seeds=2), None, True, "all",
+                                [f"studies.tiny.seed: training seeds up to {2**32} (seed + training_seeds - 1); "
+                                 f"each must be at most {2**32 - 1}"]),
     "T_base_not_power_of_two": (tiny(T_base=12), None, True, "all",
                                 ["studies.tiny.T_base: 12 is not a power of two"]),
     "ddim_steps_not_power_of_two": (tiny(evaluate={"teacher_steps": [1, 3]}), None, True, "all",

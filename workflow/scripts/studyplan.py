@@ -292,6 +292,9 @@ class _Builder:
         if not s["final_steps"] < s["shared_steps"] <= s["T_base"]:
             raise ConfigError(f"{w}: need final_steps < shared_steps <= T_base, got "
                               f"{s['final_steps']}, {s['shared_steps']}, {s['T_base']}")
+        if (last := s["seed"] + s["training_seeds"] - 1) > seeds.MAX_TRAINING_SEED:
+            raise ConfigError(f"{w}.seed: training seeds up to {last} (seed + training_seeds - 1); each must be at "
+                              f"most {seeds.MAX_TRAINING_SEED} (rdd/seeds.py)")
         ev = s["evaluate"]
         for n in ev["teacher_steps"]:
             if not is_power_of_two(n) or n > s["T_base"]:
