@@ -99,9 +99,14 @@ def wildcard(distilled=False):
     return "|".join(method_names(distilled))
 
 
+def feature_terms(weights):
+    """The terms with a weight that read the classifier's features."""
+    return [name for name, term in TERMS.items() if weights.get(name) and term.needs_classifier]
+
+
 def needs_classifier(weights):
     """Whether a round with these term weights reads the classifier's features."""
-    return any(weights.get(name) and term.needs_classifier for name, term in TERMS.items())
+    return bool(feature_terms(weights))
 
 
 def loss_weights(settings):

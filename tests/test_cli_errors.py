@@ -97,6 +97,10 @@ CASES = [
      "'train.iters' must be an integer >= 1, got 0; setting 'tau' must be a number > 0, got -1; "
      "setting 'memory_size' must be an integer >= 1, got 0"),
     ((*DISTILL[:-4], "--out", "{tmp}/s.pt"), "the following arguments are required: --resume-dir"),
+    # a classifier file exactly when a loss term reads its features
+    (DISTILL, "the loss terms cfd, is_p2p, m_p2p of method rdd need a classifier (--classifier)"),
+    ((*setting(DISTILL, "method=pd"), "--classifier", "{tmp}/c.pt"),
+     "--classifier {tmp}/c.pt: the loss terms of method pd (pd) read no classifier; leave it out"),
     # sampling: counts, seeds, model files
     (("sample", "--model", "m.pt", "--steps", "0", "--seeds", "0", "--out", "s.npz"),
      "argument --steps: must be a positive integer, got '0'"),

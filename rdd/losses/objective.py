@@ -27,8 +27,7 @@ class DistillObjective(nn.Module):
         self.weights = methods.loss_weights(settings)
         self.post_relu = settings["feature_map"] == "post_relu"
         self.as_trained = settings["classifier_input"] == "as_trained"
-        if classifier is None and methods.needs_classifier(self.weights):
-            needing = [t for t, w in self.weights.items() if w and methods.TERMS[t].needs_classifier]
+        if classifier is None and (needing := methods.feature_terms(self.weights)):
             raise ValueError(f"the loss terms {', '.join(needing)} need a classifier")
         context = TermContext(feature_channels, gather)
         self.terms = nn.ModuleDict({name: build_term(methods.TERMS[name], settings, context)

@@ -39,6 +39,20 @@ def check_relation_groups(settings):
                          f"({per_process} = train.batch_size / {dist.world_size()} processes)")
 
 
+def check_classifier_given(settings, classifier_path):
+    """A classifier file is given exactly when a loss term reads its features (checked before any
+    loading): one given to a round that never reads it would look, in the record, as if it mattered."""
+    weights = methods.loss_weights(settings)
+    needing = methods.feature_terms(weights)
+    if classifier_path is None and needing:
+        raise ValueError(f"the loss terms {', '.join(needing)} of method {settings['method']} need a classifier "
+                         "(--classifier)")
+    if classifier_path is not None and not needing:
+        used = [t for t, w in weights.items() if w]
+        raise ValueError(f"--classifier {classifier_path}: the loss terms of method {settings['method']} "
+                         f"({', '.join(used)}) read no classifier; leave it out")
+
+
 def head_norm(objective, settings):
     """Synchronise the M-P2P head's BatchNorm across processes (as released); say what ran."""
     m_p2p = objective.terms["m_p2p"] if "m_p2p" in objective.terms else None
@@ -98,6 +112,7 @@ def make_build_stage(teacher_path, classifier_path=None, authors_net=None):
 
     def build_stage(settings, device, dataset):
         check_relation_groups(settings)  # before any file is loaded
+        check_classifier_given(settings, classifier_path)
         teacher, teacher_kwargs, grid = load_denoiser(teacher_path, device, authors_net)
         classifier, classifier_kwargs = load_classifier(classifier_path, device) if classifier_path else (None, None)
         for path, kwargs in ((teacher_path, teacher_kwargs), (classifier_path, classifier_kwargs)):
