@@ -32,8 +32,16 @@ def exclusive(output):
     so two commands can never interleave their partial files."""
     output = Path(output)
     lock = output.with_name(output.name + ".lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a") as handle:
+    created = _missing_folders(lock.parent)
+    for attempt in range(3):
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            handle = open(lock, "a")
+            break
+        except FileNotFoundError:  # a writer that failed removed the folder it had made: make it again
+            if attempt == 2:
+                raise
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -43,6 +51,21 @@ def exclusive(output):
             yield
         finally:
             lock.unlink(missing_ok=True)
+            # Folders made for the lock alone go too: a command refused at once leaves nothing behind.
+            for folder in created:
+                try:
+                    folder.rmdir()
+                except OSError:  # it holds what the work wrote
+                    break
+
+
+def _missing_folders(folder):
+    """`folder` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    return missing
 
 
 def remove_partial_writes(folder):

@@ -328,6 +328,18 @@ def test_two_samplers_of_one_output_cannot_interleave(bad_files, tmp_path, capsy
     assert "cannot read checkpoint" in capsys.readouterr().err
 
 
+def test_a_lock_removes_the_folders_it_made_when_they_stay_empty(tmp_path):
+    from rdd import io
+
+    (tmp_path / "found").mkdir()
+    with io.exclusive(tmp_path / "found" / "made" / "deeper" / "x.pt"):  # as a command refused at once
+        assert (tmp_path / "found" / "made" / "deeper" / "x.pt.lock").is_file()
+    assert [p.name for p in tmp_path.iterdir()] == ["found"] and not any((tmp_path / "found").iterdir())
+    with io.exclusive(tmp_path / "a" / "b" / "x.pt"):
+        (tmp_path / "a" / "work.txt").write_text("what the work wrote")
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["work.txt"]  # b was empty; a holds the work
+
+
 def test_two_trainings_of_one_resume_folder_cannot_interleave(tiny, tmp_path, capsys):
     from rdd import io
 
@@ -374,7 +386,7 @@ def test_a_teacher_of_other_data_is_refused_before_training(net, problem, tiny, 
                      "--out", str(tmp_path / "s.pt"), "--resume-dir", str(tmp_path / "r")])
     assert code == 2
     assert capsys.readouterr().err == f"error: {teacher} {problem}\n"
-    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())  # no step was taken
+    assert not (tmp_path / "r").exists()  # no step was taken, no folder left behind
 
 
 def test_a_step_count_the_model_cannot_sample_leaves_nothing_behind(tmp_path, capsys):
@@ -389,4 +401,4 @@ def test_a_step_count_the_model_cannot_sample_leaves_nothing_behind(tmp_path, ca
     assert rdd_main(["sample", "--model", str(model), "--steps", "3", "--seeds", "0-3", "--out", str(out)]) == 2
     assert capsys.readouterr().err == ("error: 3 steps: a model of T=4 samples with a number of steps that divides T "
                                        "(allowed: 1, 2, 4)\n")
-    assert list(out.parent.iterdir()) == []  # no shard folder, no lock
+    assert not out.parent.exists()  # no shard folder, no lock, not even the folder made for them
