@@ -1,5 +1,5 @@
-"""Per-image noise seeds: the `--seeds` text of the command line and the workflow's blocks of them;
-the largest training seed.
+"""Seeds: the per-image noise seeds of the command line (`--seeds`) and of the workflow's blocks, and
+the bounds of every seed, training seeds included.
 
 Each generated image has a seed of its own (rdd.ddim.initial_noise), so a seed names one image
 whatever the batch; evaluation seed s of a study is the block s*N ... (s+1)*N-1 of N images.

@@ -16,8 +16,8 @@ from typing import Callable, Optional
 import yaml
 
 from rdd import io, methods
-from rdd.seeds import MAX_TRAINING_SEED
 from rdd.data.registry import normalize_spec
+from rdd.seeds import MAX_TRAINING_SEED
 from rdd.train.checks import COMMANDS
 
 
