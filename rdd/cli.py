@@ -218,7 +218,7 @@ def build_parser():
     _training_parser(sub, "train-classifier", "train the feature classifier").set_defaults(fn=cmd_train_classifier)
     p = _training_parser(sub, "distill", "one distillation round T -> T/2 (pd, rcfd or rdd)")
     p.add_argument("--teacher", required=True, help="exported model or authors' checkpoint of the T-step teacher")
-    p.add_argument("--classifier", help="exported classifier (needed by rcfd and rdd)")
+    p.add_argument("--classifier", help="exported classifier: given exactly when a loss term reads its features (rcfd, rdd)")
     p.add_argument("--authors-net", help="JSON UNet arguments for an authors' checkpoint (default: their CIFAR-10 net)")
     p.set_defaults(fn=cmd_distill)
     p = sub.add_parser("sample", help="DDIM samples of a model at a step count, one seed per image")
