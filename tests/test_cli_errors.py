@@ -1,5 +1,6 @@
 """Bad input on the command line: one `error: ...` line naming the key or file, exit 2, no traceback,
-before any data or model is loaded. Each case is (arguments, what the line must say)."""
+before the work asked for (most before any data or model is loaded). Each case is (arguments, what the
+line must say)."""
 
 import argparse
 import json
