@@ -6,7 +6,7 @@ import sys
 
 import yaml
 
-from rdd import settings as settings_mod
+from rdd import io, settings as settings_mod
 from rdd.io import output_problem
 from rdd.seeds import parse_seeds
 
@@ -21,7 +21,7 @@ def _set_item(record, assignment):
         if not isinstance(record, dict):
             raise settings_mod.SettingsError(f"--set {assignment!r}: '{part}' is not a mapping of settings")
     try:
-        record[last] = yaml.safe_load(value)
+        record[last] = io.parse_yaml(value)
     except yaml.YAMLError as exc:
         raise settings_mod.SettingsError(f"--set {assignment!r}: the value is not valid YAML ({one_line(exc)})") from None
 
@@ -78,7 +78,7 @@ def cmd_sample(args):
 def cmd_speed_benchmark(args):
     import time
 
-    from rdd import io, records
+    from rdd import records
     from rdd.dist import resolve_device
     from rdd.precision import effective
     from rdd.provenance import environment_record
@@ -103,7 +103,11 @@ def _labels(pairs):
         key, sep, value = pair.partition("=")
         if not sep:
             raise settings_mod.SettingsError(f"--label takes key=value, got {pair!r}")
-        labels[key] = yaml.safe_load(value)
+        try:
+            labels[key] = io.parse_yaml(value)
+        except yaml.YAMLError as exc:
+            raise settings_mod.SettingsError(f"--label {pair!r}: the value is not valid YAML "
+                                             f"({one_line(exc)})") from None
     return labels
 
 

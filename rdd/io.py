@@ -147,10 +147,40 @@ def output_problem(path, kind="file"):
     return None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a mapping naming a key twice, where PyYAML keeps the last one
+    without a word (a settings block written twice would lose its first half)."""
+
+
+def _unique_key_mapping(loader, node, deep=False):
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            duplicate = key in seen
+        except TypeError:  # an unhashable key: construct_mapping names it
+            continue
+        if duplicate:
+            raise yaml.constructor.ConstructorError("while constructing a mapping", node.start_mark,
+                                                    f"found the key {key!r} a second time", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_key_mapping)
+
+
+def parse_yaml(text):
+    """YAML (text, or an open file: its errors then name it) parsed safely (no Python objects), each
+    mapping's keys once; yaml.YAMLError otherwise."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)
+
+
 def read_yaml(path):
-    """The contents of a YAML file, parsed safely (no Python objects); YamlError when it is not YAML."""
+    """The contents of a YAML file, parsed as `parse_yaml` does; YamlError when it is not such YAML."""
     try:
-        return yaml.safe_load(Path(path).read_text())
+        with open(path, encoding="utf-8") as f:
+            return parse_yaml(f)
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise YamlError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
 

@@ -60,6 +60,9 @@ CASES = [
     ((*TEACHER, "--settings", "{tmp}/fifo.yaml"), "settings file is not a regular file: {tmp}/fifo.yaml"),
     ((*TEACHER, "--settings", "{tmp}/broken.yaml"), "settings file {tmp}/broken.yaml is not valid YAML"),
     ((*TEACHER, "--settings", "{tmp}/list.yaml"), "settings file {tmp}/list.yaml must hold a mapping"),
+    ((*TEACHER, "--settings", "{tmp}/twice.yaml"), 'settings file {tmp}/twice.yaml is not valid YAML: while '
+     'constructing a mapping in "{tmp}/twice.yaml", line 2, column 3 found the key \'iters\' a second time in '
+     '"{tmp}/twice.yaml", line 3, column 3'),  # PyYAML alone keeps the last value without a word
     # the classifier's recipe
     (setting(CLASSIFIER, "train.momentum=1.5"), "'train.momentum' must be a number in [0, 1)"),
     (setting(CLASSIFIER, "train.weight_decay=-1"), "'train.weight_decay' must be a number >= 0"),
@@ -120,6 +123,7 @@ CASES = [
     ((*SAMPLE, "--shard-size", "0"), "argument --shard-size: must be a positive integer"),
     ((*SAMPLE, "--device", "tpu"), "argument --device: must be auto, cpu, cuda or cuda:N, got 'tpu'"),
     ((*EVALUATE, "--device", "cuda:x"), "argument --device: must be auto, cpu, cuda or cuda:N, got 'cuda:x'"),
+    ((*EVALUATE, "--label", "variant=["), "--label 'variant=[': the value is not valid YAML"),
     (SAMPLE, "checkpoint not found: {tmp}/missing.pt"),
     # outputs that cannot be written, refused before the work rather than at its end
     ((*SAMPLE[:-1], "{tmp}/folder"), "argument --out: {tmp}/folder is a directory; give a file path"),
@@ -197,6 +201,7 @@ def bad_files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("bad_inputs")
     (folder / "broken.yaml").write_text("train: {iters: [1, 2\n")
     (folder / "list.yaml").write_text("- 1\n- 2\n")
+    (folder / "twice.yaml").write_text("train:\n  iters: 5\n  iters: 10\n")
     (folder / "fmnist.yaml").write_text("data: {name: fashion_mnist}\n")
     (folder / "text.pt").write_text("not a checkpoint\n")
     (folder / "folder").mkdir()  # a directory where a file belongs

@@ -30,10 +30,15 @@ BAD_ABLATIONS = {
     "small_memory": {"variants": {"v": {"memory_size": 16}}},  # the tiny study reads 32 anchors
 }
 
-# id: (overlay config, ablation file to use or None, dry run?, target, expected message parts)
+# id: (overlay config (a mapping, or YAML text written as it is), ablation file to use or None, dry run?,
+#      target, expected message parts)
 CASES = {
     "unknown_top_level_key": ({"runs": ["tiny"]}, None, True, "all",
                               ["unknown key 'runs'", "allowed: ablations_dir, paper_values, run, studies"]),
+    # Written as it is: Snakemake's own loader would keep the second seed without a word.
+    "key_twice_in_a_config_file": ("studies:\n  tiny:\n    seed: 1\n    seed: 2\n", None, True, "all",
+                                   ["overlay.yaml is not valid YAML", "found the key 'seed' a second time",
+                                    "line 4, column 5"]),
     "unknown_study_key": (tiny(evaluation={}), None, True, "all",
                           ["studies.tiny: unknown key 'evaluation'", "evaluate"]),
     "unknown_evaluate_key": (tiny(evaluate={"num_sample": 10}), None, True, "all",
@@ -149,7 +154,13 @@ CASES = {
 
 def _snakemake_with(workdir, overlay, ablation, content, *args):
     """Snakemake on the tiny preset with `overlay`, and `ablation` (a file of `content`) beside the shipped ones."""
-    args = [*args, "--configfile", TINY, write_yaml(workdir / "overlay.yaml", overlay)]
+    overlay_file = workdir / "overlay.yaml"
+    if isinstance(overlay, str):
+        workdir.mkdir(parents=True, exist_ok=True)
+        overlay_file.write_text(overlay)
+    else:
+        write_yaml(overlay_file, overlay)
+    args = [*args, "--configfile", TINY, overlay_file]
     if ablation:
         path = workdir / "ablations" / f"{ablation}.yaml"
         shutil.copytree(REPO / "ablations", path.parent)

@@ -42,6 +42,7 @@ def _config_error(message):
 
 def _checked_config():
     try:
+        configcheck.check_config_files(workflow.configfiles)
         return configcheck.checked_config(config, REPO)
     except ConfigError as exc:
         raise _config_error(str(exc)) from None

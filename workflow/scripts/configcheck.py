@@ -162,6 +162,16 @@ def check_paper_values(config, repo):
             raise ConfigError(f"studies.{study}.paper_key: {exc}") from None
 
 
+def check_config_files(paths):
+    """Each config file is YAML whose mappings name each key once: Snakemake's loader keeps a repeated
+    key's last value without a word (a study's block written twice would lose its first half)."""
+    for path in paths:
+        try:
+            io.read_yaml(path)
+        except io.YamlError as exc:
+            raise ConfigError(f"config file {exc}") from None
+
+
 def checked_config(config, repo):
     """The config validated (defaults filled in) and its ablation files (`ablations_dir`, relative to
     `repo` unless absolute): what the workflow and the benchmarks plan studies from."""
