@@ -332,7 +332,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="the tiny preset's sizes (any machine, the CPU too)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: CUDA when present")
-    parser.add_argument("--repeats", type=positive_int, default=None, help="timed iterations per case (default 5, tiny 2)")
+    parser.add_argument("--repeats", type=positive_int, default=None,
+                        help="timed iterations per case (default 5, tiny 2)")
     parser.add_argument("--inception-images", type=positive_int, default=None, help="default 2048, tiny 32")
     parser.add_argument("--skip", nargs="*", default=[], choices=("tests", "torchrun", "timings", "speed"))
     parser.add_argument("--speed-settings", nargs="*", default=list(bench_speed_settings.TOGGLED),

@@ -7,7 +7,6 @@ import sys
 import yaml
 
 from rdd import io, settings as settings_mod
-from rdd.io import output_problem
 from rdd.seeds import parse_seeds
 
 
@@ -198,7 +197,7 @@ def positive_int(text):
 def _output(kind):
     """argparse type: a path where an output `kind` ("file" or "folder") can be written."""
     def check(text):
-        if problem := output_problem(text, kind):
+        if problem := io.output_problem(text, kind):
             raise argparse.ArgumentTypeError(f"{text} {problem}")
         return text
     return check
@@ -222,7 +221,8 @@ def build_parser():
     _training_parser(sub, "train-classifier", "train the feature classifier").set_defaults(fn=cmd_train_classifier)
     p = _training_parser(sub, "distill", "one distillation round T -> T/2 (pd, rcfd or rdd)")
     p.add_argument("--teacher", required=True, help="exported model or authors' checkpoint of the T-step teacher")
-    p.add_argument("--classifier", help="exported classifier: given exactly when a loss term reads its features (rcfd, rdd)")
+    p.add_argument("--classifier",
+                   help="exported classifier: given exactly when a loss term reads its features (rcfd, rdd)")
     p.add_argument("--authors-net", help="JSON UNet arguments for an authors' checkpoint (default: their CIFAR-10 net)")
     p.set_defaults(fn=cmd_distill)
     p = sub.add_parser("sample", help="DDIM samples of a model at a step count, one seed per image")

@@ -53,8 +53,10 @@ BASE_TESTS = {
 }
 
 
-def integer(low):
-    return Kind("integer", f"an integer >= {low}", lambda v: type(v) is int and v >= low)
+def integer(low, high=None):
+    if high is None:
+        return Kind("integer", f"an integer >= {low}", lambda v: type(v) is int and v >= low)
+    return Kind("integer", f"an integer in [{low}, {high}]", lambda v: type(v) is int and low <= v <= high)
 
 
 def number_above(low):
@@ -158,8 +160,7 @@ def _speed():
     }
 
 
-SEED = Setting(0, Kind("integer", f"an integer in [0, {MAX_TRAINING_SEED}]",
-                        lambda v: type(v) is int and 0 <= v <= MAX_TRAINING_SEED),
+SEED = Setting(0, integer(0, MAX_TRAINING_SEED),
                "the run's seed: initial weights, data order and every step's noise")
 
 SETTINGS = {

@@ -376,7 +376,8 @@ def test_each_kind_of_model_file_is_refused_where_the_other_belongs(bad_files):
 
 
 @pytest.mark.parametrize("net,problem", [
-    ({"img_resolution": 8, "in_channels": 1}, "takes 1-channel 8x8 images; the data settings give 1-channel 16x16 images"),
+    ({"img_resolution": 8, "in_channels": 1},
+     "takes 1-channel 8x8 images; the data settings give 1-channel 16x16 images"),
     ({"img_resolution": 16, "in_channels": 1, "num_classes": 3},
      "is conditioned on 3 classes; the data settings give 10 classes"),
 ], ids=["size", "classes"])
