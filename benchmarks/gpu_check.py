@@ -338,7 +338,7 @@ def main(argv=None):
     parser.add_argument("--skip", nargs="*", default=[], choices=("tests", "torchrun", "timings", "speed"))
     parser.add_argument("--speed-settings", nargs="*", default=list(bench_speed_settings.TOGGLED),
                         choices=bench_speed_settings.TOGGLED, help="the speed settings item 5 flips (default: all)")
-    parser.add_argument("--out", type=output_file, default="gpu_check.json",
+    parser.add_argument("--out", type=output_file(".json"), default="gpu_check.json",
                         help="the JSON report (checked before the run, which takes minutes)")
     args = parser.parse_args(argv)
     import torch

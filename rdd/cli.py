@@ -6,7 +6,7 @@ import sys
 
 import yaml
 
-from rdd import io, settings as settings_mod
+from rdd import io, layout, settings as settings_mod
 from rdd.seeds import parse_seeds
 
 
@@ -37,9 +37,10 @@ def _training_parser(sub, name, help_text):
     p.add_argument("--settings", action="append", metavar="FILE",
                    help="YAML/JSON settings file (defaults: rdd/settings.py); several are merged in order")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one setting, e.g. train.iters=100")
-    p.add_argument("--out", required=True, type=output_file,
+    p.add_argument("--out", required=True, type=output_file(".pt"),
                    help="exported model file (.pt); its record and curves go beside it")
     p.add_argument("--resume-dir", required=True, type=output_folder, help="folder for resume state, kept across runs")
+    p.set_defaults(files=_training_files)
     return p
 
 
@@ -194,16 +195,51 @@ def positive_int(text):
     return value
 
 
-def _output(kind):
-    """argparse type: a path where an output `kind` ("file" or "folder") can be written."""
+def _output(kind, suffix=None):
+    """argparse type: a path where an output `kind` ("file" or "folder") can be written, ending in
+    `suffix` where given (a file of one format, whose companions are named from it)."""
     def check(text):
         if problem := io.output_problem(text, kind):
             raise argparse.ArgumentTypeError(f"{text} {problem}")
+        if suffix and not text.endswith(suffix):
+            raise argparse.ArgumentTypeError(f"{text} must end in {suffix}")
         return text
     return check
 
 
-output_file, output_folder = _output("file"), _output("folder")
+def output_file(suffix):
+    """argparse type: an output file whose name ends in `suffix`."""
+    return _output("file", suffix)
+
+
+output_folder = _output("folder")
+
+
+# What each command reads and writes, as (what, path) pairs: no output may land on an input
+# (io.overwrite_problem), checked before the work.
+def _training_files(args):
+    reads = [("--settings", path) for path in args.settings or []]
+    reads += [(f"--{name}", path) for name in ("teacher", "classifier") if (path := getattr(args, name, None))]
+    return reads, [("--out", args.out), ("--out's record", layout.training_record(args.out)),
+                   ("--out's curves", layout.curves(args.out))]
+
+
+def _samples_files(args):
+    reads = [("--model", args.model)] if args.cmd == "sample" else [("--data-settings", args.data_settings)]
+    writes = [("--out", args.out), ("--out's record", layout.samples_record(args.out))]
+    return reads, writes + ([("--grid", args.grid)] if getattr(args, "grid", None) else [])
+
+
+def _record_files(*inputs):
+    """The files of a command that writes one record, --out, and reads the files of options `inputs`."""
+    def files(args):
+        return [(f"--{name.replace('_', '-')}", getattr(args, name)) for name in inputs], [("--out", args.out)]
+    return files
+
+
+def _evaluate_files(args):
+    reads, writes = _record_files("samples", "ref_stats")(args)
+    return [*reads, ("--samples's record", layout.samples_record(args.samples))], writes
 
 
 class Parser(argparse.ArgumentParser):
@@ -229,9 +265,9 @@ def build_parser():
     p.add_argument("--model", required=True, help="exported model or authors' checkpoint")
     p.add_argument("--steps", type=positive_int, required=True, help="number of DDIM steps (NFE); divides the model's T")
     p.add_argument("--seeds", required=True, help="e.g. 0-49999")
-    p.add_argument("--out", required=True, type=output_file,
+    p.add_argument("--out", required=True, type=output_file(".npz"),
                    help="samples file (.npz); its record goes beside it (.json)")
-    p.add_argument("--grid", type=output_file, help="also write a PNG grid of the first 64 samples")
+    p.add_argument("--grid", type=output_file(".png"), help="also write a PNG grid of the first 64 samples")
     p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument("--net-batch", type=positive_int, default=16,
                    help="images per network call; part of the protocol (results are bit-identical "
@@ -240,42 +276,43 @@ def build_parser():
     p.add_argument("--shard-size", type=positive_int, default=1000)
     _device_option(p)
     p.add_argument("--authors-net", help="JSON UNet arguments for an authors' checkpoint")
-    p.set_defaults(fn=cmd_sample)
+    p.set_defaults(fn=cmd_sample, files=_samples_files)
     p = sub.add_parser("ref-stats", help="Inception statistics of a dataset split (cached), for FID/KID")
     p.add_argument("--data-settings", required=True, help="YAML/JSON file with a 'data' mapping")
     p.add_argument("--split", default="train")
     p.add_argument("--limit", type=positive_int, help="use the first N images of the split (default: all)")
-    p.add_argument("--out", required=True, type=output_file, help="record (.json) naming the cached statistics file")
+    p.add_argument("--out", required=True, type=output_file(".json"),
+                   help="record (.json) naming the cached statistics file")
     _metric_options(p)
-    p.set_defaults(fn=cmd_ref_stats)
+    p.set_defaults(fn=cmd_ref_stats, files=_record_files("data_settings"))
     p = sub.add_parser("real-samples", help="real images of a held-out split as a samples file (the report's "
                                             "real-data row: the FID a perfect generator gets at this N)")
     p.add_argument("--data-settings", required=True, help="YAML/JSON file with a 'data' mapping")
     p.add_argument("--split", default="test")
     p.add_argument("--seeds", required=True, help="image seeds, e.g. 0-99 (each picks one image of a fixed shuffle)")
-    p.add_argument("--out", required=True, type=output_file,
+    p.add_argument("--out", required=True, type=output_file(".npz"),
                    help="samples .npz (its record .json is written beside it)")
-    p.set_defaults(fn=cmd_real_samples)
+    p.set_defaults(fn=cmd_real_samples, files=_samples_files)
 
     p = sub.add_parser("speed-benchmark", help="images/s of every case (model, steps), interleaved and repeated "
                                                "in one process (run it alone on the machine)")
     p.add_argument("--cases", required=True, help="YAML/JSON file: cases: [{model, steps, labels...}, ...]")
-    p.add_argument("--out", required=True, type=output_file, help="speed record (.json)")
+    p.add_argument("--out", required=True, type=output_file(".json"), help="speed record (.json)")
     p.add_argument("--batch-size", type=positive_int, default=256, help="images per timed batch")
     p.add_argument("--net-batch", type=positive_int, default=16)
     _precision_option(p)
     p.add_argument("--repeats", type=positive_int, default=3)
     p.add_argument("--threads", type=positive_int, default=1, help="torch's CPU threads (recorded)")
     _device_option(p)
-    p.set_defaults(fn=cmd_speed_benchmark)
+    p.set_defaults(fn=cmd_speed_benchmark, files=_record_files("cases"))
 
     p = sub.add_parser("evaluate", help="FID, KID (and IS when the network has logits) of a samples file")
     p.add_argument("--samples", required=True, help="samples .npz written by `sample` (its .json beside it)")
     p.add_argument("--ref-stats", required=True, help="record from `ref-stats`, or a user statistics .npz")
-    p.add_argument("--out", required=True, type=output_file, help="metric record (.json)")
+    p.add_argument("--out", required=True, type=output_file(".json"), help="metric record (.json)")
     p.add_argument("--label", action="append", metavar="KEY=VALUE", help="what is evaluated, e.g. method=rdd")
     _metric_options(p)
-    p.set_defaults(fn=cmd_evaluate)
+    p.set_defaults(fn=cmd_evaluate, files=_evaluate_files)
     p = sub.add_parser("export-images", help="a samples file or a dataset split as a folder of PNGs, e.g. "
                                              "for torch-fidelity's own `fidelity --input1 DIR --input2 DIR`")
     source = p.add_mutually_exclusive_group(required=True)
@@ -311,6 +348,8 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if hasattr(args, "files") and (problem := io.overwrite_problem(*args.files(args))):
+            raise ValueError(problem)
         args.fn(args)
     except user_error_types() as exc:
         if args.debug:

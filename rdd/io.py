@@ -147,6 +147,18 @@ def output_problem(path, kind="file"):
     return None
 
 
+def overwrite_problem(reads, writes):
+    """Why a command that reads the files `reads` and writes the files `writes` would overwrite one
+    it reads (a samples record, the teacher, a settings file), or None. Each is a list of (what it
+    is, path); paths are compared resolved, so that `a/../s.json` and a link count. (The outputs'
+    required suffixes keep them apart from one another.)"""
+    written = {os.path.realpath(path): what for what, path in writes}
+    for what, path in reads:
+        if (key := os.path.realpath(path)) in written:
+            return f"{written[key]} would overwrite {what}, {path}, which this command reads; write elsewhere"
+    return None
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
     """yaml.SafeLoader that refuses a mapping naming a key twice, where PyYAML keeps the last one
     without a word (a settings block written twice would lose its first half)."""

@@ -133,6 +133,27 @@ CASES = [
     ((*EVALUATE, "--cache-dir", "{tmp}/text.pt"), "argument --cache-dir: {tmp}/text.pt is a file; give a folder path"),
     (("export-images", "--samples", "{tmp}/s.npz", "--out", "{tmp}/text.pt/png"),
      "argument --out: {tmp}/text.pt/png cannot be created: {tmp}/text.pt is not a folder"),
+    # an output named for its format (its companions are named from it), and never on an input
+    ((*TEACHER[:2], "{tmp}/t.json", *TEACHER[3:]), "argument --out: {tmp}/t.json must end in .pt"),
+    ((*SAMPLE[:-1], "{tmp}/s.txt"), "argument --out: {tmp}/s.txt must end in .npz"),
+    ((*SAMPLE[:-1], "{tmp}/s.json"), "argument --out: {tmp}/s.json must end in .npz"),
+    ((*SAMPLE, "--grid", "{tmp}/s.npz"), "argument --grid: {tmp}/s.npz must end in .png"),
+    (("real-samples", "--data-settings", "d.yaml", "--seeds", "0-9", "--out", "r.json"),
+     "argument --out: r.json must end in .npz"),
+    (("ref-stats", "--data-settings", "d.yaml", "--out", "r.npz"), "argument --out: r.npz must end in .json"),
+    ((*EVALUATE[:-1], "{tmp}/s.json"),
+     "--out would overwrite --samples's record, {tmp}/s.json, which this command reads; write elsewhere"),
+    ((*EVALUATE[:-1], "{tmp}/link.json"),  # a link to the samples record
+     "--out would overwrite --samples's record, {tmp}/s.json, which this command reads"),
+    (("evaluate", "--samples", "{tmp}/s.npz", "--ref-stats", "{tmp}/ref16.json", "--out",
+      "{tmp}/../{tmp.name}/ref16.json"),
+     "--out would overwrite --ref-stats, {tmp}/ref16.json"),
+    ((*TEACHER[:2], "{tmp}/twice.pt", *TEACHER[3:], "--settings", "{tmp}/twice.json"),
+     "--out's record would overwrite --settings, {tmp}/twice.json"),
+    (("distill", "--teacher", "{tmp}/text.pt", "--out", "{tmp}/text.pt", "--resume-dir", "{tmp}/r"),
+     "--out would overwrite --teacher, {tmp}/text.pt"),
+    (("real-samples", "--data-settings", "{tmp}/r.json", "--seeds", "0-9", "--out", "{tmp}/r.npz"),
+     "--out's record would overwrite --data-settings, {tmp}/r.json"),
     (("sample", "--model", "{tmp}/folder", "--steps", "1", "--seeds", "0", "--out", "{tmp}/s.npz"),
      "checkpoint is a directory: {tmp}/folder"),
     (("sample", "--model", "{tmp}/text.pt", "--steps", "1", "--seeds", "0", "--out", "{tmp}/s.npz"),
@@ -225,6 +246,7 @@ def bad_files(tmp_path_factory):
     (folder / "ref16.json").write_text(json.dumps({  # a reference record of 16x16 images, read before scoring
         "path": "unread.npz", "sha256": "0" * 64, "record": {}, "inception": {},
         "dataset": {"name": "fashion_mnist", "image_size": 16, "channels": 1, "resize": "resize"}}))
+    (folder / "link.json").symlink_to(folder / "s.json")
     whole = (folder / "s.npz").read_bytes()
     (folder / "cut.npz").write_bytes(whole[:len(whole) // 2])
     return folder

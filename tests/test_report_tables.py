@@ -741,6 +741,7 @@ def test_protocol_table_says_how_the_images_were_sampled():
      "argument --out: {tmp} is a directory; give a file path"),
     (["index", "--reports", "r.html", "--out", "{tmp}/file/index.html"],
      "argument --out: {tmp}/file/index.html cannot be created: {tmp}/file is not a folder"),
+    (["index", "--reports", "r.html", "--out", "{tmp}/index.htm"], "argument --out: {tmp}/index.htm must end in .html"),
 ])
 def test_report_outputs_that_cannot_be_written_are_one_line_and_exit_2(args, expected, tmp_path, capsys):
     from rdd.report.__main__ import main
@@ -750,6 +751,23 @@ def test_report_outputs_that_cannot_be_written_are_one_line_and_exit_2(args, exp
         main([a.format(tmp=tmp_path) for a in args])
     assert exit_.value.code == 2
     assert capsys.readouterr().err == f"error: python -m rdd.report {args[0]}: {expected.format(tmp=tmp_path)}\n"
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["index", "--reports", "{tmp}/a.html", "{tmp}/b.html", "--out", "{tmp}/b.html"],
+     "--out would overwrite --reports, {tmp}/b.html, which this command reads"),
+    (["build", "--manifest", "{tmp}/t/metrics.csv", "--tables-dir", "{tmp}/t", "--out", "{tmp}/r.html"],
+     "--tables-dir's metrics.csv would overwrite --manifest, {tmp}/t/metrics.csv"),
+    (["build", "--manifest", "{tmp}/r.summary.json", "--tables-dir", "{tmp}/t", "--out", "{tmp}/r.html"],
+     "--out's summary would overwrite --manifest, {tmp}/r.summary.json"),
+])
+def test_a_report_output_on_an_input_is_refused_before_reading_it(args, expected, tmp_path, capsys):
+    from rdd.report.__main__ import main
+
+    assert main([a.format(tmp=tmp_path) for a in args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {expected.format(tmp=tmp_path)}") and len(err.splitlines()) == 1, err
+    assert not any(tmp_path.iterdir())  # nothing written
 
 
 def test_the_report_loads_no_torch():

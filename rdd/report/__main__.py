@@ -1,7 +1,9 @@
 """Command line: `python -m rdd.report build ...` and `python -m rdd.report index ...`."""
 
 import sys
+from pathlib import Path
 
+from rdd import io, layout
 from rdd.cli import Parser, output_file, output_folder
 from rdd.report.errors import ReportInputError
 from rdd.report.paper import DEFAULT_PATH
@@ -14,17 +16,30 @@ def build_parser():
     p.add_argument("--manifest", required=True, help="results/<study>/manifest.json (written by the workflow)")
     p.add_argument("--tables-dir", required=True, type=output_folder,
                    help="folder for metrics.csv, speed.csv, curves.csv, stages.csv")
-    p.add_argument("--out", required=True, type=output_file,
+    p.add_argument("--out", required=True, type=output_file(".html"),
                    help="the report, reports/<study>.html (summary JSON goes beside it)")
     p.add_argument("--paper-values", default=str(DEFAULT_PATH), help="cited paper figures (default: %(default)s)")
     p = sub.add_parser("index", help="an index page linking every report")
     p.add_argument("--reports", nargs="+", required=True, help="the reports built by `build`")
-    p.add_argument("--out", required=True, type=output_file, help="reports/index.html")
+    p.add_argument("--out", required=True, type=output_file(".html"), help="reports/index.html")
     return parser
+
+
+def files(args):
+    """(what the command reads, what it writes), as (what, path) pairs: io.overwrite_problem."""
+    if args.command == "build":
+        tables = [(f"--tables-dir's {name}.csv", Path(args.tables_dir) / f"{name}.csv") for name in layout.TABLES]
+        return ([("--manifest", args.manifest), ("--paper-values", args.paper_values)],
+                [("--out", args.out), ("--out's summary", layout.summary(args.out)), *tables])
+    return ([*(("--reports", report) for report in args.reports),
+             *(("a summary of --reports", layout.summary(report)) for report in args.reports)], [("--out", args.out)])
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if problem := io.overwrite_problem(*files(args)):
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     # Imported here so `--help` stays fast (matplotlib, pandas, seaborn).
     from rdd.report.render import build, build_index
 
