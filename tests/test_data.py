@@ -3,6 +3,7 @@
 import gzip
 import json
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -303,6 +304,19 @@ def test_imagenet64_rejects_zero_based_labels(tmp_path, imagenet_jpg):
     write_imagenet64(tmp_path, (images, labels), (images, np.full(20, -1)))  # the file then holds 0s
     with pytest.raises(ValueError, match=r"val_data.npz: labels must be .* 1..1000"):
         build_dataset({"name": "imagenet64", "root": str(tmp_path)}, "test")
+
+
+def test_imagenet64_names_a_damaged_batch_file(tmp_path, imagenet_jpg):
+    write_imagenet64(tmp_path, imagenet_jpg, imagenet_jpg)
+    val = tmp_path / "val_data.npz"
+    spec = {"name": "imagenet64", "root": str(tmp_path)}
+    np.savez(val, labels=np.ones(20, dtype=np.int64))  # no images
+    with pytest.raises(ValueError,
+                       match=rf"batch {re.escape(str(val))} lacks 'data' or 'labels' \(has \['labels.npy'\]\)"):
+        build_dataset(spec, "test")
+    val.write_bytes(pickle.dumps({"data": 0}))  # a pickle, which np.load alone would try to read
+    with pytest.raises(ValueError, match=rf"batch {re.escape(str(val))} is not an .npz archive"):
+        build_dataset(spec, "test")
 
 
 # ---------------------------------------------------------------- image folders
