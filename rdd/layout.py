@@ -100,6 +100,11 @@ def log(output):
     return "logs/" + _stem(output) + ".log"
 
 
+def table_file(tables_dir, name):
+    """Table `name` (a key of TABLES) in a tables folder."""
+    return str(PurePosixPath(str(tables_dir)) / f"{name}.csv")
+
+
 def summary(report):
     """The summary `python -m rdd.report build` writes beside a report (the index reads it)."""
     return str(report).removesuffix(".html") + ".summary.json"

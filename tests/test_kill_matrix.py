@@ -104,7 +104,7 @@ def _report(work, inputs):
     manifest, tables, report = (layout.path(p, study=STUDY)
                                 for p in (layout.MANIFEST, layout.TABLES_DIR, layout.REPORT))
     return StageRun(["rdd.report", "build", "--manifest", manifest, "--tables-dir", tables, "--out", report],
-                    [report, layout.summary(report), *(f"{tables}/{name}.csv" for name in layout.TABLES)],
+                    [report, layout.summary(report), *(layout.table_file(tables, name) for name in layout.TABLES)],
                     delay_s=(0.2, 0.9))
 
 

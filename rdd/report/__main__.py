@@ -1,7 +1,6 @@
 """Command line: `python -m rdd.report build ...` and `python -m rdd.report index ...`."""
 
 import sys
-from pathlib import Path
 
 from rdd import io, layout
 from rdd.cli import Parser, output_file, output_folder
@@ -28,7 +27,7 @@ def build_parser():
 def files(args):
     """(what the command reads, what it writes), as (what, path) pairs: io.overwrite_problem."""
     if args.command == "build":
-        tables = [(f"--tables-dir's {name}.csv", Path(args.tables_dir) / f"{name}.csv") for name in layout.TABLES]
+        tables = [(f"--tables-dir's {name}.csv", layout.table_file(args.tables_dir, name)) for name in layout.TABLES]
         return ([("--manifest", args.manifest), ("--paper-values", args.paper_values)],
                 [("--out", args.out), ("--out's summary", layout.summary(args.out)), *tables])
     return ([*(("--reports", report) for report in args.reports),

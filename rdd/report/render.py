@@ -82,7 +82,7 @@ def build(manifest, tables_dir, out, paper_values=DEFAULT_PATH):
     study = load_study(manifest)
     tables = study_tables(study)
     for name, frame in tables.items():
-        write_bytes(frame.to_csv(index=False).encode(), Path(tables_dir) / f"{name}.csv")
+        write_bytes(frame.to_csv(index=False).encode(), layout.table_file(tables_dir, name))
     context = build_context(study, tables, paper)
     html = _environment().get_template("report.html.j2").render(**context)
     out = Path(out)
