@@ -215,19 +215,30 @@ def output_file(suffix):
 output_folder = _output("folder")
 
 
-# What each command reads and writes, as (what, path) pairs: no output may land on an input
-# (io.overwrite_problem), checked before the work.
+# What each command must keep (what it reads, and the records beside its input models) and what it
+# writes, as (what, path) pairs: no output may land on a file kept (io.overwrite_problem), checked
+# before the work.
+def _model_files(option, path):
+    """An input model and, for an exported one (.pt), the record and curves beside it."""
+    if not path.endswith(".pt"):  # an authors' checkpoint
+        return [(option, path)]
+    return [(option, path), (f"{option}'s record", layout.training_record(path)),
+            (f"{option}'s curves", layout.curves(path))]
+
+
 def _training_files(args):
-    reads = [("--settings", path) for path in args.settings or []]
-    reads += [(f"--{name}", path) for name in ("teacher", "classifier") if (path := getattr(args, name, None))]
-    return reads, [("--out", args.out), ("--out's record", layout.training_record(args.out)),
+    keeps = [("--settings", path) for path in args.settings or []]
+    for name in ("teacher", "classifier"):
+        if path := getattr(args, name, None):
+            keeps += _model_files(f"--{name}", path)
+    return keeps, [("--out", args.out), ("--out's record", layout.training_record(args.out)),
                    ("--out's curves", layout.curves(args.out))]
 
 
 def _samples_files(args):
-    reads = [("--model", args.model)] if args.cmd == "sample" else [("--data-settings", args.data_settings)]
+    keeps = _model_files("--model", args.model) if args.cmd == "sample" else [("--data-settings", args.data_settings)]
     writes = [("--out", args.out), ("--out's record", layout.samples_record(args.out))]
-    return reads, writes + ([("--grid", args.grid)] if getattr(args, "grid", None) else [])
+    return keeps, writes + ([("--grid", args.grid)] if getattr(args, "grid", None) else [])
 
 
 def _record_files(*inputs):

@@ -147,15 +147,15 @@ def output_problem(path, kind="file"):
     return None
 
 
-def overwrite_problem(reads, writes):
-    """Why a command that reads the files `reads` and writes the files `writes` would overwrite one
-    it reads (a samples record, the teacher, a settings file), or None. Each is a list of (what it
-    is, path); paths are compared resolved, so that `a/../s.json` and a link count. (The outputs'
-    required suffixes keep them apart from one another.)"""
+def overwrite_problem(keeps, writes):
+    """Why a command that writes the files `writes` would overwrite one of `keeps` (what it reads, and
+    the records beside its input models), or None. Each is a list of (what it is, path); paths are
+    compared resolved, so that `a/../s.json` and a link count. (The outputs' required suffixes keep
+    them apart from one another.)"""
     written = {os.path.realpath(path): what for what, path in writes}
-    for what, path in reads:
+    for what, path in keeps:
         if (key := os.path.realpath(path)) in written:
-            return f"{written[key]} would overwrite {what}, {path}, which this command reads; write elsewhere"
+            return f"{written[key]} would overwrite {what}, {path}; write elsewhere"
     return None
 
 

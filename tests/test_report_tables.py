@@ -755,7 +755,7 @@ def test_report_outputs_that_cannot_be_written_are_one_line_and_exit_2(args, exp
 
 @pytest.mark.parametrize("args,expected", [
     (["index", "--reports", "{tmp}/a.html", "{tmp}/b.html", "--out", "{tmp}/b.html"],
-     "--out would overwrite --reports, {tmp}/b.html, which this command reads"),
+     "--out would overwrite --reports, {tmp}/b.html"),
     (["build", "--manifest", "{tmp}/t/metrics.csv", "--tables-dir", "{tmp}/t", "--out", "{tmp}/r.html"],
      "--tables-dir's metrics.csv would overwrite --manifest, {tmp}/t/metrics.csv"),
     (["build", "--manifest", "{tmp}/r.summary.json", "--tables-dir", "{tmp}/t", "--out", "{tmp}/r.html"],

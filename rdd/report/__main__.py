@@ -25,7 +25,7 @@ def build_parser():
 
 
 def files(args):
-    """(what the command reads, what it writes), as (what, path) pairs: io.overwrite_problem."""
+    """(what the command reads, what it writes), as (what, path) pairs for io.overwrite_problem."""
     if args.command == "build":
         tables = [(f"--tables-dir's {name}.csv", layout.table_file(args.tables_dir, name)) for name in layout.TABLES]
         return ([("--manifest", args.manifest), ("--paper-values", args.paper_values)],
