@@ -25,8 +25,20 @@ def _set_item(record, assignment):
         raise settings_mod.SettingsError(f"--set {assignment!r}: the value is not valid YAML ({one_line(exc)})") from None
 
 
-def user_settings(args):
-    record = settings_mod.deep_merge(*(settings_mod.load_file(path) for path in args.settings or []))
+def _settings_file(path, command):
+    """A settings file; or the record of a `command` training, whose settings then run it again."""
+    record = settings_mod.load_file(path)
+    if record.get("kind") != "training":
+        return record
+    if record.get("command") != command or not isinstance(record.get("settings"), dict):
+        raise settings_mod.SettingsError(f"{path} is the record of a {record.get('command')} training, not of a "
+                                         f"{command} one: its settings are not this command's")
+    return record["settings"]
+
+
+def user_settings(args, command):
+    """The settings files merged in order, then the --set assignments (validated later)."""
+    record = settings_mod.deep_merge(*(_settings_file(path, command) for path in args.settings or []))
     for assignment in args.set or []:
         _set_item(record, assignment)
     return record
@@ -35,7 +47,8 @@ def user_settings(args):
 def _training_parser(sub, name, help_text):
     p = sub.add_parser(name, help=help_text)
     p.add_argument("--settings", action="append", metavar="FILE",
-                   help="YAML/JSON settings file (defaults: rdd/settings.py); several are merged in order")
+                   help="YAML/JSON settings file (defaults: rdd/settings.py), or the record (.json) of a training by "
+                        "this command, to run it again; several are merged in order")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one setting, e.g. train.iters=100")
     p.add_argument("--out", required=True, type=output_file(".pt"),
                    help="exported model file (.pt); its record and curves go beside it")
@@ -47,13 +60,13 @@ def _training_parser(sub, name, help_text):
 def cmd_train_teacher(args):
     from rdd.train import teacher
     from rdd.train.runner import run_training
-    run_training("teacher", user_settings(args), args.out, args.resume_dir, teacher.build_stage)
+    run_training("teacher", user_settings(args, "teacher"), args.out, args.resume_dir, teacher.build_stage)
 
 
 def cmd_train_classifier(args):
     from rdd.train import classifier
     from rdd.train.runner import run_training
-    run_training("classifier", user_settings(args), args.out, args.resume_dir, classifier.build_stage)
+    run_training("classifier", user_settings(args, "classifier"), args.out, args.resume_dir, classifier.build_stage)
 
 
 def cmd_distill(args):
@@ -61,7 +74,7 @@ def cmd_distill(args):
     from rdd.train.runner import run_training
     authors_net = json.loads(args.authors_net) if args.authors_net else None
     build = make_build_stage(args.teacher, args.classifier, authors_net)
-    run_training("distill", user_settings(args), args.out, args.resume_dir, build)
+    run_training("distill", user_settings(args, "distill"), args.out, args.resume_dir, build)
 
 
 def cmd_sample(args):

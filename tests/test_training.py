@@ -17,6 +17,7 @@ import yaml
 from conftest import REPO, read_record, run_rdd
 from fixtures_authors import authors_checkpoint
 from rdd import checkpoints
+from rdd.cli import main as rdd_main
 from rdd.data import build_dataset, normalize_spec
 from rdd.diffusion import TimeGrid
 from rdd.losses.relational import PixelMemory
@@ -48,6 +49,21 @@ def test_teacher_training_lowers_the_loss(teacher, tiny):
     rows = list(csv.DictReader(open(str(teacher).removesuffix(".pt") + ".curves.csv")))
     assert [int(r["step"]) for r in rows] == [4, 8, 12]
     assert [int(r["steps_averaged"]) for r in rows] == [4, 4, 4] and record["final_terms"]["steps_averaged"] == 4
+
+
+def test_a_training_record_given_as_settings_runs_the_training_again(teacher, tmp_path, capsys):
+    record = str(teacher).removesuffix(".pt") + ".json"
+    again = tmp_path / "again.pt"
+    run_rdd("train-teacher", "--settings", record, "--out", again, "--resume-dir", tmp_path / "resume")
+    first, second = checkpoints.load_torch(teacher), checkpoints.load_torch(again)
+    assert first["settings"] == second["settings"]
+    assert first["state_dict"].keys() == second["state_dict"].keys()
+    assert all(torch.equal(first["state_dict"][k], second["state_dict"][k]) for k in first["state_dict"])
+    # A record of another command is refused, naming both.
+    code = rdd_main(["train-classifier", "--settings", record, "--out", str(tmp_path / "c.pt"),
+                     "--resume-dir", str(tmp_path / "resume_c")])
+    assert code == 2 and f"{record} is the record of a teacher training, not of a classifier one" in \
+        capsys.readouterr().err
 
 
 def test_classifier_learns_fashion_mnist(classifier):
