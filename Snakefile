@@ -23,6 +23,5 @@ include: "workflow/rules/report.smk"
 
 rule all:
     input:
-        expand("reports/{study}.html", study=CONFIG["run"]),
-        "reports/index.html" if CONFIG["run"] else [],
+        all_targets,
     default_target: True

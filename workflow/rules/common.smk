@@ -196,6 +196,14 @@ def unknown_study(pattern):
     return raise_error
 
 
+def all_targets(wildcards):
+    """What `snakemake all` builds: the report of every study of `run`, and the index."""
+    if not CONFIG["run"]:
+        raise _config_error("run: names no study, so `snakemake all` has nothing to build; name some "
+                            f"(studies: {', '.join(PLANS)}), or ask for one report: snakemake reports/<study>.html")
+    return [*expand(layout.REPORT, study=CONFIG["run"]), layout.INDEX]
+
+
 def plan_model_path(wildcards, rule_name):
     return layout.path(MODEL_PATTERNS[rule_name], **dict(wildcards.items()))
 
