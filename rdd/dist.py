@@ -78,6 +78,15 @@ def mean_over_ranks(values, device):
     return dict(zip(values, (totals / world_size()).tolist()))
 
 
+def any_over_ranks(flag):
+    """Whether `flag` holds on any rank (itself for one process): one tiny all-reduce."""
+    if not dist.is_initialized():
+        return bool(flag)
+    value = torch.tensor([float(flag)], device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
 def average_gradients(parameters):
     """All-reduce-average the gradients of modules that DDP does not wrap."""
     if not dist.is_initialized():

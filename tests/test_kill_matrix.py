@@ -1,5 +1,5 @@
-"""Every stage survives SIGKILL (and each training stage SIGTERM) at a random point: the same command
-run again completes, reuses what was finished (resume state of the last checkpoint interval, sample
+"""Every stage survives SIGKILL (and each training stage SIGTERM and SIGINT) at a random point: the
+same command run again completes, reuses what was finished (resume state of the last checkpoint interval, sample
 shards) and writes final files equal to those of a run that was never interrupted.
 
 Bitwise on the CPU, except the records' wall-clock fields and the zip timestamps inside `.npz` files
@@ -34,7 +34,8 @@ from rdd.metrics.inception import resolve_inception
 WALL_CLOCK_KEYS = {"started_unix", "train_seconds_this_run", "wall_seconds", "wall_time_s", "speed"}
 # One torch thread per command: two stages run at once (the uninterrupted run and its reruns alike).
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-EXIT_CODES = {signal.SIGKILL: {-9}, signal.SIGTERM: {-15, 143}}  # 143: the training loop saved and stopped
+# 143, 130: the training loop saved and stopped; outside the loop SIGINT raises KeyboardInterrupt (1 or -2)
+EXIT_CODES = {signal.SIGKILL: {-9}, signal.SIGTERM: {-15, 143}, signal.SIGINT: {-2, 1, 130}}
 
 
 @dataclass
@@ -174,9 +175,9 @@ def inputs(tiny, teacher, classifier, tmp_path_factory):
     return values
 
 
-SIGNALS = {"SIGKILL": signal.SIGKILL, "SIGTERM": signal.SIGTERM}
-# Only the training loop handles SIGTERM (save, then stop). Elsewhere its default action ends the
-# process at once, as SIGKILL does, so the SIGKILL case covers it.
+SIGNALS = {"SIGKILL": signal.SIGKILL, "SIGTERM": signal.SIGTERM, "SIGINT": signal.SIGINT}
+# Only the training loop handles SIGTERM and SIGINT (save, then stop). Elsewhere they end the process
+# at once (SIGINT through KeyboardInterrupt), as SIGKILL does, so the SIGKILL case covers them.
 CASES = [(stage, sig) for stage in STAGES for sig in SIGNALS
          if sig == "SIGKILL" or stage in ("teacher", "classifier", "round")]
 

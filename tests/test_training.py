@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -294,26 +295,41 @@ def test_the_rdd_round_keeps_one_m_p2p_queue_on_every_rank(teacher, classifier, 
     assert (queues[0] != initial).any(dim=1).sum() == 2 * 24  # two steps of enqueue_per_step vectors
 
 
+def _worker_of_rank(parent_pid, rank):
+    """The pid of torchrun's worker process of `rank` (None until it has started)."""
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            if f"\nPPid:\t{parent_pid}\n" in status.read_text() and \
+                    f"RANK={rank}".encode() in (status.parent / "environ").read_bytes().split(b"\0"):
+                return int(status.parent.name)
+        except OSError:  # a process that ended meanwhile
+            continue
+    return None
+
+
 def test_a_round_resumes_on_another_number_of_processes(teacher, classifier, tiny, tmp_path):
-    """Stopped (SIGTERM) on two processes, continued on one: the global RNG is seeded per step from
-    (seed, rank, step), so the resume state holds no per-process random state."""
+    """Stopped on two processes by a signal to one of them (Ctrl-C to rank 1 alone), continued on one.
+    Both stop after the same step, and the state of that step is saved (no checkpoint falls due before
+    the end here). The global RNG is seeded per step from (seed, rank, step), so the resume state holds
+    no per-process random state."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    resume = tmp_path / "resume"
+    resume, log_path = tmp_path / "resume", tmp_path / "two.log"
     iters = 60  # about 15 s of margin after step 4 on two processes, at 4 steps/s here
     args = ["-m", "rdd", "distill", "--settings", str(tiny["distill"]), "--set", f"train.iters={iters}",
-            "--teacher", str(teacher), "--classifier", str(classifier), "--out", str(tmp_path / "s.pt"),
-            "--resume-dir", str(resume)]
-    with open(tmp_path / "two.log", "w") as log:
+            "--set", f"train.checkpoint_every={iters}", "--teacher", str(teacher), "--classifier", str(classifier),
+            "--out", str(tmp_path / "s.pt"), "--resume-dir", str(resume)]
+    with open(log_path, "w") as log:
         proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone",
                                  "--nproc_per_node", "2", *args], env=env, cwd=REPO, stdout=log, stderr=log)
     deadline = time.monotonic() + 300
-    while not ((resume / "resume.pt").exists() and _resume_state(resume)["step"] >= 4):
-        assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "two.log").read_text()[-3000:]
+    while f" step 4/{iters} " not in log_path.read_text():
+        assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()[-3000:]
         time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
+    os.kill(_worker_of_rank(proc.pid, 1), signal.SIGINT)
     proc.wait(timeout=120)
     stopped_at = _resume_state(resume)["step"]
     assert 4 <= stopped_at < iters and not (tmp_path / "s.pt").exists()
+    assert f"another process's signal: state saved at step {stopped_at}; stopping" in log_path.read_text()
     one = subprocess.run([sys.executable, *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert one.returncode == 0, one.stdout + one.stderr
     assert f"resumed from {resume / 'resume.pt'} at step {stopped_at}" in one.stdout

@@ -1,9 +1,13 @@
 """The training loop's loss curves: each row the mean of its steps' losses, and the same rows after a
-crash and a resume in the middle of a row's window."""
+crash and a resume in the middle of a row's window; Ctrl-C's save-and-stop."""
+
+import os
+import signal
 
 import pytest
 import torch
 
+from rdd import checkpoints
 from rdd.train import loop
 
 
@@ -66,3 +70,29 @@ def test_rows_after_a_resume_mid_window_are_those_of_an_uninterrupted_run(tmp_pa
     resumed = _run(_stage(seen), tmp_path / "cut")
     assert seen[0][0] == 4
     assert resumed == whole
+
+
+def _signalled_stage(seen, at_step, count):
+    """`_stage`, whose loss sends itself SIGINT `count` times at step `at_step` (as Ctrl-C pressed)."""
+    stage = _stage(seen)
+    inner = stage.loss
+
+    def loss(batch, step):
+        if step == at_step:
+            for _ in range(count):
+                os.kill(os.getpid(), signal.SIGINT)
+        return inner(batch, step)
+
+    stage.loss = loss
+    return stage
+
+
+def test_ctrl_c_saves_the_step_then_stops_and_a_second_one_interrupts_at_once(tmp_path):
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.raises(SystemExit) as stop:
+        _run(_signalled_stage([], at_step=4, count=1), tmp_path / "once")
+    assert stop.value.code == 130 and checkpoints.load_torch(tmp_path / "once" / "resume.pt")["step"] == 5
+    with pytest.raises(KeyboardInterrupt):  # no save of its own: the last checkpoint stays
+        _run(_signalled_stage([], at_step=4, count=2), tmp_path / "twice")
+    assert checkpoints.load_torch(tmp_path / "twice" / "resume.pt")["step"] == 4
+    assert signal.getsignal(signal.SIGINT) is handler  # the loop put the caller's handler back

@@ -8,8 +8,8 @@ Each loss-curve row is the mean over the steps since the previous row of every p
 loss, so that the curves and a stage's final loss are not one batch's noise.
 
 Resume state (all modules, optimisers, the step, the current row's running sums) is written
-atomically every `checkpoint_every` steps and on SIGTERM, to a folder kept apart from the exported
-model. A run started again with the same settings continues from it, on any number of processes;
+atomically every `checkpoint_every` steps and on SIGTERM or SIGINT, to a folder kept apart from the
+exported model. A run started again with the same settings continues from it, on any number of processes;
 state written for other settings is set aside.
 """
 
@@ -184,17 +184,23 @@ class _Curves:
 
 
 class _Terminate:
-    """Turns SIGTERM (a SLURM time limit, a Snakemake cancel) into a save-and-stop at the next step."""
+    """Turns SIGTERM (a SLURM time limit, a Snakemake cancel) and SIGINT (Ctrl-C) into a save-and-stop
+    at the end of the step; a second SIGINT interrupts at once, as usual."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self):
-        self.requested = False
-        self.previous = signal.signal(signal.SIGTERM, self._handle)
+        self.received = None
+        self.previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
 
     def _handle(self, signum, frame):
-        self.requested = True
+        self.received = signal.Signals(signum)
+        if signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, self.previous[signal.SIGINT])
 
     def restore(self):
-        signal.signal(signal.SIGTERM, self.previous)
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
 
 
 def log_line(message):
@@ -234,11 +240,15 @@ def run(stage, dataset, *, iters, batch_size, seed, resume_dir, digest, checkpoi
                     " ".join(f"{k}={v:.4g}" for k, v in row.items() if k not in ("step", "steps_averaged")) +
                     f" ({rate:.2f} it/s, eta {(iters - done) / rate / 60:.1f} min)")
                 timed_from, timed_steps = now, 0
-            if done % checkpoint_every == 0 or done == iters or terminate.requested:
+            # Every process stops after the same step, whichever got the signal (SLURM's reach
+            # processes at different moments): the state saved is then that of one step everywhere.
+            stop = dist.any_over_ranks(terminate.received is not None)
+            if done % checkpoint_every == 0 or done == iters or stop:
                 save_resume(stage, window, resume_path, done, digest)
-            if terminate.requested:
-                log(f"[{stage.name}] SIGTERM: state saved at step {done}; stopping")
-                raise SystemExit(143)
+            if stop:
+                why = terminate.received.name if terminate.received else "another process's signal"
+                log(f"[{stage.name}] {why}: state saved at step {done}; stopping")
+                raise SystemExit(128 + (terminate.received or signal.SIGTERM))  # 143: stopped from outside
     finally:
         terminate.restore()
     return stage.export(), curves.rows, time.perf_counter() - t0
