@@ -255,15 +255,15 @@ def _samples_files(args):
 
 
 def _record_files(*inputs):
-    """The files of a command that writes one record, --out, and reads the files of options `inputs`."""
+    """The files of a command that reads the files of options `inputs` and writes one record, --out."""
     def files(args):
         return [(f"--{name.replace('_', '-')}", getattr(args, name)) for name in inputs], [("--out", args.out)]
     return files
 
 
 def _evaluate_files(args):
-    reads, writes = _record_files("samples", "ref_stats")(args)
-    return [*reads, ("--samples's record", layout.samples_record(args.samples))], writes
+    keeps, writes = _record_files("samples", "ref_stats")(args)
+    return [*keeps, ("--samples's record", layout.samples_record(args.samples))], writes
 
 
 class Parser(argparse.ArgumentParser):

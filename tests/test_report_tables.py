@@ -741,7 +741,8 @@ def test_protocol_table_says_how_the_images_were_sampled():
      "argument --out: {tmp} is a directory; give a file path"),
     (["index", "--reports", "r.html", "--out", "{tmp}/file/index.html"],
      "argument --out: {tmp}/file/index.html cannot be created: {tmp}/file is not a folder"),
-    (["index", "--reports", "r.html", "--out", "{tmp}/index.htm"], "argument --out: {tmp}/index.htm must end in .html"),
+    (["index", "--reports", "r.html", "--out", "{tmp}/index.htm"],
+     "argument --out: {tmp}/index.htm must end in .html"),
 ])
 def test_report_outputs_that_cannot_be_written_are_one_line_and_exit_2(args, expected, tmp_path, capsys):
     from rdd.report.__main__ import main

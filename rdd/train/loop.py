@@ -9,8 +9,8 @@ loss, so that the curves and a stage's final loss are not one batch's noise.
 
 Resume state (all modules, optimisers, the step, the current row's running sums) is written
 atomically every `checkpoint_every` steps and on SIGTERM or SIGINT, to a folder kept apart from the
-exported model. A run started again with the same settings continues from it, on any number of processes;
-state written for other settings is set aside.
+exported model. A run started again with the same settings continues from it, on any number of
+processes; state written for other settings is set aside.
 """
 
 import hashlib
