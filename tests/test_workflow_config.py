@@ -8,6 +8,7 @@ import shutil
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import yaml
 
 from fixtures_workflow import REPO, run_snakemake, write_yaml
 from rdd import methods
@@ -211,3 +212,26 @@ def test_a_bound_between_two_blocks_is_judged_on_their_merge(tmp_path):
                              "all", "--cores", "1", "-n")
     assert result.returncode == 0, result.stdout[-3000:]
     assert "rdd/queue-v/" in result.stdout  # the variant's own rounds are planned
+
+
+def _undescribed(node, path):
+    """Paths of the properties under a schema node that say nothing of what they are for."""
+    for key in ("properties", "patternProperties"):
+        for name, sub in node.get(key, {}).items():
+            if "description" not in sub and "$ref" not in sub:
+                yield f"{path}.{name}"
+            yield from _undescribed(sub, f"{path}.{name}")
+    for key in ("items", "additionalProperties"):
+        if isinstance(node.get(key), dict):
+            yield from _undescribed(node[key], f"{path}[]")
+    for name, sub in node.get("$defs", {}).items():
+        yield from _undescribed(sub, f"$defs.{name}")
+    for sub in node.get("oneOf", []):
+        yield from _undescribed(sub, path)
+
+
+@pytest.mark.parametrize("schema", ["config", "ablation"])
+def test_every_key_of_the_schemas_says_what_it_is_for(schema):
+    """A schema error quotes the key's description, and the schema is the config's reference."""
+    with open(REPO / "workflow" / "schemas" / f"{schema}.schema.yaml") as f:
+        assert not list(_undescribed(yaml.safe_load(f), schema))
