@@ -655,6 +655,31 @@ def _round_study(tmp_path, rounds):
     return Study({"config": {}}, entries, records)
 
 
+def test_every_ablation_variant_shows_its_sample_grids(tmp_path):
+    """Grids carry the labels the workflow gives them: a variant that trains like the RCFD main run
+    holds RCFD's grids (method rcfd), and an ablation of RCFD its own; each variant gets its row."""
+    from fixtures_report import grid_png
+    from rdd.report.context import sample_grids
+    from rdd.report.study import Study
+
+    variants = {("losses", "rdd"): {"cfd_is_p2p": None, "cfd_only": "rcfd"},
+                ("dataset_terms", "rcfd"): {"entropy": None}}
+    entries, images = [], {}
+    for (ablation, method), specs in variants.items():
+        for variant, same_as in specs.items():
+            path = tmp_path / f"{ablation}-{variant}.png"
+            grid_png(path, 0.5)
+            entry = Entry("grid", path, method=same_as or method, ablation=ablation, variant=variant, steps=1, seed=0)
+            entries.append(entry)
+            images[entry] = path.read_bytes()
+    manifest = {"ablations": {ablation: {"method": method, "variants": {
+        v: {"same_as": same_as} for v, same_as in specs.items()}} for (ablation, method), specs in variants.items()}}
+    grids = sample_grids(Study(manifest, entries, images=images))["ablations"]
+    shown = [(g["rows"][0]["label"], [c["state"] for c in g["rows"][0]["cells"]]) for g in grids]
+    assert shown == [("losses: cfd_is_p2p", ["done"]), ("losses: cfd_only", ["done"]),
+                     ("dataset_terms: entropy", ["done"])]
+
+
 def test_training_protocol_names_the_behaviours_each_method_ran(tmp_path):
     from rdd.report.training_protocol import behaviours
 

@@ -113,19 +113,29 @@ def main_tables(metrics, summary, paper, paper_key, manifest):
 MAIN_RUN = "__main__"  # row key of an ablation's reference row (cannot clash with a variant name)
 
 
+def _ablation_method(ablation):
+    """The method whose rounds an ablation's variants change."""
+    return ablation.get("method", "rdd")
+
+
+def _variant_method(ablation, spec):
+    """The method a variant's entries are labelled with: the main run's it trains exactly like (whose
+    models and metrics stand for it), else the ablation's."""
+    return spec.get("same_as") or _ablation_method(ablation)
+
+
 def ablation_tables(manifest, metrics, summary, sampling=None):
     """One table per ablation: each variant against the ablated method's main run, FID and KID, each
     difference with its interval from the records' bootstrap replicates (`sampling`, as
     `sampling_replicates` returns them)."""
     out = []
     for name, ablation in (manifest.get("ablations") or {}).items():
-        method = ablation.get("method", "rdd")
+        method = _ablation_method(ablation)
         part = metrics[metrics["ablation"] == name]
         steps = sorted(int(s) for s in part["steps"].unique())
         reference = f"{methods.label(method)} (main run)"
-        # A variant that trains exactly like a main run is listed under that run's method.
         rows = [(MAIN_RUN, reference, method, "", "")] + [
-            (v, v, spec.get("same_as") or method, name, v) for v, spec in ablation["variants"].items()]
+            (v, v, _variant_method(ablation, spec), name, v) for v, spec in ablation["variants"].items()]
         out.append({"name": name, "description": ablation.get("description", ""), "reference": reference,
                     "variants": [{"name": v, "description": spec.get("description", ""),
                                   "changes": ", ".join(f"{k}: {json.dumps(c)}"
@@ -216,8 +226,8 @@ def sample_grids(study):
     main = _grid_cells(study, "", "", [(m, methods.label(m)) for m in methods.method_names(models=True)])
     ablations = []
     for name, ablation in (study.manifest.get("ablations") or {}).items():
-        for variant in ablation["variants"]:
-            grid = _grid_cells(study, name, variant, [("rdd", f"{name}: {variant}")])
+        for variant, spec in ablation["variants"].items():
+            grid = _grid_cells(study, name, variant, [(_variant_method(ablation, spec), f"{name}: {variant}")])
             if grid["rows"]:
                 ablations.append(grid)
     return {"main": main, "ablations": ablations}
