@@ -17,6 +17,7 @@ from rdd.metrics.reference import RefStats
 from rdd.settings import resolve as resolve_settings
 
 STUDY = "fashion_mnist"
+TITLE = "Fashion-MNIST, small models (report tests)"
 SCALE_NOTE = ("Fashion-MNIST padded to 32x32, small UNets (ch 32), 1000 distillation iterations per round, "
               "500 generated images per evaluation.")
 WEIGHTS_SHA = "f58cb9b6ec323ed63459aa4fb441fe750cfe39fafad6da5cb504a16f19e958f4"
@@ -186,7 +187,7 @@ def _run(method, ablation, variant, replicate=0):
     return layout.run_dir(method, f"{ablation}-{variant}" if ablation else "default", replicate)
 
 
-def make_study(root, missing=MISSING, memory=True, scale_note=SCALE_NOTE, paper_key="cifar10"):
+def make_study(root, missing=MISSING, memory=True, scale_note=SCALE_NOTE, paper_key="cifar10", title=TITLE):
     """Write the study under `root`; returns the manifest path (relative to root)."""
     root = Path(root)
     entries = []
@@ -294,7 +295,7 @@ def make_study(root, missing=MISSING, memory=True, scale_note=SCALE_NOTE, paper_
                 for v, d, losses in (("cfd_only", "CFD only", ["cfd"]),
                                      ("no_m_p2p", "CFD + IS-P2P", ["cfd", "is_p2p"]))}
     manifest = {
-        "study": STUDY, "dataset": "fashion_mnist", "title": None, "scale_note": scale_note, "paper_key": paper_key,
+        "study": STUDY, "dataset": "fashion_mnist", "title": title, "scale_note": scale_note, "paper_key": paper_key,
         "config": {"data": DATASET, "T_base": 1024, "shared_steps": 8, "final_steps": 1,
                    "teacher": {"train": {"iters": 20000}, "net": {"ch": 32}},
                    "distill": {"train": {"batch_size": 64, "lr": 5e-5}},

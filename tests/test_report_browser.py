@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fixtures_report import COMMIT, STUDY, WEIGHTS_SHA, make_study
+from fixtures_report import COMMIT, STUDY, TITLE, WEIGHTS_SHA, make_study
 from rdd import layout
 
 REPO = Path(__file__).resolve().parents[1]
@@ -107,6 +107,9 @@ def test_report_in_a_browser(built):
     source = page.read_text()
     # Epoch counts as counts: the classifier ran 20 epochs and kept the 17th (not "20.00", "17.00").
     assert "<td>20</td><td>17</td>" in source
+    # The config's title heads the page; the study's name and dataset follow it.
+    heading = f'<h1>RDD benchmark: {TITLE} <span class="sub">(study {STUDY}, dataset fashion_mnist)</span></h1>'
+    assert heading in source
     # Self-contained: no external scripts, styles, fonts or images.
     assert not re.search(r'<(script|link)\b[^>]*\b(src|href)=|@import|url\(\s*["\']?http|src="(?!data:)', source)
 
@@ -171,7 +174,7 @@ def test_report_in_a_browser(built):
 def test_index_links_the_report(built):
     index = built / "reports/index.html"
     dom, _ = run_chromium(index, built / "profile-index", "--dump-dom")
-    assert 'href="fashion_mnist.html"' in dom and "small-scale" in dom
+    assert 'href="fashion_mnist.html"' in dom and "small-scale" in dom and TITLE in dom
     summary = json.loads((built / "reports/fashion_mnist.summary.json").read_text())
     assert summary["progress"]["metric"] == {"done": 45, "expected": 52}
     assert len(summary["claims"]) == 5
@@ -180,14 +183,15 @@ def test_index_links_the_report(built):
 
 
 def test_index_reads_summaries_written_before_they_kept_intervals(built, tmp_path):
-    """A summary from an older report (headline without 'ci') still renders, without an interval."""
+    """A summary from an older report (headline without 'ci', no title) still renders, without them."""
     old = json.loads((built / "reports/fashion_mnist.summary.json").read_text())
+    del old["title"]
     for h in old["headline"]:
         del h["ci"]
     (tmp_path / "reports").mkdir()
     (tmp_path / "reports/old.summary.json").write_text(json.dumps(old))
     report_command(tmp_path, "index", "--reports", "reports/old.html", "--out", "reports/index.html")
-    assert "95% CI" not in (tmp_path / "reports/index.html").read_text()
+    assert "95% CI" not in (index := (tmp_path / "reports/index.html").read_text()) and TITLE not in index
 
 
 def test_tables_written_and_rebuild_touches_nothing_upstream(built):
@@ -203,13 +207,14 @@ def test_tables_written_and_rebuild_touches_nothing_upstream(built):
 
 
 def test_report_before_any_result_exists(tmp_path):
-    manifest = make_study(tmp_path, memory=False, scale_note=None, paper_key=None)
+    manifest = make_study(tmp_path, memory=False, scale_note=None, paper_key=None, title=None)
     for path in (tmp_path / "results").rglob("*"):
         if path.is_file() and path != tmp_path / manifest:
             path.unlink()
     build(tmp_path)
     page = (tmp_path / "reports/fashion_mnist.html").read_text()
     assert 'id="scale"' not in page  # paper scale: no banner
+    assert f"<h1>RDD benchmark: {STUDY} <span" in page  # no title: the study's name
     assert page.count(">pending<") > 40 and "not published" in page
     assert "no evaluation has finished yet" in page
     assert "not tested in this run" in page and "bench_relational_memory.py" in page

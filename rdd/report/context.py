@@ -394,7 +394,8 @@ def build_context(study, tables, paper):
                   claims.speedup_claim(speedups, paper, small_scale)]
     dataset = paper.dataset(paper_key)
     return {
-        "study": manifest["study"], "dataset": manifest["dataset"], "paper_key": paper_key,
+        "study": manifest["study"], "title": manifest.get("title"), "dataset": manifest["dataset"],
+        "paper_key": paper_key,
         "paper_dataset": dataset["name"] if dataset else None,
         "paper_protocol": dataset["protocol"] if dataset else None,
         "scale": scale_banner(manifest, metrics, summary), "progress": study.progress(),

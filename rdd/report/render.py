@@ -70,7 +70,8 @@ def summary_record(context, report_path):
                  "ci": c.get("ci", "")}
                 for row in fid["rows"] if row["key"] == "rdd" for s, c in zip(fid["steps"], row["cells"])
                 if c["state"] != "absent"]  # RDD has no model at the shared chain's step count
-    return {"study": context["study"], "dataset": context["dataset"], "report": Path(report_path).name,
+    return {"study": context["study"], "title": context.get("title"), "dataset": context["dataset"],
+            "report": Path(report_path).name,
             "scale_note": context["scale"]["note"] if context["scale"] else None,
             "progress": context["progress"], "headline": headline,
             "claims": [{"text": c["text"], "verdict": c["verdict"]} for c in context["claims"]]}
