@@ -555,6 +555,8 @@ def test_manifest_errors_name_the_file_and_the_problem(tmp_path):
     twice = {"kind": "metric", "path": "x", "method": "rdd", "steps": 1, "seed": 0}
     with pytest.raises(ReportInputError, match="same labels"):
         load_manifest(_manifest(tmp_path, [twice, {**twice, "path": "y"}]))
+    with pytest.raises(ReportInputError, match=r"'ablations' must map names to \{'description', 'method', 'variants'"):
+        load_manifest(_manifest(tmp_path, [], ablations={"loss": {"variants": {}}}))  # the method it varies?
 
 
 def test_paper_values_errors_name_the_file(tmp_path):

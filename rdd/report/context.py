@@ -113,15 +113,10 @@ def main_tables(metrics, summary, paper, paper_key, manifest):
 MAIN_RUN = "__main__"  # row key of an ablation's reference row (cannot clash with a variant name)
 
 
-def _ablation_method(ablation):
-    """The method whose rounds an ablation's variants change."""
-    return ablation.get("method", "rdd")
-
-
 def _variant_method(ablation, spec):
     """The method a variant's entries are labelled with: the main run's it trains exactly like (whose
     models and metrics stand for it), else the ablation's."""
-    return spec.get("same_as") or _ablation_method(ablation)
+    return spec.get("same_as") or ablation["method"]
 
 
 def ablation_tables(manifest, metrics, summary, sampling=None):
@@ -130,7 +125,7 @@ def ablation_tables(manifest, metrics, summary, sampling=None):
     `sampling_replicates` returns them)."""
     out = []
     for name, ablation in (manifest.get("ablations") or {}).items():
-        method = _ablation_method(ablation)
+        method = ablation["method"]
         part = metrics[metrics["ablation"] == name]
         steps = sorted(int(s) for s in part["steps"].unique())
         reference = f"{methods.label(method)} (main run)"

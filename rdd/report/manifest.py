@@ -135,8 +135,9 @@ def load_manifest(path):
     manifest.setdefault("config", {})
     ablations = manifest.setdefault("ablations", {}) or {}
     if not isinstance(ablations, dict) or not all(isinstance(a, dict) and isinstance(a.get("variants"), dict)
-                                                  for a in ablations.values()):
-        raise ReportInputError(f"manifest {path}: 'ablations' must map names to {{'description', 'variants'}}")
+                                                  and isinstance(a.get("method"), str) for a in ablations.values()):
+        raise ReportInputError(f"manifest {path}: 'ablations' must map names to "
+                               "{'description', 'method', 'variants'}")
     entries = [_entry(raw, i, path, ablations) for i, raw in enumerate(manifest["entries"])]
     seen = {}
     for i, entry in enumerate(entries):

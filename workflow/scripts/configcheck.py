@@ -88,7 +88,7 @@ def check_ablation_names(ablation, where):
     from rdd import methods
 
     distilled, terms = methods.method_names(distilled=True), list(methods.TERMS)
-    if ablation.get("method", "rdd") not in distilled:
+    if ablation["method"] not in distilled:
         raise ConfigError(not_allowed(f"{where}method", ablation["method"], distilled))
     for name, variant in ablation["variants"].items():
         for i, term in enumerate(variant.get("losses", [])):

@@ -253,7 +253,7 @@ def variant_layers(ablation, spec, vname, variant):
     where = f"ablation {ablation}: variants.{vname}"
     layer = {}
     if "losses" in variant:
-        preset = methods.METHODS[spec.get("method", "rdd")].weights
+        preset = methods.METHODS[spec["method"]].weights
         # A listed term keeps the method's own weight (1.0 if the method does not use it); others are off.
         layer["weights"] = {t: (preset.get(t) or 1.0) if t in variant["losses"] else 0.0 for t in methods.TERMS}
     if "weights" in variant:
@@ -438,7 +438,7 @@ class _Builder:
     def ablation(self, name, main_lines, start):
         """An ablation's variants; `main_lines`: {method: [its line of each training replicate]}."""
         spec = self.ablation_files[name]
-        method = spec.get("method", "rdd")
+        method = spec["method"]  # the schema's default filled in
         if method not in self.study["rounds"]:
             raise ConfigError(f"{self.where}.ablations: ablation {name!r} varies the {method} rounds, "
                               f"but rounds.{method} is not configured")
