@@ -68,12 +68,16 @@ def all_gather_cat(x):
     return torch.cat(parts)
 
 
-def mean_over_ranks(values, device):
-    """{name: float} averaged over every rank (identity for one process); `device` is one the
-    backend can reduce on (NCCL needs a GPU tensor)."""
+def _reduce_device():
+    """Where a collective's tensor lives: this process's GPU under NCCL, the CPU under gloo."""
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def mean_over_ranks(values):
+    """{name: float} averaged over every rank (identity for one process)."""
     if not dist.is_initialized():
         return values
-    totals = torch.tensor(list(values.values()), dtype=torch.float64, device=device)
+    totals = torch.tensor(list(values.values()), dtype=torch.float64, device=_reduce_device())
     dist.all_reduce(totals)
     return dict(zip(values, (totals / world_size()).tolist()))
 
@@ -82,7 +86,7 @@ def any_over_ranks(flag):
     """Whether `flag` holds on any rank (itself for one process): one tiny all-reduce."""
     if not dist.is_initialized():
         return bool(flag)
-    value = torch.tensor([float(flag)], device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    value = torch.tensor([float(flag)], device=_reduce_device())
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item())
 

@@ -181,7 +181,7 @@ def _means_of_two_ranks(rank, init_file, out):
     from rdd import dist
 
     _join_two_ranks(rank, init_file)
-    means = dist.mean_over_ranks({"loss": 1.0 + rank, "term": -3.0 * rank}, torch.device("cpu"))
+    means = dist.mean_over_ranks({"loss": 1.0 + rank, "term": -3.0 * rank})
     torch.save(means, f"{out}.{rank}")
     torch_dist.destroy_process_group()  # gloo's threads left running abort the process at exit
 

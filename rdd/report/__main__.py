@@ -36,13 +36,12 @@ def files(args):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if problem := io.overwrite_problem(*files(args)):
-        print(f"error: {problem}", file=sys.stderr)
-        return 2
-    # Imported here so `--help` stays fast (matplotlib, pandas, seaborn).
-    from rdd.report.render import build, build_index
-
     try:
+        if problem := io.overwrite_problem(*files(args)):
+            raise ReportInputError(problem)
+        # Imported here so `--help` and a refused output stay fast (matplotlib, pandas, seaborn).
+        from rdd.report.render import build, build_index
+
         if args.command == "build":
             summary = build(args.manifest, args.tables_dir, args.out, args.paper_values)
             print(f"[report] {args.out}: " + ", ".join(f"{k} {v['done']}/{v['expected']}"

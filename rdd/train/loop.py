@@ -98,7 +98,7 @@ def train_step(stage, batch, step, seed):
         opt.step()
     if stage.after_step is not None:
         stage.after_step(step)
-    return dist.mean_over_ranks({"loss": float(loss.detach()), **terms}, loss.device)
+    return dist.mean_over_ranks({"loss": float(loss.detach()), **terms})
 
 
 class _LossWindow:
