@@ -215,6 +215,9 @@ def test_report_before_any_result_exists(tmp_path):
     page = (tmp_path / "reports/fashion_mnist.html").read_text()
     assert 'id="scale"' not in page  # paper scale: no banner
     assert f"<h1>RDD benchmark: {STUDY} <span" in page  # no title: the study's name
-    assert page.count(">pending<") > 40 and "not published" in page
+    assert page.count(">pending<") > 40
+    # No paper figures for the dataset: a sentence says so, and the main tables have no paper column.
+    assert "The paper published no figures for fashion_mnist" in page
+    assert 'class="paper"' not in page and "<th>paper (" not in page and "<th>paper<" not in page
     assert "no evaluation has finished yet" in page
     assert "not tested in this run" in page and "bench_relational_memory.py" in page

@@ -188,7 +188,8 @@ def test_paper_column_cites_only_the_listed_figures():
     assert "8192-step" in pd1.caveat and "2202.00512" in pd1.note
     for method, metric in (("rdd", "fid"), ("rcfd", "fid"), ("ddim", "fid"), ("pd", "kid"), ("pd", "is")):
         assert PAPER.lookup("cifar10", method, 1, metric).text == "unknown"
-    assert PAPER.lookup(None, "pd", 1, "fid").text == "not published"
+    with pytest.raises(ValueError, match="without a paper_key"):
+        PAPER.lookup(None, "pd", 1, "fid")
     with pytest.raises(ReportInputError, match="paper_key 'cifar100'"):
         PAPER.lookup("cifar100", "pd", 1, "fid")
     summary = summarize(metrics_frame({("pd", 1): [70.0], ("rdd", 1): [60.0]}))

@@ -7,7 +7,6 @@ from rdd import io, methods
 from rdd.report.errors import ReportInputError
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "reports" / "paper_values.yaml"
-NOT_PUBLISHED = "not published"
 UNKNOWN = "unknown"
 # The metrics a figure may be of (the report's tables: rdd.report.summary.METRICS).
 METRIC_NAMES = ("fid", "kid", "is")
@@ -20,7 +19,7 @@ class PaperCell:
     """One paper figure, or why there is none."""
 
     value: float | None
-    status: str  # "published", "unknown" or "not published"
+    status: str  # "published" or "unknown"
     note: str  # the source's citation, or the reason there is no value
     source_short: str | None = None
     url: str | None = None
@@ -32,7 +31,7 @@ class PaperCell:
 
 
 class PaperValues:
-    """Lookup of cited figures; anything not listed is 'unknown' (or 'not published' without a paper key)."""
+    """Lookup of cited figures; anything not listed is 'unknown'."""
 
     def __init__(self, data, path):
         _check(data, path)
@@ -50,10 +49,10 @@ class PaperValues:
         return self.datasets[paper_key]
 
     def lookup(self, paper_key, method, steps, metric):
-        """The paper's value for our (method, steps, metric) cell."""
+        """The paper's value for our (method, steps, metric) cell of a study with a paper key."""
         dataset = self.dataset(paper_key)
         if dataset is None:
-            return PaperCell(None, NOT_PUBLISHED, "no paper figures apply to this study's dataset")
+            raise ValueError("a study without a paper_key has no paper cells (its tables have no paper column)")
         value = self._values.get((paper_key, method, int(steps), metric))
         if value is None:
             return PaperCell(None, UNKNOWN, dataset["unknown_note"])

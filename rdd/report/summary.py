@@ -197,8 +197,9 @@ def comparison_table(summary, rows, steps, metric, paper=None, paper_key=None, r
     """Rows x steps of formatted cells, best per column marked.
 
     rows: (key, label, method, ablation, variant) tuples; paper: PaperValues to put the
-    paper's figure beside ours; reference: a row key whose values the others are compared to, each
-    difference with its interval from `replicates` (the metric's, see `interval_of_difference`).
+    paper's figure beside ours (when the study has a paper_key); reference: a row key whose values the
+    others are compared to, each difference with its interval from `replicates` (the metric's, see
+    `interval_of_difference`).
     """
     _, _, lower, _ = METRICS[metric]
     table = {"metric": metric, "label": METRICS[metric][1], "steps": list(steps), "rows": [], "floor": None}
@@ -222,7 +223,7 @@ def comparison_table(summary, rows, steps, metric, paper=None, paper_key=None, r
             if reference is not None and key != reference:
                 if _finite(c.get("mean")) and _finite(cells[reference, s].get("mean")):
                     c.update(_delta(summary_rows[key, s], summary_rows[reference, s], replicates, metric))
-            if paper is not None:
+            if paper is not None and paper_key is not None:
                 c["paper"] = paper.lookup(paper_key, method, s, metric)
             out["cells"].append(c)
         table["rows"].append(out)
