@@ -1,8 +1,10 @@
 """The training loop's loss curves: each row the mean of its steps' losses, and the same rows after a
-crash and a resume in the middle of a row's window; Ctrl-C's save-and-stop."""
+crash and a resume in the middle of a row's window; Ctrl-C's save-and-stop; the save when a
+loader worker is killed."""
 
 import os
 import signal
+import time
 
 import pytest
 import torch
@@ -96,3 +98,36 @@ def test_ctrl_c_saves_the_step_then_stops_and_a_second_one_interrupts_at_once(tm
         _run(_signalled_stage([], at_step=4, count=2), tmp_path / "twice")
     assert checkpoints.load_torch(tmp_path / "twice" / "resume.pt")["step"] == 4
     assert signal.getsignal(signal.SIGINT) is handler  # the loop put the caller's handler back
+
+
+class _KillsItsWorker(_Values):
+    """`_Values` whose first item of epoch 3 (the batch of step 6) kills the loader worker fetching it,
+    once (as the kernel's OOM killer would); `marker` records that it happened."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def item(self, index, epoch):
+        if epoch == 3 and not self.marker.exists():
+            time.sleep(0.5)  # the main process has finished step 5 and waits for this batch
+            self.marker.touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().item(index, epoch)
+
+
+def test_a_killed_loader_worker_keeps_the_steps_done(tmp_path):
+    def run(dataset, resume_dir, seen):
+        return loop.run(_stage(seen), dataset, iters=9, batch_size=4, seed=3, resume_dir=resume_dir, digest="toy",
+                        checkpoint_every=100, log_every=3, loader_options={"num_workers": 1},
+                        log=lambda message: None)[1]
+
+    whole = run(_Values(), tmp_path / "whole", [])
+    seen = []
+    with pytest.raises(RuntimeError, match="DataLoader worker"):
+        run(_KillsItsWorker(tmp_path / "killed"), tmp_path / "cut", seen)
+    # No checkpoint was due (every 100 steps): the 6 steps done are kept all the same.
+    assert [s for s, _, _ in seen] == list(range(6))
+    assert checkpoints.load_torch(tmp_path / "cut" / "resume.pt")["step"] == 6
+    seen = []
+    assert run(_KillsItsWorker(tmp_path / "killed"), tmp_path / "cut", seen) == whole
+    assert seen[0][0] == 6

@@ -8,8 +8,8 @@ Each loss-curve row is the mean over the steps since the previous row of every p
 loss, so that the curves and a stage's final loss are not one batch's noise.
 
 Resume state (all modules, optimisers, the step, the current row's running sums) is written
-atomically every `checkpoint_every` steps and on SIGTERM or SIGINT, to a folder kept apart from the
-exported model. A run started again with the same settings continues from it, on any number of
+atomically every `checkpoint_every` steps, on SIGTERM or SIGINT, and when loading a batch fails (a
+loader worker killed, an unreadable image), to a folder kept apart from the exported model. A run started again with the same settings continues from it, on any number of
 processes; state written for other settings is set aside.
 """
 
@@ -207,6 +207,20 @@ def log_line(message):
     print(message, flush=True)  # logs are read live, through Snakemake's and SLURM's log files
 
 
+def _batches(loader, on_failure):
+    """The loader's batches; when fetching one fails, `on_failure()` runs before the error goes on."""
+    iterator = iter(loader)
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except Exception:
+            on_failure()
+            raise
+        yield batch
+
+
 def run(stage, dataset, *, iters, batch_size, seed, resume_dir, digest, checkpoint_every,
         log_every, drop_last=True, loader_options=None, log=log_line):
     """Train `stage` for `iters` steps (each epoch's partial batch dropped or a step of its own);
@@ -225,9 +239,16 @@ def run(stage, dataset, *, iters, batch_size, seed, resume_dir, digest, checkpoi
         log(f"[{stage.name}] resume state is already at step {start} of {iters}")
     terminate = _Terminate()
     t0 = timed_from = time.perf_counter()
-    timed_steps = 0
+    timed_steps, done = 0, start
+
+    def save_after_loader_failure():
+        # Between steps the state is whole (a failure inside a step may leave it half-updated: not saved).
+        if done > start:
+            save_resume(stage, window, resume_path, done, digest)
+            log(f"[{stage.name}] loading the batch of step {done + 1} failed: state saved at step {done}")
+
     try:
-        for step, batch in enumerate(loader, start=start):
+        for step, batch in enumerate(_batches(loader, save_after_loader_failure), start=start):
             window.add(train_step(stage, batch, step, seed))
             timed_steps += 1
             done = step + 1
