@@ -9,8 +9,9 @@ loss, so that the curves and a stage's final loss are not one batch's noise.
 
 Resume state (all modules, optimisers, the step, the current row's running sums) is written
 atomically every `checkpoint_every` steps, on SIGTERM or SIGINT, and when loading a batch fails (a
-loader worker killed, an unreadable image), to a folder kept apart from the exported model. A run started again with the same settings continues from it, on any number of
-processes; state written for other settings is set aside.
+loader worker killed, an unreadable image), to a folder kept apart from the exported model. A run
+started again with the same settings continues from it, on any number of processes; state written
+for other settings is set aside.
 """
 
 import hashlib
