@@ -366,6 +366,14 @@ def test_folder_mixed_formats_and_sizes(tmp_path):
         all_images({**spec, "resize": "pad"}, "train")
     with pytest.raises(ValueError, match=r"labels: subfolders .* directly in it"):
         build_dataset({**spec, "labels": "subfolders"}, "train")
+    # A damaged file (cut short, or not an image under an image's name) is named.
+    for name, data in (("cut.png", png.read_bytes()[:200]), ("fake.png", b"not an image")):
+        damaged = tmp_path / "damaged"
+        damaged.mkdir(exist_ok=True)
+        (damaged / name).write_bytes(data)
+        with pytest.raises(ValueError, match=rf"cannot read image {damaged / name} \("):
+            all_images({"name": "folder", "root": str(damaged)}, "train")
+        (damaged / name).unlink()
 
 
 # ---------------------------------------------------------------- missing data

@@ -68,8 +68,11 @@ class FolderSource:
     def read(self, start, stop):
         """One uint8 [1, H, W, C] chunk per image (sizes differ between files)."""
         for path in self.paths[start:stop]:
-            with Image.open(path) as im:
-                a = np.asarray(im.convert(self.mode))
+            try:
+                with Image.open(path) as im:
+                    a = np.asarray(im.convert(self.mode))
+            except OSError as exc:  # PIL's errors for a truncated or non-image file need not name it
+                raise ValueError(f"cannot read image {path} ({exc}); replace or remove it") from exc
             if self.pad_to is not None and max(a.shape[:2]) > self.pad_to:
                 raise ValueError(f"{path} is {a.shape[0]}x{a.shape[1]}, larger than image_size {self.pad_to}; "
                                  "resize: pad cannot shrink it, use resize: resize")
