@@ -406,6 +406,23 @@ def test_missing_datasets_name_paths_and_the_fix(tmp_path, monkeypatch):
     check_available({"name": "fashion_mnist", "root": str(root), "download": True})  # fetched at build time
 
 
+def test_damaged_system_copy_of_fashion_mnist_is_named(tmp_path, monkeypatch):
+    system = tmp_path / "debian"
+    system.mkdir()
+    for name in rdd.data.fashion_mnist.FILES:
+        (system / f"{name}.gz").write_bytes(gzip.compress(b"idx"))
+    whole = (system / "train-images-idx3-ubyte.gz").read_bytes()
+    (system / "train-images-idx3-ubyte.gz").write_bytes(whole[:-6])  # cut short
+    (system / "train-labels-idx1-ubyte.gz").write_bytes(b"not gzip")
+    monkeypatch.setattr(rdd.data.fashion_mnist, "SYSTEM_DIR", system)
+    spec = {"name": "fashion_mnist", "root": str(tmp_path / "root")}
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"):
+        with pytest.raises(ValueError, match=rf"cannot decompress {system / name}.gz .*--reinstall"):
+            build_dataset(spec, "train")
+        (system / f"{name}.gz").write_bytes(whole)  # mended: the next file's damage is found
+    assert not (tmp_path / "root" / "FashionMNIST" / "raw" / "train-labels-idx1-ubyte").exists()
+
+
 @needs_debian
 def test_fashion_mnist_is_available_from_the_debian_package(tmp_path):
     check_available({"name": "fashion_mnist", "root": str(tmp_path)})

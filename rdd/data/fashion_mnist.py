@@ -48,7 +48,12 @@ def _decompress_system_copy(spec):
     for name in FILES:
         raw, gz = raw_dir(spec) / name, SYSTEM_DIR / f"{name}.gz"
         if not raw.is_file() and gz.is_file():
-            write_bytes(gzip.decompress(gz.read_bytes()), raw)
+            try:
+                data = gzip.decompress(gz.read_bytes())
+            except (OSError, EOFError) as exc:  # gzip's messages do not name the file
+                raise ValueError(f"cannot decompress {gz} ({exc}); reinstall it: "
+                                 "sudo apt-get install --reinstall dataset-fashion-mnist") from exc
+            write_bytes(data, raw)
 
 
 def _download(spec):
