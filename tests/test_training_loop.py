@@ -109,7 +109,7 @@ class _KillsItsWorker(_Values):
 
     def item(self, index, epoch):
         if epoch == 3 and not self.marker.exists():
-            time.sleep(0.5)  # the main process has finished step 5 and waits for this batch
+            time.sleep(1.0)  # the main process has finished step 5 (microseconds) and waits for this batch
             self.marker.touch()
             os.kill(os.getpid(), signal.SIGKILL)
         return super().item(index, epoch)
