@@ -135,6 +135,15 @@ def save_resume(stage, window, path, step, digest):
     }, path)
 
 
+def _set_aside(path, suffix, why, log):
+    """Move the resume state at `path` to `<path>.<suffix>`, unloaded; the run starts at step 0."""
+    moved = path.with_name(f"{path.name}.{suffix}")
+    if dist.is_main():
+        path.replace(moved)
+    log(f"resume state {path} {why}; moved to {moved}, starting afresh")
+    return 0, _LossWindow()
+
+
 def load_resume(stage, path, digest, log):
     """Restore the state at `path`; return its step and loss window (0 and an empty window when there
     is none for these settings)."""
@@ -146,17 +155,9 @@ def load_resume(stage, path, digest, log):
     except checkpoints.CheckpointError as exc:
         # Writes are atomic, so this is damage from outside (a full disk, a copy cut short): the run
         # starts afresh rather than fail, and the damaged file is kept for a look.
-        bad = path.with_name(path.name + f".corrupt-{int(time.time())}")
-        if dist.is_main():
-            path.replace(bad)
-        log(f"resume state {path} cannot be read ({exc}); moved to {bad}, starting afresh")
-        return 0, _LossWindow()
+        return _set_aside(path, f"corrupt-{int(time.time())}", f"cannot be read ({exc})", log)
     if state.get("settings_digest") != digest:
-        stale = path.with_name(path.name + f".stale-{state.get('settings_digest')}")
-        if dist.is_main():
-            path.replace(stale)
-        log(f"resume state {path} was written for other settings; moved to {stale}, starting afresh")
-        return 0, _LossWindow()
+        return _set_aside(path, f"stale-{state.get('settings_digest')}", "was written for other settings", log)
     for k, m in stage.modules.items():
         m.load_state_dict(state["modules"][k])
     for k, o in stage.optimizers.items():
