@@ -194,7 +194,12 @@ def test_paper_column_cites_only_the_listed_figures():
         PAPER.lookup("cifar100", "pd", 1, "fid")
     summary = summarize(metrics_frame({("pd", 1): [70.0], ("rdd", 1): [60.0]}))
     table = comparison_table(summary, ROWS[1::2], [1], "fid", PAPER, "cifar10")
+    assert table["paper_column"]
     assert [row["cells"][0]["paper"].text for row in table["rows"]] == ["9.12", "unknown"]
+    # A study without a paper_key: no paper column and no paper cell.
+    for without in (comparison_table(summary, ROWS[1::2], [1], "fid", PAPER, None),
+                    comparison_table(summary, ROWS[1::2], [1], "fid")):
+        assert not without["paper_column"] and all("paper" not in row["cells"][0] for row in without["rows"])
 
 
 # --- speed-up over DDIM ------------------------------------------------------------------------------

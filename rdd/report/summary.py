@@ -202,7 +202,10 @@ def comparison_table(summary, rows, steps, metric, paper=None, paper_key=None, r
     `interval_of_difference`).
     """
     _, _, lower, _ = METRICS[metric]
-    table = {"metric": metric, "label": METRICS[metric][1], "steps": list(steps), "rows": [], "floor": None}
+    # The one place that decides whether a table has a paper column (the template only reads it).
+    paper_column = paper is not None and paper_key is not None
+    table = {"metric": metric, "label": METRICS[metric][1], "steps": list(steps), "rows": [], "floor": None,
+             "paper_column": paper_column}
     cells, summary_rows = {}, {}
     for key, _, method, ablation, variant in rows:
         for s in steps:
@@ -223,7 +226,7 @@ def comparison_table(summary, rows, steps, metric, paper=None, paper_key=None, r
             if reference is not None and key != reference:
                 if _finite(c.get("mean")) and _finite(cells[reference, s].get("mean")):
                     c.update(_delta(summary_rows[key, s], summary_rows[reference, s], replicates, metric))
-            if paper is not None and paper_key is not None:
+            if paper_column:
                 c["paper"] = paper.lookup(paper_key, method, s, metric)
             out["cells"].append(c)
         table["rows"].append(out)
