@@ -53,8 +53,9 @@ def test_dry_run_plans_every_ablation_file(tmp_path):
     result = run_snakemake(tmp_path, "all", "-n", "--cores", "2", "--configfile", TINY, overlay)
     assert result.returncode == 0, result.stdout[-3000:]
     models = tmp_path / "results/tiny/models"
+    schema = yaml.safe_load((REPO / "workflow/schemas/ablation.schema.yaml").read_text())
     for path in sorted((REPO / "ablations").glob("*.yaml")):
-        method = yaml.safe_load(path.read_text()).get("method", "rdd")
+        method = yaml.safe_load(path.read_text()).get("method", schema["properties"]["method"]["default"])
         assert list(models.glob(f"{method}/{path.stem}-*/student_1.settings.yaml")), path.name
     both = yaml.safe_load((models / "rcfd/dataset_terms-both/student_1.settings.yaml").read_text())
     assert both["weights"] == {"pd": 0.0, "cfd": 1.0, "is_p2p": 0.0, "m_p2p": 0.0, "entropy": 0.05, "diversity": 0.05}
