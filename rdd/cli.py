@@ -10,19 +10,25 @@ from rdd import io, layout, settings as settings_mod
 from rdd.seeds import parse_seeds
 
 
-def _set_item(record, assignment):
-    key, sep, value = assignment.partition("=")
+def _key_value(option, text):
+    """`option`'s KEY=VALUE as (key, value), the value read as YAML."""
+    key, sep, value = text.partition("=")
     if not sep:
-        raise settings_mod.SettingsError(f"--set takes key=value, got {assignment!r}")
+        raise settings_mod.SettingsError(f"{option} takes key=value, got {text!r}")
+    try:
+        return key, io.parse_yaml(value)
+    except yaml.YAMLError as exc:
+        raise settings_mod.SettingsError(f"{option} {text!r}: the value is not valid YAML ({one_line(exc)})") from None
+
+
+def _set_item(record, assignment):
+    key, value = _key_value("--set", assignment)
     *path, last = key.split(".")
     for part in path:
         record = record.setdefault(part, {})
         if not isinstance(record, dict):
             raise settings_mod.SettingsError(f"--set {assignment!r}: '{part}' is not a mapping of settings")
-    try:
-        record[last] = io.parse_yaml(value)
-    except yaml.YAMLError as exc:
-        raise settings_mod.SettingsError(f"--set {assignment!r}: the value is not valid YAML ({one_line(exc)})") from None
+    record[last] = value
 
 
 def _settings_file(path, command):
@@ -111,17 +117,7 @@ def cmd_speed_benchmark(args):
 
 
 def _labels(pairs):
-    labels = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise settings_mod.SettingsError(f"--label takes key=value, got {pair!r}")
-        try:
-            labels[key] = io.parse_yaml(value)
-        except yaml.YAMLError as exc:
-            raise settings_mod.SettingsError(f"--label {pair!r}: the value is not valid YAML "
-                                             f"({one_line(exc)})") from None
-    return labels
+    return dict(_key_value("--label", pair) for pair in pairs or [])
 
 
 def cmd_real_samples(args):

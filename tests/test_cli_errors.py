@@ -126,6 +126,7 @@ CASES = [
     ((*SAMPLE, "--device", "tpu"), "argument --device: must be auto, cpu, cuda or cuda:N, got 'tpu'"),
     ((*EVALUATE, "--device", "cuda:x"), "argument --device: must be auto, cpu, cuda or cuda:N, got 'cuda:x'"),
     ((*EVALUATE, "--label", "variant=["), "--label 'variant=[': the value is not valid YAML"),
+    ((*EVALUATE, "--label", "variant"), "--label takes key=value, got 'variant'"),
     (SAMPLE, "checkpoint not found: {tmp}/missing.pt"),
     # outputs that cannot be written, refused before the work rather than at its end
     ((*SAMPLE[:-1], "{tmp}/folder"), "argument --out: {tmp}/folder is a directory; give a file path"),
