@@ -82,13 +82,13 @@ def mean_over_ranks(values):
     return dict(zip(values, (totals / world_size()).tolist()))
 
 
-def any_over_ranks(flag):
-    """Whether `flag` holds on any rank (itself for one process): one tiny all-reduce."""
+def max_over_ranks(value):
+    """The largest of every rank's small integer `value` (itself for one process): one tiny all-reduce."""
     if not dist.is_initialized():
-        return bool(flag)
-    value = torch.tensor([float(flag)], device=_reduce_device())
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item())
+        return int(value)
+    total = torch.tensor([float(value)], device=_reduce_device())
+    dist.all_reduce(total, op=dist.ReduceOp.MAX)
+    return int(total.item())
 
 
 def average_gradients(parameters):

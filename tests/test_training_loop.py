@@ -1,6 +1,6 @@
 """The training loop's loss curves: each row the mean of its steps' losses, and the same rows after a
 crash and a resume in the middle of a row's window; Ctrl-C's save-and-stop; the save when a
-loader worker is killed."""
+loader worker is killed, and when one of two processes cannot load its batch."""
 
 import os
 import signal
@@ -131,3 +131,63 @@ def test_a_killed_loader_worker_keeps_the_steps_done(tmp_path):
     seen = []
     assert run(_KillsItsWorker(tmp_path / "killed"), tmp_path / "cut", seen) == whole
     assert seen[0][0] == 6
+
+
+class _UnreadableOnRank(_Values):
+    """`_Values` whose items of epoch 3 on (the batch of step 6) process `rank` cannot read, as an
+    unreadable image (read in the process itself: no loader workers)."""
+
+    def __init__(self, rank):
+        self.rank = rank
+
+    def item(self, index, epoch):
+        if epoch == 3 and torch.distributed.get_rank() == self.rank:
+            raise ValueError(f"cannot read image {index}")
+        return super().item(index, epoch)
+
+
+def _train_on_two_ranks(rank, init_file, resume_dir, unreadable_on, out):
+    """One of two gloo processes training `_stage` (gradients averaged over both); its outcome, the
+    steps it trained and the curve rows go to `out.<rank>`."""
+    import datetime
+
+    import torch.distributed as torch_dist
+
+    # A collective that one process never joins fails after a minute rather than hang the test run.
+    torch_dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2,
+                                  timeout=datetime.timedelta(seconds=60))
+    seen, rows = [], None
+    stage = _stage(seen)
+    stage.unsynced_parameters = list(stage.modules["weight"].parameters())
+    dataset = _Values() if unreadable_on is None else _UnreadableOnRank(unreadable_on)
+    try:
+        rows = loop.run(stage, dataset, iters=9, batch_size=4, seed=3, resume_dir=resume_dir, digest="toy",
+                        checkpoint_every=100, log_every=3, log=lambda message: None)[1]
+        outcome = "finished"
+    except Exception as error:
+        outcome = f"{type(error).__name__}: {error}"
+    torch.save({"outcome": outcome, "steps": [s for s, _, _ in seen], "rows": rows}, f"{out}.{rank}")
+    torch_dist.destroy_process_group()  # gloo's threads left running abort the process at exit
+
+
+def _two_ranks(tmp_path, name, resume_dir, unreadable_on=None):
+    out = tmp_path / name
+    torch.multiprocessing.spawn(_train_on_two_ranks, nprocs=2,
+                                args=(str(tmp_path / f"{name}.init"), str(resume_dir), unreadable_on, str(out)))
+    return [torch.load(f"{out}.{rank}", weights_only=True) for rank in (0, 1)]
+
+
+def test_a_batch_one_process_cannot_load_stops_both_after_the_same_step(tmp_path):
+    """Process 1 cannot read its batch of step 6; process 0 loaded its own. Both stop before step 6,
+    the 6 steps done are saved (no checkpoint was due), and a rerun ends as an uninterrupted run."""
+    whole, _ = _two_ranks(tmp_path, "whole", tmp_path / "whole")
+    assert whole["outcome"] == "finished" and whole["steps"] == list(range(9))
+    first, second = _two_ranks(tmp_path, "cut", tmp_path / "cut", unreadable_on=1)
+    assert first["outcome"] == ("RuntimeError: another process failed to load its batch of step 7; "
+                                "state saved at step 6")
+    assert second["outcome"].startswith("ValueError: cannot read image")
+    assert first["steps"] == second["steps"] == list(range(6))
+    assert checkpoints.load_torch(tmp_path / "cut" / "resume.pt")["step"] == 6
+    rerun, _ = _two_ranks(tmp_path, "rerun", tmp_path / "cut")
+    assert rerun["outcome"] == "finished" and rerun["steps"] == list(range(6, 9))
+    assert rerun["rows"] == whole["rows"]

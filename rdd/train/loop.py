@@ -8,10 +8,10 @@ Each loss-curve row is the mean over the steps since the previous row of every p
 loss, so that the curves and a stage's final loss are not one batch's noise.
 
 Resume state (all modules, optimisers, the step, the current row's running sums) is written
-atomically every `checkpoint_every` steps, on SIGTERM or SIGINT, and when loading a batch fails (a
-loader worker killed, an unreadable image), to a folder kept apart from the exported model. A run
-started again with the same settings continues from it, on any number of processes; state written
-for other settings is set aside.
+atomically every `checkpoint_every` steps, on SIGTERM or SIGINT, and when loading a batch fails on
+any process (a loader worker killed, an unreadable image), to a folder kept apart from the exported
+model. A run started again with the same settings continues from it, on any number of processes;
+state written for other settings is set aside.
 """
 
 import hashlib
@@ -187,7 +187,7 @@ class _Curves:
 
 class _Terminate:
     """Turns SIGTERM (a SLURM time limit, a Snakemake cancel) and SIGINT (Ctrl-C) into a save-and-stop
-    at the end of the step; a second SIGINT interrupts at once, as usual."""
+    before the next step; a second SIGINT interrupts at once, as usual."""
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -209,18 +209,22 @@ def log_line(message):
     print(message, flush=True)  # logs are read live, through Snakemake's and SLURM's log files
 
 
-def _batches(loader, on_failure):
-    """The loader's batches; when fetching one fails, `on_failure()` runs before the error goes on."""
+def _batches(loader):
+    """(batch, None) for each of the loader's batches; (None, the error) when fetching one fails, then no more."""
     iterator = iter(loader)
     while True:
         try:
             batch = next(iterator)
         except StopIteration:
             return
-        except Exception:
-            on_failure()
-            raise
-        yield batch
+        except Exception as error:
+            yield None, error
+            return
+        yield batch, None
+
+
+# What a process brings to the agreement before each step; the largest over the processes is the verdict.
+GO, SIGNALLED, LOAD_FAILED = 0, 1, 2
 
 
 def run(stage, dataset, *, iters, batch_size, seed, resume_dir, digest, checkpoint_every,
@@ -243,14 +247,27 @@ def run(stage, dataset, *, iters, batch_size, seed, resume_dir, digest, checkpoi
     t0 = timed_from = time.perf_counter()
     timed_steps, done = 0, start
 
-    def save_after_loader_failure():
-        # Between steps the state is whole (a failure inside a step may leave it half-updated: not saved).
-        if done > start:
-            save_resume(stage, window, resume_path, done, digest)
-            log(f"[{stage.name}] loading the batch of step {done + 1} failed: state saved at step {done}")
+    def stop(verdict, step, load_error):
+        # Between steps the state is whole (a failure inside a step may leave it half-updated: never saved).
+        save_resume(stage, window, resume_path, done, digest)
+        dist.barrier()  # saved before any process exits (torchrun then ends the others)
+        if verdict == LOAD_FAILED:
+            where = "" if load_error else " on another process"
+            log(f"[{stage.name}] loading the batch of step {step + 1} failed{where}: state saved at step {done}")
+            raise load_error or RuntimeError(f"another process failed to load its batch of step {step + 1}; "
+                                             f"state saved at step {done}")
+        why = terminate.received.name if terminate.received else "another process's signal"
+        log(f"[{stage.name}] {why}: state saved at step {done}; stopping")
+        raise SystemExit(128 + (terminate.received or signal.SIGTERM))  # 143: stopped from outside
 
     try:
-        for step, batch in enumerate(_batches(loader, save_after_loader_failure), start=start):
+        for step, (batch, load_error) in enumerate(_batches(loader), start=start):
+            # One agreement before each step (a one-element MAX all-reduce): after a signal to any process
+            # (SLURM's reach them at different moments) or a batch that one of them could not load, every
+            # process stops before the same step, with the state of the one before saved.
+            verdict = dist.max_over_ranks(LOAD_FAILED if load_error else SIGNALLED if terminate.received else GO)
+            if verdict != GO:
+                stop(verdict, step, load_error)
             window.add(train_step(stage, batch, step, seed))
             timed_steps += 1
             done = step + 1
@@ -263,15 +280,8 @@ def run(stage, dataset, *, iters, batch_size, seed, resume_dir, digest, checkpoi
                     " ".join(f"{k}={v:.4g}" for k, v in row.items() if k not in ("step", "steps_averaged")) +
                     f" ({rate:.2f} it/s, eta {(iters - done) / rate / 60:.1f} min)")
                 timed_from, timed_steps = now, 0
-            # Every process stops after the same step, whichever got the signal (SLURM's reach
-            # processes at different moments): the state saved is then that of one step everywhere.
-            stop = dist.any_over_ranks(terminate.received is not None)
-            if done % checkpoint_every == 0 or done == iters or stop:
+            if done % checkpoint_every == 0 or done == iters:
                 save_resume(stage, window, resume_path, done, digest)
-            if stop:
-                why = terminate.received.name if terminate.received else "another process's signal"
-                log(f"[{stage.name}] {why}: state saved at step {done}; stopping")
-                raise SystemExit(128 + (terminate.received or signal.SIGTERM))  # 143: stopped from outside
     finally:
         terminate.restore()
     return stage.export(), curves.rows, time.perf_counter() - t0
