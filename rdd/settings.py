@@ -210,6 +210,8 @@ SETTINGS = {
             "select": Setting("best_test", one_of("best_test", "final"),
                               "the exported weights: the epoch of best test accuracy, or the last step"),
             "eval_every_epochs": Setting(1, integer(1), "epochs between test-accuracy evaluations"),
+            "sync_bn": Setting(True, BOOLEAN, "under data parallelism, BatchNorm statistics over every process's "
+                                              "batch, as the released run on one GPU had them; false: per process"),
         }),
         "device": _device(),
         SPEED_KEY: _speed(),

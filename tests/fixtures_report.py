@@ -260,7 +260,7 @@ def make_study(root, missing=MISSING, memory=True, scale_note=SCALE_NOTE, paper_
             train_record("teacher", 5420.0, {"step": 20000, "loss": 0.031}, T=1024, T_base=1024), [])
     trained("classifier", at(layout.CLASSIFIER, variant="default"),
             train_record("classifier", 1210.0, {"step": 1500, "loss": 0.29}, test_accuracy=0.8912,
-                         epochs_run=20.0, selected_epoch=17.0, selection="best_test",
+                         epochs_run=20.0, selected_epoch=17.0, selection="best_test", batch_norm=None,
                          selection_note="the epoch of best test accuracy (the test set selects it, as released)"),
             [])
     chain_method, chain_variant = layout.CHAIN_RUN.split("/")

@@ -107,6 +107,7 @@ def test_report_in_a_browser(built):
     source = page.read_text()
     # Epoch counts as counts: the classifier ran 20 epochs and kept the 17th (not "20.00", "17.00").
     assert "<td>20</td><td>17</td>" in source
+    assert "inputs mean_std; BatchNorm: one process" in source  # the recipe says how BatchNorm ran
     # The config's title heads the page; the study's name and dataset follow it.
     heading = f'<h1>RDD benchmark: {TITLE} <span class="sub">(study {STUDY}, dataset fashion_mnist)</span></h1>'
     assert heading in source

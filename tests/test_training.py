@@ -123,6 +123,36 @@ def test_two_process_torchrun_round(teacher, classifier, tiny, tmp_path):
     assert load_denoiser(out)[2].T == 8
 
 
+
+def test_the_classifier_trains_on_two_processes_as_on_one(tiny, tmp_path):
+    """With its BatchNorm synchronised (train.sync_bn, the default) the classifier trains on two
+    processes as on one with the whole batch, to float rounding; with one BatchNorm per process the
+    statistics of half batches make other weights."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+
+    def train(name, processes, *settings):
+        out = tmp_path / name / "classifier.pt"
+        launch = [sys.executable] if processes == 1 else [
+            sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
+        proc = subprocess.run([*launch, "-m", "rdd", "train-classifier", "--settings", str(tiny["classifier"]),
+                               "--set", "train.iters=3", *settings, "--out", str(out), "--resume-dir",
+                               str(out.parent / "resume")], env=env, cwd=REPO, capture_output=True, text=True,
+                              timeout=600)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return checkpoints.load_torch(out)["state_dict"], read_record(out)
+
+    def largest_difference(a, b):
+        return max(float((a[k].double() - b[k].double()).abs().max() / b[k].double().abs().max().clamp(min=1e-12))
+                   for k in b if b[k].is_floating_point())
+
+    one, one_record = train("one", 1)
+    synced, synced_record = train("synced", 2)
+    per_process, per_process_record = train("per_process", 2, "--set", "train.sync_bn=false")
+    assert (one_record["batch_norm"], synced_record["batch_norm"], per_process_record["batch_norm"]) == (
+        None, "SyncBatchNorm across processes", "BatchNorm per process (train.sync_bn: false)")
+    assert largest_difference(synced, one) < 1e-4
+    assert largest_difference(per_process, one) > 100 * largest_difference(synced, one)
+
 def _join_two_ranks(rank, init_file):
     import torch.distributed as torch_dist
 

@@ -65,3 +65,13 @@ def convert_sync_batchnorm(module):
     for name, child in module.named_children():
         module.add_module(name, convert_sync_batchnorm(child))
     return module
+
+
+def synchronised(module, enabled, setting):
+    """`module` with its BatchNorm synchronised across processes under data parallelism when `enabled`,
+    and what ran, in words (None for one process); `setting` names the key that turned it off."""
+    if not (dist.is_initialized() and dist.get_world_size() > 1):
+        return module, None
+    if not enabled:
+        return module, f"BatchNorm per process ({setting}: false)"
+    return convert_sync_batchnorm(module), "SyncBatchNorm across processes"

@@ -142,7 +142,9 @@ def classifiers(study):
                        f"{'dropped' if train.get('drop_last', True) else 'kept'}), {train['lr_schedule']} schedule"
                        + (f" (x{train['lr_gamma']} at {', '.join(map(str, train['lr_milestones']))} of the run)"
                           if train["lr_schedule"] == "multistep" else "")
-                       + f"; augmentation {', '.join(train['augment']) or 'none'}; inputs {train['input_norm']}"),
+                       + f"; augmentation {', '.join(train['augment']) or 'none'}; inputs {train['input_norm']}"
+                       # records older than the setting lack it
+                       + (f"; BatchNorm: {record['batch_norm'] or 'one process'}" if "batch_norm" in record else "")),
             "epochs": record.get("epochs_run"), "selected_epoch": record.get("selected_epoch"),
             "test_accuracy": record.get("test_accuracy"), "test_images": record.get("test_images"),
             "test_accuracy_ci": _accuracy_interval(record), "selection_note": record.get("selection_note")})

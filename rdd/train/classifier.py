@@ -21,6 +21,7 @@ from rdd import dist
 from rdd.data import build_dataset, input_norm, normalize_input
 from rdd.checkpoints import classifier_payload
 from rdd.nets import build_classifier
+from rdd.nets.sync_batchnorm import synchronised
 from rdd.train.batches import drop_last, steps_per_epoch, train_steps
 from rdd.train import speed_settings
 from rdd.train.checks import classifier_kwargs
@@ -102,7 +103,9 @@ def build_stage(settings, device, dataset, test_set=None):
     data, train = settings["data"], settings["train"]
     kwargs = classifier_kwargs(settings)
     speed = settings["speed"]
-    net = speed_settings.prepare(build_classifier(**kwargs).to(device), speed)
+    # Synchronised, the statistics are those of the whole batch whatever the number of GPUs.
+    net, norm_layers = synchronised(build_classifier(**kwargs).to(device), train["sync_bn"], "train.sync_bn")
+    net = speed_settings.prepare(net, speed)
     opt = speed_settings.optimizer("sgd", net.parameters(), speed, lr=train["lr"], momentum=train["momentum"],
                                    weight_decay=train["weight_decay"])
     model = speed_settings.compiled(dist.data_parallel(net), speed)
@@ -136,7 +139,7 @@ def build_stage(settings, device, dataset, test_set=None):
                 "selected_epoch": chosen["epoch"], "selected_step": chosen["step"], "selection": train["select"],
                 "selection_note": SELECTION_NOTES[train["select"]], "epochs_run": round(iters / per_epoch, 4),
                 "steps_per_epoch": per_epoch, "iters": iters, "test_accuracy_by_epoch": evaluations,
-                "input_norm": norm}
+                "input_norm": norm, "batch_norm": norm_layers}
 
     stage = Stage("classifier", {"net": net, "selection": selection}, {"net": opt},
                   lr_factor(train, len(dataset)), loss, export, clip_parameters=list(net.parameters()),

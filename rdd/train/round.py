@@ -7,7 +7,7 @@ from torch import nn
 from rdd import dist, methods
 from rdd.losses.objective import DistillObjective
 from rdd.checkpoints import CheckpointError, denoiser_payload, data_problem, load_classifier, load_denoiser
-from rdd.nets.sync_batchnorm import convert_sync_batchnorm
+from rdd.nets.sync_batchnorm import synchronised
 from rdd.train import speed_settings
 from rdd.train.loop import Stage, cosine_decay, shared_generator
 from rdd.train.runner import amp_context
@@ -56,12 +56,10 @@ def check_classifier_given(settings, classifier_path):
 def head_norm(objective, settings):
     """Synchronise the M-P2P head's BatchNorm across processes (as released); say what ran."""
     m_p2p = objective.terms["m_p2p"] if "m_p2p" in objective.terms else None
-    if m_p2p is None or dist.world_size() == 1:
+    if m_p2p is None:
         return None
-    if not settings["m_p2p_sync_bn"]:
-        return "BatchNorm per process (m_p2p_sync_bn: false)"
-    m_p2p.head = convert_sync_batchnorm(m_p2p.head)
-    return "SyncBatchNorm across processes"
+    m_p2p.head, norm = synchronised(m_p2p.head, settings["m_p2p_sync_bn"], "m_p2p_sync_bn")
+    return norm
 
 
 def round_stage(settings, device, teacher, teacher_kwargs, grid, classifier=None):
