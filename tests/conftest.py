@@ -86,3 +86,14 @@ def process_flags(monkeypatch):
     torch.backends.cudnn.allow_tf32 = saved[1]
     torch.use_deterministic_algorithms(kernels[0], warn_only=kernels[1])
     torch.backends.cudnn.benchmark = kernels[2]
+
+
+def join_two_ranks(rank, init_file, timeout_s=None):
+    """Join this spawned process, as `rank`, to a gloo group of two rendezvousing at `init_file`;
+    `timeout_s`: how long a collective that the other process never joins may wait (torch's default)."""
+    import datetime
+
+    import torch.distributed as torch_dist
+
+    timeout = {} if timeout_s is None else {"timeout": datetime.timedelta(seconds=timeout_s)}
+    torch_dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2, **timeout)

@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, read_record, run_rdd
+from conftest import REPO, join_two_ranks, read_record, run_rdd
 from fixtures_authors import authors_checkpoint
 from rdd import checkpoints
 from rdd.cli import main as rdd_main
@@ -153,11 +153,6 @@ def test_the_classifier_trains_on_two_processes_as_on_one(tiny, tmp_path):
     assert largest_difference(synced, one) < 1e-4
     assert largest_difference(per_process, one) > 100 * largest_difference(synced, one)
 
-def _join_two_ranks(rank, init_file):
-    import torch.distributed as torch_dist
-
-    torch_dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
-
 
 def _save_both_queues(rank, queue, out, terms=None, head=None):
     """Rank 0 saves the queues of both ranks, stacked (and the loss terms each rank's train_step
@@ -184,7 +179,7 @@ def _queues_of_two_ranks(rank, init_file, shared, out):
     from rdd.losses.relational import MP2PLoss
     from rdd.train.loop import shared_generator, step_seed
 
-    _join_two_ranks(rank, init_file)
+    join_two_ranks(rank, init_file)
     loss_fn = MP2PLoss(8, memory_size=64, num_anchors=16, enqueue_per_step=12, gather=dist.all_gather_cat)
     for step in range(3):
         torch.manual_seed(step_seed(0, rank, step))
@@ -210,7 +205,7 @@ def _means_of_two_ranks(rank, init_file, out):
 
     from rdd import dist
 
-    _join_two_ranks(rank, init_file)
+    join_two_ranks(rank, init_file)
     means = dist.mean_over_ranks({"loss": 1.0 + rank, "term": -3.0 * rank})
     torch.save(means, f"{out}.{rank}")
     torch_dist.destroy_process_group()  # gloo's threads left running abort the process at exit
@@ -230,7 +225,7 @@ def _sync_batchnorm_of_two_ranks(rank, init_file, out):
 
     from rdd.nets.sync_batchnorm import convert_sync_batchnorm
 
-    _join_two_ranks(rank, init_file)
+    join_two_ranks(rank, init_file)
     rows = slice(0, 3) if rank == 0 else slice(3, 8)
     saved = {}
     for momentum in (0.1, None):
@@ -293,7 +288,7 @@ def _round_queue_of_two_ranks(rank, init_file, settings_path, teacher_path, clas
     from rdd.train.loop import train_step
     from rdd.train.round import round_stage
 
-    _join_two_ranks(rank, init_file)
+    join_two_ranks(rank, init_file)
     settings = settings_mod.validate("distill", yaml.safe_load(open(settings_path)))
     teacher, kwargs, grid = load_denoiser(teacher_path)
     torch.manual_seed(settings["seed"])

@@ -9,6 +9,7 @@ import time
 import pytest
 import torch
 
+from conftest import join_two_ranks
 from rdd import checkpoints
 from rdd.train import loop
 
@@ -149,13 +150,10 @@ class _UnreadableOnRank(_Values):
 def _train_on_two_ranks(rank, init_file, resume_dir, unreadable_on, out):
     """One of two gloo processes training `_stage` (gradients averaged over both); its outcome, the
     steps it trained and the curve rows go to `out.<rank>`."""
-    import datetime
-
     import torch.distributed as torch_dist
 
     # A collective that one process never joins fails after a minute rather than hang the test run.
-    torch_dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2,
-                                  timeout=datetime.timedelta(seconds=60))
+    join_two_ranks(rank, init_file, timeout_s=60)
     seen, rows = [], None
     stage = _stage(seen)
     stage.unsynced_parameters = list(stage.modules["weight"].parameters())

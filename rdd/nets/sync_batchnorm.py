@@ -10,6 +10,8 @@ import torch.distributed as dist
 import torch.distributed.nn.functional as dist_fn
 from torch import nn
 
+from rdd.dist import world_size
+
 
 class SyncBatchNorm2d(nn.BatchNorm2d):
     """`nn.BatchNorm2d` (same parameters, buffers and state dict), synchronised in training mode.
@@ -70,7 +72,7 @@ def convert_sync_batchnorm(module):
 def synchronised(module, enabled, setting):
     """`module` with its BatchNorm synchronised across processes under data parallelism when `enabled`,
     and what ran, in words (None for one process); `setting` names the key that turned it off."""
-    if not (dist.is_initialized() and dist.get_world_size() > 1):
+    if world_size() == 1:
         return module, None
     if not enabled:
         return module, f"BatchNorm per process ({setting}: false)"
