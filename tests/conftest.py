@@ -2,6 +2,7 @@
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,20 @@ def run_rdd(*args):
     """`python -m rdd ...` in this process; fails the test on a non-zero exit."""
     code = rdd_main([str(a) for a in args])
     assert code == 0, f"python -m rdd {' '.join(map(str, args))} exited {code}"
+
+
+def subprocess_env(torch_threads=1):
+    """The environment of a command that a test starts as a process of its own: this checkout importable,
+    `torch_threads` threads (one by default, so that two processes, torchrun's ranks or a run beside its
+    rerun, share CI's two cores)."""
+    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": str(torch_threads)}
+
+
+def rdd_argv(*args, processes=1):
+    """The command line of `python -m rdd ARGS` as a process of its own, under torchrun when `processes` > 1."""
+    launch = [sys.executable] if processes == 1 else [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
+    return [*launch, "-m", "rdd", *map(str, args)]
 
 
 @pytest.fixture(scope="session")

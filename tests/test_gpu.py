@@ -8,10 +8,8 @@ is asserted where it applies (bf16 autocast).
 
 import json
 import math
-import os
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -19,7 +17,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import DEVICE, REPO, read_record, run_rdd
+from conftest import DEVICE, rdd_argv, read_record, run_rdd, subprocess_env
 from rdd import checkpoints
 
 pytestmark = pytest.mark.gpu
@@ -102,10 +100,10 @@ def test_a_run_stopped_and_resumed_on_the_device_equals_an_uninterrupted_one(tin
     whole = tmp_path / "whole.pt"
     run_rdd("train-teacher", "--settings", settings, "--out", whole, "--resume-dir", tmp_path / "r_whole")
     resumed, resume = tmp_path / "resumed.pt", tmp_path / "r_resumed"
-    command = [sys.executable, "-m", "rdd", "train-teacher", "--settings", str(settings), "--out", str(resumed),
-               "--resume-dir", str(resume)]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = rdd_argv("train-teacher", "--settings", settings, "--out", resumed, "--resume-dir", resume)
+    # This process's thread count: on the CPU, float sums depend on it, and `whole` was trained here.
+    proc = subprocess.Popen(command, env=subprocess_env(torch.get_num_threads()), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while _resume_step(resume) < 4 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)

@@ -8,7 +8,6 @@ signal, so a failure can be replayed.
 """
 
 import json
-import os
 import random
 import shutil
 import signal
@@ -25,15 +24,13 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, run_rdd
+from conftest import run_rdd, subprocess_env
 from fixtures_report import STUDY, make_study
 from rdd import checkpoints, io, layout
 from rdd.metrics.inception import resolve_inception
 
 # Fields that measure time, not results.
 WALL_CLOCK_KEYS = {"started_unix", "train_seconds_this_run", "wall_seconds", "wall_time_s", "speed"}
-# One torch thread per command: two stages run at once (the uninterrupted run and its reruns alike).
-ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
 # 143, 130: the training loop saved and stopped; outside the loop SIGINT raises KeyboardInterrupt (1 or -2)
 EXIT_CODES = {signal.SIGKILL: {-9}, signal.SIGTERM: {-15, 143}, signal.SIGINT: {-2, 1, 130}}
 
@@ -125,7 +122,7 @@ STAGES = {
 def _start(run, work, log_path):
     with open(log_path, "w") as log:
         return subprocess.Popen([sys.executable, "-m", *map(str, run.argv)], cwd=work, stdout=log,
-                                stderr=subprocess.STDOUT, env=ENV)
+                                stderr=subprocess.STDOUT, env=subprocess_env())
 
 
 def _run_to_end(run, work, log_path):
@@ -257,7 +254,7 @@ def test_checkpoint_write_cut_short_leaves_the_previous_one_loadable(tmp_path):
     checkpoints.save_torch({"step": 1}, path)
     writer = ("import sys, torch; from rdd import checkpoints; "
               "checkpoints.save_torch({'step': 2, 'big': torch.zeros(150_000_000)}, sys.argv[1])")
-    proc = subprocess.Popen([sys.executable, "-c", writer, str(path)], env=ENV)
+    proc = subprocess.Popen([sys.executable, "-c", writer, str(path)], env=subprocess_env())
     deadline = time.monotonic() + 120
     while not any(p.stat().st_size > 1 << 20 for p in tmp_path.glob(".resume.pt.*.tmp")):
         assert proc.poll() is None and time.monotonic() < deadline, "the write ended before it could be cut"

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, join_two_ranks, read_record, run_rdd
+from conftest import REPO, join_two_ranks, rdd_argv, read_record, run_rdd, subprocess_env
 from fixtures_authors import authors_checkpoint
 from rdd import checkpoints
 from rdd.cli import main as rdd_main
@@ -105,13 +104,11 @@ def test_resume_state_of_other_settings_is_set_aside(teacher, tiny, tmp_path):
 
 
 def test_two_process_torchrun_round(teacher, classifier, tiny, tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     out = tmp_path / "student.pt"
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "rdd", "distill", "--settings", str(tiny["distill"]), "--teacher", str(teacher),
-         "--classifier", str(classifier), "--out", str(out), "--resume-dir", str(tmp_path / "resume")],
-        env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+        rdd_argv("distill", "--settings", tiny["distill"], "--teacher", teacher, "--classifier", classifier,
+                 "--out", out, "--resume-dir", tmp_path / "resume", processes=2),
+        env=subprocess_env(), cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     record = read_record(out)
     assert record["world_size"] == 2
@@ -128,16 +125,12 @@ def test_the_classifier_trains_on_two_processes_as_on_one(tiny, tmp_path):
     """With its BatchNorm synchronised (train.sync_bn, the default) the classifier trains on two
     processes as on one with the whole batch, to float rounding; with one BatchNorm per process the
     statistics of half batches make other weights."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-
     def train(name, processes, *settings):
         out = tmp_path / name / "classifier.pt"
-        launch = [sys.executable] if processes == 1 else [
-            sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
-        proc = subprocess.run([*launch, "-m", "rdd", "train-classifier", "--settings", str(tiny["classifier"]),
-                               "--set", "train.iters=3", *settings, "--out", str(out), "--resume-dir",
-                               str(out.parent / "resume")], env=env, cwd=REPO, capture_output=True, text=True,
-                              timeout=600)
+        proc = subprocess.run(rdd_argv("train-classifier", "--settings", tiny["classifier"], "--set", "train.iters=3",
+                                       *settings, "--out", out, "--resume-dir", out.parent / "resume",
+                                       processes=processes),
+                              env=subprocess_env(), cwd=REPO, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         return checkpoints.load_torch(out)["state_dict"], read_record(out)
 
@@ -337,15 +330,13 @@ def test_a_round_resumes_on_another_number_of_processes(teacher, classifier, tin
     Both stop after the same step, and the state of that step is saved (no checkpoint falls due before
     the end here). The global RNG is seeded per step from (seed, rank, step), so the resume state holds
     no per-process random state."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     resume, log_path = tmp_path / "resume", tmp_path / "two.log"
     iters = 60  # about 15 s of margin after step 4 on two processes, at 4 steps/s here
-    args = ["-m", "rdd", "distill", "--settings", str(tiny["distill"]), "--set", f"train.iters={iters}",
-            "--set", f"train.checkpoint_every={iters}", "--teacher", str(teacher), "--classifier", str(classifier),
-            "--out", str(tmp_path / "s.pt"), "--resume-dir", str(resume)]
+    args = ["distill", "--settings", tiny["distill"], "--set", f"train.iters={iters}",
+            "--set", f"train.checkpoint_every={iters}", "--teacher", teacher, "--classifier", classifier,
+            "--out", tmp_path / "s.pt", "--resume-dir", resume]
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                                 "--nproc_per_node", "2", *args], env=env, cwd=REPO, stdout=log, stderr=log)
+        proc = subprocess.Popen(rdd_argv(*args, processes=2), env=subprocess_env(), cwd=REPO, stdout=log, stderr=log)
     deadline = time.monotonic() + 300
     while f" step 4/{iters} " not in log_path.read_text():
         assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()[-3000:]
@@ -355,7 +346,7 @@ def test_a_round_resumes_on_another_number_of_processes(teacher, classifier, tin
     stopped_at = _resume_state(resume)["step"]
     assert 4 <= stopped_at < iters and not (tmp_path / "s.pt").exists()
     assert f"another process's signal: state saved at step {stopped_at}; stopping" in log_path.read_text()
-    one = subprocess.run([sys.executable, *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+    one = subprocess.run(rdd_argv(*args), env=subprocess_env(), cwd=REPO, capture_output=True, text=True, timeout=600)
     assert one.returncode == 0, one.stdout + one.stderr
     assert f"resumed from {resume / 'resume.pt'} at step {stopped_at}" in one.stdout
     record = read_record(tmp_path / "s.pt")
