@@ -139,6 +139,12 @@ def test_truncated_weights_file_named(handle, tmp_path):
         resolve_inception(cache_dir=cache, allow_download=False, hub_dir=tmp_path / "hub")
 
 
+# torch.jit.load is the reference that these tests compare with (the FID network's weights come as a
+# TorchScript archive); its deprecation says nothing about the code under test.
+JIT_LOAD_IS_THE_REFERENCE = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+
+
+@JIT_LOAD_IS_THE_REFERENCE
 def test_torchscript_weights_read_without_jit_equal_jit_load():
     """Our reader of the TorchScript archive against torch.jit.load itself: the same tensors, bit for bit."""
     source = fid_helper_file()
@@ -178,6 +184,7 @@ def test_corrupt_torchscript_source_named(tmp_path):
 
 
 @pytest.mark.slow
+@JIT_LOAD_IS_THE_REFERENCE
 def test_parity_with_torchscript_network(images, features, scored, ref_stats, handle):
     """The converted weights in torch-fidelity's extractor reproduce the TorchScript FID network."""
     source = fid_helper_file()
