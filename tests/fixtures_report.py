@@ -291,7 +291,7 @@ def make_study(root, missing=MISSING, memory=True, scale_note=SCALE_NOTE, paper_
         entries.append({"kind": "memory_benchmark", "path": at(layout.MEMORY_BENCHMARK)})
 
     variants = {v: {"description": d, "run": _run("rdd", "loss_components", v), "same_as": None,
-                    "changes": {"losses": losses}}
+                    "labelled_as": "rdd", "changes": {"losses": losses}}
                 for v, d, losses in (("cfd_only", "CFD only", ["cfd"]),
                                      ("no_m_p2p", "CFD + IS-P2P", ["cfd", "is_p2p"]))}
     manifest = {

@@ -375,8 +375,9 @@ def test_ablation_table_rows_follow_their_models():
     own = metrics_frame({("rdd", 1): [45.0]}, ablation="losses", variant="full")  # a name like the main run's
     metrics = pd.concat([main, aliased, own], ignore_index=True)
     manifest = {"ablations": {"losses": {"description": "d", "method": "rdd", "variants": {
-        "cfd_only": {"description": "CFD only", "same_as": "rcfd", "changes": {"losses": ["cfd"]}},
-        "full": {"description": "all terms", "same_as": None, "changes": {"tau": 2.0}}}}}}
+        "cfd_only": {"description": "CFD only", "same_as": "rcfd", "labelled_as": "rcfd",
+                     "changes": {"losses": ["cfd"]}},
+        "full": {"description": "all terms", "same_as": None, "labelled_as": "rdd", "changes": {"tau": 2.0}}}}}}
     [table] = ablation_tables(manifest, metrics, summarize(metrics))
     fid = table["tables"][0]
     values = {row["label"]: (row["cells"][0]["mean"], row["cells"][0].get("delta")) for row in fid["rows"]}
@@ -402,7 +403,8 @@ def test_ablation_differences_carry_their_paired_interval():
         "kid": {("rdd", "", "", 1): {evaluation: (0.050, (50.0 + shared) / 1000)},
                 ("rdd", "losses", "cfd_is_p2p", 1): {evaluation: (0.053, (53.0 + shared + own) / 1000)}}}
     manifest = {"ablations": {"losses": {"description": "d", "method": "rdd", "variants": {
-        "cfd_is_p2p": {"description": "CFD + IS-P2P", "same_as": None, "changes": {"losses": ["cfd", "is_p2p"]}}}}}}
+        "cfd_is_p2p": {"description": "CFD + IS-P2P", "same_as": None, "labelled_as": "rdd",
+                       "changes": {"losses": ["cfd", "is_p2p"]}}}}}}
     [table] = ablation_tables(manifest, metrics, summarize(metrics, sampling), sampling)
     diffs = sorted((53.0 + shared + own) - (50.0 + shared))
     low, high = 3.0 + np.percentile(diffs, [2.5, 97.5]) - np.mean(diffs)
@@ -431,8 +433,10 @@ def test_a_variant_trained_like_the_main_run_differs_by_zero_over_training_seeds
                 (r, (0, 499)): (v * scale, (v + noise[r]) * scale) for r, v in enumerate(values)}
     metrics = pd.concat(frames, ignore_index=True)
     manifest = {"ablations": {"losses": {"description": "d", "method": "rdd", "variants": {
-        "full": {"description": "all", "same_as": "rdd", "changes": {"losses": ["cfd", "is_p2p", "m_p2p"]}},
-        "cfd_m_p2p": {"description": "CFD + M-P2P", "same_as": None, "changes": {"losses": ["cfd", "m_p2p"]}}}}}}
+        "full": {"description": "all", "same_as": "rdd", "labelled_as": "rdd",
+                 "changes": {"losses": ["cfd", "is_p2p", "m_p2p"]}},
+        "cfd_m_p2p": {"description": "CFD + M-P2P", "same_as": None, "labelled_as": "rdd",
+                      "changes": {"losses": ["cfd", "m_p2p"]}}}}}}
     [table] = ablation_tables(manifest, metrics, summarize(metrics, sampling), sampling)
     for t in table["tables"]:
         cells = {row["label"]: row["cells"][0] for row in t["rows"]}
@@ -563,6 +567,8 @@ def test_manifest_errors_name_the_file_and_the_problem(tmp_path):
         load_manifest(_manifest(tmp_path, [twice, {**twice, "path": "y"}]))
     with pytest.raises(ReportInputError, match=r"'ablations' must map names to \{'description', 'method', 'variants'"):
         load_manifest(_manifest(tmp_path, [], ablations={"loss": {"variants": {}}}))  # the method it varies?
+    with pytest.raises(ReportInputError, match=r"each variant naming the method its entries are labelled with"):
+        load_manifest(_manifest(tmp_path, [], ablations={"loss": {"method": "rdd", "variants": {"a": {}}}}))
 
 
 def test_paper_values_errors_name_the_file(tmp_path):
@@ -681,7 +687,8 @@ def test_every_ablation_variant_shows_its_sample_grids(tmp_path):
             entries.append(entry)
             images[entry] = path.read_bytes()
     manifest = {"ablations": {ablation: {"method": method, "variants": {
-        v: {"same_as": same_as} for v, same_as in specs.items()}} for (ablation, method), specs in variants.items()}}
+        v: {"same_as": same_as, "labelled_as": same_as or method} for v, same_as in specs.items()}}
+        for (ablation, method), specs in variants.items()}}
     grids = sample_grids(Study(manifest, entries, images=images))["ablations"]
     shown = [(g["rows"][0]["label"], [c["state"] for c in g["rows"][0]["cells"]]) for g in grids]
     assert shown == [("losses: cfd_is_p2p", ["done"]), ("losses: cfd_only", ["done"]),

@@ -336,6 +336,8 @@ def test_ablation_variants_train_or_reuse_the_main_runs(tiny_run):
     variants = json.loads((workdir / "results/tiny/manifest.json").read_text())["ablations"]["losses"]["variants"]
     assert {name: v["same_as"] for name, v in variants.items()} == {
         "cfd_only": "rcfd", "cfd_is_p2p": None, "cfd_m_p2p": None, "full": "rdd"}
+    assert {name: v["labelled_as"] for name, v in variants.items()} == {
+        "cfd_only": "rcfd", "cfd_is_p2p": "rdd", "cfd_m_p2p": "rdd", "full": "rdd"}
     models = workdir / "results/tiny/models/rdd"
     assert sorted(p.name for p in models.iterdir()) == [
         "default", "losses-cfd_is_p2p", "losses-cfd_is_p2p-replicate1", "losses-cfd_m_p2p",

@@ -113,12 +113,6 @@ def main_tables(metrics, summary, paper, paper_key, manifest):
 MAIN_RUN = "__main__"  # row key of an ablation's reference row (cannot clash with a variant name)
 
 
-def _variant_method(ablation, spec):
-    """The method a variant's entries are labelled with: the main run's it trains exactly like (whose
-    models and metrics stand for it), else the ablation's."""
-    return spec.get("same_as") or ablation["method"]
-
-
 def ablation_tables(manifest, metrics, summary, sampling=None):
     """One table per ablation: each variant against the ablated method's main run, FID and KID, each
     difference with its interval from the records' bootstrap replicates (`sampling`, as
@@ -130,7 +124,7 @@ def ablation_tables(manifest, metrics, summary, sampling=None):
         steps = sorted(int(s) for s in part["steps"].unique())
         reference = f"{methods.label(method)} (main run)"
         rows = [(MAIN_RUN, reference, method, "", "")] + [
-            (v, v, _variant_method(ablation, spec), name, v) for v, spec in ablation["variants"].items()]
+            (v, v, spec["labelled_as"], name, v) for v, spec in ablation["variants"].items()]
         out.append({"name": name, "description": ablation.get("description", ""), "reference": reference,
                     "variants": [{"name": v, "description": spec.get("description", ""),
                                   "changes": ", ".join(f"{k}: {json.dumps(c)}"
@@ -222,7 +216,7 @@ def sample_grids(study):
     ablations = []
     for name, ablation in (study.manifest.get("ablations") or {}).items():
         for variant, spec in ablation["variants"].items():
-            grid = _grid_cells(study, name, variant, [(_variant_method(ablation, spec), f"{name}: {variant}")])
+            grid = _grid_cells(study, name, variant, [(spec["labelled_as"], f"{name}: {variant}")])
             if grid["rows"]:
                 ablations.append(grid)
     return {"main": main, "ablations": ablations}

@@ -134,10 +134,13 @@ def load_manifest(path):
     manifest.setdefault("paper_key", None)
     manifest.setdefault("config", {})
     ablations = manifest.setdefault("ablations", {}) or {}
-    if not isinstance(ablations, dict) or not all(isinstance(a, dict) and isinstance(a.get("variants"), dict)
-                                                  and isinstance(a.get("method"), str) for a in ablations.values()):
-        raise ReportInputError(f"manifest {path}: 'ablations' must map names to "
-                               "{'description', 'method', 'variants'}")
+    if not isinstance(ablations, dict) or not all(
+            isinstance(a, dict) and isinstance(a.get("method"), str) and isinstance(a.get("variants"), dict)
+            and all(isinstance(v, dict) and v.get("labelled_as") in METHODS for v in a["variants"].values())
+            for a in ablations.values()):
+        raise ReportInputError(f"manifest {path}: 'ablations' must map names to {{'description', 'method', "
+                               f"'variants'}}, each variant naming the method its entries are labelled with "
+                               f"('labelled_as': one of {METHODS})")
     entries = [_entry(raw, i, path, ablations) for i, raw in enumerate(manifest["entries"])]
     seen = {}
     for i, entry in enumerate(entries):

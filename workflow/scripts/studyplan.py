@@ -458,21 +458,24 @@ class _Builder:
                                block["iters"], r) for r, folder in enumerate(run_dirs)]
             run_dir = run_dirs[0]
             same_as = next((m for m, main in main_lines.items() if _same_training(lines[0], main[0])), None)
+            # The method the variant's entries are labelled with (the manifest tells the report).
+            labelled_as = same_as or method
             if same_as:
                 # Trains exactly like a main run: that run's models and metrics (of every training
                 # replicate) stand for this variant.
                 for replicate, main in enumerate(main_lines[same_as]):
                     for stage in main.values():
                         self.add_entries(stage, {**stage.labels, **labels})
-                    self.evaluate_line(same_as, layout.run_dir(same_as, "default", replicate),
+                    self.evaluate_line(labelled_as, layout.run_dir(same_as, "default", replicate),
                                        {T: stage.model for T, stage in main.items()},
                                        {**labels, **_replicate_label(replicate)}, own_files=False)
                 run_dir = layout.run_dir(same_as, "default")
             else:
                 for replicate, (folder, stages) in enumerate(zip(run_dirs, lines)):
-                    self.evaluate_line(method, folder, self.add_line(stages),
+                    self.evaluate_line(labelled_as, folder, self.add_line(stages),
                                        {**labels, **_replicate_label(replicate)})
             variants[vname] = {"description": variant.get("description", ""), "run": run_dir, "same_as": same_as,
+                               "labelled_as": labelled_as,
                                "changes": {k: v for k, v in variant.items() if k != "description"}}
         self.plan.ablations[name] = {"description": spec.get("description", ""), "method": method,
                                      "variants": variants}
