@@ -569,6 +569,9 @@ def test_manifest_errors_name_the_file_and_the_problem(tmp_path):
         load_manifest(_manifest(tmp_path, [], ablations={"loss": {"variants": {}}}))  # the method it varies?
     with pytest.raises(ReportInputError, match=r"each variant naming the method its entries are labelled with"):
         load_manifest(_manifest(tmp_path, [], ablations={"loss": {"method": "rdd", "variants": {"a": {}}}}))
+    with pytest.raises(ReportInputError, match=r"has method 'rdd', but the entries of 'loss': 'a' are labelled 'rcfd'"):
+        load_manifest(_manifest(tmp_path, [{**twice, "ablation": "loss", "variant": "a"}], ablations={
+            "loss": {"method": "rdd", "variants": {"a": {"labelled_as": "rcfd"}}}}))
 
 
 def test_paper_values_errors_name_the_file(tmp_path):

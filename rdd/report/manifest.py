@@ -109,6 +109,10 @@ def _entry(raw, index, manifest_path, ablations):
             raise ReportInputError(f"{where} names ablation {entry.ablation!r}, which manifest['ablations'] lacks")
         if entry.variant not in variants:
             raise ReportInputError(f"{where} names variant {entry.variant!r}, not a variant of {entry.ablation!r}")
+        labelled_as = variants[entry.variant]["labelled_as"]
+        if kind in _LABELLED and entry.method != labelled_as:
+            raise ReportInputError(f"{where} ({kind}) has method {entry.method!r}, but the entries of "
+                                   f"{entry.ablation!r}: {entry.variant!r} are labelled {labelled_as!r}")
     elif entry.variant is not None:
         raise ReportInputError(f"{where} names a variant without an ablation")
     return entry
