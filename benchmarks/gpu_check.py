@@ -43,6 +43,7 @@ from benchmarks import bench_speed_settings, peak_memory  # noqa: E402
 from benchmarks.plan_iterations import (build_iteration, load_plans, per_gpu_batch, time_cases,  # noqa: E402
                                         timed_stages)
 from rdd.cli import output_file, positive_int  # noqa: E402
+from rdd.launch import rdd_command  # noqa: E402
 from rdd.settings import PRECISIONS as SAMPLING_PRECISIONS  # noqa: E402
 
 RAN, FAILED, SKIPPED = "ran", "failed", "skipped"
@@ -273,12 +274,13 @@ def run_torchrun(device, log):
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         settings = _tiny_settings(folder, device)
+        one_process = rdd_command(python=sys.executable)
         commands = [
-            [sys.executable, "-m", "rdd", "train-teacher", "--settings", settings["teacher"], "--out",
+            [*one_process, "train-teacher", "--settings", settings["teacher"], "--out",
              folder / "teacher.pt", "--resume-dir", folder / "r_teacher"],
-            [sys.executable, "-m", "rdd", "train-classifier", "--settings", settings["classifier"], "--out",
+            [*one_process, "train-classifier", "--settings", settings["classifier"], "--out",
              folder / "classifier.pt", "--resume-dir", folder / "r_classifier"],
-            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1", "-m", "rdd",
+            [*rdd_command(1, sys.executable, torchrun=True),
              "distill", "--settings", settings["distill"], "--teacher", folder / "teacher.pt", "--classifier",
              folder / "classifier.pt", "--out", folder / "student.pt", "--resume-dir", folder / "r_student"]]
         for command in commands:

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from rdd.cli import main as rdd_main
+from rdd.launch import rdd_command
 from rdd.settings import write_files
 
 REPO = Path(__file__).resolve().parent.parent
@@ -32,9 +33,7 @@ def subprocess_env(torch_threads=1):
 
 def rdd_argv(*args, processes=1):
     """The command line of `python -m rdd ARGS` as a process of its own, under torchrun when `processes` > 1."""
-    launch = [sys.executable] if processes == 1 else [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
-    return [*launch, "-m", "rdd", *map(str, args)]
+    return [*rdd_command(processes, sys.executable), *map(str, args)]
 
 
 @pytest.fixture(scope="session")

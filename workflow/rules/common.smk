@@ -64,6 +64,7 @@ PLANS = _plans()
 STUDIES = "|".join(PLANS)
 
 from rdd import layout, methods  # noqa: E402
+from rdd.launch import rdd_command  # noqa: E402
 from rdd.io import file_problem  # noqa: E402
 
 # Each wildcard means the same in every rule; method names come from the registry (rdd/methods.py).
@@ -307,9 +308,7 @@ def launcher(rule_name):
     parallel, the batch split across them), as the released multi-GPU runs."""
     def launch(wildcards):
         gpus = PLANS[wildcards.study].resources(rule_name)["gpu"]
-        if gpus <= 1:
-            return "python -m rdd"
-        return f"python -m torch.distributed.run --standalone --nproc_per_node {int(gpus)} -m rdd"
+        return " ".join(rdd_command(max(int(gpus), 1)))
     return launch
 
 
