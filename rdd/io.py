@@ -144,6 +144,14 @@ def output_problem(path, kind="file"):
         return f"cannot be created: {ancestor} is not a folder"
     if not os.access(ancestor, os.W_OK | os.X_OK):
         return f"cannot be written: the folder {ancestor} is not writable"
+    # os.access reads permission bits only: some folders (e.g. /proc, even for root) refuse new files
+    # all the same. A file made and removed at once is what the command's own writes will try.
+    try:
+        fd, probe = tempfile.mkstemp(dir=ancestor, prefix=".rdd-write-check.", suffix=".tmp")
+    except OSError as error:
+        return f"cannot be written: the folder {ancestor} refuses new files ({error.strerror})"
+    os.close(fd)
+    os.unlink(probe)
     return None
 
 

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from conftest import REPO
-from rdd import cli
+from rdd import cli, io
 from rdd.cli import main as rdd_main
 from rdd.report import __main__ as report_cli
 
@@ -133,6 +133,9 @@ CASES = [
     ((*EVALUATE[:-1], "{tmp}/text.pt/m.json"), "argument --out: {tmp}/text.pt/m.json cannot be created: "
                                                "{tmp}/text.pt is not a folder"),
     ((*TEACHER[:-1], "{tmp}/text.pt"), "argument --resume-dir: {tmp}/text.pt is a file; give a folder path"),
+    # /proc refuses new files even where its permission bits allow them (root): "refuses new files"
+    ((*SAMPLE[:-1], "/proc/rdd-absent/s.npz"), "argument --out: /proc/rdd-absent/s.npz cannot be written: the "
+                                               "folder /proc "),
     ((*EVALUATE, "--cache-dir", "{tmp}/text.pt"), "argument --cache-dir: {tmp}/text.pt is a file; give a folder path"),
     (("export-images", "--samples", "{tmp}/s.npz", "--out", "{tmp}/text.pt/png"),
      "argument --out: {tmp}/text.pt/png cannot be created: {tmp}/text.pt is not a folder"),
@@ -336,6 +339,12 @@ def test_an_output_in_a_read_only_folder_is_refused_before_the_work(bad_files):
         shutil.rmtree(base)
 
 
+def test_the_write_check_leaves_nothing_behind(tmp_path):
+    assert io.output_problem(tmp_path / "new" / "s.npz") is None
+    assert io.output_problem(tmp_path / "out", kind="folder") is None
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_enough_bad_inputs_are_counted():
     assert len(CASES) >= 40
 
@@ -346,7 +355,6 @@ def test_debug_shows_the_traceback_of_an_input_error(bad_files):
 
 
 def test_two_samplers_of_one_output_cannot_interleave(bad_files, tmp_path, capsys):
-    from rdd import io
 
     out = tmp_path / "s.npz"
     with io.exclusive(out):  # as if another `sample` were writing this file right now
@@ -362,7 +370,6 @@ def test_two_samplers_of_one_output_cannot_interleave(bad_files, tmp_path, capsy
 
 
 def test_a_lock_removes_the_folders_it_made_when_they_stay_empty(tmp_path):
-    from rdd import io
 
     (tmp_path / "found").mkdir()
     with io.exclusive(tmp_path / "found" / "made" / "deeper" / "x.pt"):  # as a command refused at once
@@ -374,7 +381,6 @@ def test_a_lock_removes_the_folders_it_made_when_they_stay_empty(tmp_path):
 
 
 def test_two_trainings_of_one_resume_folder_cannot_interleave(tiny, tmp_path, capsys):
-    from rdd import io
 
     resume = tmp_path / "resume"
     with io.exclusive(resume / "resume.pt"):  # as if another training were using this folder right now
