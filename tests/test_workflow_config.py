@@ -121,6 +121,10 @@ CASES = {
                                      ["settings merged from studies.tiny.distill, studies.tiny.rounds.rdd.settings, "
                                       "ablation small_memory: variants.v.settings, ablation small_memory: variants.v: "
                                       "setting 'num_anchors' (32) must be at most 'memory_size' (16)"]),
+    # Found at the first job's start, the training jobs beside it would run on: found before any job.
+    "reference_limit_beyond_the_split": (tiny(evaluate={"reference": {"split": "test", "limit": 10001}}), None, True,
+                                         "all", ["studies.tiny.evaluate.reference.limit: 10,001 images asked of the "
+                                                 "test split of fashion_mnist, which holds 10,000"]),
     "inception_weights_missing": (tiny(evaluate={"inception_weights": "nowhere/pt_inception.pth"}), None, True, "all",
                                   ["studies.tiny.evaluate.inception_weights: file not found: nowhere/pt_inception.pth"]),
     "authors_checkpoint_missing": (tiny(authors_checkpoints={"teacher": "nowhere/teacher.pt"}), None, True, "all",

@@ -112,7 +112,7 @@ def _check_authors_file(key, path, config, where):
 @functools.cache
 def ready(study):
     """Checks that need the machine (data files, authors' files, GPUs), run only for studies in the DAG."""
-    from rdd.data import DatasetMissingError, check_available
+    from rdd.data import DatasetMissingError, check_available, check_first_images
 
     plan = PLANS[study]
     where = f"studies.{study}"
@@ -120,6 +120,13 @@ def ready(study):
         check_available(plan.config["data"])
     except DatasetMissingError as exc:
         raise WorkflowError(f"{where}.data: {exc}") from None
+    # The reference job would find this at its start, but by then training jobs run beside it.
+    reference = plan.config["evaluate"]["reference"]
+    if reference["limit"]:
+        try:
+            check_first_images(plan.config["data"], reference["split"], reference["limit"])
+        except ValueError as exc:
+            raise WorkflowError(f"{where}.evaluate.reference.{exc}") from None
     weights = plan.config["evaluate"]["inception_weights"]
     if weights and (problem := file_problem(weights)):
         raise WorkflowError(f"{where}.evaluate.inception_weights: file {problem}: {weights} (null finds "
