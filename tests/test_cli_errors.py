@@ -133,7 +133,7 @@ CASES = [
     ((*EVALUATE[:-1], "{tmp}/text.pt/m.json"), "argument --out: {tmp}/text.pt/m.json cannot be created: "
                                                "{tmp}/text.pt is not a folder"),
     ((*TEACHER[:-1], "{tmp}/text.pt"), "argument --resume-dir: {tmp}/text.pt is a file; give a folder path"),
-    # /proc refuses new files even where its permission bits allow them (root): "refuses new files"
+    # /proc: its permission bits let root write, yet it refuses new files ("is not writable" for others)
     ((*SAMPLE[:-1], "/proc/rdd-absent/s.npz"), "argument --out: /proc/rdd-absent/s.npz cannot be written: the "
                                                "folder /proc "),
     ((*EVALUATE, "--cache-dir", "{tmp}/text.pt"), "argument --cache-dir: {tmp}/text.pt is a file; give a folder path"),
@@ -355,7 +355,6 @@ def test_debug_shows_the_traceback_of_an_input_error(bad_files):
 
 
 def test_two_samplers_of_one_output_cannot_interleave(bad_files, tmp_path, capsys):
-
     out = tmp_path / "s.npz"
     with io.exclusive(out):  # as if another `sample` were writing this file right now
         code = rdd_main(["sample", "--model", str(bad_files / "text.pt"), "--steps", "1", "--seeds", "0",
@@ -370,7 +369,6 @@ def test_two_samplers_of_one_output_cannot_interleave(bad_files, tmp_path, capsy
 
 
 def test_a_lock_removes_the_folders_it_made_when_they_stay_empty(tmp_path):
-
     (tmp_path / "found").mkdir()
     with io.exclusive(tmp_path / "found" / "made" / "deeper" / "x.pt"):  # as a command refused at once
         assert (tmp_path / "found" / "made" / "deeper" / "x.pt.lock").is_file()
@@ -381,7 +379,6 @@ def test_a_lock_removes_the_folders_it_made_when_they_stay_empty(tmp_path):
 
 
 def test_two_trainings_of_one_resume_folder_cannot_interleave(tiny, tmp_path, capsys):
-
     resume = tmp_path / "resume"
     with io.exclusive(resume / "resume.pt"):  # as if another training were using this folder right now
         code = rdd_main(["train-teacher", "--settings", str(tiny["teacher"]), "--out", str(tmp_path / "t.pt"),
