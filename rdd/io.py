@@ -6,6 +6,7 @@ leaves a half-written file under its final name.
 """
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -142,13 +143,13 @@ def output_problem(path, kind="file"):
         ancestor = ancestor.parent
     if not ancestor.is_dir():
         return f"cannot be created: {ancestor} is not a folder"
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        return f"cannot be written: the folder {ancestor} is not writable"
-    # os.access reads permission bits only: some folders (e.g. /proc, even for root) refuse new files
-    # all the same. A file made and removed at once is what the command's own writes will try.
+    # A file made and removed at once, as the command's own writes will make theirs: permission bits
+    # alone (os.access) pass folders that refuse new files all the same (e.g. /proc, even for root).
     try:
         fd, probe = tempfile.mkstemp(dir=ancestor, prefix=".rdd-write-check.", suffix=".tmp")
     except OSError as error:
+        if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return f"cannot be written: the folder {ancestor} is not writable"
         return f"cannot be written: the folder {ancestor} refuses new files ({error.strerror})"
     os.close(fd)
     os.unlink(probe)
