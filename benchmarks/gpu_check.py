@@ -237,8 +237,13 @@ def cost_table(plan, rates, sampling, inception, intervals, precision="fp32"):
 
 # ----------------------------------------------------------------------------- tests and torchrun
 
+def _child_env(**extra):
+    """The environment of a child process: this one's, with the checkout importable."""
+    return {**os.environ, "PYTHONPATH": str(REPO), **extra}
+
+
 def run_tests(device, log):
-    env = {**os.environ, "RDD_TEST_DEVICE": device, "PYTHONPATH": str(REPO)}
+    env = _child_env(RDD_TEST_DEVICE=device)
     out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider",
                           str(REPO / "tests" / "test_gpu.py"), str(REPO / "tests" / "test_speed_settings.py")],
                          cwd=REPO, env=env, capture_output=True, text=True)
@@ -270,7 +275,7 @@ def _tiny_settings(folder, device):
 
 def run_torchrun(device, log):
     """A teacher and classifier of 2 steps, then an RDD round of 3 under torchrun on one process."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = _child_env()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         settings = _tiny_settings(folder, device)
