@@ -6,7 +6,7 @@ import sys
 
 import yaml
 
-from rdd import io, layout, settings as settings_mod
+from rdd import io, layout, methods, settings as settings_mod
 from rdd.seeds import parse_seeds
 
 
@@ -21,8 +21,7 @@ def _key_value(option, text):
         raise settings_mod.SettingsError(f"{option} {text!r}: the value is not valid YAML ({one_line(exc)})") from None
 
 
-def _set_item(record, assignment):
-    key, value = _key_value("--set", assignment)
+def _set_item(record, key, value, assignment):
     *path, last = key.split(".")
     for part in path:
         record = record.setdefault(part, {})
@@ -42,11 +41,40 @@ def _settings_file(path, command):
     return record["settings"]
 
 
+def _gives_every_weight(weights):
+    return isinstance(weights, dict) and all(weights.get(term) is not None for term in methods.TERMS)
+
+
 def user_settings(args, command):
-    """The settings files merged in order, then the --set assignments (validated later)."""
-    record = settings_mod.deep_merge(*(_settings_file(path, command) for path in args.settings or []))
+    """The settings files merged in order, then the --set assignments (validated later).
+
+    A layer that changes the `method` of settings giving every loss weight (a round's exported
+    settings do) would only rename the run, the weights deciding what it trains: refused, naming that
+    layer, unless a later one (or that one) gives every weight itself."""
+    record, renamed_by = {}, None
+
+    def track_method(source, weights, before):
+        nonlocal renamed_by
+        if _gives_every_weight(weights):
+            renamed_by = None
+        elif before is not None and record.get("method") != before:
+            renamed_by = source
+
+    for path in args.settings or []:
+        layer, before = _settings_file(path, command), record.get("method")
+        record = settings_mod.deep_merge(record, layer)
+        track_method(f"--settings {path}", layer.get("weights"), before)
     for assignment in args.set or []:
-        _set_item(record, assignment)
+        (key, value), before = _key_value("--set", assignment), record.get("method")
+        _set_item(record, key, value, assignment)
+        track_method(f"--set {assignment}", value if key == "weights" else None, before)
+    method, weights = record.get("method"), record.get("weights")
+    if renamed_by and methods.only_renames(method, weights):
+        given = ", ".join(f"{term} {weights[term]:g}" for term in methods.TERMS)
+        raise settings_mod.SettingsError(
+            f"{renamed_by}: the settings give every loss weight ({given}), not {method}'s, so the method would "
+            f"only rename the run; set the weights too (--set weights.<term>=W), or null those {method} should "
+            f"pick (--set weights.<term>=null)")
     return record
 
 

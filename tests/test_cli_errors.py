@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from conftest import REPO
-from rdd import cli, io
+from rdd import cli, io, methods
 from rdd.cli import main as rdd_main
 from rdd.report import __main__ as report_cli
 
@@ -24,6 +24,10 @@ CLASSIFIER = ("train-classifier", "--out", "{tmp}/c.pt", "--resume-dir", "{tmp}/
 DISTILL = ("distill", "--teacher", "{tmp}/missing_teacher.pt", "--out", "{tmp}/s.pt", "--resume-dir", "{tmp}/r")
 SAMPLE = ("sample", "--model", "{tmp}/missing.pt", "--steps", "1", "--seeds", "0-3", "--out", "{tmp}/s.npz")
 EVALUATE = ("evaluate", "--samples", "{tmp}/s.npz", "--ref-stats", "{tmp}/r.json", "--out", "{tmp}/m.json")
+
+
+# A PD round's settings as the workflow exports them: every loss weight given.
+PD_ROUND = "method: pd\nweights: {pd: 1.0, cfd: 0.0, is_p2p: 0.0, m_p2p: 0.0, entropy: 0.0, diversity: 0.0}\n"
 
 
 def setting(command, *assignments):
@@ -107,6 +111,13 @@ CASES = [
     (DISTILL, "the loss terms cfd, is_p2p, m_p2p of method rdd need a classifier (--classifier)"),
     ((*setting(DISTILL, "method=pd"), "--classifier", "{tmp}/c.pt"),
      "--classifier {tmp}/c.pt: the loss terms of method pd (pd) read no classifier; leave it out"),
+    # another method over settings giving every weight (a round's exported settings) would only rename the run
+    (setting((*DISTILL, "--settings", "{tmp}/pd_round.yaml"), "method=rdd"),
+     "--set method=rdd: the settings give every loss weight (pd 1, cfd 0, is_p2p 0, m_p2p 0, entropy 0, "
+     "diversity 0), not rdd's, so the method would only rename the run; set the weights too"),
+    ((*DISTILL, "--settings", "{tmp}/pd_round.yaml", "--settings", "{tmp}/rcfd.yaml"),
+     "--settings {tmp}/rcfd.yaml: the settings give every loss weight (pd 1, cfd 0, is_p2p 0, m_p2p 0, "
+     "entropy 0, diversity 0), not rcfd's"),
     # sampling: counts, seeds, model files
     (("sample", "--model", "m.pt", "--steps", "0", "--seeds", "0", "--out", "s.npz"),
      "argument --steps: must be a positive integer, got '0'"),
@@ -232,6 +243,8 @@ def bad_files(tmp_path_factory):
     (folder / "list.yaml").write_text("- 1\n- 2\n")
     (folder / "twice.yaml").write_text("train:\n  iters: 5\n  iters: 10\n")
     (folder / "fmnist.yaml").write_text("data: {name: fashion_mnist}\n")
+    (folder / "pd_round.yaml").write_text(PD_ROUND)
+    (folder / "rcfd.yaml").write_text("method: rcfd\n")
     (folder / "text.pt").write_text("not a checkpoint\n")
     (folder / "folder").mkdir()  # a directory where a file belongs
     os.mkfifo(folder / "fifo.yaml")  # reading it would block: it must be refused unread
@@ -343,6 +356,21 @@ def test_the_write_check_leaves_nothing_behind(tmp_path):
     assert io.output_problem(tmp_path / "new" / "s.npz") is None
     assert io.output_problem(tmp_path / "out", kind="folder") is None
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("files,assignments,method", [
+    (["pd_round.yaml"], ["method=rdd", "weights={pd: 0, cfd: 1, is_p2p: 1, m_p2p: 0.1, entropy: 0, diversity: 0}"],
+     "rdd"),
+    (["pd_round.yaml"], ["method=rcfd", *(f"weights.{term}=null" for term in methods.TERMS)], "rcfd"),
+    (["pd_round.yaml"], ["method=rdd", "method=pd"], "pd"),  # back to what the weights are
+    (["pd_round.yaml", "fmnist.yaml"], [], "pd"),  # the workflow's layering: a later file without a method
+    (["rcfd.yaml", "pd_round.yaml"], [], "pd"),  # a later file giving its method with every weight
+])
+def test_another_method_with_its_weights_is_taken(files, assignments, method, bad_files):
+    args = argparse.Namespace(settings=[bad_files / name for name in files], set=assignments)
+    record = cli.user_settings(args, "distill")
+    assert record["method"] == method
+    assert methods.loss_weights(record) == methods.loss_weights({"method": method, "weights": {}})
 
 
 def test_enough_bad_inputs_are_counted():

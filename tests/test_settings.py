@@ -2,6 +2,7 @@
 and its help; `show-defaults` prints them as a settings file; `validate` checks what single values
 cannot show without building a network."""
 
+import argparse
 import json
 import subprocess
 import sys
@@ -48,14 +49,14 @@ def test_show_defaults_is_a_settings_file_with_the_help_of_every_key(command, ca
 
 
 def test_a_yaml_file_and_set_give_the_same_record(tmp_path):
-    from rdd.cli import _set_item
+    from rdd.cli import user_settings
 
-    record = {}
-    for assignment in ("train.lr=1e-4", "tau=0.5", "weights.m_p2p=0.2", "is_p2p_group_size=32"):
-        _set_item(record, assignment)
+    assignments = ["train.lr=1e-4", "tau=0.5", "weights.m_p2p=0.2", "is_p2p_group_size=32"]
     (tmp_path / "s.yaml").write_text("train: {lr: 1e-4}\ntau: 0.5\nweights: {m_p2p: 0.2}\nis_p2p_group_size: 32\n")
-    from_file = settings_mod.resolve("distill", settings_mod.load_file(tmp_path / "s.yaml"))
-    assert from_file == settings_mod.resolve("distill", record)
+    from_set = user_settings(argparse.Namespace(settings=None, set=assignments), "distill")
+    from_file = settings_mod.resolve("distill", user_settings(argparse.Namespace(settings=[tmp_path / "s.yaml"],
+                                                                                 set=None), "distill"))
+    assert from_file == settings_mod.resolve("distill", from_set)
     assert from_file["train"]["lr"] == 1e-4 and from_file["weights"]["m_p2p"] == 0.2
 
 
