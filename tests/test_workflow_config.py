@@ -70,6 +70,9 @@ CASES = {
                                  ["studies.tiny.teacher: unknown setting 'train.iterations'", "iters"]),
     "training_setting_wrong_type": (tiny(distill={"train": {"lr": "fast"}}), None, True, "all",
                                     ["studies.tiny.distill: setting 'train.lr' must be a number"]),
+    "weights_for_every_method": (tiny(distill={"weights": {"pd": 1.0}}), None, True, "all",
+                                 ["studies.tiny.distill.weights: set by the workflow (from each round's method, "
+                                  "or per method rounds.<method>.settings.weights or an ablation)"]),
     "setting_the_workflow_sets": (tiny(teacher={"T_base": 16}), None, True, "all",
                                   ["studies.tiny.teacher.T_base: set by the workflow"]),
     "unknown_net_key": (tiny(teacher={"net": {"channels": 64}}), None, True, "all",

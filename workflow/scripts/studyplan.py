@@ -24,7 +24,8 @@ RESERVED = {"teacher": ("data", "seed", "T_base", "speed"), "classifier": ("data
 # Where the workflow takes each of them from.
 RESERVED_SOURCE = {"data": "the study's data", "seed": "the study's seed", "T_base": "the study's T_base",
                    "speed": "the study's speed", "method": "the rounds block's name, or the ablation's method",
-                   "train.iters": "the study's iters schedule"}
+                   "train.iters": "the study's iters schedule",
+                   "weights": "each round's method, or per method rounds.<method>.settings.weights or an ablation"}
 # Resources of a rule unless the study's `resources` says otherwise.
 BASE_RESOURCES = {"threads": 1, "mem_mb": 2000, "runtime": 60, "gpu": 0}
 RULES_WITH_RESOURCES = ("ref_stats", "train_teacher", "train_classifier", "distill", "sample", "real_samples",
@@ -381,9 +382,12 @@ class _Builder:
 
     def round_settings(self, method, layers, iters, replicate=0):
         """A round's settings: the study's distill block, then `layers` [(block, where)], in that order."""
-        blocks = [(self.study["distill"], f"{self.where}.distill"), *layers]
-        for layer, where in blocks:
+        shared = (self.study["distill"], f"{self.where}.distill")
+        # Loss weights shared by every round would change what each method is and keep its name.
+        _check_layer("distill", *shared, ("train.iters", "weights"))
+        for layer, where in layers:
             _check_layer("distill", layer, where, ("train.iters",))
+        blocks = [shared, *layers]
         record = deep_merge(self.common, *(layer for layer, _ in blocks),
                             {"method": method, "seed": self.study["seed"] + replicate, "train": {"iters": iters}})
         # What only the merged record can show (a bound between two blocks' settings) names them all.
