@@ -314,6 +314,18 @@ class _Builder:
         if ev["reference"]["split"] not in ("train", "test"):
             raise ConfigError(f"{w}.evaluate.reference.split: {ev['reference']['split']!r}; allowed: train, test")
 
+    def check_blocks(self):
+        """The study's settings blocks, each once and on its own, so that an error names the block that has it
+        (an ablation variant's: check_ablations; a bound between blocks: `_resolved` on the merged record)."""
+        s, w = self.study, self.where
+        _no_reserved("teacher", s["teacher"], f"{w}.teacher")
+        _no_reserved("classifier", s["classifier"], f"{w}.classifier")
+        # Loss weights shared by every round would change what each method is and keep its name.
+        _check_layer("distill", s["distill"], f"{w}.distill", ("train.iters", "weights"))
+        _check_layer("distill", s["pd_chain"]["settings"], f"{w}.pd_chain.settings", ("train.iters",))
+        for method, block in s["rounds"].items():
+            _check_layer("distill", block["settings"], f"{w}.rounds.{method}.settings", ("train.iters",))
+
     def check_authors(self):
         authors, w = self.study["authors_checkpoints"], f"{self.where}.authors_checkpoints"
         if authors.get("pd_8") and self.study["shared_steps"] != 8:
@@ -355,7 +367,6 @@ class _Builder:
         if "teacher" in self.plan.external:
             return self.plan.external["teacher"]
         block, where = self.study["teacher"], f"{self.where}.teacher"
-        _no_reserved("teacher", block, where)
         settings = _resolved("teacher", deep_merge(self.common, block, {"T_base": self.study["T_base"]}), where)
         model = self.plan.path(layout.TEACHER, T=self.study["T_base"])
         return self.add_stage(Stage("train_teacher", model, settings, {"stage": "teacher"}))
@@ -369,7 +380,6 @@ class _Builder:
         if overrides is None and "classifier" in self.plan.external:
             return self.plan.external["classifier"]
         where = f"{self.where}.classifier"
-        _no_reserved("classifier", self.study["classifier"], where)  # a variant's overrides: check_ablations
         if overrides is not None:
             where = (f"settings merged from {where}, ablation {labels['ablation']}: "
                      f"variants.{labels['variant']}.classifier")
@@ -381,13 +391,9 @@ class _Builder:
         return self.add_stage(Stage("train_classifier", model, settings, {"stage": "classifier", **(labels or {})}))
 
     def round_settings(self, method, layers, iters, replicate=0):
-        """A round's settings: the study's distill block, then `layers` [(block, where)], in that order."""
-        shared = (self.study["distill"], f"{self.where}.distill")
-        # Loss weights shared by every round would change what each method is and keep its name.
-        _check_layer("distill", *shared, ("train.iters", "weights"))
-        for layer, where in layers:
-            _check_layer("distill", layer, where, ("train.iters",))
-        blocks = [shared, *layers]
+        """A round's settings: the study's distill block, then `layers` [(block, where)], in that order (each
+        block checked on its own before: check_blocks, check_ablations)."""
+        blocks = [(self.study["distill"], f"{self.where}.distill"), *layers]
         record = deep_merge(self.common, *(layer for layer, _ in blocks),
                             {"method": method, "seed": self.study["seed"] + replicate, "train": {"iters": iters}})
         # What only the merged record can show (a bound between two blocks' settings) names them all.
@@ -522,6 +528,7 @@ class _Builder:
         except ValueError as exc:
             raise ConfigError(f"{self.where}.data: {exc}") from None
         self.check_steps()
+        self.check_blocks()
         self.check_authors()
         try:
             self.plan.speed()
