@@ -41,10 +41,6 @@ def _settings_file(path, command):
     return record["settings"]
 
 
-def _gives_every_weight(weights):
-    return isinstance(weights, dict) and all(weights.get(term) is not None for term in methods.TERMS)
-
-
 def user_settings(args, command):
     """The settings files merged in order, then the --set assignments (validated later).
 
@@ -55,7 +51,7 @@ def user_settings(args, command):
 
     def track_method(source, weights, before):
         nonlocal renamed_by
-        if _gives_every_weight(weights):
+        if methods.gives_every_weight(weights):
             renamed_by = None
         elif before is not None and record.get("method") != before:
             renamed_by = source

@@ -109,14 +109,18 @@ def needs_classifier(weights):
     return bool(feature_terms(weights))
 
 
+def gives_every_weight(weights):
+    """Whether a settings block's `weights` give a number for every term, and name no other."""
+    return (isinstance(weights, dict) and set(weights) == set(TERMS)
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in weights.values()))
+
+
 def only_renames(method, weights):
     """Whether a settings block's `weights` give every term, differently from `method`'s preset: the
     method then picks none of the weights (`loss_weights`) and only names the run."""
     entry = METHODS.get(method) if isinstance(method, str) else None
-    if entry is None or entry.weights is None or not isinstance(weights, dict) or set(weights) != set(TERMS):
+    if entry is None or entry.weights is None or not gives_every_weight(weights):
         return False
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in weights.values()):
-        return False  # left to the settings' own checks
     return any(float(weights[term]) != float(entry.weights.get(term, 0.0)) for term in TERMS)
 
 
