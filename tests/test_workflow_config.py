@@ -4,13 +4,19 @@ Each case runs Snakemake on the tiny preset plus one bad change, in its own scra
 cases run two at a time up front (one fixture), and each test checks one message.
 """
 
+import copy
 import shutil
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import yaml
 
-from fixtures_workflow import REPO, run_snakemake, write_yaml
+from fixtures_workflow import REPO, job_counts, run_snakemake, write_yaml
 from rdd import io, methods
+
+sys.path.insert(0, str(REPO / "workflow" / "scripts"))
+import configcheck  # noqa: E402
 
 TINY = REPO / "config" / "tiny.yaml"
 
@@ -218,6 +224,67 @@ def test_a_bound_between_two_blocks_is_judged_on_their_merge(tmp_path):
                              "all", "--cores", "1", "-n")
     assert result.returncode == 0, result.stdout[-3000:]
     assert "rdd/queue-v/" in result.stdout  # the variant's own rounds are planned
+
+
+def _planned_commands(output):
+    return sorted(line for line in output.splitlines() if line.startswith("Shell command: "))
+
+
+def test_a_change_on_the_command_line_plans_what_the_same_change_in_a_file_plans(tmp_path):
+    """Snakemake hands the workflow every scalar inside a --config mapping as a string ('8', 'null'); they
+    are typed as a config file's are, so the same change plans the same jobs either way. A null given
+    for a block that may be null (here: skip the memory benchmark) is taken from both."""
+    change = {"num_samples": 8, "seeds": [0, 1], "memory_benchmark": None}
+    default, in_file, on_command_line = (
+        _snakemake_with(tmp_path / name, overlay, None, None, "all", "--cores", "1", "-n", "-p", *config)
+        for name, overlay, config in (
+            ("default", {}, []),
+            ("in_file", tiny(evaluate=change), []),
+            ("on_command_line", {}, ["--config", "studies={tiny: {evaluate: {num_samples: 8, seeds: [0, 1], "
+                                                 "memory_benchmark: null}}}"])))
+    for result in (default, in_file, on_command_line):
+        assert result.returncode == 0, result.stdout[-3000:]
+    assert _planned_commands(on_command_line.stdout) == _planned_commands(in_file.stdout)
+    counts, changed = job_counts(default.stdout), job_counts(on_command_line.stdout)
+    assert "memory_benchmark" not in changed and counts["memory_benchmark"] == 1
+    assert (changed["evaluate"], changed["real_samples"]) == (2 * counts["evaluate"], 2)
+    assert "--seeds 0-7 " in on_command_line.stdout and "--seeds 8-15 " in on_command_line.stdout
+
+
+def test_command_line_scalars_are_typed_as_a_config_file_types_them():
+    """configcheck.command_line_typed on what Snakemake's reading of a --config value gives (YAML's
+    BaseLoader) against yaml.safe_load of the same text, the reading of a config file."""
+    text = ("{evaluate: {num_samples: 200, seeds: [0, 1], memory_benchmark: null, reference: {limit: ~}},"
+            " tf32: true, compile: False, lr: 2.0e-4, tau: .5, big: 1_000, path: data/x.yaml, name: cifar10,"
+            " dates: 2024-01-01, empty: [], nested: [[1, a], {b: null}]}")
+    as_given = yaml.load(text, Loader=yaml.BaseLoader)
+    assert as_given["evaluate"]["num_samples"] == "200"  # what the workflow is handed
+    typed = configcheck.command_line_typed(as_given)
+    expected = yaml.safe_load(text)
+    expected["dates"] = "2024-01-01"  # neither a number, a truth value nor null: the string as given
+    assert typed == expected
+    assert [type(v) for v in typed["evaluate"].values()] == [int, list, type(None), dict]
+    # A top-level value is a string Snakemake could not read as a number; a quoted number is typed too.
+    assert configcheck.command_line_typed({"paper_values": "null", "run": "tiny", "title": ""}) == \
+        {"paper_values": None, "run": "tiny", "title": ""}
+    assert configcheck.command_line_typed(yaml.load('{title: "2024", p: "a\'b"}', Loader=yaml.BaseLoader)) == \
+        {"title": 2024, "p": "a'b"}
+
+
+def test_a_null_block_keeps_its_null_and_defaults_are_copies():
+    config = io.read_yaml(TINY)
+    config["studies"]["tiny"]["evaluate"].update(memory_benchmark=None, speed_benchmark=None)
+    checked, _ = configcheck.checked_config(config, REPO)
+    evaluate = checked["studies"]["tiny"]["evaluate"]
+    assert (evaluate["memory_benchmark"], evaluate["speed_benchmark"]) == (None, None)
+    assert evaluate["inception_weights"] is None and evaluate["num_samples"] == 16  # defaults, and the file's
+    study = {key: config["studies"]["tiny"][key] for key in ("data", "T_base", "teacher", "pd_chain", "rounds")}
+    config["studies"].update(one=study, two=copy.deepcopy(study))
+    checked, _ = configcheck.checked_config(config, REPO)
+    one, two = checked["studies"]["one"]["evaluate"], checked["studies"]["two"]["evaluate"]
+    # Each study's default block is its own, filled in as the schema says: a change to one is not to the other.
+    assert one == two and one["num_samples"] == 100 and one["memory_benchmark"] == {"limit_gb": 1.0}
+    assert one is not two and one["memory_benchmark"] is not two["memory_benchmark"]
 
 
 def _undescribed(node, path):

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import min_version
+from snakemake.utils import min_version, update_config
 
 min_version("9.0")
 
@@ -43,6 +43,8 @@ def _config_error(message):
 def _checked_config():
     try:
         configcheck.check_config_files(workflow.configfiles)
+        # Snakemake merged the --config values over the files with their scalars as strings: again, typed.
+        update_config(config, configcheck.command_line_typed(workflow.config_settings.config))
         return configcheck.checked_config(config, REPO)
     except ConfigError as exc:
         raise _config_error(str(exc)) from None

@@ -5,9 +5,14 @@ Kept apart from studyplan (which imports the library's torch-free part: the sett
 registry, the network configs) so that a schema error is reported before any of it is read.
 """
 
+import copy
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
+
+import jsonschema
+import yaml
 
 from rdd import io
 
@@ -104,19 +109,30 @@ def check_ablation_names(ablation, where):
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
 
 
+def _filling_defaults(validator_class):
+    """`validator_class` that also gives each absent property its default (a copy), in mappings only.
+
+    (Snakemake's `validate` fills them in whatever the instance is, so a null given for a key that may
+    be an object or null, as `evaluate.memory_benchmark: null` is, failed with an AttributeError.)"""
+    check_properties = validator_class.VALIDATORS["properties"]
+
+    def properties(validator, properties, instance, schema):
+        if validator.is_type(instance, "object"):
+            for name, subschema in properties.items():
+                if "default" in subschema:
+                    instance.setdefault(name, copy.deepcopy(subschema["default"]))
+        yield from check_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": properties})
+
+
 def validated(data, schema, where=""):
     """`data` checked against workflow/schemas/`schema` (defaults filled in), or a one-line ConfigError."""
-    import jsonschema
-    from snakemake.exceptions import WorkflowError
-    from snakemake.utils import validate
-
+    document = io.read_yaml(SCHEMAS / schema)
+    validator = _filling_defaults(jsonschema.validators.validator_for(document))(document)
     try:
-        validate(data, str(SCHEMAS / schema))
-    except WorkflowError as exc:
-        # Snakemake folds the jsonschema error into its message; the error itself is the context.
-        error = exc.__context__
-        if not isinstance(error, jsonschema.ValidationError):
-            raise
+        validator.validate(data)
+    except jsonschema.ValidationError as error:
         raise ConfigError(describe_schema_error(error, where)) from None
     return data
 
@@ -170,6 +186,25 @@ def check_config_files(paths):
             io.read_yaml(path)
         except io.YamlError as exc:
             raise ConfigError(f"config file {exc}") from None
+
+
+def command_line_typed(value):
+    """`--config` values with every scalar typed as in a config file: Snakemake reads a mapping or a list
+    given there with YAML's BaseLoader, which leaves each scalar inside it a string ('200', 'true',
+    'null'), and a top-level 'null' stays a string too. (The command line's quotes are lost by then: a
+    quoted "200" becomes 200 as well.)"""
+    if isinstance(value, Mapping):
+        return {key: command_line_typed(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [command_line_typed(item) for item in value]
+    if isinstance(value, str) and value:
+        try:
+            typed = io.parse_yaml(value)
+        except yaml.YAMLError:  # e.g. an unbalanced quote inside a path: a string as given
+            return value
+        if typed is None or isinstance(typed, (bool, int, float)):
+            return typed
+    return value
 
 
 def checked_config(config, repo):
