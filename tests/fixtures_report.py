@@ -187,7 +187,8 @@ def _run(method, ablation, variant, replicate=0):
     return layout.run_dir(method, f"{ablation}-{variant}" if ablation else "default", replicate)
 
 
-def make_study(root, missing=MISSING, memory=True, scale_note=SCALE_NOTE, paper_key="cifar10", title=TITLE):
+def make_study(root, missing=MISSING, memory=True, scale_note=SCALE_NOTE, paper_key="cifar10", title=TITLE,
+               speed=True):
     """Write the study under `root`; returns the manifest path (relative to root)."""
     root = Path(root)
     entries = []
@@ -283,9 +284,9 @@ def make_study(root, missing=MISSING, memory=True, scale_note=SCALE_NOTE, paper_
     reference = at(layout.REFERENCE, split="train")
     _write_json(root / reference, reference_record())
     entries.append({"kind": "reference", "path": reference, "stage": "reference"})
-    speed = at(layout.SPEED_BENCHMARK)
-    _write_json(root / speed, speed_record())
-    entries.append({"kind": "speed_benchmark", "path": speed})
+    if speed:
+        _write_json(root / at(layout.SPEED_BENCHMARK), speed_record())
+        entries.append({"kind": "speed_benchmark", "path": at(layout.SPEED_BENCHMARK)})
     if memory:
         _write_json(root / at(layout.MEMORY_BENCHMARK), memory_record())
         entries.append({"kind": "memory_benchmark", "path": at(layout.MEMORY_BENCHMARK)})

@@ -222,3 +222,17 @@ def test_report_before_any_result_exists(tmp_path):
     assert 'class="paper"' not in page and "<th>paper (" not in page and "<th>paper<" not in page
     assert "no evaluation has finished yet" in page
     assert "not tested in this run" in page and "bench_relational_memory.py" in page
+
+
+def test_report_of_a_study_that_runs_no_benchmark(tmp_path):
+    """`evaluate.memory_benchmark: null` and `speed_benchmark: null`: the report says that they were not
+    run, not that they are pending."""
+    make_study(tmp_path, memory=False, speed=False)
+    build(tmp_path)
+    page = (tmp_path / "reports/fashion_mnist.html").read_text()
+    text = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
+    assert "This study runs no speed benchmark ( evaluate.speed_benchmark: null )" in text
+    assert 'id="speed"' not in page and "no speed measured yet" not in page  # no empty table
+    assert "speed not measured: no speed benchmark in this run" in text  # the speed-ups' notes and the claim
+    assert "measured speed pending" not in text and "Speed benchmark pending" not in text
+    assert "no memory benchmark in this run (the workflow's evaluate.memory_benchmark is null)" in text

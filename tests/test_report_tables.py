@@ -477,7 +477,8 @@ def test_memory_claim_from_a_benchmark_record(tmp_path):
     entry = Entry("memory_benchmark", tmp_path / "memory.json")
     absent = claims.memory_claim(None, None, PAPER)
     assert absent["verdict"] == "not tested in this run"
-    assert absent["detail"].startswith("see benchmarks/bench_relational_memory.py")
+    assert absent["detail"].startswith("no memory benchmark in this run")
+    assert "benchmarks/bench_relational_memory.py measures it" in absent["detail"]
     assert claims.memory_claim(entry, None, PAPER)["verdict"] == "pending"
     batches = [8, 16, 32, 64]
 

@@ -375,7 +375,8 @@ def build_context(study, tables, paper):
     small_scale = bool(manifest.get("scale_note"))
     paper_key = manifest.get("paper_key")
     speed_sum = speed_summary(speed)
-    speedups = ddim_speedups(summary, speed_sum, sampling["fid"])
+    timing = speed_protocol(study)
+    speedups = ddim_speedups(summary, speed_sum, sampling["fid"], speed_benchmark=timing is not None)
     memory = next(iter(study.of_kind("memory_benchmark")), None)
     claim_rows = [*claims.one_step_claims(summary, paper, small_scale, sampling["fid"]),
                   claims.every_step_claim(summary, paper, sampling["fid"]),
@@ -395,7 +396,7 @@ def build_context(study, tables, paper):
         "claims": claim_rows,
         "quality_plot": plots.quality_vs_cost(metrics, _paper_points(paper, paper_key, small_scale)),
         "speed_plot": plots.speed_plot(speed),
-        "speed": speed_by_steps(speed_sum), "speed_protocol": speed_protocol(study), "speedups": speedups,
+        "speed": speed_by_steps(speed_sum), "speed_protocol": timing, "speedups": speedups,
         "ablations": ablation_tables(manifest, metrics, summary, sampling),
         "grids": sample_grids(study),
         "curves": training_curves(study, tables["curves"]),

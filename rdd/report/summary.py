@@ -299,14 +299,14 @@ def _speedup_range_text(row):
     return f"{low:g}× to {f'{high:g}×' if high is not None else f'above {top:g}×'} within the 95% intervals"
 
 
-def ddim_speedups(summary, speed_sum, replicates=None):
+def ddim_speedups(summary, speed_sum, replicates=None, speed_benchmark=True):
     """For each distilled main-row model: the fewest DDIM steps reaching its FID, and the speed-up.
 
     NFE speed-up = DDIM steps / model steps (one network evaluation per step), with the range the
     FIDs' 95% intervals allow (`_speedup_range`; `replicates`: the FID's, as interval_of_difference
     takes them); the measured speed-up is the ratio of the median images/s, given only when both ran
     on the same machine, with the range their repeats allow (the model's slowest repeat over DDIM's
-    fastest, to its fastest over DDIM's slowest).
+    fastest, to its fastest over DDIM's slowest); `speed_benchmark` False: the study measures none.
     """
     main = summary[(summary["ablation"] == "") & (summary["variant"] == "")]
     ddim = main[main["method"] == "ddim"].sort_values("steps")
@@ -345,7 +345,8 @@ def ddim_speedups(summary, speed_sum, replicates=None):
                     else:
                         row["note"] = "speed measured on different machines: not compared"
                 else:
-                    row["note"] = "measured speed pending"
+                    row["note"] = ("measured speed pending" if speed_benchmark else
+                                   "speed not measured: no speed benchmark in this run")
             if row["provisional"]:
                 row["note"] = (row["note"] + "; " if row["note"] else "") + \
                     f"provisional: DDIM at {', '.join(map(str, ddim_pending))} steps pending"
