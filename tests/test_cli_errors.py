@@ -95,6 +95,9 @@ CASES = [
     (setting(DISTILL, "classifier_input=normalised"), "'classifier_input' must be one of raw, as_trained"),
     (setting(DISTILL, "m_p2p_head_bias=maybe"), "'m_p2p_head_bias' must be true or false, got 'maybe'"),
     (setting(TEACHER, "net.ch=48"), "setting 'net': ch must be a positive multiple of 32"),
+    (setting(TEACHER, "net.dropout=null"), "setting 'net': dropout must be a number, got None"),
+    (setting(TEACHER, "net.class_conditional=maybe"), "setting 'net.class_conditional' must be true or false, got "
+                                                      "'maybe'"),
     (setting(CLASSIFIER, "net.name=resnet18"), "setting 'net': unknown classifier 'resnet18'"),
     (setting(CLASSIFIER, "train.augment=[crop, crop]"), "'train.augment' must be a list naming each of crop"),
     # what needs labels, given an unlabelled folder of images

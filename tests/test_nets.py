@@ -209,6 +209,20 @@ def test_build_unet_checks_keys():
         build_unet(img_resolution=32)
 
 
+
+@pytest.mark.parametrize("key, value, message", [
+    ("dropout", None, "dropout must be a number, got None"), ("ch", "64", "ch must be an integer, got '64'"),
+    ("num_res_blocks", True, "num_res_blocks must be an integer, got True"),
+    ("ch_mult", [1, "2"], "ch_mult must be a list of integers, got [1, '2']"),
+    ("attn", 1, "attn must be a list of integers, got 1")])
+def test_unet_arguments_of_the_wrong_type_are_named(key, value, message):
+    """A config's null or string reaches the checks as it is: the error names the argument (it was a
+    TypeError from a comparison, which names none)."""
+    with pytest.raises(ValueError) as error:
+        build_unet(img_resolution=32, in_channels=1, **{**TINY, key: value})
+    assert str(error.value) == message
+
+
 # ---------------------------------------------------------------- DenseNet
 
 @pytest.mark.parametrize("res, spatial", [(32, 8), (28, 7)])
@@ -264,3 +278,7 @@ def test_build_classifier_errors():
         build_classifier("densenet_small", 10, 3, depth=3)
     with pytest.raises(ValueError, match="block_config"):
         build_classifier("densenet_small", 10, 3, block_config=())
+    with pytest.raises(ValueError, match="^growth_rate must be an integer, got 8.0$"):
+        build_classifier("densenet_small", 10, 3, growth_rate=8.0)
+    with pytest.raises(ValueError, match="^compression must be a number, got '1/2'$"):
+        build_classifier("densenet_small", 10, 3, compression="1/2")

@@ -83,6 +83,8 @@ CASES = {
                                   ["studies.tiny.teacher.T_base: set by the workflow"]),
     "unknown_net_key": (tiny(teacher={"net": {"channels": 64}}), None, True, "all",
                         ["studies.tiny.teacher: setting 'net'", "unknown keys ['channels']"]),
+    "net_argument_null": (tiny(teacher={"net": {"dropout": None}}), None, True, "all",
+                          ["studies.tiny.teacher: setting 'net': dropout must be a number, got None"]),
     "unknown_dataset": (tiny(data={"name": "mnist3"}), None, True, "all",
                         ["studies.tiny.data", "unknown dataset 'mnist3'", "fashion_mnist"]),
     "unknown_resource": (tiny(resources={"train_teacher": {"gpus": 1}}), None, True, "all",

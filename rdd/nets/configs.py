@@ -15,9 +15,29 @@ CLASSIFIERS = {
 }
 
 
+def _typed(kind, **values):
+    """ValueError naming the first of `values` that is not of `kind` (a key of _KINDS), before a
+    comparison could raise a TypeError that names no argument."""
+    for name, value in values.items():
+        if not _KINDS[kind](value):
+            raise ValueError(f"{name} must be {kind}, got {value!r}")
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_KINDS = {"an integer": _is_int, "a number": lambda v: _is_int(v) or isinstance(v, float),
+          "a list of integers": lambda v: isinstance(v, (list, tuple)) and all(map(_is_int, v))}
+
+
 def unet_config(img_resolution, in_channels, ch=128, ch_mult=(1, 2, 2, 2), attn=(1,), num_res_blocks=2,
                 dropout=0.1, num_classes=0):
     """UNet's arguments, complete; ValueError for any it cannot be built with."""
+    _typed("an integer", img_resolution=img_resolution, in_channels=in_channels, ch=ch,
+           num_res_blocks=num_res_blocks, num_classes=num_classes)
+    _typed("a list of integers", ch_mult=ch_mult, attn=attn)
+    _typed("a number", dropout=dropout)
     if in_channels < 1:
         raise ValueError(f"in_channels must be >= 1, got {in_channels}")
     if ch < 32 or ch % 32:
@@ -41,6 +61,9 @@ def unet_config(img_resolution, in_channels, ch=128, ch_mult=(1, 2, 2, 2), attn=
 
 def densenet_config(block_config, growth_rate, num_classes, in_channels=3, bn_size=4, compression=0.5):
     """DenseNet's arguments, complete; ValueError for any it cannot be built with."""
+    _typed("a list of integers", block_config=block_config)
+    _typed("an integer", growth_rate=growth_rate, num_classes=num_classes, in_channels=in_channels, bn_size=bn_size)
+    _typed("a number", compression=compression)
     block_config = tuple(block_config)
     if not block_config or any(n < 1 for n in block_config):
         raise ValueError(f"block_config must be a non-empty sequence of positive ints, got {block_config}")

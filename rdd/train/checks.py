@@ -33,7 +33,9 @@ def _unlabelled(data, what):
 
 def check_teacher(settings):
     """The UNet the settings describe can be built, and a class-conditional one has classes to learn."""
-    if settings["net"]["class_conditional"] and not num_classes(settings["data"]):
+    if not isinstance(conditional := settings["net"].get("class_conditional"), bool):
+        raise ValueError(f"setting 'net.class_conditional' must be true or false, got {conditional!r}")
+    if conditional and not num_classes(settings["data"]):
         raise _unlabelled(settings["data"], "setting 'net.class_conditional': a class-conditional teacher")
     try:
         check_unet(**unet_kwargs(settings))
