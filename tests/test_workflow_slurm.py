@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from fixtures_workflow import REPO, snakemake_command, snakemake_env, write_yaml
+from fixtures_workflow import REPO, snakemake_command, snakemake_env
 
 SLURM = REPO / "tests" / "slurm"
 # Each link of a chain waits for one of the plugin's status polls (2, 14, 36 s, ... after the last
@@ -44,11 +44,13 @@ def slurm(tmp_path_factory):
 
 
 def test_tiny_slice_runs_through_slurm(slurm, tmp_path):
-    overlay = write_yaml(tmp_path / "slurm.yaml", {"studies": {"tiny": {"resources": {"train_teacher": {"gpu": 1}}}}})
+    # The teacher's GPU is asked for on the command line: every job SLURM runs reads that --config
+    # again, its values handed over as strings, as the submitting process did.
     command = ["timeout", "-s", "KILL", "480",
                *snakemake_command(tmp_path, *TARGETS, "--profile", REPO / "profiles" / "slurm",
                                   "--workflow-profile", SLURM / "profile",
-                                  "--configfile", REPO / "config" / "tiny.yaml", overlay)]
+                                  "--configfile", REPO / "config" / "tiny.yaml",
+                                  "--config", "studies={tiny: {resources: {train_teacher: {gpu: 1}}}}")]
     env = snakemake_env(SLURM_CONF=slurm["SLURM_CONF"])
     env["PATH"] = os.pathsep.join([slurm["bin"], env["PATH"]])
     result = subprocess.run(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
