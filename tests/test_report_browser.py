@@ -235,4 +235,4 @@ def test_report_of_a_study_that_runs_no_benchmark(tmp_path):
     assert 'id="speed"' not in page and "no speed measured yet" not in page  # no empty table
     assert "speed not measured: no speed benchmark in this run" in text  # the speed-ups' notes and the claim
     assert "measured speed pending" not in text and "Speed benchmark pending" not in text
-    assert "no memory benchmark in this run (the workflow's evaluate.memory_benchmark is null)" in text
+    assert "no memory benchmark in this run (the workflow runs none where evaluate.memory_benchmark is null)" in text

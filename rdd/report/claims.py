@@ -32,7 +32,7 @@ TRAINING_CAVEAT = ("the intervals hold the sampling noise of the images and the 
                    "training seeds per method{paired}")
 PAIRED_TRAINING = ", each difference paired on the training seeds"
 MEMORY_SLOPE_TOLERANCE = 0.2  # M-P2P memory counts as linear in the batch when its log-log slope is 1 ± this
-MEMORY_HELP = ("no memory benchmark in this run (the workflow's evaluate.memory_benchmark is null); "
+MEMORY_HELP = ("no memory benchmark in this run (the workflow runs none where evaluate.memory_benchmark is null); "
                "benchmarks/bench_relational_memory.py measures it, and its JSON record, listed in the manifest as "
                "a memory_benchmark entry, fills this row")
 
