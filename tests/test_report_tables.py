@@ -16,7 +16,7 @@ import yaml
 from scipy import stats
 
 from conftest import REPO
-from rdd import records
+from rdd import methods, records
 from rdd.metrics import bootstrap
 from rdd.report import claims
 from rdd.report import summary as summary_module
@@ -697,6 +697,31 @@ def test_every_ablation_variant_shows_its_sample_grids(tmp_path):
     shown = [(g["rows"][0]["label"], [c["state"] for c in g["rows"][0]["cells"]]) for g in grids]
     assert shown == [("losses: cfd_is_p2p", ["done"]), ("losses: cfd_only", ["done"]),
                      ("dataset_terms: entropy", ["done"])]
+
+
+@pytest.mark.parametrize("seeds", [(0, 1), (2, 1, 3)])
+def test_sample_grids_are_those_of_the_first_evaluation_seed(tmp_path, seeds):
+    """The workflow writes a grid per evaluation seed; every row shows the first seed's (the same noise
+    at the same place in each grid), the seed the report names, whatever the manifest's order."""
+    from fixtures_report import grid_png
+    from rdd.report.context import sample_grids
+    from rdd.report.study import Study
+
+    entries, images = [], {}
+    for seed in seeds:
+        for method, steps in (("ddim", 1), ("ddim", 2), ("rdd", 1)):
+            path = tmp_path / f"{method}-{steps}-seed{seed}.png"
+            grid_png(path, 0.5)
+            entry = Entry("grid", path, method=method, steps=steps, seed=seed)
+            entries.append(entry)
+            images[entry] = path.read_bytes()
+    grids = sample_grids(Study({}, entries, images=images))
+    first = min(seeds)
+    assert grids["seed"] == first
+    shown = {(row["label"], cell["path"]) for row in grids["main"]["rows"] for cell in row["cells"]
+             if cell["state"] == "done"}
+    assert shown == {(methods.label(m), str(tmp_path / f"{m}-{s}-seed{first}.png"))
+                     for m, s in (("ddim", 1), ("ddim", 2), ("rdd", 1))}
 
 
 def test_training_protocol_names_the_behaviours_each_method_ran(tmp_path):

@@ -182,13 +182,15 @@ def protocols(metrics, refstats):
     return out
 
 
-def _grid_cells(study, ablation, variant, method_rows):
-    # The first training replicate's samples: the others sampled the same noise with a retrained model.
+def _grid_cells(study, ablation, variant, method_rows, seed):
+    # Evaluation seed `seed` of the first training replicate: the other replicates sampled the same
+    # noise with a retrained model. (A grid entry without a seed comes from an older manifest.)
     samples = {(e.method, e.steps): study.records.get(e) for e in study.of_kind("samples")
-               if (e.ablation or "") == ablation and (e.variant or "") == variant and e.seed == 0
+               if (e.ablation or "") == ablation and (e.variant or "") == variant and e.seed == seed
                and e.replicate == 0}
     grids = {(e.method, e.steps): e for e in study.of_kind("grid")
-             if (e.ablation or "") == ablation and (e.variant or "") == variant and e.replicate == 0}
+             if (e.ablation or "") == ablation and (e.variant or "") == variant and e.seed in (seed, None)
+             and e.replicate == 0}
     steps = sorted({s for _, s in grids})
     rows, first_seeds = [], set()
     for method, label in method_rows:
@@ -211,15 +213,17 @@ def _grid_cells(study, ablation, variant, method_rows):
 
 
 def sample_grids(study):
-    """Grids per method and steps (main rows), then per ablation variant."""
-    main = _grid_cells(study, "", "", [(m, methods.label(m)) for m in methods.method_names(models=True)])
+    """Grids per method and steps (main rows), then per ablation variant: every one of the study's first
+    evaluation seed, so that the same initial noise stands at the same place in each."""
+    seed = min((e.seed for e in study.of_kind("grid") if e.seed is not None), default=0)
+    main = _grid_cells(study, "", "", [(m, methods.label(m)) for m in methods.method_names(models=True)], seed)
     ablations = []
     for name, ablation in (study.manifest.get("ablations") or {}).items():
         for variant, spec in ablation["variants"].items():
-            grid = _grid_cells(study, name, variant, [(spec["labelled_as"], f"{name}: {variant}")])
+            grid = _grid_cells(study, name, variant, [(spec["labelled_as"], f"{name}: {variant}")], seed)
             if grid["rows"]:
                 ablations.append(grid)
-    return {"main": main, "ablations": ablations}
+    return {"main": main, "ablations": ablations, "seed": seed}
 
 
 def _lineage_title(stage, method, ablation, variant, replicate):
