@@ -327,6 +327,9 @@ def test_tiny_run_produces_every_record_and_the_report(tiny_run):
     report = (workdir / "reports/tiny.html").read_text()
     assert "A tiny test run of the whole workflow" in report
     assert "10000 test images" in report  # the classifier's accuracy with its interval
+    # The tiny chain stops at 4 steps, where its methods' rounds start: the report says 4, not the paper's 8.
+    assert "Shared PD chain (base teacher down to 4 steps)" in report
+    assert "The 4-step model is the shared PD chain's last" in report
     assert "tiny.html" in (workdir / "reports/index.html").read_text()
 
 

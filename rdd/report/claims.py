@@ -168,7 +168,7 @@ def one_step_claims(summary, paper, small_scale, replicates=None):
 
 def every_step_claim(summary, paper, replicates=None):
     """RDD's FID is lower than PD's and RCFD's at every step count where both have a model of their own
-    (the 8-step model of the shared chain is every method's, so 8 steps compares nothing)."""
+    (the shared chain's last model, 8 steps in the paper, is every method's, so it compares nothing)."""
     main = summary[(summary["ablation"] == "") & (summary["variant"] == "")]
     steps = sorted(int(s) for s in main.loc[main["method"].isin(["rdd", *BASELINES]), "steps"].unique())
     outcomes, pending, parts, used, compared = {}, [], [], [], []

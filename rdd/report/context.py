@@ -226,9 +226,9 @@ def sample_grids(study):
     return {"main": main, "ablations": ablations, "seed": seed}
 
 
-def _lineage_title(stage, method, ablation, variant, replicate):
-    name = {"teacher": "Base teacher", "classifier": "Feature classifier",
-            "pd_chain": "Shared PD chain (base teacher down to 8 steps)"}.get(stage)
+def _lineage_title(stage, method, ablation, variant, replicate, shared_steps):
+    chain = f"Shared PD chain (base teacher down to {shared_steps} steps)" if shared_steps else "Shared PD chain"
+    name = {"teacher": "Base teacher", "classifier": "Feature classifier", "pd_chain": chain}.get(stage)
     if name is None:
         name = f"{methods.label(method)} rounds" if method else (stage or "Training run")
     return (name + (f" · ablation {ablation}: {variant}" if ablation else "")
@@ -238,6 +238,7 @@ def _lineage_title(stage, method, ablation, variant, replicate):
 def training_curves(study, curves):
     """One figure per run lineage (stage, method, ablation, variant, training replicate), panels per round
     and loss term."""
+    shared_steps = (study.manifest.get("config") or {}).get("shared_steps")
     lineages = {}
     for entry in study.of_kind("curves"):
         labels = entry.labels()
@@ -248,7 +249,7 @@ def training_curves(study, curves):
         stage, method, ablation, variant, replicate = key
         part = curves[(curves["stage"] == stage) & (curves["method"] == method) & (curves["ablation"] == ablation)
                       & (curves["variant"] == variant) & (curves["replicate"] == replicate)]
-        title = _lineage_title(stage, method, ablation, variant, replicate)
+        title = _lineage_title(stage, method, ablation, variant, replicate, shared_steps)
         pending = [e.labels()["round"] or str(e.path) for e in entries if not e.exists]
         out.append({"title": title or "training run", "uri": plots.training_curves(part),
                     "pending": pending, "terms": sorted(set(part["term"]))})
