@@ -151,11 +151,11 @@ def one_step_claims(summary, paper, small_scale, replicates=None):
     verdict_a = {"better": HOLDS, "worse": FAILS, "tie": INCONCLUSIVE}[found["outcome"]]
     detail_a = (f"orderings are comparable at any scale; {found['noise']}" + _caveat([found])
                 + _provisional([rdd, best]))
-    # The size of a gap is a statement about CIFAR-10 at 50k samples; its direction is claim (a).
+    # The size of a gap is a statement at the paper's scale (50,000 samples); its direction is claim (a).
     if small_scale:
         verdict_b = UNTESTED_SCALE
         detail_b = (f"an FID gap at this sample count and dataset is not on the paper's scale "
-                    f"(claimed {claimed} on CIFAR-10 at 50k samples)")
+                    f"(claimed {claimed}, at 50,000 samples)")
     elif found["outcome"] == "worse":
         verdict_b, detail_b = FAILS, "RDD's 1-step FID is not below the best baseline's"
     else:
