@@ -699,6 +699,16 @@ def test_every_ablation_variant_shows_its_sample_grids(tmp_path):
                      ("dataset_terms: entropy", ["done"])]
 
 
+def test_the_shared_chain_is_named_only_where_the_study_has_one():
+    """With shared_steps = T_base every method's rounds start from the teacher: no sentence or curve
+    title may speak of a shared PD chain's last model."""
+    from rdd.report.context import chain_end
+
+    assert chain_end({"config": {"T_base": 1024, "shared_steps": 8}}) == 8
+    assert chain_end({"config": {"T_base": 8, "shared_steps": 8}}) is None
+    assert chain_end({}) is None  # a manifest without its config: nothing to say
+
+
 @pytest.mark.parametrize("seeds", [(0, 1), (2, 1, 3)])
 def test_sample_grids_are_those_of_the_first_evaluation_seed(tmp_path, seeds):
     """The workflow writes a grid per evaluation seed; every row shows the first seed's (the same noise

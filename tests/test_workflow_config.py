@@ -228,6 +228,19 @@ def test_a_bound_between_two_blocks_is_judged_on_their_merge(tmp_path):
     assert "rdd/queue-v/" in result.stdout  # the variant's own rounds are planned
 
 
+def test_a_study_without_a_shared_chain_starts_every_method_from_the_teacher(tmp_path):
+    """shared_steps = T_base (allowed: final_steps < shared_steps <= T_base): no shared PD round, and
+    each method's first round distils the teacher itself."""
+    result = _snakemake_with(tmp_path, tiny(shared_steps=8, training_seeds=1, ablations=[]), None, None,
+                             "all", "--cores", "1", "-n", "-p")
+    assert result.returncode == 0, result.stdout[-3000:]
+    rounds = [line for line in _planned_commands(result.stdout) if "python -m rdd distill" in line]
+    assert len(rounds) == 9 and job_counts(result.stdout)["distill"] == 9  # 3 methods x 8 -> 4 -> 2 -> 1
+    first = [line for line in rounds if "/student_4.pt" in line.split("--out ")[1].split()[0]]
+    assert len(first) == 3 and all("--teacher results/tiny/models/teacher/teacher_8.pt " in line for line in first)
+    assert "pd/chain" not in result.stdout
+
+
 def _planned_commands(output):
     return sorted(line for line in output.splitlines() if line.startswith("Shell command: "))
 

@@ -226,6 +226,14 @@ def sample_grids(study):
     return {"main": main, "ablations": ablations, "seed": seed}
 
 
+def chain_end(manifest):
+    """The step count of the shared PD chain's last model, where every method's rounds start; None
+    when the study has no chain (shared_steps = T_base: the rounds start from the teacher)."""
+    config = manifest.get("config") or {}
+    shared_steps = config.get("shared_steps")
+    return shared_steps if shared_steps != config.get("T_base") else None
+
+
 def _lineage_title(stage, method, ablation, variant, replicate, shared_steps):
     chain = f"Shared PD chain (base teacher down to {shared_steps} steps)" if shared_steps else "Shared PD chain"
     name = {"teacher": "Base teacher", "classifier": "Feature classifier", "pd_chain": chain}.get(stage)
@@ -238,7 +246,7 @@ def _lineage_title(stage, method, ablation, variant, replicate, shared_steps):
 def training_curves(study, curves):
     """One figure per run lineage (stage, method, ablation, variant, training replicate), panels per round
     and loss term."""
-    shared_steps = (study.manifest.get("config") or {}).get("shared_steps")
+    shared_steps = chain_end(study.manifest)
     lineages = {}
     for entry in study.of_kind("curves"):
         labels = entry.labels()
@@ -397,7 +405,7 @@ def build_context(study, tables, paper):
         "pending": [{"kind": e.kind, "labels": _labels_text(e), "path": str(e.path)}
                     for e in study.entries if not e.exists],
         "main": main_tables(metrics, summary, paper, paper_key, manifest),
-        "shared_steps": (manifest.get("config") or {}).get("shared_steps"),
+        "shared_steps": chain_end(manifest),
         "claims": claim_rows,
         "quality_plot": plots.quality_vs_cost(metrics, _paper_points(paper, paper_key, small_scale)),
         "speed_plot": plots.speed_plot(speed),

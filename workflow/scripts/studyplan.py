@@ -546,7 +546,8 @@ class _Builder:
             self.evaluate_model(layout.TEACHER_RUN, "ddim", n, teacher, {})
         chain = self.chain(teacher)
         self.evaluate_line("pd", layout.CHAIN_RUN, chain, {})
-        start = chain[study["shared_steps"]]
+        # shared_steps = T_base: no shared chain, every method's rounds start from the teacher.
+        start = chain[study["shared_steps"]] if chain else teacher
         main_lines = {}
         for method, block in study["rounds"].items():
             main_lines[method] = []
