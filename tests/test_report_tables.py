@@ -699,6 +699,15 @@ def test_every_ablation_variant_shows_its_sample_grids(tmp_path):
                      ("dataset_terms: entropy", ["done"])]
 
 
+def test_main_columns_are_the_students_steps_or_ddims_never_the_real_rows():
+    from rdd.report.context import main_steps
+
+    real = {("real", 0): [18.3]}
+    assert main_steps(metrics_frame({**real, ("ddim", 1): [90.0], ("ddim", 16): [40.0], ("rdd", 2): [50.0]})) == [2]
+    # A study that evaluates no student: DDIM's step counts up to 8; the real-data row (0 steps) is no column.
+    assert main_steps(metrics_frame({**real, ("ddim", 1): [90.0], ("ddim", 8): [45.0], ("ddim", 16): [40.0]})) == [1, 8]
+
+
 def test_the_shared_chain_is_named_only_where_the_study_has_one():
     """With shared_steps = T_base every method's rounds start from the teacher: no sentence or curve
     title may speak of a shared PD chain's last model."""

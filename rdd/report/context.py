@@ -20,11 +20,13 @@ def _main(frame):
 
 
 def main_steps(metrics):
-    """The main table's columns: the distilled models' step counts (DDIM's up to 8 if there are none)."""
+    """The main table's columns: the distilled models' step counts (DDIM's up to 8 if there are none;
+    the real-data row's 0 steps is no column, it stands at every one)."""
     main = _main(metrics)
     steps = main.loc[main["method"].isin(methods.method_names(distilled=True)), "steps"]
     if steps.empty:
-        steps = main.loc[main["steps"] <= MAX_MAIN_STEPS, "steps"]
+        steps = main.loc[main["method"].isin(methods.method_names(models=True))
+                         & (main["steps"] <= MAX_MAIN_STEPS), "steps"]
     return sorted(int(s) for s in steps.unique())
 
 
