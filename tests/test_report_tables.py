@@ -82,6 +82,13 @@ def test_a_cell_of_two_training_seeds_gets_an_interval_of_both_noises():
     assert "training-seed sd" in shown["title"] and "image seeds 0–499;" in shown["title"]
 
 
+def test_the_real_rows_tooltip_speaks_of_real_images_and_no_network():
+    summary = summarize(metrics_frame({("real", 0): [18.3], ("rdd", 1): [50.0]}))
+    real, model = (format_cell(cell(summary, m, s), "fid")["title"] for m, s in (("real", 0), ("rdd", 1)))
+    assert real.endswith("500 real images per seed; image seeds 0–499; no network")
+    assert model.endswith("500 generated images per seed; image seeds 0–499; 1 step")
+
+
 def test_several_evaluation_seeds_of_one_training_get_the_sampling_interval_of_their_mean():
     """Three evaluation seeds (other images each) with bootstrap replicates in their records: the
     interval is that of the mean replicate, draw by draw (a naive loop), re-centred on the mean."""

@@ -167,10 +167,12 @@ def format_cell(row, metric):
     how = CI_HOW.get(kind, "")
     if _finite(row.get(f"{metric}_training_sd")):
         how += f"; training-seed sd {row[f'{metric}_training_sd'] * scale:.2f}"
+    real = row["method"] in methods.floor_names()  # held-out real images (rdd.generate.real_samples)
     title = (f"{label} over {n} evaluation(s){f' ({ci}: {how})' if ci else ''}; "
              f"protocol {', '.join(row['protocols'])}; "
-             f"{', '.join(map(str, row['num_generated']))} generated images per seed; "
-             f"image seeds {', '.join(row['seed_ranges']) or 'not recorded'}; {row['steps']} steps")
+             f"{', '.join(map(str, row['num_generated']))} {'real' if real else 'generated'} images per seed; "
+             f"image seeds {', '.join(row['seed_ranges']) or 'not recorded'}; "
+             + ("no network" if real else f"{row['steps']} step{'' if row['steps'] == 1 else 's'}"))
     return {"state": "partial" if n < n_expected else "done", "text": f"{mean:.2f}",
             "spread": f"± {std:.2f}" if _finite(std) else "", "ci": ci, "seeds": seeds, "title": title,
             "protocols": row["protocols"], "mean": mean}
