@@ -518,6 +518,21 @@ def test_speedup_claim_verdicts():
 
 
 
+def test_a_study_without_ddim_evaluations_has_no_speedup_to_claim():
+    """evaluate.teacher_steps: [] is allowed: the speed-ups and the 256x claim say that nothing was
+    compared (the claim said "the study's DDIM runs stop at 0 steps; the speed-up is above 0x")."""
+    summary = summarize(metrics_frame({("rdd", 1): [60.0], ("pd", 1): [62.0]}))
+    rows = ddim_speedups(summary, speed_summary(speed_frame({})))
+    assert {r["state"] for r in rows} == {"no_ddim"} and all(r["note"] == summary_module.NO_DDIM for r in rows)
+    claim = claims.speedup_claim(rows, PAPER, True)
+    assert (claim["verdict"], claim["measured"]) == ("not tested in this run", "—")
+    assert claim["detail"] == summary_module.NO_DDIM
+    # DDIM configured but not evaluated yet is another state: pending.
+    waiting = summarize(metrics_frame({("rdd", 1): [60.0], ("ddim", 8): [None]}))
+    assert claims.speedup_claim(ddim_speedups(waiting, speed_summary(speed_frame({}))), PAPER, True)["verdict"] == \
+        "pending"
+
+
 def test_speedup_range_and_claim_follow_the_intervals_of_the_fid_differences():
     """The NFE speed-up's range: from the fewest DDIM steps whose paired FID difference from the model
     is not resolved positive, to the fewest resolved negative (a naive loop over the replicates here).

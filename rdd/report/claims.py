@@ -269,6 +269,8 @@ def speedup_claim(speedups, paper, small_scale):
         return _claim(paper, "speedup_over_ddim", NOT_RUN, "—", "this study has no 1-step RDD model")
     if row["state"] == "pending":
         return _claim(paper, "speedup_over_ddim", PENDING, "—", "RDD's 1-step FID pending")
+    if row["state"] == "no_ddim":
+        return _claim(paper, "speedup_over_ddim", NOT_RUN, "—", row["note"])
     noise = f" ({row['range_text']})" if row["range_text"] else ""
     if row["state"] == "reached":
         factor = row["nfe_speedup"]

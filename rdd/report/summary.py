@@ -301,6 +301,9 @@ def _speedup_range_text(row):
     return f"{low:g}× to {f'{high:g}×' if high is not None else f'above {top:g}×'} within the 95% intervals"
 
 
+NO_DDIM = "the study samples the teacher with DDIM at no step count (evaluate.teacher_steps is empty)"
+
+
 def ddim_speedups(summary, speed_sum, replicates=None, speed_benchmark=True):
     """For each distilled main-row model: the fewest DDIM steps reaching its FID, and the speed-up.
 
@@ -325,6 +328,10 @@ def ddim_speedups(summary, speed_sum, replicates=None, speed_benchmark=True):
                    "provisional": False, "nfe_speedup_range": None, "range_text": ""}
             if model["fid_n"] == 0:
                 row.update(state="pending", note="model FID pending")
+                out.append(row)
+                continue
+            if ddim.empty:
+                row.update(state="no_ddim", note=NO_DDIM)
                 out.append(row)
                 continue
             row["nfe_speedup_range"] = _speedup_range(model.to_dict(), ddim_done, replicates)
