@@ -128,7 +128,7 @@ def test_report_in_a_browser(built):
     assert "FID and KID against the number of network evaluations" in alts and "RDD, 4 steps, samples" in alts
 
     # First lines: the small-scale warning.
-    assert seen["first"].splitlines()[1].startswith("Small-scale run on a toy dataset.")
+    assert seen["first"].splitlines()[1].startswith("Small-scale run. ")
     assert "KID is unbiased" in seen["first"] and "not comparable with these in absolute value" in seen["first"]
 
     # Main table: every method and step count, pending and partial cells, paper values with source.
