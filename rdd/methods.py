@@ -11,6 +11,8 @@ Torch-free, so the workflow's config check can read it before the library is imp
 
 from dataclasses import dataclass
 
+from rdd.values import is_number
+
 
 @dataclass(frozen=True)
 class Term:
@@ -111,8 +113,7 @@ def needs_classifier(weights):
 
 def gives_every_weight(weights):
     """Whether a settings block's `weights` give a number for every term, and name no other."""
-    return (isinstance(weights, dict) and set(weights) == set(TERMS)
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in weights.values()))
+    return isinstance(weights, dict) and set(weights) == set(TERMS) and all(map(is_number, weights.values()))
 
 
 def only_renames(method, weights):

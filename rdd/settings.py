@@ -7,7 +7,6 @@ stored beside every output it produced.
 import copy
 import hashlib
 import json
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from rdd import io, methods
 from rdd.data.registry import normalize_spec
 from rdd.seeds import MAX_TRAINING_SEED
 from rdd.train.checks import COMMANDS
+from rdd.values import is_int, is_number
 
 
 class SettingsError(ValueError):
@@ -37,16 +37,11 @@ class Kind:
     test: Callable = lambda v: True
 
 
-def _is_number(v):
-    """An int or a finite float (`.inf` and `nan` are YAML floats; no setting means them)."""
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 # Each base type's name in messages and its test; integers may be written 5.0 (the range test then
 # asks for an int); booleans are not numbers.
 BASE_TESTS = {
-    "integer": ("an integer", lambda v: _is_number(v) and float(v).is_integer()),
-    "number": ("a number", _is_number),
+    "integer": ("an integer", lambda v: is_number(v) and float(v).is_integer()),
+    "number": ("a number", is_number),
     "boolean": ("true or false", lambda v: isinstance(v, bool)),
     "text": ("str", lambda v: isinstance(v, str)),
     "list": ("list", lambda v: isinstance(v, list)),
@@ -55,8 +50,8 @@ BASE_TESTS = {
 
 def integer(low, high=None):
     if high is None:
-        return Kind("integer", f"an integer >= {low}", lambda v: type(v) is int and v >= low)
-    return Kind("integer", f"an integer in [{low}, {high}]", lambda v: type(v) is int and low <= v <= high)
+        return Kind("integer", f"an integer >= {low}", lambda v: is_int(v) and v >= low)
+    return Kind("integer", f"an integer in [{low}, {high}]", lambda v: is_int(v) and low <= v <= high)
 
 
 def number_above(low):
@@ -69,7 +64,7 @@ def number_from(low):
 
 FRACTION = Kind("number", "a number in [0, 1)", lambda v: 0 <= v < 1)
 BOOLEAN = Kind("boolean", "true or false")
-POWER_OF_TWO = Kind("integer", "a power of two (1, 2, 4, ...)", lambda v: type(v) is int and v >= 1 and not v & (v - 1))
+POWER_OF_TWO = Kind("integer", "a power of two (1, 2, 4, ...)", lambda v: is_int(v) and v >= 1 and not v & (v - 1))
 
 
 def one_of(*names):
@@ -81,7 +76,7 @@ def subset_of(*names):
                 lambda v: all(x in names for x in v) and len(set(map(str, v))) == len(v))
 
 
-FRACTIONS = Kind("list", "a list of numbers in (0, 1)", lambda v: all(_is_number(x) and 0 < x < 1 for x in v))
+FRACTIONS = Kind("list", "a list of numbers in (0, 1)", lambda v: all(is_number(x) and 0 < x < 1 for x in v))
 DEVICE = Kind("text", "auto, cpu, cuda or cuda:N", lambda v: re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", v) is not None)
 
 
@@ -352,7 +347,7 @@ def _bound_errors(command, record):
     errors = []
     for owner, key, bound in AT_MOST:
         values = (_lookup(record, key), _lookup(record, bound))
-        if owner == command and all(type(v) is int and v >= 1 for v in values) and values[0] > values[1]:
+        if owner == command and all(is_int(v) and v >= 1 for v in values) and values[0] > values[1]:
             errors.append(f"setting '{key}' ({values[0]}) must be at most '{bound}' ({values[1]})")
     return errors
 

@@ -228,6 +228,10 @@ def test_a_bound_between_two_blocks_is_judged_on_their_merge(tmp_path):
     assert "rdd/queue-v/" in result.stdout  # the variant's own rounds are planned
 
 
+def _planned_commands(output):
+    return sorted(line for line in output.splitlines() if line.startswith("Shell command: "))
+
+
 def test_a_study_without_a_shared_chain_starts_every_method_from_the_teacher(tmp_path):
     """shared_steps = T_base (allowed: final_steps < shared_steps <= T_base): no shared PD round, and
     each method's first round distils the teacher itself."""
@@ -239,10 +243,6 @@ def test_a_study_without_a_shared_chain_starts_every_method_from_the_teacher(tmp
     first = [line for line in rounds if "/student_4.pt" in line.split("--out ")[1].split()[0]]
     assert len(first) == 3 and all("--teacher results/tiny/models/teacher/teacher_8.pt " in line for line in first)
     assert "pd/chain" not in result.stdout
-
-
-def _planned_commands(output):
-    return sorted(line for line in output.splitlines() if line.startswith("Shell command: "))
 
 
 def test_a_change_on_the_command_line_plans_what_the_same_change_in_a_file_plans(tmp_path):

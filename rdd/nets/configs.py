@@ -6,6 +6,8 @@ checks a network's arguments without building it or importing the library that w
 
 import inspect
 
+from rdd.values import is_int, is_number
+
 # DenseNet-BC presets: name -> DenseNet arguments.
 CLASSIFIERS = {
     "densenet201": dict(block_config=(6, 12, 48, 32), growth_rate=32),  # the papers' CIFAR-10 classifier
@@ -23,12 +25,8 @@ def _typed(kind, **values):
             raise ValueError(f"{name} must be {kind}, got {value!r}")
 
 
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-_KINDS = {"an integer": _is_int, "a number": lambda v: _is_int(v) or isinstance(v, float),
-          "a list of integers": lambda v: isinstance(v, (list, tuple)) and all(map(_is_int, v))}
+_KINDS = {"an integer": is_int, "a number": is_number,
+          "a list of integers": lambda v: isinstance(v, (list, tuple)) and all(map(is_int, v))}
 
 
 def unet_config(img_resolution, in_channels, ch=128, ch_mult=(1, 2, 2, 2), attn=(1,), num_res_blocks=2,
