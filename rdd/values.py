@@ -1,5 +1,5 @@
-"""Tests of plain values read from YAML or JSON, shared by the settings, the method registry and the
-network configs (no imports: every module may use them). Booleans are neither integers nor numbers."""
+"""Tests of plain values read from YAML or JSON (settings, network and dataset configs, records, paper
+values), in one place; no imports, so every module may use them. Booleans are neither integers nor numbers."""
 
 import math
 

@@ -640,6 +640,8 @@ def _set(*keys_and_value):
     (_set(*PD_1, "metric", "FID"), "datasets.cifar10.values.0.metric: 'FID' is not one of fid, kid, is"),
     (_set(*PD_1, "steps", "1"), "datasets.cifar10.values.0.steps: must be a positive integer, got '1'"),
     (_set(*PD_1, "value", "9.12"), "datasets.cifar10.values.0.value: must be a number, got '9.12'"),
+    (_set(*PD_1, "value", float("nan")), "datasets.cifar10.values.0.value: must be a number, got nan"),
+    (_set(*PD_1, "steps", True), "datasets.cifar10.values.0.steps: must be a positive integer, got True"),
     (_set(*PD_1, "source", "rcfd_paper"), "values.0.source: 'rcfd_paper' is not one of pd_paper, rdd_paper"),
     (_set(*PD_1, "caveat", "teacher"), "values.0.caveat: 'teacher' is not one of pd_teacher"),
     (_set(*PD_1, "value", DELETE), "datasets.cifar10.values.0: missing value"),

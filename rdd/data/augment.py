@@ -19,6 +19,7 @@ import torch
 from rdd.data.quantize import from_uint8, to_uint8
 from rdd.data.transforms import hflip_decision
 from rdd.settings import AUGMENTATIONS
+from rdd.values import is_int
 # Generator stream of each operation (hflip keeps hflip_decision's own, shared with the diffusion models).
 _STREAM = {"crop": 1, "autoaugment": 2, "cutout": 3}
 # uint8 128, the released crop's padding ("grey"), as a [-1, 1] value
@@ -90,7 +91,7 @@ class Augmentation:
             raise ValueError(f"setting 'train.augment' must name each of {', '.join(AUGMENTATIONS)} at most once, "
                              f"got {list(names)}")
         for key, value in (("crop_padding", crop_padding), ("cutout_length", cutout_length)):
-            if type(value) is not int or value < 1:
+            if not is_int(value) or value < 1:
                 raise ValueError(f"setting 'train.{key}' must be a positive integer, got {value!r}")
         self.names, self.crop_padding, self.cutout_length = list(names), crop_padding, cutout_length
 

@@ -8,6 +8,7 @@ from rdd.data.augment import Augmentation
 from rdd.data.quantize import to_uint8
 from rdd.data.registry import normalize_spec, source
 from rdd.data.transforms import prepare
+from rdd.values import is_int
 
 
 class ImageDataset(Dataset):
@@ -62,9 +63,9 @@ def build_dataset(spec, split, augment=False, seed=0):
 
 def iter_uint8_batches(spec, split, batch_size, limit=None):
     """Yield uint8 [n, H, W, C] arrays of the non-augmented images of `split`, in order, at most `limit` in all."""
-    if type(batch_size) is not int or batch_size < 1:
+    if not is_int(batch_size) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if limit is not None and (type(limit) is not int or limit < 0):
+    if limit is not None and (not is_int(limit) or limit < 0):
         raise ValueError(f"limit must be None or a non-negative integer, got {limit!r}")
     ds = build_dataset(spec, split)
     n = len(ds) if limit is None else min(limit, len(ds))

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from rdd.data import cifar10, fashion_mnist, folder, imagenet64
+from rdd.values import is_int
 
 # Every spec key and its default, per dataset; a spec may only use these keys.
 DEFAULTS = {
@@ -76,9 +77,9 @@ def normalize_spec(spec):
         raise _bad("root", root, "it must be a non-empty path string")
     full["root"] = os.fspath(root)
     size = full["image_size"]
-    if type(size) is not int or size < 1:
+    if not is_int(size) or size < 1:
         raise _bad("image_size", size, "it must be a positive integer")
-    if type(full["channels"]) is not int or full["channels"] not in entry.channels:
+    if not is_int(full["channels"]) or full["channels"] not in entry.channels:
         raise _bad("channels", full["channels"], f"allowed for {full['name']}: {entry.channels}")
     for key in ("hflip", "download"):
         if key in full and not isinstance(full[key], bool):

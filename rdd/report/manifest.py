@@ -13,6 +13,7 @@ import pandas as pd
 from rdd import layout, methods, records
 from rdd.io import file_problem, read_json
 from rdd.report.errors import ReportInputError
+from rdd.values import is_int
 
 METHODS = tuple(methods.method_names())
 KINDS = (*records.KINDS, "grid", "curves")
@@ -75,7 +76,7 @@ class Entry:
 def _int_or_none(value, where):
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not is_int(value):
         raise ReportInputError(f"{where} must be an integer, got {value!r}")
     return value
 

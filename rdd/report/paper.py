@@ -5,6 +5,7 @@ from pathlib import Path
 
 from rdd import io, methods
 from rdd.report.errors import ReportInputError
+from rdd.values import is_int, is_number
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "reports" / "paper_values.yaml"
 UNKNOWN = "unknown"
@@ -89,7 +90,7 @@ def _one_of(mapping, field, allowed, where):
 
 
 def _number(mapping, field, where):
-    if type(mapping[field]) not in (int, float):
+    if not is_number(mapping[field]):
         raise ReportInputError(f"{where}.{field}: must be a number, got {mapping[field]!r}")
 
 
@@ -112,7 +113,7 @@ def _check(data, path):
             for field, allowed in (("method", methods.method_names(models=True)), ("metric", METRIC_NAMES),
                                    ("source", list(sources)), ("caveat", list(caveats))):
                 _one_of(value, field, allowed, at)
-            if type(value["steps"]) is not int or value["steps"] < 1:
+            if not is_int(value["steps"]) or value["steps"] < 1:
                 raise ReportInputError(f"{at}.steps: must be a positive integer, got {value['steps']!r}")
             _number(value, "value", at)
             cell = (value["method"], value["steps"], value["metric"])

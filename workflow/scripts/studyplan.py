@@ -17,6 +17,7 @@ from rdd import layout, methods, seeds, settings as rdd_settings
 from rdd.settings import deep_merge  # noqa: F401 (studyplan.deep_merge)
 from rdd.data import DATASETS, normalize_spec
 from rdd.nets.configs import check_unet
+from rdd.values import is_int
 
 # Settings the workflow itself writes into every stage; a config block may not set them.
 RESERVED = {"teacher": ("data", "seed", "T_base", "speed"), "classifier": ("data", "seed", "speed"),
@@ -35,7 +36,7 @@ VARIANT_SETTINGS = ("tau", "memory_size", "num_anchors", "enqueue_per_step")
 
 
 def is_power_of_two(n):
-    return isinstance(n, int) and not isinstance(n, bool) and n >= 1 and n & (n - 1) == 0
+    return is_int(n) and n >= 1 and n & (n - 1) == 0
 
 
 def halvings(high, low):
