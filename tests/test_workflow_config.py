@@ -102,6 +102,8 @@ CASES = {
                                       [f"paper_values: {TINY}: missing sources, datasets, claims"]),
     "run_names_unknown_study": ({"run": ["cifar100"]}, None, True, "all",
                                 ["run: 'cifar100' is not a study", "tiny"]),
+    "run_not_a_list": ({"run": "tiny"}, None, True, "all",
+                       ["run: 'tiny' is not of type 'array'", "a list of one is written [tiny]"]),
     "run_names_no_study": ({"run": []}, None, True, "all",
                            ["run: names no study, so `snakemake all` has nothing to build", "studies: ",
                             "snakemake reports/<study>.html"]),

@@ -15,6 +15,7 @@ import jsonschema
 import yaml
 
 from rdd import io
+from rdd.values import is_number
 
 # Names of studies, ablations and variants (they become parts of paths).
 NAME = re.compile(r"[a-z0-9_]+")
@@ -65,6 +66,10 @@ def describe_schema_error(error, where=""):
     if error.validator == "enum":
         return not_allowed(path, error.instance, error.validator_value)
     hint = f" ({schema['description']})" if schema.get("description") else ""
+    scalar = isinstance(error.instance, str) or is_number(error.instance)
+    if error.validator == "type" and "array" in error.validator_value and scalar:
+        # `--config run=fmnist` is the usual slip: say how a list of one is written.
+        hint += f"; a list of one is written [{error.instance}]"
     return f"{path}: {error.message}{hint}"
 
 
