@@ -32,6 +32,7 @@ shell.prefix(_shell_literal(
     f"PYTHONPATH={shlex.quote(str(REPO))}${{PYTHONPATH:+:$PYTHONPATH}} PYTHONUNBUFFERED=1; "
     f"source {shlex.quote(str(REPO / 'workflow' / 'scripts' / 'claim_gpu.sh'))}; "))
 
+import codefiles  # noqa: E402  (needs the paths above)
 import configcheck  # noqa: E402  (needs the paths above)
 from configcheck import ConfigError  # noqa: E402
 
@@ -305,10 +306,9 @@ def report_inputs(wildcards):
     return PLANS[wildcards.study].report_inputs()
 
 
-# The report's code and templates: editing them rebuilds the reports and nothing else.
-REPORT_CODE = sorted([str(p) for p in (REPO / "rdd" / "report").rglob("*")
-                      if p.is_file() and "__pycache__" not in p.parts]
-                     + [str(REPO / "rdd" / name) for name in ("layout.py", "records.py", "methods.py")])
+# The report's code and templates, and the library files they load (its intervals come from
+# rdd/metrics): editing them rebuilds the reports and nothing else.
+REPORT_CODE = codefiles.package_code(REPO, "rdd.report")
 PAPER_VALUES = str(REPO / CONFIG["paper_values"])  # an absolute path stays as it is
 
 
