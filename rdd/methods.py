@@ -23,6 +23,7 @@ class Term:
     needs_classifier: bool  # computed on the frozen classifier's features
     build: str              # "module:function" returning the term's loss (see rdd/losses/terms.py)
     help: str
+    settings: tuple = ()    # the distillation settings only it (and other terms that list them) reads
 
 
 @dataclass(frozen=True)
@@ -43,21 +44,28 @@ def _by_name(entries):
     return {entry.name: entry for entry in entries}
 
 
+# Settings read through the classifier's features (every term on them), and its relational map.
+_FEATURES = ("classifier_input",)
+_MAP = ("feature_map",)
 TERMS = _by_name([
     Term("pd", "PD", False, "rdd.losses.terms:pd",
          "the truncated-SNR pixel loss to the teacher's two-step x_target (progressive distillation)"),
     Term("cfd", "CFD", True, "rdd.losses.terms:cfd",
-         "KL between the classifier's softened outputs on x_target and on the student's x0"),
+         "KL between the classifier's softened outputs on x_target and on the student's x0", (*_FEATURES, "tau")),
     Term("is_p2p", "IS-P2P", True, "rdd.losses.terms:is_p2p",
-         "inter-sample pixel-to-pixel relations of the classifier's feature map"),
+         "inter-sample pixel-to-pixel relations of the classifier's feature map",
+         (*_FEATURES, *_MAP, "is_p2p_temperature", "is_p2p_group_size")),
     Term("m_p2p", "M-P2P", True, "rdd.losses.terms:m_p2p",
-         "pixel relations to a memory of teacher features, through a trained projection head"),
+         "pixel relations to a memory of teacher features, through a trained projection head",
+         (*_FEATURES, *_MAP, "memory_size", "num_anchors", "enqueue_per_step", "contrast_temperature",
+          "kd_temperature", "m_p2p_enqueue", "m_p2p_wrap", "m_p2p_anchors", "m_p2p_head_bias", "m_p2p_head_lr",
+          "m_p2p_sync_bn")),
     # RCFD's optional dataset-oriented terms (off in every method, as released): RCFD's alpha, beta
     # are the weights entropy = alpha * beta, diversity = alpha * (1 - beta).
     Term("entropy", "Entropy", True, "rdd.losses.terms:entropy",
-         "RCFD's information entropy of the classifier's class probabilities for the student's x0"),
+         "RCFD's information entropy of the classifier's class probabilities for the student's x0", _FEATURES),
     Term("diversity", "Diversity", True, "rdd.losses.terms:diversity",
-         "RCFD's diversity term, minus the entropy of the batch's mean class probabilities"),
+         "RCFD's diversity term, minus the entropy of the batch's mean class probabilities", _FEATURES),
 ])
 
 # Loss weights as released: in RCFD and RDD the pixel PD loss is not added.
@@ -109,6 +117,18 @@ def feature_terms(weights):
 def needs_classifier(weights):
     """Whether a round with these term weights reads the classifier's features."""
     return bool(feature_terms(weights))
+
+
+def terms_reading(setting):
+    """The terms that read a distillation setting; () for one that every round reads."""
+    return tuple(name for name, term in TERMS.items() if setting in term.settings)
+
+
+def unread_settings(weights):
+    """The term settings that no term with a weight reads: a round with these weights trains alike
+    whatever their values."""
+    read = {key for name, term in TERMS.items() if weights.get(name) for key in term.settings}
+    return sorted({key for term in TERMS.values() for key in term.settings} - read)
 
 
 def gives_every_weight(weights):

@@ -394,6 +394,17 @@ def test_ablation_table_rows_follow_their_models():
     assert fid["rows"][1]["cells"][0]["delta_ci"] == ""  # records without replicates: no interval claimed
 
 
+def test_a_variant_that_trains_like_the_main_run_says_what_its_rounds_do_not_read():
+    metrics = metrics_frame({("pd", 1): [50.0]})
+    manifest = {"ablations": {"inert": {"description": "d", "method": "pd", "variants": {
+        "tau": {"description": "CFD's tau", "same_as": "pd", "labelled_as": "pd", "unread": ["tau"],
+                "changes": {"tau": 0.5}},
+        "old": {"description": "a manifest of before the key", "same_as": "pd", "labelled_as": "pd",
+                "changes": {"dropout": 0.0}}}}}}
+    [table] = ablation_tables(manifest, metrics, summarize(metrics))
+    assert [(v["same_as"], v["unread"]) for v in table["variants"]] == [("PD", "tau"), ("PD", "")]
+
+
 def test_ablation_differences_carry_their_paired_interval():
     """Each Δ from the main run comes with the 95% interval of the difference: replicate r of the
     variant minus replicate r of the main run (the same image seeds resampled), percentiles re-centred

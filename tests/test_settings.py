@@ -110,6 +110,19 @@ def test_config_schema_enums_are_the_librarys_lists():
     assert "enum" not in study["properties"]["paper_key"]
 
 
+def test_the_settings_each_loss_term_reads_are_distillation_settings():
+    distill = settings_mod.flat("distill")
+    for term in methods.TERMS.values():
+        assert set(term.settings) <= set(distill), term.name
+    assert [term.name for term in methods.TERMS.values() if not term.settings] == ["pd"]
+    assert methods.terms_reading("tau") == ("cfd",) and methods.terms_reading("dropout") == ()
+    assert methods.terms_reading("feature_map") == ("is_p2p", "m_p2p")
+    assert "classifier_input" not in methods.unread_settings({"cfd": 1.0})
+    assert set(methods.unread_settings(methods.METHODS["rdd"].weights)) == set()
+    assert set(methods.unread_settings({"pd": 1.0, "m_p2p": 0.0})) == {
+        key for term in methods.TERMS.values() for key in term.settings}
+
+
 def test_the_paper_values_name_the_reports_metrics():
     from rdd.report.paper import METRIC_NAMES
     from rdd.report.summary import METRICS

@@ -16,7 +16,7 @@ import yaml
 
 from conftest import REPO, join_two_ranks, rdd_argv, read_record, run_rdd, subprocess_env
 from fixtures_authors import authors_checkpoint
-from rdd import checkpoints
+from rdd import checkpoints, methods
 from rdd.cli import main as rdd_main
 from rdd.data import build_dataset, normalize_spec
 from rdd.diffusion import TimeGrid
@@ -89,6 +89,38 @@ def test_each_method_round_trains_the_student(method, extra, terms, teacher, cla
     record = read_record(out)
     assert set(record["final_terms"]) - {"step", "steps_averaged", "loss"} == terms
     assert all(np.isfinite(v) for v in record["final_terms"].values())
+
+
+# A valid value other than the default of every setting that some loss term reads (rdd.methods.TERMS).
+OTHER_VALUES = {"tau": 0.5, "classifier_input": "as_trained", "feature_map": "pre_relu", "is_p2p_temperature": 0.5,
+                "is_p2p_group_size": 2, "memory_size": 64, "num_anchors": 16, "enqueue_per_step": 8,
+                "contrast_temperature": 0.2, "kd_temperature": 2.0, "m_p2p_enqueue": "pixels", "m_p2p_wrap": "modulo",
+                "m_p2p_anchors": "stride", "m_p2p_head_bias": True, "m_p2p_head_lr": "cosine", "m_p2p_sync_bn": False}
+
+
+def _student_weights(method, changes, teacher, classifier, tiny, folder):
+    out = folder / "student.pt"
+    run_rdd("distill", "--settings", tiny["distill"], "--set", f"method={method}", "--set", "train.iters=2",
+            "--teacher", teacher, *(["--classifier", classifier] if method != "pd" else []), "--out", out,
+            "--resume-dir", folder / "resume", *[a for k, v in changes.items() for a in ("--set", f"{k}={v}")])
+    return load_denoiser(out)[0].state_dict()
+
+
+@pytest.mark.parametrize("method", ["pd", "rcfd"])
+def test_settings_no_term_of_a_round_reads_leave_its_student_unchanged(method, teacher, classifier, tiny,
+                                                                          tmp_path):
+    """What the workflow relies on to retrain nothing when such a setting changes (tau for a PD round)
+    and to let an ablation variant changing only them stand for its main run."""
+    assert set(OTHER_VALUES) == {key for term in methods.TERMS.values() for key in term.settings}
+    unread = methods.unread_settings(methods.METHODS[method].weights)
+    assert ("tau" in unread) == (method == "pd") and "memory_size" in unread
+    baseline = _student_weights(method, {}, teacher, classifier, tiny, tmp_path / "default")
+    changed = {k: yaml.safe_dump(OTHER_VALUES[k]).split("\n")[0] for k in unread}
+    other = _student_weights(method, changed, teacher, classifier, tiny, tmp_path / "changed")
+    assert all(torch.equal(baseline[k], other[k]) for k in baseline)
+    if method == "rcfd":  # a setting the round reads does change it
+        read = _student_weights(method, {"tau": 0.5}, teacher, classifier, tiny, tmp_path / "tau")
+        assert not all(torch.equal(baseline[k], read[k]) for k in baseline)
 
 
 def _resume_state(folder):

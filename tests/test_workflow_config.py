@@ -17,6 +17,7 @@ from rdd import io, methods
 
 sys.path.insert(0, str(REPO / "workflow" / "scripts"))
 import configcheck  # noqa: E402
+import studyplan  # noqa: E402
 
 TINY = REPO / "config" / "tiny.yaml"
 
@@ -302,6 +303,46 @@ def test_a_null_block_keeps_its_null_and_defaults_are_copies():
     # Each study's default block is its own, filled in as the schema says: a change to one is not to the other.
     assert one == two and one["num_samples"] == 100 and one["memory_benchmark"] == {"limit_gb": 1.0}
     assert one is not two and one["memory_benchmark"] is not two["memory_benchmark"]
+
+
+def _tiny_plan(**study):
+    config = io.read_yaml(TINY)
+    config["studies"]["tiny"] = studyplan.deep_merge(config["studies"]["tiny"], study)
+    checked, files = configcheck.checked_config(config, REPO)
+    return studyplan.build_plans(checked["studies"], files)["tiny"]
+
+
+def _round_settings(plan):
+    return {path: stage.settings for path, stage in plan.stages.items() if stage.rule == "distill"}
+
+
+def test_a_setting_no_term_of_a_round_reads_leaves_that_round_as_it_was():
+    """distill.tau is read by CFD only: a change of it changes the RCFD and RDD rounds' settings (so
+    they retrain) and not those of the PD chain or the PD rounds, which are written with its default."""
+    before, after = _round_settings(_tiny_plan()), _round_settings(_tiny_plan(distill={"tau": 0.5}))
+    assert before.keys() == after.keys()
+    changed = sorted(path for path in before if before[path] != after[path])
+    assert {path.split("/")[3] for path in changed} == {"rcfd", "rdd"}  # results/tiny/models/<method>/...
+    assert all(after[path]["tau"] == 0.9 for path in after if "/pd/" in path)
+    assert all(after[path]["tau"] == 0.5 for path in changed)
+
+
+def test_a_variant_changing_only_what_its_rounds_do_not_read_stands_for_the_main_run(tmp_path):
+    """An ablation of PD's rounds that changes CFD's tau or the classifier trains nothing of its own: the
+    PD main run stands in, and the manifest says what its rounds do not read (the report shows it)."""
+    ablation = {"method": "pd", "variants": {"tau": {"tau": 0.5}, "queue": {"settings": {"memory_size": 64}},
+                                             "net": {"classifier": {"net": {"name": "densenet121"}}}}}
+    shutil.copytree(REPO / "ablations", tmp_path / "ablations")
+    write_yaml(tmp_path / "ablations" / "inert.yaml", ablation)
+    config = io.read_yaml(TINY)
+    config["ablations_dir"] = str(tmp_path / "ablations")
+    config["studies"]["tiny"]["ablations"] = ["inert"]
+    checked, files = configcheck.checked_config(config, REPO)
+    plan = studyplan.build_plans(checked["studies"], files)["tiny"]
+    variants = plan.ablations["inert"]["variants"]
+    assert {name: (v["same_as"], v["unread"]) for name, v in variants.items()} == {
+        "tau": ("pd", ["tau"]), "queue": ("pd", ["memory_size"]), "net": ("pd", ["classifier"])}
+    assert not [path for path in plan.stages if "inert-" in path]  # no round or classifier of their own
 
 
 def _undescribed(node, path):

@@ -131,7 +131,8 @@ def ablation_tables(manifest, metrics, summary, sampling=None):
                     "variants": [{"name": v, "description": spec.get("description", ""),
                                   "changes": ", ".join(f"{k}: {json.dumps(c)}"
                                                        for k, c in (spec.get("changes") or {}).items()),
-                                  "same_as": methods.label(spec.get("same_as"))}
+                                  "same_as": methods.label(spec.get("same_as")),
+                                  "unread": ", ".join(spec.get("unread") or [])}
                                  for v, spec in ablation["variants"].items()],
                     "tables": [comparison_table(summary, rows, steps, m, reference=MAIN_RUN,
                                                 replicates=(sampling or {}).get(m)) for m in ("fid", "kid")]

@@ -4,11 +4,6 @@ from rdd import methods
 from rdd.metrics.proportion import wilson_interval
 from rdd.settings import RELEASED_VS_DESCRIBED
 
-FEATURE_TERMS = tuple(name for name, term in methods.TERMS.items() if term.needs_classifier)
-# Behaviours that matter only when a round uses these loss terms.
-NEEDS = {"feature_map": ("is_p2p", "m_p2p"), "classifier_input": FEATURE_TERMS,
-         "m_p2p_enqueue": ("m_p2p",), "m_p2p_wrap": ("m_p2p",), "m_p2p_anchors": ("m_p2p",),
-         "m_p2p_head_bias": ("m_p2p",), "m_p2p_head_lr": ("m_p2p",)}
 
 
 def _text(value):
@@ -64,7 +59,7 @@ def behaviours(study):
             values = []
             for record in records.get(method, []):
                 weights = record.get("loss_weights") or record["settings"].get("weights") or {}
-                if key in NEEDS and not any(weights.get(t) for t in NEEDS[key]):
+                if (needs := methods.terms_reading(key)) and not any(weights.get(t) for t in needs):
                     values.append("not used")
                     continue
                 value = record["settings"].get(key)

@@ -204,6 +204,14 @@ def _resolved(command, record, where):
         raise ConfigError(f"{where}: {exc}") from None
 
 
+def with_unread_defaults(record):
+    """A round's settings with those that none of its loss terms reads at their defaults (tau in a PD
+    round): a change of them retrains no round that does not read them, and a variant that changes
+    only them trains like the run it varies (its models stand in)."""
+    defaults = rdd_settings.defaults("distill")
+    return {**record, **{key: defaults[key] for key in methods.unread_settings(methods.loss_weights(record))}}
+
+
 def _no_reserved(command, block, where, extra=()):
     for key in (*RESERVED[command], *extra):
         head, _, tail = key.partition(".")
@@ -236,6 +244,16 @@ def _same_training(line, other):
     def key(stage):
         return {k: v for k, v in stage.settings.items() if k != "method"}, stage.classifier
     return line.keys() == other.keys() and all(key(line[T]) == key(other[T]) for T in line)
+
+
+def _unread_changes(variant, line):
+    """What an ablation variant changes that none of its rounds' loss terms reads (its classifier, where
+    no term reads features), so that the report can say why it trains like the run it varies."""
+    weights = methods.loss_weights(next(iter(line.values())).settings)
+    unread = methods.unread_settings(weights)
+    changed = [*variant.get("settings", {}), *(k for k in VARIANT_SETTINGS if k in variant)]
+    return sorted({key for key in changed if key in unread}
+                  | ({"classifier"} if "classifier" in variant and not methods.needs_classifier(weights) else set()))
 
 
 def _replicate_label(replicate):
@@ -398,7 +416,8 @@ class _Builder:
         record = deep_merge(self.common, *(layer for layer, _ in blocks),
                             {"method": method, "seed": self.study["seed"] + replicate, "train": {"iters": iters}})
         # What only the merged record can show (a bound between two blocks' settings) names them all.
-        return _resolved("distill", record, "settings merged from " + ", ".join(where for _, where in blocks))
+        record = _resolved("distill", record, "settings merged from " + ", ".join(where for _, where in blocks))
+        return with_unread_defaults(record)
 
     def chain(self, teacher):
         """The shared PD rounds T_base -> shared_steps; {student steps: model path}."""
@@ -486,7 +505,7 @@ class _Builder:
                     self.evaluate_line(labelled_as, folder, self.add_line(stages),
                                        {**labels, **_replicate_label(replicate)})
             variants[vname] = {"description": variant.get("description", ""), "run": run_dir, "same_as": same_as,
-                               "labelled_as": labelled_as,
+                               "labelled_as": labelled_as, "unread": _unread_changes(variant, lines[0]),
                                "changes": {k: v for k, v in variant.items() if k != "description"}}
         self.plan.ablations[name] = {"description": spec.get("description", ""), "method": method,
                                      "variants": variants}
