@@ -5,7 +5,6 @@ from rdd.metrics.proportion import wilson_interval
 from rdd.settings import RELEASED_VS_DESCRIBED
 
 
-
 def _text(value):
     if value is None:
         return "null"
