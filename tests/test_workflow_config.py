@@ -305,8 +305,9 @@ def test_a_null_block_keeps_its_null_and_defaults_are_copies():
     assert one is not two and one["memory_benchmark"] is not two["memory_benchmark"]
 
 
-def _tiny_plan(**study):
-    config = io.read_yaml(TINY)
+def _tiny_plan(top=None, **study):
+    """The tiny preset's plan, with `top` (top-level keys) and `study` (merged into its study) changed."""
+    config = {**io.read_yaml(TINY), **(top or {})}
     config["studies"]["tiny"] = studyplan.deep_merge(config["studies"]["tiny"], study)
     checked, files = configcheck.checked_config(config, REPO)
     return studyplan.build_plans(checked["studies"], files)["tiny"]
@@ -334,11 +335,7 @@ def test_a_variant_changing_only_what_its_rounds_do_not_read_stands_for_the_main
                                              "net": {"classifier": {"net": {"name": "densenet121"}}}}}
     shutil.copytree(REPO / "ablations", tmp_path / "ablations")
     write_yaml(tmp_path / "ablations" / "inert.yaml", ablation)
-    config = io.read_yaml(TINY)
-    config["ablations_dir"] = str(tmp_path / "ablations")
-    config["studies"]["tiny"]["ablations"] = ["inert"]
-    checked, files = configcheck.checked_config(config, REPO)
-    plan = studyplan.build_plans(checked["studies"], files)["tiny"]
+    plan = _tiny_plan({"ablations_dir": str(tmp_path / "ablations")}, ablations=["inert"])
     variants = plan.ablations["inert"]["variants"]
     assert {name: (v["same_as"], v["unread"]) for name, v in variants.items()} == {
         "tau": ("pd", ["tau"]), "queue": ("pd", ["memory_size"]), "net": ("pd", ["classifier"])}

@@ -246,14 +246,13 @@ def _same_training(line, other):
     return line.keys() == other.keys() and all(key(line[T]) == key(other[T]) for T in line)
 
 
-def _unread_changes(variant, line):
-    """What an ablation variant changes that none of its rounds' loss terms reads (its classifier, where
-    no term reads features), so that the report can say why it trains like the run it varies."""
+def _unread_changes(variant, own_layers, line):
+    """What an ablation variant changes (its `variant_layers`, its classifier) that none of its rounds'
+    loss terms reads, so that the report can say why it trains like the run it varies."""
     weights = methods.loss_weights(next(iter(line.values())).settings)
-    unread = methods.unread_settings(weights)
-    changed = [*variant.get("settings", {}), *(k for k in VARIANT_SETTINGS if k in variant)]
-    return sorted({key for key in changed if key in unread}
-                  | ({"classifier"} if "classifier" in variant and not methods.needs_classifier(weights) else set()))
+    changed = {key for layer, _ in own_layers for key in layer} | ({"classifier"} & set(variant))
+    unread = set(methods.unread_settings(weights)) | (set() if methods.needs_classifier(weights) else {"classifier"})
+    return sorted(changed & unread)
 
 
 def _replicate_label(replicate):
@@ -476,8 +475,8 @@ class _Builder:
         variants = {}
         for vname, variant in spec["variants"].items():
             labels = {"ablation": name, "variant": vname}
-            layers = [(block["settings"], f"{self.where}.rounds.{method}.settings"),
-                      *variant_layers(name, spec, vname, variant)]
+            own_layers = variant_layers(name, spec, vname, variant)
+            layers = [(block["settings"], f"{self.where}.rounds.{method}.settings"), *own_layers]
             classifier = self.default_classifier
             if "classifier" in variant:
                 classifier = functools.partial(self.classifier, variant["classifier"], labels, f"{name}-{vname}")
@@ -505,7 +504,7 @@ class _Builder:
                     self.evaluate_line(labelled_as, folder, self.add_line(stages),
                                        {**labels, **_replicate_label(replicate)})
             variants[vname] = {"description": variant.get("description", ""), "run": run_dir, "same_as": same_as,
-                               "labelled_as": labelled_as, "unread": _unread_changes(variant, lines[0]),
+                               "labelled_as": labelled_as, "unread": _unread_changes(variant, own_layers, lines[0]),
                                "changes": {k: v for k, v in variant.items() if k != "description"}}
         self.plan.ablations[name] = {"description": spec.get("description", ""), "method": method,
                                      "variants": variants}
