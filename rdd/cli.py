@@ -306,7 +306,11 @@ def build_parser():
                    help="exported classifier: given exactly when a loss term reads its features (rcfd, rdd)")
     p.add_argument("--authors-net", help="JSON UNet arguments for an authors' checkpoint (default: their CIFAR-10 net)")
     p.set_defaults(fn=cmd_distill)
-    p = sub.add_parser("sample", help="DDIM samples of a model at a step count, one seed per image")
+    # @FILE reads arguments from FILE, one per line: the workflow keeps --batch-size there, since a
+    # change of it changes no sample and must not resample (rdd.layout.SAMPLING_SPEED).
+    p = sub.add_parser("sample", help="DDIM samples of a model at a step count, one seed per image",
+                       fromfile_prefix_chars="@",
+                       epilog="@FILE reads further arguments from FILE, one per line (e.g. --batch-size=512)")
     p.add_argument("--model", required=True, help="exported model or authors' checkpoint")
     p.add_argument("--steps", type=positive_int, required=True, help="number of DDIM steps (NFE); divides the model's T")
     p.add_argument("--seeds", required=True,

@@ -30,6 +30,9 @@ SPEED_CASES = "results/{study}/speed_cases.yaml"  # what the speed benchmark tim
 # The study's speed settings (rdd.train.speed_settings), read by every training job but not one of its
 # inputs: a change of them retrains nothing (written by the workflow).
 SPEED_SETTINGS = "results/{study}/speed_settings.yaml"
+# The sample jobs' batch size, as `python -m rdd sample` arguments read from the file (@FILE): samples
+# do not depend on it, so it is not a param of the job and a change of it resamples nothing.
+SAMPLING_SPEED = "results/{study}/sampling_speed.args"
 MANIFEST = "results/{study}/manifest.json"
 TABLES_DIR = "results/{study}/tables"
 TABLE = TABLES_DIR + "/{table}.csv"

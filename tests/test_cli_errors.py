@@ -135,6 +135,7 @@ CASES = [
      "names 100,000,000,000,000 seeds; one command samples at most 10,000,000"),
     ((*SAMPLE[:-4], "--seeds", str(2**63), "--out", "s.npz"), f"names a seed above {2**63 - 1} (2**63 - 1)"),
     ((*SAMPLE, "--batch-size", "0"), "argument --batch-size: must be a positive integer"),
+    (("sample", "@{tmp}/missing.args", *SAMPLE[1:]), "No such file or directory: '{tmp}/missing.args'"),
     ((*SAMPLE, "--net-batch", "-1"), "argument --net-batch: must be a positive integer"),
     ((*SAMPLE, "--shard-size", "0"), "argument --shard-size: must be a positive integer"),
     ((*SAMPLE, "--device", "tpu"), "argument --device: must be auto, cpu, cuda or cuda:N, got 'tpu'"),

@@ -119,7 +119,10 @@ def test_dry_run_paper_protocol(tmp_path, study):
     assert (rdd["train"]["batch_size"], rdd["train"]["lr"], rdd["train"]["iters"], rdd["tau"]) == (batch, lr, iters, tau)
     assert pd_1["train"]["iters"] == iters and pd_1["train"]["lr"] == lr
     assert f"--standalone --nproc_per_node {gpus} -m rdd distill" in result.stdout
-    assert "--batch-size 500 --net-batch 500 --precision fp32" in result.stdout  # every sample job's
+    # every sample job's; the batch size from a file that is not a param (a change of it resamples nothing)
+    assert f"sample @results/{study}/sampling_speed.args --model" in result.stdout
+    assert "--net-batch 500 --precision fp32" in result.stdout
+    assert (tmp_path / f"results/{study}/sampling_speed.args").read_text() == "--batch-size=500\n"
     if study == "cifar10":
         assert teacher["train"]["batch_size"] == 256 and teacher["net"]["dropout"] == 0.1
     else:
@@ -314,10 +317,12 @@ def test_tiny_run_produces_every_record_and_the_report(tiny_run):
     assert sorted((r["method"], int(r["steps"])) for r in speed) == sorted(
         [("ddim", 1), ("ddim", 8), ("pd", 4), ("pd", 1), ("rcfd", 1), ("rdd", 1)])
     assert all(float(r["images_per_second_low"]) <= float(r["images_per_second"]) for r in speed)
-    # The study's network batch and sampling precision reach every sample job and the speed benchmark.
+    # The study's batch sizes and sampling precision reach every sample job and the speed benchmark
+    # (not the command line's defaults, 256 and 16).
     sampled = [json.loads((workdir / e["path"]).read_text()) for e in manifest["entries"]
                if e["kind"] in ("samples", "speed_benchmark")]
-    assert {(r["net_batch"], r["precision"]) for r in sampled if r.get("steps") != 0} == {(8, "fp32")}
+    assert {(r["batch_size"], r["net_batch"], r["precision"]) for r in sampled if r.get("steps") != 0} == {
+        (16, 8, "fp32")}
     with open(workdir / "results/tiny/tables/metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 18 and {r["status"] for r in rows} == {"done"}
@@ -414,8 +419,9 @@ def test_rerun_does_only_what_changed(tiny_run):
 @pytest.mark.slow
 def test_speed_settings_reach_every_training_job_and_rerun_nothing(tiny_run):
     """The study's speed settings go to one file that each training job reads after its stage's own
-    settings file: every record holds them; a change of them retrains nothing (a real run, which
-    rewrites the file for the jobs to come) and rebuilds only the report."""
+    settings file, and the sampling batch size to one that each sample job reads: every record holds
+    them; a change of them retrains and resamples nothing (a real run, which rewrites the files for
+    the jobs to come) and reruns only the speed benchmark (it times that batch size) and the report."""
     workdir = tiny_run["workdir"]
     speed_file = workdir / "results/tiny/speed_settings.yaml"
     assert yaml.safe_load(speed_file.read_text()) == {"speed": {**defaults("teacher")["speed"], "num_workers": 1}}
@@ -423,13 +429,19 @@ def test_speed_settings_reach_every_training_job_and_rerun_nothing(tiny_run):
         record = json.loads((workdir / f"results/tiny/models/{model}.json").read_text())
         assert record["settings"]["speed"]["num_workers"] == 1, model
         assert "speed" not in yaml.safe_load((workdir / f"results/tiny/models/{model}.settings.yaml").read_text())
-    faster = write_yaml(workdir / "faster.yaml", {"studies": {"tiny": {"speed": {"fused_optimizer": True}}}})
+    sampling_file = workdir / "results/tiny/sampling_speed.args"
+    assert sampling_file.read_text() == "--batch-size=16\n"
+    faster = write_yaml(workdir / "faster.yaml", {"studies": {"tiny": {"speed": {"fused_optimizer": True},
+                                                                       "evaluate": {"batch_size": 5}}}})
     changed = run_snakemake(workdir, "all", "--cores", "2", "--configfile", TINY, tiny_run["overlay"], faster)
     assert changed.returncode == 0, changed.stdout[-3000:]
-    # Only the report is rebuilt (it lists the study's config; the rerun test also edited its paper
-    # values): no training, sampling or metric.
-    assert job_counts(changed.stdout) == {"report": 1, "report_index": 1, "all": 1, "total": 3}
+    # No training, sampling or metric; the report lists the study's config (the rerun test also
+    # edited its paper values).
+    assert job_counts(changed.stdout) == {"speed_benchmark": 1, "report": 1, "report_index": 1, "all": 1,
+                                          "total": 4}
     assert yaml.safe_load(speed_file.read_text())["speed"]["fused_optimizer"] is True
+    assert sampling_file.read_text() == "--batch-size=5\n"
+    assert json.loads((workdir / "results/tiny/speed_benchmark.json").read_text())["batch_size"] == 5
 
 
 @pytest.mark.slow

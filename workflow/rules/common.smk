@@ -182,6 +182,13 @@ def speed_settings(wildcards):
     return current_file(plan.path(layout.SPEED_SETTINGS), plan.speed_settings_text())
 
 
+def sampling_speed(wildcards):
+    """The study's sampling-speed arguments file, made current: a param, not an input, like the speed
+    settings (samples are bit-identical for any batch size)."""
+    plan = PLANS[wildcards.study]
+    return current_file(plan.path(layout.SAMPLING_SPEED), plan.sampling_speed_text())
+
+
 def stage(wildcards, rule_name):
     """The training stage whose model is the output of this job; written settings file made current."""
     ready(wildcards.study)
@@ -254,7 +261,7 @@ def sample_options(wildcards):
     found = evaluation(wildcards)
     plan = PLANS[wildcards.study]
     evaluate = plan.config["evaluate"]
-    options = (f"--seeds {plan.image_seeds(found.seed)} --batch-size {evaluate['batch_size']} "
+    options = (f"--seeds {plan.image_seeds(found.seed)} "
                f"--net-batch {evaluate['net_batch']} --precision {evaluate['sampling_precision']} "
                f"--device {plan.config['device']}")
     if found.model_is_external:

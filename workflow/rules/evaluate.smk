@@ -17,6 +17,7 @@ rule sample:
         layout.log(layout.SAMPLES),
     params:
         options=sample_options,
+        speed=sampling_speed,
     threads: res("sample", "threads")
     resources:
         mem_mb=res("sample", "mem_mb"),
@@ -24,7 +25,7 @@ rule sample:
         gpu=res("sample", "gpu"),
     shell:
         "rdd_claim_gpu {resources.gpu}; "
-        "python -m rdd sample --model {input.model:q} --steps {wildcards.steps} {params.options}"
+        "python -m rdd sample @{params.speed:q} --model {input.model:q} --steps {wildcards.steps} {params.options}"
         " --out {output.samples} --grid {output.grid} > {log} 2>&1"
 
 

@@ -153,6 +153,10 @@ class StudyPlan:
         """The study's speed settings file (rdd.layout.SPEED_SETTINGS)."""
         return settings_text({rdd_settings.SPEED_KEY: self.speed()})
 
+    def sampling_speed_text(self):
+        """The sample jobs' arguments that change no sample (rdd.layout.SAMPLING_SPEED), one per line."""
+        return f"--batch-size={self.config['evaluate']['batch_size']}\n"
+
     def ref_data_file(self):
         return self.path(layout.REFERENCE_DATA)
 
