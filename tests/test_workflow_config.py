@@ -362,3 +362,24 @@ def _undescribed(node, path):
 def test_every_key_of_the_schemas_says_what_it_is_for(schema):
     """A schema error quotes the key's description, and the schema is the config's reference."""
     assert not list(_undescribed(io.read_yaml(REPO / "workflow" / "schemas" / f"{schema}.schema.yaml"), schema))
+
+
+def test_a_target_the_plan_lacks_is_named_with_what_the_study_has():
+    """A model or evaluation typed by hand that the study does not plan: the error names those it has
+    beside it (the rules raise it as the job's WorkflowError, before anything runs)."""
+    plan = _tiny_plan()
+    assert plan.stage("results/tiny/models/pd/default/student_2.pt").rule == "distill"
+    with pytest.raises(studyplan.NotPlanned, match=r"^results/tiny/models/pd/default/student_3\.pt is not a model of "
+                       r"study 'tiny'; its models in results/tiny/models/pd/default/: student_1\.pt, student_2\.pt "
+                       r"\(see its config\)$"):
+        plan.stage("results/tiny/models/pd/default/student_3.pt")
+    with pytest.raises(studyplan.NotPlanned, match=r"its model folders: results/tiny/models/classifier/default, "
+                                                   r"results/tiny/models/pd/chain, .*results/tiny/models/teacher \("):
+        plan.stage("results/tiny/models/pd/defualt/student_1.pt")
+    assert plan.evaluation("pd/default", 1, 0).labels["method"] == "pd"
+    with pytest.raises(studyplan.NotPlanned, match=r"^study 'tiny' does not evaluate pd/default at 2 steps with seed 0; "
+                       r"it evaluates pd/default at 1 step with seed 0 \(see its evaluate block\)$"):
+        plan.evaluation("pd/default", 2, 0)
+    with pytest.raises(studyplan.NotPlanned, match=r"it evaluates no run pd/defualt; its runs: ddim/teacher, "
+                                                   r"pd/chain, pd/default, .*real/test \("):
+        plan.evaluation("pd/defualt", 1, 0)

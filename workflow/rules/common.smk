@@ -172,7 +172,7 @@ def text_digest(text):
 def settings_digest(rule_name):
     """The digest of a training stage's settings (a param: a change reruns the stage, dry runs included)."""
     return lambda wildcards: text_digest(studyplan.stage_settings_text(
-        PLANS[wildcards.study].stages[plan_model_path(wildcards, rule_name)].settings))
+        PLANS[wildcards.study].stage(plan_model_path(wildcards, rule_name)).settings))
 
 
 def speed_settings(wildcards):
@@ -195,9 +195,9 @@ def stage(wildcards, rule_name):
     plan = PLANS[wildcards.study]
     model = plan_model_path(wildcards, rule_name)
     try:
-        found = plan.stages[model]
-    except KeyError:
-        raise WorkflowError(f"{model} is not a model of study {wildcards.study!r} (see its config)") from None
+        found = plan.stage(model)
+    except studyplan.NotPlanned as exc:
+        raise WorkflowError(str(exc)) from None
     current_file(found.settings_file, studyplan.stage_settings_text(found.settings))
     return found
 
@@ -236,7 +236,7 @@ def training_inputs(rule_name):
 
 def distill_options(wildcards, input):
     """The optional arguments of `python -m rdd distill` for this round."""
-    found = PLANS[wildcards.study].stages[plan_model_path(wildcards, "distill")]
+    found = PLANS[wildcards.study].stage(plan_model_path(wildcards, "distill"))
     options = ["--classifier", input.classifier] if found.classifier else []
     if found.teacher_is_external:
         options += ["--authors-net", authors_net(wildcards.study)]
@@ -250,11 +250,11 @@ def authors_net(study):
 
 def evaluation(wildcards):
     ready(wildcards.study)
-    key = (f"{wildcards.method}/{wildcards.variant}", int(wildcards.steps), int(wildcards.seed))
     try:
-        return PLANS[wildcards.study].evaluations[key]
-    except KeyError:
-        raise WorkflowError(f"study {wildcards.study!r} has no evaluation {key} (see its config)") from None
+        return PLANS[wildcards.study].evaluation(f"{wildcards.method}/{wildcards.variant}", int(wildcards.steps),
+                                                 int(wildcards.seed))
+    except studyplan.NotPlanned as exc:
+        raise WorkflowError(str(exc)) from None
 
 
 def sample_options(wildcards):

@@ -73,6 +73,10 @@ def stage_settings_text(record):
 
 # ----------------------------------------------------------------------------- what a plan holds
 
+class NotPlanned(LookupError):
+    """A model or evaluation the study's plan does not have (a target typed by hand, say)."""
+
+
 @dataclass
 class Stage:
     """One training job: its command, full settings and the model files it reads."""
@@ -116,6 +120,29 @@ class StudyPlan:
     def path(self, pattern, **wildcards):
         """A file of this study (rdd.layout `pattern` filled in)."""
         return layout.path(pattern, study=self.name, **wildcards)
+
+    def stage(self, model):
+        """The stage that trains `model`; NotPlanned, naming the models of its folder (or the folders)."""
+        if model in self.stages:
+            return self.stages[model]
+        folder = str(Path(model).parent)
+        beside = sorted(Path(path).name for path in self.stages if str(Path(path).parent) == folder)
+        there = (f"its models in {folder}/: {', '.join(beside)}" if beside else
+                 f"its model folders: {', '.join(sorted({str(Path(path).parent) for path in self.stages}))}")
+        raise NotPlanned(f"{model} is not a model of study {self.name!r}; {there} (see its config)")
+
+    def evaluation(self, run, steps, seed):
+        """The evaluation of `run` (<method>/<variant dir>) at `steps` with seed `seed`; NotPlanned,
+        naming those the study has of that run (or its runs)."""
+        if (run, steps, seed) in self.evaluations:
+            return self.evaluations[run, steps, seed]
+        def at(steps, seed):
+            return f"{steps} step{'s' * (steps != 1)} with seed {seed}"
+        own = sorted((s, e) for r, s, e in self.evaluations if r == run)
+        there = (f"it evaluates {run} at " + ", ".join(at(*key) for key in own) if own else
+                 f"it evaluates no run {run}; its runs: {', '.join(sorted({r for r, _, _ in self.evaluations}))}")
+        raise NotPlanned(f"study {self.name!r} does not evaluate {run} at {at(steps, seed)}; {there} "
+                         "(see its evaluate block)")
 
     def ref_stats(self):
         """The reference statistics record (it names the cached statistics file)."""
