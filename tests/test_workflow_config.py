@@ -377,8 +377,8 @@ def test_a_target_the_plan_lacks_is_named_with_what_the_study_has():
                                                    r"results/tiny/models/pd/chain, .*results/tiny/models/teacher \("):
         plan.stage("results/tiny/models/pd/defualt/student_1.pt")
     assert plan.evaluation("pd/default", 1, 0).labels["method"] == "pd"
-    with pytest.raises(studyplan.NotPlanned, match=r"^study 'tiny' does not evaluate pd/default at 2 steps with seed 0; "
-                       r"it evaluates pd/default at 1 step with seed 0 \(see its evaluate block\)$"):
+    with pytest.raises(studyplan.NotPlanned, match=r"^study 'tiny' does not evaluate pd/default at 2 steps with "
+                       r"seed 0; it evaluates pd/default at 1 step with seed 0 \(see its evaluate block\)$"):
         plan.evaluation("pd/default", 2, 0)
     with pytest.raises(studyplan.NotPlanned, match=r"it evaluates no run pd/defualt; its runs: ddim/teacher, "
                                                    r"pd/chain, pd/default, .*real/test \("):
