@@ -77,6 +77,10 @@ class NotPlanned(LookupError):
     """A model or evaluation the study's plan does not have (a target typed by hand, say)."""
 
 
+def _steps_and_seed(steps, seed):
+    return f"{steps} step{'s' * (steps != 1)} with seed {seed}"
+
+
 @dataclass
 class Stage:
     """One training job: its command, full settings and the model files it reads."""
@@ -136,12 +140,10 @@ class StudyPlan:
         naming those the study has of that run (or its runs)."""
         if (run, steps, seed) in self.evaluations:
             return self.evaluations[run, steps, seed]
-        def at(steps, seed):
-            return f"{steps} step{'s' * (steps != 1)} with seed {seed}"
         own = sorted((s, e) for r, s, e in self.evaluations if r == run)
-        there = (f"it evaluates {run} at " + ", ".join(at(*key) for key in own) if own else
+        there = (f"it evaluates {run} at " + ", ".join(_steps_and_seed(*key) for key in own) if own else
                  f"it evaluates no run {run}; its runs: {', '.join(sorted({r for r, _, _ in self.evaluations}))}")
-        raise NotPlanned(f"study {self.name!r} does not evaluate {run} at {at(steps, seed)}; {there} "
+        raise NotPlanned(f"study {self.name!r} does not evaluate {run} at {_steps_and_seed(steps, seed)}; {there} "
                          "(see its evaluate block)")
 
     def ref_stats(self):
