@@ -502,3 +502,18 @@ def test_a_method_added_to_the_registry_alone_is_planned_trained_evaluated_and_r
     assert [int(r["steps"]) for r in toy_rows] == [1, 1] and all(float(r["fid"]) > 0 for r in toy_rows)
     report = (workdir / "reports/tiny.html").read_text()
     assert ">Toy<" in report
+
+
+def test_jobs_run_the_library_that_planned_them_not_a_package_in_the_working_directory(tmp_path):
+    """A working directory holding another `rdd` package (an older checkout run with this Snakefile, say):
+    the jobs still run this checkout's library, the one that planned them (`python -m` would otherwise
+    put the working directory first on the module path)."""
+    decoy = tmp_path / "rdd"
+    decoy.mkdir()
+    (decoy / "__init__.py").write_text("")
+    (decoy / "__main__.py").write_text("raise SystemExit('error: the rdd package of the working directory ran')\n")
+    target = "results/tiny/samples/real/test/seed0.npz"
+    result = run_snakemake(tmp_path, target, "--cores", "1", "--configfile", TINY)
+    log = (tmp_path / "logs" / target).with_suffix(".log")
+    assert result.returncode == 0, result.stdout[-3000:] + (log.read_text() if log.exists() else "")
+    assert (tmp_path / target).is_file()

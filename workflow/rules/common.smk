@@ -25,11 +25,13 @@ def _shell_literal(text):
 
 # Every job runs `python -m rdd` from this checkout with this Snakemake's interpreter, whether or
 # not its environment is activated, and logs as it goes; bash strict mode as Snakemake's default.
+# PYTHONSAFEPATH keeps `python -m` from putting the working directory first on the module path,
+# where another checkout's `rdd` would run instead of the library that planned the jobs.
 # Jobs that may use a GPU start with `rdd_claim_gpu {resources.gpu}` (workflow/scripts/claim_gpu.sh):
 # on a local multi-GPU machine it gives the job a GPU of its own.
 shell.prefix(_shell_literal(
     f"set -euo pipefail; export PATH={shlex.quote(str(Path(sys.executable).parent))}:$PATH "
-    f"PYTHONPATH={shlex.quote(str(REPO))}${{PYTHONPATH:+:$PYTHONPATH}} PYTHONUNBUFFERED=1; "
+    f"PYTHONPATH={shlex.quote(str(REPO))}${{PYTHONPATH:+:$PYTHONPATH}} PYTHONUNBUFFERED=1 PYTHONSAFEPATH=1; "
     f"source {shlex.quote(str(REPO / 'workflow' / 'scripts' / 'claim_gpu.sh'))}; "))
 
 import codefiles  # noqa: E402  (needs the paths above)
