@@ -132,10 +132,10 @@ def cmd_speed_benchmark(args):
         raise settings_mod.SettingsError(f"{args.cases} must hold 'cases': a list of {{model, steps, ...}}")
     device, started = resolve_device(args.device), time.perf_counter()
     results = measure(cases, batch_size=args.batch_size, net_batch=args.net_batch, precision=args.precision,
-                      repeats=args.repeats, threads=args.threads, device=device)
+                      repeats=args.repeats, threads=args.threads, device=device, min_seconds=args.min_seconds)
     io.write_json(records.speed_benchmark(results=results, batch_size=args.batch_size, net_batch=args.net_batch,
                                           precision=effective(args.precision, device), repeats=args.repeats,
-                                          threads=args.threads, device=device,
+                                          min_seconds=args.min_seconds, threads=args.threads, device=device,
                                           wall_seconds=time.perf_counter() - started,
                                           environment=environment_record(device)), args.out)
 
@@ -226,6 +226,17 @@ def positive_int(text):
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def non_negative_float(text):
+    """argparse type: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
     return value
 
 
@@ -356,6 +367,9 @@ def build_parser():
     _precision_option(p)
     p.add_argument("--repeats", type=positive_int, default=3,
                    help="timed rounds over every case (%(default)s), each in a rotated order; all times recorded")
+    p.add_argument("--min-seconds", type=non_negative_float, default=1.0,
+                   help="each timing samples the batch as often as the warm-up says it takes to last this long "
+                        "(%(default)s s; 0: once)")
     p.add_argument("--threads", type=positive_int, default=1, help="torch's CPU threads (recorded)")
     _device_option(p)
     p.set_defaults(fn=cmd_speed_benchmark, files=_record_files("cases"))

@@ -97,10 +97,11 @@ def memory_benchmark(*, device, measure, channels, num_anchors, batch_sweep, map
             **environment}
 
 
-def speed_benchmark(*, results, batch_size, net_batch, precision, repeats, threads, device, wall_seconds,
-                    environment):
+def speed_benchmark(*, results, batch_size, net_batch, precision, repeats, min_seconds, threads, device,
+                    wall_seconds, environment):
     """Sampling speed of a study's models measured in one process holding the machine (rdd.speed):
-    per case its labels, model, steps, median images/s over `repeats` with their range, batch latency."""
+    per case its labels, model, steps, median images/s over `repeats` with their range, batch latency,
+    the batches each timing sampled (to last `min_seconds`) and each repeat's seconds per batch."""
     return {"kind": "speed_benchmark", "cases": results, "batch_size": batch_size, "net_batch": net_batch,
-            "precision": precision, "repeats": repeats, "threads": threads, "device": str(device),
-            "wall_seconds": wall_seconds, **environment}
+            "precision": precision, "repeats": repeats, "min_seconds": min_seconds, "threads": threads,
+            "device": str(device), "wall_seconds": wall_seconds, **environment}

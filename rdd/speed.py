@@ -3,11 +3,14 @@
 Every case (a model at a step count) samples the same batch of image seeds. After one
 warm-up batch per case, each repeat times every case once, in an order rotated by one
 from the previous repeat, so that a slow spell of the machine falls on every case
-alike. Reported per case: the median images per second over repeats with its range,
-and the median latency of one batch. Models with the same network at the same step
-count do the same work, so their medians should agree within those ranges.
+alike. A timing samples the batch as many times as the warm-up says it takes to last
+`min_seconds`: a timing of a fraction of a second varies with the clock's and the
+machine's small hiccups. Reported per case: the median images per second over repeats
+with its range, and the median latency of one batch. Models with the same network at
+the same step count do the same work, so their medians should agree within those ranges.
 """
 
+import math
 import statistics
 import time
 
@@ -17,44 +20,54 @@ from rdd.checkpoints import load_denoiser
 from rdd.generate import image_shape, sample_batch
 
 
-def _timed(case, seeds, device, net_batch, precision):
+def batches_per_timing(warmup_seconds, min_seconds):
+    """How many batches one timing samples so that it lasts about `min_seconds` (at least one)."""
+    if min_seconds <= 0:
+        return 1
+    return max(1, math.ceil(min_seconds / max(warmup_seconds, 1e-9)))
+
+
+def _timed(case, seeds, device, net_batch, precision, batches=1):
     net, kwargs, grid = case["loaded"]
     started = time.perf_counter()
-    sample_batch(net, grid, seeds, case["steps"], image_shape(kwargs), kwargs["num_classes"], device, net_batch,
-                 precision)
+    for _ in range(batches):
+        sample_batch(net, grid, seeds, case["steps"], image_shape(kwargs), kwargs["num_classes"], device,
+                     net_batch, precision)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - started
 
 
-def measure(cases, *, batch_size, net_batch, repeats, threads, device="cpu", precision="fp32", log=print):
+def measure(cases, *, batch_size, net_batch, repeats, threads, device="cpu", precision="fp32", min_seconds=0.0,
+            log=print):
     """Images/s of every case ({"model", "steps", labels...}), sampled as the sample jobs do (network
     batch, precision); returns one result per case, in order."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        return _measure(cases, batch_size, net_batch, precision, repeats, torch.device(device), log)
+        return _measure(cases, batch_size, net_batch, precision, repeats, min_seconds, torch.device(device), log)
     finally:
         torch.set_num_threads(previous)  # a caller in the same process keeps its own setting
 
 
-def _measure(cases, batch_size, net_batch, precision, repeats, device, log):
+def _measure(cases, batch_size, net_batch, precision, repeats, min_seconds, device, log):
     seeds = list(range(batch_size))
     cases = [{**case, "loaded": load_denoiser(case["model"], device, case.get("authors_net"))} for case in cases]
-    for case in cases:
-        _timed(case, seeds, device, net_batch, precision)  # warm-up: allocations, kernel selection
+    # The warm-up (allocations, kernel selection) also sizes each case's timings.
+    batches = [batches_per_timing(_timed(case, seeds, device, net_batch, precision), min_seconds)
+               for case in cases]
     seconds = [[] for _ in cases]
     for repeat in range(repeats):
         order = list(range(len(cases)))
         order = order[repeat % len(cases):] + order[:repeat % len(cases)]
         for i in order:
-            seconds[i].append(_timed(cases[i], seeds, device, net_batch, precision))
+            seconds[i].append(_timed(cases[i], seeds, device, net_batch, precision, batches[i]) / batches[i])
         log(f"[speed] repeat {repeat + 1}/{repeats} done")
     results = []
-    for case, times in zip(cases, seconds):
+    for case, times, count in zip(cases, seconds, batches):
         rates = [batch_size / t for t in times]
         results.append({**{k: v for k, v in case.items() if k != "loaded"},
                         "images_per_second": statistics.median(rates), "images_per_second_low": min(rates),
                         "images_per_second_high": max(rates), "latency_per_batch_s": statistics.median(times),
-                        "seconds": times})
+                        "batches_per_timing": count, "seconds": times})
     return results

@@ -143,13 +143,28 @@ def test_speed_benchmark_times_every_case_in_rotating_order(teacher, tmp_path, m
              {"model": str(teacher), "steps": 1, "method": "ddim"}]
     io.write_json({"cases": cases}, tmp_path / "cases.json")
     threads = torch.get_num_threads()
+    sampled = []  # the model of every batch sampled
+    sample_batch = rdd.speed.sample_batch
+    monkeypatch.setattr(rdd.speed, "sample_batch", lambda net, *a: sampled.append(id(net)) or sample_batch(net, *a))
     run_rdd("speed-benchmark", "--cases", tmp_path / "cases.json", "--out", tmp_path / "speed.json",
-            "--batch-size", 4, "--net-batch", 4, "--repeats", 3, "--device", "cpu")
+            "--batch-size", 4, "--net-batch", 4, "--repeats", 3, "--min-seconds", 0.05, "--device", "cpu")
     assert torch.get_num_threads() == threads  # the process keeps its own thread count
     first = [c["model"] for c in cases]
     assert order == first + first + first[1:] + first[:1] + first[2:] + first[:2]  # warm-up, then rotated
     record = json.loads((tmp_path / "speed.json").read_text())
-    assert (record["kind"], record["repeats"], record["batch_size"], record["threads"]) == ("speed_benchmark", 3, 4, 1)
-    for case, result in zip(cases, record["cases"]):
+    assert (record["kind"], record["repeats"], record["batch_size"], record["threads"], record["min_seconds"]) == (
+        "speed_benchmark", 3, 4, 1, 0.05)
+    # Each timing sampled its case's batch as often as the record says: the warm-up's batch, then 3 timings.
+    nets = list(dict.fromkeys(sampled))  # the cases' networks, in the warm-up's order
+    for case, result, net in zip(cases, record["cases"], nets):
         assert {k: result[k] for k in case} == case and len(result["seconds"]) == 3
         assert result["images_per_second_low"] <= result["images_per_second"] <= result["images_per_second_high"]
+        assert result["batches_per_timing"] >= 1 and sampled.count(net) == 1 + 3 * result["batches_per_timing"]
+
+
+def test_batches_per_timing_reach_min_seconds():
+    """A timing samples the batch as often as the warm-up's time says it takes to last min_seconds."""
+    from rdd.speed import batches_per_timing
+    for warmup, min_seconds, expected in ((0.3, 1.0, 4), (0.25, 1.0, 4), (0.26, 1.0, 4), (0.9, 1.0, 2),
+                                          (1.0, 1.0, 1), (2.5, 1.0, 1), (0.3, 0.0, 1)):
+        assert batches_per_timing(warmup, min_seconds) == expected, (warmup, min_seconds)

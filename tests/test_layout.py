@@ -40,8 +40,8 @@ def test_each_record_kind_is_a_manifest_kind_and_each_builder_stamps_its_own():
                           limit=None, inception={}),
         records.memory_benchmark(device="cpu", measure="m", channels=1, num_anchors=1, batch_sweep={},
                                  map_sweep=None, environment=env),
-        records.speed_benchmark(results=[], batch_size=2, net_batch=2, precision="fp32", repeats=1, threads=1,
-                                device="cpu", wall_seconds=1.0, environment=env),
+        records.speed_benchmark(results=[], batch_size=2, net_batch=2, precision="fp32", repeats=1,
+                                min_seconds=0.0, threads=1, device="cpu", wall_seconds=1.0, environment=env),
     ]
     assert [r["kind"] for r in built] == [k for k in records.KINDS if k != "metric"]
     assert set(records.KINDS) <= set(KINDS)

@@ -345,9 +345,12 @@ def speed_protocol(study):
     record = study.records.get(entry)
     if record is None:
         return {"state": "pending", "path": str(entry.path)}
+    # Records from before timings were sized (no min_seconds) sampled each batch once per timing.
+    batches = [case.get("batches_per_timing", 1) for case in record["cases"]] or [1]
     return {"state": "done", "path": str(entry.path), "repeats": record["repeats"], "threads": record["threads"],
             "batch_size": record["batch_size"], "net_batch": record["net_batch"],
-            "precision": precision_text(record.get("precision")), "device": record["device"]}
+            "precision": precision_text(record.get("precision")), "device": record["device"],
+            "min_seconds": record.get("min_seconds", 0), "batches": (min(batches), max(batches))}
 
 
 def _paper_points(paper, paper_key, small_scale):

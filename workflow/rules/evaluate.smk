@@ -86,6 +86,7 @@ rule speed_benchmark:
         net_batch=lambda wc: PLANS[wc.study].config["evaluate"]["net_batch"],
         precision=lambda wc: PLANS[wc.study].config["evaluate"]["sampling_precision"],
         repeats=lambda wc: PLANS[wc.study].config["evaluate"]["speed_benchmark"]["repeats"],
+        min_seconds=lambda wc: PLANS[wc.study].config["evaluate"]["speed_benchmark"]["min_seconds"],
         device=lambda wc: PLANS[wc.study].config["device"],
         cases=lambda wc: text_digest(speed_cases_text(wc.study)),
         # torch's threads: the job's, but no more than the machine has (--cores may exceed them).
@@ -98,7 +99,8 @@ rule speed_benchmark:
     shell:
         "rdd_claim_gpu {resources.gpu}; "
         "python -m rdd speed-benchmark --cases {input.cases} --out {output} --batch-size {params.batch_size}"
-        " --net-batch {params.net_batch} --precision {params.precision} --repeats {params.repeats} --threads {params.torch_threads} --device {params.device} > {log} 2>&1"
+        " --net-batch {params.net_batch} --precision {params.precision} --repeats {params.repeats}"
+        " --min-seconds {params.min_seconds} --threads {params.torch_threads} --device {params.device} > {log} 2>&1"
 
 
 rule memory_benchmark:
