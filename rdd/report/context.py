@@ -347,10 +347,17 @@ def speed_protocol(study):
         return {"state": "pending", "path": str(entry.path)}
     # Records from before timings were sized (no min_seconds) sampled each batch once per timing.
     batches = [case.get("batches_per_timing", 1) for case in record["cases"]] or [1]
+    # The benchmark's own control: every model at one step count runs the same network as often.
+    rates = {}
+    for case in record["cases"]:
+        rates.setdefault(case["steps"], []).append(case["images_per_second"])
+    spreads = [(max(r) / min(r) - 1, steps) for steps, r in rates.items() if len(r) > 1 and min(r) > 0]
+    disagreement = max(spreads) if spreads else None
     return {"state": "done", "path": str(entry.path), "repeats": record["repeats"], "threads": record["threads"],
             "batch_size": record["batch_size"], "net_batch": record["net_batch"],
             "precision": precision_text(record.get("precision")), "device": record["device"],
-            "min_seconds": record.get("min_seconds", 0), "batches": (min(batches), max(batches))}
+            "min_seconds": record.get("min_seconds", 0), "batches": (min(batches), max(batches)),
+            "disagreement": disagreement and {"percent": 100 * disagreement[0], "steps": disagreement[1]}}
 
 
 def _paper_points(paper, paper_key, small_scale):
