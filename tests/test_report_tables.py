@@ -239,6 +239,34 @@ def test_speedup_is_the_fewest_ddim_steps_reaching_the_model_fid():
     assert rows["pd", 1]["nfe_speedup"] == 4.0
 
 
+def test_speed_protocol_states_timing_sizes_and_the_benchmarks_own_noise(tmp_path):
+    """The protocol names how many batches a timing sampled, and how far apart the medians of the models at
+    one step count lie (they run the same network as often); a record from before timings were sized
+    (no min_seconds) sampled each batch once."""
+    from rdd.report.context import speed_protocol
+    from rdd.report.study import Study
+
+    rates = {("ddim", 1): 500.0, ("pd", 1): 520.0, ("rdd", 1): 510.0, ("ddim", 2): 250.0, ("rdd", 2): 240.0,
+             ("ddim", 8): 60.0}
+    cases = [{"model": f"{m}.pt", "method": m, "steps": s, "images_per_second": r, "batches_per_timing": 9 // s}
+             for (m, s), r in rates.items()]
+    record = records.speed_benchmark(results=cases, batch_size=100, net_batch=16, precision="fp32", repeats=3,
+                                     min_seconds=1.0, threads=2, device="cpu", wall_seconds=9.0, environment={})
+    path = tmp_path / "speed.json"
+    path.write_text("{}")
+    entry = Entry("speed_benchmark", path)
+    protocol = speed_protocol(Study({"config": {}}, [entry], {entry: record}))
+    # naive: per step count with two or more models, the fastest median over the slowest
+    spreads = {1: 520 / 500 - 1, 2: 250 / 240 - 1}
+    worst = max(spreads, key=spreads.get)
+    assert protocol["disagreement"] == {"percent": pytest.approx(100 * spreads[worst]), "steps": worst} and worst == 2
+    assert (protocol["min_seconds"], protocol["batches"]) == (1.0, (1, 9))
+    old = {k: v for k, v in record.items() if k != "min_seconds"}
+    old["cases"] = [{k: v for k, v in case.items() if k != "batches_per_timing"} for case in cases[-1:]]
+    protocol = speed_protocol(Study({"config": {}}, [entry], {entry: old}))
+    assert (protocol["min_seconds"], protocol["batches"], protocol["disagreement"]) == (0, (1, 1), None)
+
+
 def test_speedup_pending_provisional_and_other_machine():
     ddim = {**DDIM, ("ddim", 4): [None]}
     summary = summarize(metrics_frame({**ddim, ("rdd", 1): [85.0], ("rdd", 2): [None]}))
