@@ -38,7 +38,7 @@ def _timed(case, seeds, device, net_batch, precision, batches=1):
     return time.perf_counter() - started
 
 
-def measure(cases, *, batch_size, net_batch, repeats, threads, device="cpu", precision="fp32", min_seconds=0.0,
+def measure(cases, *, batch_size, net_batch, repeats, min_seconds, threads, device="cpu", precision="fp32",
             log=print):
     """Images/s of every case ({"model", "steps", labels...}), sampled as the sample jobs do (network
     batch, precision); returns one result per case, in order."""

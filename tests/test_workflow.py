@@ -323,6 +323,7 @@ def test_tiny_run_produces_every_record_and_the_report(tiny_run):
                if e["kind"] in ("samples", "speed_benchmark")]
     assert {(r["batch_size"], r["net_batch"], r["precision"]) for r in sampled if r.get("steps") != 0} == {
         (16, 8, "fp32")}
+    assert [r["min_seconds"] for r in sampled if r["kind"] == "speed_benchmark"] == [0.05]  # not the CLI's 1 s
     with open(workdir / "results/tiny/tables/metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 18 and {r["status"] for r in rows} == {"done"}
