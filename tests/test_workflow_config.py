@@ -55,6 +55,9 @@ CASES = {
     "none_for_null": (tiny(evaluate={"memory_benchmark": "None"}), None, True, "all",
                       ["studies.tiny.evaluate.memory_benchmark: 'None' is not of type 'object', 'null'",
                        "null is written null"]),
+    # Written as it is: a block whose body was left out reads as null.
+    "empty_block": ("studies:\n  tiny:\n    evaluate:\n", None, True, "all",
+                    ["studies.tiny.evaluate: null (an empty value) is not of type 'object'"]),
     "no_training_seed": (tiny(training_seeds=0), None, True, "all",
                          ["studies.tiny.training_seeds: 0 is less than the minimum of 1"]),
     "training_seed_too_large": (tiny(seed=2**32 - 1, training_seeds=2), None, True, "all",

@@ -73,7 +73,11 @@ def describe_schema_error(error, where=""):
     if error.validator == "type" and "null" in error.validator_value and error.instance in ("None", "none"):
         # `--config` and YAML read None as text: null is written null (or ~).
         hint += "; null is written null"
-    return f"{path}: {error.message}{hint}"
+    message = error.message
+    if error.validator == "type" and error.instance is None:
+        # A key left empty in YAML reads as null, which jsonschema names in Python's word (None).
+        message = "null (an empty value)" + message.removeprefix("None")
+    return f"{path}: {message}{hint}"
 
 
 def check_run(config):
