@@ -58,6 +58,9 @@ CASES = {
     # Written as it is: a block whose body was left out reads as null.
     "empty_block": ("studies:\n  tiny:\n    evaluate:\n", None, True, "all",
                     ["studies.tiny.evaluate: null (an empty value) is not of type 'object'"]),
+    "empty_choice": ("studies:\n  tiny:\n    evaluate:\n      sampling_precision:\n", None, True, "all",
+                     ["studies.tiny.evaluate.sampling_precision: null (an empty value) is not allowed; "
+                      "allowed: 'fp32', 'tf32'"]),
     "no_training_seed": (tiny(training_seeds=0), None, True, "all",
                          ["studies.tiny.training_seeds: 0 is less than the minimum of 1"]),
     "training_seed_too_large": (tiny(seed=2**32 - 1, training_seeds=2), None, True, "all",

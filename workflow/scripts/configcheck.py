@@ -38,8 +38,13 @@ def unknown_key(path, key, allowed):
     return f"{path}: unknown key {key!r}; allowed: {', '.join(allowed) or 'none'}"
 
 
+def shown(value):
+    """A config value as a message names it: YAML's null for None (a key left empty reads as null)."""
+    return "null (an empty value)" if value is None else repr(value)
+
+
 def not_allowed(path, value, allowed):
-    return f"{path}: {value!r} is not allowed; allowed: {', '.join(map(repr, allowed))}"
+    return f"{path}: {shown(value)} is not allowed; allowed: {', '.join(map(repr, allowed))}"
 
 
 def describe_schema_error(error, where=""):
@@ -62,7 +67,7 @@ def describe_schema_error(error, where=""):
         return unknown_key(path, unknown[0], allowed + patterns) if unknown else f"{path}: {error.message}"
     if error.validator in ("oneOf", "anyOf"):
         options = "; or ".join(s.get("description", json.dumps(s)) for s in error.validator_value)
-        return f"{path}: {error.instance!r} is not allowed; expected {options}"
+        return f"{path}: {shown(error.instance)} is not allowed; expected {options}"
     if error.validator == "enum":
         return not_allowed(path, error.instance, error.validator_value)
     hint = f" ({schema['description']})" if schema.get("description") else ""
@@ -73,10 +78,9 @@ def describe_schema_error(error, where=""):
     if error.validator == "type" and "null" in error.validator_value and error.instance in ("None", "none"):
         # `--config` and YAML read None as text: null is written null (or ~).
         hint += "; null is written null"
-    message = error.message
-    if error.validator == "type" and error.instance is None:
-        # A key left empty in YAML reads as null, which jsonschema names in Python's word (None).
-        message = "null (an empty value)" + message.removeprefix("None")
+    message, value = error.message, repr(error.instance)
+    if message.startswith(value):  # jsonschema's repr of the value: name it as the messages above do
+        message = shown(error.instance) + message[len(value):]
     return f"{path}: {message}{hint}"
 
 
