@@ -248,13 +248,20 @@ SETTINGS = {
                                                 "under data parallelism (any device)"),
         "classifier_input": Setting("raw", one_of("raw", "as_trained"),
                                     "images fed to the classifier: raw [-1, 1], or normalised as it was trained"),
-        "train": _train(1000, 5e-5),
+        # The released rounds seeded every GPU alike (rdd.diffusion.draw_times_and_noise).
+        "train": _train(1000, 5e-5, noise_group_size=Setting(
+            None, integer(1), "samples sharing one draw of diffusion time and noise: the sample at batch "
+                              "position i takes draw i mod this, as in the released multi-GPU rounds, whose GPUs "
+                              "all drew alike (their batch per GPU reproduces them on any number of processes); "
+                              "null: a draw per sample", optional=True)),
         "device": _device(),
         SPEED_KEY: _speed(),
     },
 }
 # Settings that must not exceed another: (command, key, the key bounding it).
 AT_MOST = [("distill", "num_anchors", "memory_size"), ("distill", "enqueue_per_step", "memory_size")]
+# Settings that must divide another: (command, key, the key it divides).
+DIVIDES = [("distill", "train.noise_group_size", "train.batch_size")]
 
 # Where the released training code departs from the paper's description (METHOD.md, "Released
 # behaviour"): distill setting -> (what it is, the released value, the paper's description's value).
@@ -349,6 +356,10 @@ def _bound_errors(command, record):
         values = (_lookup(record, key), _lookup(record, bound))
         if owner == command and all(is_int(v) and v >= 1 for v in values) and values[0] > values[1]:
             errors.append(f"setting '{key}' ({values[0]}) must be at most '{bound}' ({values[1]})")
+    for owner, key, multiple in DIVIDES:
+        values = (_lookup(record, key), _lookup(record, multiple))
+        if owner == command and all(is_int(v) and v >= 1 for v in values) and values[1] % values[0]:
+            errors.append(f"setting '{key}' ({values[0]}) must divide '{multiple}' ({values[1]})")
     return errors
 
 

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from rdd.diffusion import TimeGrid, cosine_alpha_bar, ddim_step, q_sample
+from rdd.diffusion import TimeGrid, cosine_alpha_bar, ddim_step, draw_times_and_noise, q_sample
 from rdd.losses.pd import pd_target
 from rdd.losses.truncated_snr import TeacherLoss
 from rdd.ddim import ddim_sample, initial_noise
@@ -155,6 +155,40 @@ def test_teacher_loss_is_max_of_x_and_eps_errors():
     eps_pred = z / (1 - ab).sqrt()  # x0_pred = 0
     expected = torch.maximum((x ** 2).flatten(1).mean(1), ((eps_pred - eps) ** 2).flatten(1).mean(1))
     assert torch.allclose(loss, expected, atol=1e-10)
+
+
+def test_grouped_draws_repeat_one_groups_draws_over_the_batch():
+    """With noise_group_size g the sample at batch position i has the t and eps of draw i mod g (as every
+    released GPU drew alike for its share of the batch), the g draws made in order by the generator."""
+    x = torch.zeros(12, 1, 3, 3)
+    t, eps = draw_times_and_noise(x, 1, 4, group_size=4, generator=torch.Generator().manual_seed(7))
+    gen = torch.Generator().manual_seed(7)
+    t_group = torch.randint(1, 5, (4,), generator=gen)
+    eps_group = torch.randn(4, 1, 3, 3, generator=gen)
+    for i in range(12):
+        assert t[i] == t_group[i % 4] and torch.equal(eps[i], eps_group[i % 4])
+    assert eps.dtype == x.dtype and t.dtype == torch.long
+
+
+def test_grouped_draws_do_not_depend_on_the_number_of_processes():
+    """Process r of W holds batch positions r, r + W, ... (StepBatchSampler): the draws each process
+    makes for its share, put back at their positions, are those one process makes for the whole batch."""
+    x = torch.zeros(24, 2, 4, 4)
+    one_t, one_eps = draw_times_and_noise(x, 0, 1024, 8, torch.Generator().manual_seed(3))
+    for world_size in (2, 3, 4):
+        t, eps = torch.empty_like(one_t), torch.empty_like(one_eps)
+        for rank in range(world_size):
+            t[rank::world_size], eps[rank::world_size] = draw_times_and_noise(
+                x[rank::world_size], 0, 1024, 8, torch.Generator().manual_seed(3), rank, world_size)
+        assert torch.equal(t, one_t) and torch.equal(eps, one_eps), world_size
+
+
+def test_draws_cover_the_time_range_and_a_group_of_one_shares_everything():
+    x = torch.zeros(4000, 1, 1, 1)
+    t, _ = draw_times_and_noise(x, 0, 5, group_size=4000, generator=torch.Generator().manual_seed(0))
+    assert set(t.tolist()) == set(range(6))  # both ends included
+    t, eps = draw_times_and_noise(x[:6], 0, 5, group_size=1, generator=torch.Generator().manual_seed(0))
+    assert (t == t[0]).all() and (eps == eps[0]).all()
 
 
 def test_initial_noise_is_per_image_seed():

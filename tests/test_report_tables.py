@@ -811,11 +811,14 @@ def test_training_protocol_names_the_behaviours_each_method_ran(tmp_path):
 
     study = _round_study(tmp_path, {
         ("pd_chain", "pd"): ({}, {"pd": 1.0}, {}),
-        ("round", "rcfd"): ({"feature_map": "pre_relu", "dropout": None}, {"cfd": 1.0}, {}),
-        ("round", "rdd"): ({"m_p2p_enqueue": "pixels", "is_p2p_group_size": 16},
+        ("round", "rcfd"): ({"feature_map": "pre_relu", "dropout": None, "train": {"noise_group_size": 32}},
+                            {"cfd": 1.0}, {}),
+        ("round", "rdd"): ({"m_p2p_enqueue": "pixels", "is_p2p_group_size": 16, "train": {"noise_group_size": 16}},
                            {"cfd": 1.0, "is_p2p": 1.0, "m_p2p": 0.1},
                            {"m_p2p_head_norm": "BatchNorm per process (SyncBatchNorm needs CUDA)"}),
     })
+    chain = next(r for e, r in study.records.items() if e.stage == "pd_chain")
+    del chain["settings"]["train"]["noise_group_size"]  # a record older than the setting drew per sample
     table = behaviours(study)
     assert table["methods"] == ["pd chain", "rcfd", "rdd"]
     cells = {r["key"]: [(c["text"], c["tag"]) for c in r["cells"]] for r in table["rows"]}
@@ -826,6 +829,8 @@ def test_training_protocol_names_the_behaviours_each_method_ran(tmp_path):
     assert cells["classifier_input"][1] == ("raw", "released")
     assert cells["is_p2p_group_size"][2] == ("16 (64 images per process x 1)", "other")
     assert cells["m_p2p_sync_bn"][2][1] == "other"
+    assert cells["train.noise_group_size"] == [("a draw per sample", "paper's description"),
+                                               ("32 per draw", "released"), ("16 per draw", "other")]
 
 
 def test_main_tables_carry_the_real_data_row_and_is_when_measured():

@@ -5,13 +5,12 @@ teacher's two DDIM steps give `x_target`. PD compares them in pixel space;
 RCFD and RDD compare the frozen classifier's features of the two.
 """
 
-import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rdd import methods
+from rdd import dist, methods
 from rdd.data.normalization import normalize_input
-from rdd.diffusion import q_sample
+from rdd.diffusion import draw_times_and_noise, q_sample
 from rdd.losses.pd import pd_target
 from rdd.losses.terms import RoundBatch, TermContext, build_term
 
@@ -25,6 +24,7 @@ class DistillObjective(nn.Module):
         super().__init__()
         self.teacher, self.grid, self.classifier = teacher, grid, classifier
         self.weights = methods.loss_weights(settings)
+        self.noise_group_size = settings["train"]["noise_group_size"]
         self.post_relu = settings["feature_map"] == "post_relu"
         self.as_trained = settings["classifier_input"] == "as_trained"
         if classifier is None and (needing := methods.feature_terms(self.weights)):
@@ -50,9 +50,10 @@ class DistillObjective(nn.Module):
     def forward(self, student, x, y=None, shared_generator=None):
         """Return (total loss, {term: value}) for clean images `x`; `shared_generator` draws what every
         process must draw alike (None: the global generator)."""
-        k = torch.randint(1, self.grid.T // 2 + 1, (x.shape[0],), device=x.device)
+        k, eps = draw_times_and_noise(x, 1, self.grid.T // 2, self.noise_group_size, shared_generator,
+                                      dist.rank(), dist.world_size())
         t = 2 * k
-        z_t = q_sample(self.grid, x, t, torch.randn_like(x))
+        z_t = q_sample(self.grid, x, t, eps)
         x_target, eps_target, _ = pd_target(self.teacher, self.grid, z_t, t, y)
         # The student's time k on its own grid is the same network time as t here.
         x0_student = student(z_t, self.grid.net_time(t, x), y)

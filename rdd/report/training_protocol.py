@@ -68,6 +68,7 @@ def behaviours(study):
         rows.append({"what": what, "key": key, "released": _text(released), "described": _text(described),
                      "cells": cells})
     rows.append(_groups_row(records, columns))
+    rows.append(_noise_row(records, columns))
     rows.append(_head_norm_row(records, columns))
     return {"methods": columns, "rows": rows}
 
@@ -95,6 +96,18 @@ def _groups_row(records, methods):
         cells.append(_cell([v for v in values if v != "not used"] or values))
     return {"what": "images related per IS-P2P group", "key": "is_p2p_group_size",
             "released": "32 (one GPU's batch of 4 x 32)", "described": "the whole batch", "cells": cells}
+
+
+def _noise_row(records, methods):
+    cells = []
+    for method in methods:
+        # records older than the setting drew per sample
+        groups = [r["settings"]["train"].get("noise_group_size") for r in records.get(method, [])]
+        cells.append(_cell(_distinct([{"text": f"{g} per draw" if g else "a draw per sample",
+                                       "tag": "released" if g == 32 else "paper's description" if g is None
+                                       else "other"} for g in groups])))
+    return {"what": "samples sharing one draw of time and noise", "key": "train.noise_group_size",
+            "released": "32 (every GPU of 4 or 8 x 32 drew alike)", "described": "a draw per sample", "cells": cells}
 
 
 def _head_norm_row(records, methods):
