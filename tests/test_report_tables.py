@@ -810,10 +810,10 @@ def test_training_protocol_names_the_behaviours_each_method_ran(tmp_path):
     from rdd.report.training_protocol import behaviours
 
     study = _round_study(tmp_path, {
-        ("pd_chain", "pd"): ({}, {"pd": 1.0}, {}),
+        ("pd_chain", "pd"): ({"train": {"batch_size": 32}}, {"pd": 1.0}, {}),
         ("round", "rcfd"): ({"feature_map": "pre_relu", "dropout": None, "train": {"noise_group_size": 32}},
                             {"cfd": 1.0}, {}),
-        ("round", "rdd"): ({"m_p2p_enqueue": "pixels", "is_p2p_group_size": 16, "train": {"noise_group_size": 16}},
+        ("round", "rdd"): ({"m_p2p_enqueue": "pixels", "is_p2p_group_size": 16},
                            {"cfd": 1.0, "is_p2p": 1.0, "m_p2p": 0.1},
                            {"m_p2p_head_norm": "BatchNorm per process (SyncBatchNorm needs CUDA)"}),
     })
@@ -829,8 +829,9 @@ def test_training_protocol_names_the_behaviours_each_method_ran(tmp_path):
     assert cells["classifier_input"][1] == ("raw", "released")
     assert cells["is_p2p_group_size"][2] == ("16 (64 images per process x 1)", "other")
     assert cells["m_p2p_sync_bn"][2][1] == "other"
-    assert cells["train.noise_group_size"] == [("a draw per sample", "paper's description"),
-                                               ("32 per draw", "released"), ("16 per draw", "other")]
+    # A draw per image at a batch of 32 (the chain's) is what each released GPU drew.
+    assert cells["train.noise_group_size"] == [("32 for 32 images", "released"), ("32 for 64 images", "released"),
+                                               ("64 for 64 images", "paper's description")]
 
 
 def test_main_tables_carry_the_real_data_row_and_is_when_measured():

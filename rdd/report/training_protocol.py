@@ -101,13 +101,18 @@ def _groups_row(records, methods):
 def _noise_row(records, methods):
     cells = []
     for method in methods:
-        # records older than the setting drew per sample
-        groups = [r["settings"]["train"].get("noise_group_size") for r in records.get(method, [])]
-        cells.append(_cell(_distinct([{"text": f"{g} per draw" if g else "a draw per sample",
-                                       "tag": "released" if g == 32 else "paper's description" if g is None
-                                       else "other"} for g in groups])))
-    return {"what": "samples sharing one draw of time and noise", "key": "train.noise_group_size",
-            "released": "32 (every GPU of 4 or 8 x 32 drew alike)", "described": "a draw per sample", "cells": cells}
+        values = []
+        for record in records.get(method, []):
+            train = record["settings"]["train"]
+            group = train.get("noise_group_size")  # records older than the setting drew per sample
+            # A draw per sample is one group the size of the batch: released wherever that is 32.
+            distinct = group or train["batch_size"]
+            values.append({"text": f"{distinct} for {train['batch_size']} images",
+                           "tag": "released" if distinct == 32 else "paper's description" if group is None
+                           else "other"})
+        cells.append(_cell(_distinct(values)))
+    return {"what": "distinct draws of time and noise per step", "key": "train.noise_group_size",
+            "released": "32 (4 or 8 GPUs x 32 drew alike)", "described": "one per image", "cells": cells}
 
 
 def _head_norm_row(records, methods):
