@@ -345,7 +345,7 @@ def test_the_rdd_round_keeps_one_m_p2p_queue_on_every_rank(teacher, classifier, 
     assert (queues[0] != initial).any(dim=1).sum() == 2 * 24  # two steps of enqueue_per_step vectors
 
 
-def _pd_round_weights(settings, teacher_path, rank=0, world_size=1):
+def _pd_round_update(settings, teacher_path, rank=0, world_size=1):
     """What two PD steps on this process's share (positions rank::world_size) of fixed global batches
     change in the student's parameters, as one float64 vector."""
     from rdd.train.loop import train_step
@@ -366,9 +366,9 @@ def _pd_round_of_two_ranks(rank, init_file, settings, teacher_path, out):
     import torch.distributed as torch_dist
 
     join_two_ranks(rank, init_file)
-    weights = _pd_round_weights(settings, teacher_path, rank, 2)
+    update = _pd_round_update(settings, teacher_path, rank, 2)
     if rank == 0:
-        torch.save(weights, out)
+        torch.save(update, out)
     torch_dist.destroy_process_group()
 
 
@@ -384,7 +384,7 @@ def test_grouped_noise_trains_on_two_processes_as_on_one(teacher, tiny, tmp_path
         block["train"] = {**block["train"], "noise_group_size": group}
         settings = settings_mod.validate("distill", block)
         if processes == 1:
-            return _pd_round_weights(settings, teacher)
+            return _pd_round_update(settings, teacher)
         out = tmp_path / f"two-{group}.pt"
         torch.multiprocessing.spawn(_pd_round_of_two_ranks, nprocs=2, args=(
             str(tmp_path / f"init-{group}"), settings, str(teacher), str(out)))

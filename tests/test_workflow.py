@@ -99,8 +99,8 @@ def test_dry_run_paper_protocol(tmp_path, study):
     assert result.returncode == 0, result.stdout[-3000:]
     # 1024 -> 8: 7 shared PD rounds; 3 methods x 3 rounds; the ablations' own lines: CIFAR-10's loss
     # ablation has 3 (RDD's 20k-iteration rounds differ from RCFD's 10k/20k/20k; full RDD is RDD) and
-    # released-vs-described 2 + 2; ImageNet's loss ablation 2 (CFD only is RCFD there) and 2.
-    lines = {"cifar10": 3 + 2 + 2, "imagenet64": 2 + 2}[study]
+    # released-vs-described 2 + 3; ImageNet's loss ablation 2 (CFD only is RCFD there) and 2.
+    lines = {"cifar10": 3 + 2 + 3, "imagenet64": 2 + 2}[study]
     assert job_counts(result.stdout) == {
         "ref_stats": 1, "train_classifier": 1, "train_teacher": 1, "distill": 7 + 9 + 3 * lines,
         "sample": 10 + 1 + 9 + 3 * lines, "real_samples": 1, "evaluate": 10 + 1 + 9 + 3 * lines + 1,
@@ -118,6 +118,9 @@ def test_dry_run_paper_protocol(tmp_path, study):
                                    "imagenet64": (8, 256, 1e-4, 50000, 0.75)}[study]
     assert (rdd["train"]["batch_size"], rdd["train"]["lr"], rdd["train"]["iters"], rdd["tau"]) == (batch, lr, iters, tau)
     assert pd_1["train"]["iters"] == iters and pd_1["train"]["lr"] == lr
+    # Every round draws time and noise as one released GPU of 32 did (the teacher per sample).
+    assert rdd["train"]["noise_group_size"] == pd_1["train"]["noise_group_size"] == 32
+    assert "noise_group_size" not in teacher["train"]
     assert f"--standalone --nproc_per_node {gpus} -m rdd distill" in result.stdout
     # every sample job's; the batch size from a file that is not a param (a change of it resamples nothing)
     assert f"sample @results/{study}/sampling_speed.args --model" in result.stdout
