@@ -268,7 +268,8 @@ def _tiny_settings(folder, device):
                        "train": {"iters": 2, "batch_size": 16, "log_every": 1, "checkpoint_every": 2}},
         "distill": {"data": data, "method": "rdd", "device": {"device": device}, "memory_size": 64,
                     "num_anchors": 16, "enqueue_per_step": 16, "is_p2p_group_size": 8,
-                    "train": {"iters": 3, "batch_size": 8, "log_every": 1, "checkpoint_every": 3}},
+                    "train": {"iters": 3, "batch_size": 8, "noise_group_size": 4, "log_every": 1,
+                              "checkpoint_every": 3}},
     }
     return write_files(folder, records)
 

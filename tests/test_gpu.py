@@ -64,7 +64,9 @@ def test_every_stage_trains_and_evaluates_on_the_device(precision, tiny, classif
     assert record["settings"]["device"]["amp_bf16"] is amp["amp_bf16"]
     assert math.isfinite(record["final_terms"]["loss"])
     for method in ("pd", "rcfd", "rdd"):
-        settings = _on_device(tiny["distill"], tmp_path, method=method, train={"iters": 2}, device=amp)
+        # Grouped draws of time and noise, as the paper studies' rounds (drawn on the CPU, then moved).
+        settings = _on_device(tiny["distill"], tmp_path, method=method, train={"iters": 2, "noise_group_size": 4},
+                              device=amp)
         student = tmp_path / f"{method}.pt"
         run_rdd("distill", "--settings", settings, "--teacher", teacher,
                 *(["--classifier", classifier] if method != "pd" else []), "--out", student,
