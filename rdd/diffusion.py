@@ -98,20 +98,21 @@ def ddim_step(grid, z, t, s_time, x0):
     return a_s * x0 + s_s * eps
 
 
-def draw_times_and_noise(x, t_low, t_high, group_size=None, generator=None, rank=0, world_size=1):
+def draw_times_and_noise(x, t_low, t_high, group_size=None, generator=None, first_position=0):
     """`(t, eps)` for the batch `x`: integer times uniform on t_low..t_high, standard normal noise like `x`.
 
     `group_size` None: a draw per sample, from the global RNG (the training loop seeds it per process
     and step). Otherwise the released multi-GPU rounds: every GPU was seeded alike, so each drew the
     same t and eps for its share of the batch. The sample at global batch position i takes draw
-    i mod group_size, made with `generator` (seeded alike on every process); this process holds
-    positions rank, rank + world_size, ... (rdd.train.batches.StepBatchSampler), so the draws do not
-    depend on the number of processes, and the batch per released GPU reproduces those runs.
+    i mod group_size, made with `generator` (seeded alike on every process); `x` holds positions
+    `first_position` onwards (each process a contiguous slice: rdd.train.batches.process_slice). So the
+    draws do not depend on the number of processes, and each group of `group_size` positions, a
+    released GPU's batch, holds every draw once.
     """
     if group_size is None:
         t = torch.randint(t_low, t_high + 1, (x.shape[0],), device=x.device)
         return t, torch.randn_like(x)
     t_group = torch.randint(t_low, t_high + 1, (group_size,), generator=generator)
     eps_group = torch.randn((group_size, *x.shape[1:]), generator=generator, dtype=x.dtype)
-    positions = (rank + world_size * torch.arange(x.shape[0])) % group_size
+    positions = (first_position + torch.arange(x.shape[0])) % group_size
     return t_group[positions].to(x.device), eps_group[positions].to(x.device)

@@ -214,6 +214,20 @@ def test_a_partial_batch_smaller_than_the_processes_is_refused():
     assert [len(s[0]) for s in shares] == [1, 1]  # the last batch of 2, one example per process
 
 
+@pytest.mark.parametrize("batch_size, world_size", [(12, 2), (12, 3), (12, 4)])
+def test_the_processes_batches_in_rank_order_are_the_global_batch(batch_size, world_size):
+    """Each process takes a contiguous slice, as even as can be (an all-gather in rank order is the
+    global batch in order); the epoch's last partial batch of 10 too."""
+    steps = list(range(7))  # 70 examples: 5 full batches of 12, then 10
+    shares = [list(StepBatchSampler(70, batch_size, 3, 0, len(steps), rank=r, world_size=world_size,
+                                    drop_last=False)) for r in range(world_size)]
+    for step in steps:
+        epoch, indices = step_indices(70, batch_size, 3, step, drop_last=False)
+        assert [i for share in shares for e, i in share[step]] == indices
+        sizes = [len(share[step]) for share in shares]
+        assert sum(sizes) == len(indices) and max(sizes) - min(sizes) <= 1
+
+
 def test_multistep_keeps_its_shape_in_short_runs():
     train = settings_mod.resolve("classifier", {"train": {"epochs": 8, "batch_size": 64}})["train"]
     factor = recipe.lr_factor(train, 640)  # 10 steps per epoch; drops at epochs 4 and 6

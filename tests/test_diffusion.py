@@ -171,16 +171,18 @@ def test_grouped_draws_repeat_one_groups_draws_over_the_batch():
 
 
 def test_grouped_draws_do_not_depend_on_the_number_of_processes():
-    """Process r of W holds batch positions r, r + W, ... (StepBatchSampler): the draws each process
-    makes for its share, put back at their positions, are those one process makes for the whole batch."""
+    """Each process holds a contiguous slice of the batch positions (StepBatchSampler): the draws each
+    process makes for its slice, put back in order, are those one process makes for the whole batch."""
+    from rdd.train.batches import process_slice
+
     x = torch.zeros(24, 2, 4, 4)
     one_t, one_eps = draw_times_and_noise(x, 0, 1024, 8, torch.Generator().manual_seed(3))
     for world_size in (2, 3, 4):
-        t, eps = torch.empty_like(one_t), torch.empty_like(one_eps)
-        for rank in range(world_size):
-            t[rank::world_size], eps[rank::world_size] = draw_times_and_noise(
-                x[rank::world_size], 0, 1024, 8, torch.Generator().manual_seed(3), rank, world_size)
-        assert torch.equal(t, one_t) and torch.equal(eps, one_eps), world_size
+        slices = [process_slice(24, rank, world_size) for rank in range(world_size)]
+        draws = [draw_times_and_noise(x[start:stop], 0, 1024, 8, torch.Generator().manual_seed(3), start)
+                 for start, stop in slices]
+        assert torch.equal(torch.cat([t for t, _ in draws]), one_t), world_size
+        assert torch.equal(torch.cat([eps for _, eps in draws]), one_eps), world_size
 
 
 def test_draws_cover_the_time_range_and_a_group_of_one_shares_everything():

@@ -345,49 +345,54 @@ def test_the_rdd_round_keeps_one_m_p2p_queue_on_every_rank(teacher, classifier, 
     assert (queues[0] != initial).any(dim=1).sum() == 2 * 24  # two steps of enqueue_per_step vectors
 
 
-def _pd_round_update(settings, teacher_path, rank=0, world_size=1):
-    """What two PD steps on this process's share (positions rank::world_size) of fixed global batches
-    change in the student's parameters, as one float64 vector."""
+def _round_update(settings, teacher_path, classifier_path, rank=0, world_size=1):
+    """What two steps of a round on this process's slice (rdd.train.batches.process_slice) of fixed
+    global batches change in the student's parameters, as one float64 vector."""
+    from rdd.train.batches import process_slice
     from rdd.train.loop import train_step
     from rdd.train.round import round_stage
 
     teacher, kwargs, grid = load_denoiser(teacher_path)
     torch.manual_seed(settings["seed"])
-    stage, _ = round_stage(settings, torch.device("cpu"), teacher, kwargs, grid)
+    classifier = load_classifier(classifier_path)[0]
+    stage, _ = round_stage(settings, torch.device("cpu"), teacher, kwargs, grid, classifier)
     initial = torch.cat([p.detach().double().flatten() for p in teacher.parameters()])
     images = torch.Generator().manual_seed(0)
+    start, stop = process_slice(8, rank, world_size)
     for step in range(2):
         x = torch.rand(8, 1, 16, 16, generator=images) * 2 - 1
-        train_step(stage, (x[rank::world_size], torch.zeros(8 // world_size, dtype=torch.long)), step, settings["seed"])
+        train_step(stage, (x[start:stop], torch.zeros(stop - start, dtype=torch.long)), step, settings["seed"])
     return torch.cat([p.detach().double().flatten() for p in stage.modules["student"].parameters()]) - initial
 
 
-def _pd_round_of_two_ranks(rank, init_file, settings, teacher_path, out):
+def _round_of_two_ranks(rank, init_file, settings, teacher_path, classifier_path, out):
     import torch.distributed as torch_dist
 
     join_two_ranks(rank, init_file)
-    update = _pd_round_update(settings, teacher_path, rank, 2)
+    update = _round_update(settings, teacher_path, classifier_path, rank, 2)
     if rank == 0:
         torch.save(update, out)
     torch_dist.destroy_process_group()
 
 
-def test_grouped_noise_trains_on_two_processes_as_on_one(teacher, tiny, tmp_path):
+def test_grouped_noise_trains_on_two_processes_as_on_one(teacher, classifier, tiny, tmp_path):
     """With train.noise_group_size the batch's times and noise are one group's draws from the (seed,
-    step) generator, placed by batch position: a PD round on two processes trains the student that
-    one process trains on the whole batch, to float rounding. With a draw per sample (null) each
-    process seeds its own, so the two part (each compared by what the steps changed)."""
+    step) generator, placed by batch position, and each process holds a contiguous slice of the
+    batch: an RDD round (IS-P2P in groups of 4, M-P2P's gathered queue, its synchronised head) on two
+    processes trains the student that one process trains on the whole batch, to float rounding. With
+    a draw per sample (null) each process seeds its own, so the two part (each compared by what the
+    steps changed)."""
     from rdd import settings as settings_mod
 
     def update(group, processes):
-        block = {**yaml.safe_load(open(tiny["distill"])), "method": "pd"}
+        block = {**yaml.safe_load(open(tiny["distill"])), "method": "rdd", "is_p2p_group_size": 4}
         block["train"] = {**block["train"], "noise_group_size": group}
         settings = settings_mod.validate("distill", block)
         if processes == 1:
-            return _pd_round_update(settings, teacher)
+            return _round_update(settings, teacher, classifier)
         out = tmp_path / f"two-{group}.pt"
-        torch.multiprocessing.spawn(_pd_round_of_two_ranks, nprocs=2, args=(
-            str(tmp_path / f"init-{group}"), settings, str(teacher), str(out)))
+        torch.multiprocessing.spawn(_round_of_two_ranks, nprocs=2, args=(
+            str(tmp_path / f"init-{group}"), settings, str(teacher), str(classifier), str(out)))
         return torch.load(out, weights_only=True)
 
     def difference(a, b):
@@ -396,8 +401,10 @@ def test_grouped_noise_trains_on_two_processes_as_on_one(teacher, tiny, tmp_path
         return float((a - b).norm() / b.norm())
 
     grouped, per_sample = difference(update(4, 2), update(4, 1)), difference(update(None, 2), update(None, 1))
-    assert grouped < 1e-3  # 7e-5 measured
-    assert per_sample > 100 * grouped  # 1.3 measured
+    # Measured 3e-4 and 1.3; the first step's loss terms agree to 1e-7 (float rounding, which Adam's
+    # near-sign steps then magnify).
+    assert grouped < 3e-3
+    assert per_sample > 100 * grouped
 
 
 def _worker_of_rank(parent_pid, rank):

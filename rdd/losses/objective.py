@@ -50,8 +50,9 @@ class DistillObjective(nn.Module):
     def forward(self, student, x, y=None, shared_generator=None):
         """Return (total loss, {term: value}) for clean images `x`; `shared_generator` draws what every
         process must draw alike (None: the global generator)."""
+        # A round's batch is split evenly: this process holds the positions from rank x its share.
         k, eps = draw_times_and_noise(x, 1, self.grid.T // 2, self.noise_group_size, shared_generator,
-                                      dist.rank(), dist.world_size())
+                                      dist.rank() * x.shape[0])
         t = 2 * k
         z_t = q_sample(self.grid, x, t, eps)
         x_target, eps_target, _ = pd_target(self.teacher, self.grid, z_t, t, y)

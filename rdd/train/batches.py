@@ -40,11 +40,17 @@ def step_indices(num_examples, batch_size, seed, step, drop_last=True):
     return epoch, perm[j * batch_size:(j + 1) * batch_size].tolist()
 
 
+def process_slice(count, rank, world_size):
+    """`(start, stop)`: the batch positions of process `rank` among `count` (contiguous, as even as can be)."""
+    return count * rank // world_size, count * (rank + 1) // world_size
+
+
 class StepBatchSampler(Sampler):
     """Batch sampler over steps `start_step..total_steps-1` yielding `(epoch, index)` pairs.
 
-    Each rank takes its share of the global batch; the epoch lets the dataset
-    draw that epoch's augmentation for each index.
+    Each rank takes its contiguous slice of the global batch (`process_slice`), so that the processes'
+    batches, concatenated in rank order as an all-gather does, are the global batch in order; the
+    epoch lets the dataset draw that epoch's augmentation for each index.
     """
 
     def __init__(self, num_examples, batch_size, seed, start_step, total_steps, rank=0, world_size=1,
@@ -66,7 +72,7 @@ class StepBatchSampler(Sampler):
     def __iter__(self):
         for step in range(self.start_step, self.total_steps):
             epoch, indices = step_indices(*self.args, step, self.drop_last)
-            yield [(epoch, i) for i in indices[self.rank::self.world_size]]
+            yield [(epoch, i) for i in indices[slice(*process_slice(len(indices), self.rank, self.world_size))]]
 
 
 class EpochItems(Dataset):
