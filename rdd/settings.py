@@ -258,10 +258,13 @@ SETTINGS = {
         SPEED_KEY: _speed(),
     },
 }
-# Settings that must not exceed another: (command, key, the key bounding it).
-AT_MOST = [("distill", "num_anchors", "memory_size"), ("distill", "enqueue_per_step", "memory_size")]
-# Settings that must divide another: (command, key, the key it divides).
-DIVIDES = [("distill", "train.noise_group_size", "train.batch_size")]
+# How one integer setting must relate to another: name -> (what the message says, when the pair fails).
+RELATIONS = {"at_most": ("be at most", lambda value, other: value > other),
+             "divides": ("divide", lambda value, other: other % value)}
+# (command, key, relation, the other key).
+BOUNDS = [("distill", "num_anchors", "at_most", "memory_size"),
+          ("distill", "enqueue_per_step", "at_most", "memory_size"),
+          ("distill", "train.noise_group_size", "divides", "train.batch_size")]
 
 # Where the released training code departs from the paper's description (METHOD.md, "Released
 # behaviour"): distill setting -> (what it is, the released value, the paper's description's value).
@@ -352,14 +355,11 @@ def _value_error(where, entry, value):
 
 def _bound_errors(command, record):
     errors = []
-    for owner, key, bound in AT_MOST:
-        values = (_lookup(record, key), _lookup(record, bound))
-        if owner == command and all(is_int(v) and v >= 1 for v in values) and values[0] > values[1]:
-            errors.append(f"setting '{key}' ({values[0]}) must be at most '{bound}' ({values[1]})")
-    for owner, key, multiple in DIVIDES:
-        values = (_lookup(record, key), _lookup(record, multiple))
-        if owner == command and all(is_int(v) and v >= 1 for v in values) and values[1] % values[0]:
-            errors.append(f"setting '{key}' ({values[0]}) must divide '{multiple}' ({values[1]})")
+    for owner, key, relation, other in BOUNDS:
+        values = (_lookup(record, key), _lookup(record, other))
+        words, fails = RELATIONS[relation]
+        if owner == command and all(is_int(v) and v >= 1 for v in values) and fails(*values):
+            errors.append(f"setting '{key}' ({values[0]}) must {words} '{other}' ({values[1]})")
     return errors
 
 

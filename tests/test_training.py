@@ -307,18 +307,24 @@ def test_sync_batchnorm_on_two_processes_equals_one_batchnorm_over_the_whole_bat
             reference.zero_grad()
 
 
+def _cpu_round(settings, teacher_path, classifier_path):
+    """`(stage, teacher)`: the real round of `settings` on the CPU, from the given files."""
+    from rdd.train.round import round_stage
+
+    teacher, kwargs, grid = load_denoiser(teacher_path)
+    torch.manual_seed(settings["seed"])
+    classifier = load_classifier(classifier_path)[0]
+    return round_stage(settings, torch.device("cpu"), teacher, kwargs, grid, classifier)[0], teacher
+
+
 def _round_queue_of_two_ranks(rank, init_file, settings_path, teacher_path, classifier_path, out):
     """One of two gloo processes: two steps of the real RDD round on this rank's own images."""
     from rdd import settings as settings_mod
     from rdd.train.loop import train_step
-    from rdd.train.round import round_stage
 
     join_two_ranks(rank, init_file)
     settings = settings_mod.validate("distill", yaml.safe_load(open(settings_path)))
-    teacher, kwargs, grid = load_denoiser(teacher_path)
-    torch.manual_seed(settings["seed"])
-    classifier = load_classifier(classifier_path)[0]
-    stage, _ = round_stage(settings, torch.device("cpu"), teacher, kwargs, grid, classifier)
+    stage, _ = _cpu_round(settings, teacher_path, classifier_path)
     images = torch.Generator().manual_seed(rank)
     for step in range(2):
         batch = (torch.rand(8, 1, 16, 16, generator=images) * 2 - 1, torch.zeros(8, dtype=torch.long))
@@ -350,12 +356,8 @@ def _round_update(settings, teacher_path, classifier_path, rank=0, world_size=1)
     global batches change in the student's parameters, as one float64 vector."""
     from rdd.train.batches import process_slice
     from rdd.train.loop import train_step
-    from rdd.train.round import round_stage
 
-    teacher, kwargs, grid = load_denoiser(teacher_path)
-    torch.manual_seed(settings["seed"])
-    classifier = load_classifier(classifier_path)[0]
-    stage, _ = round_stage(settings, torch.device("cpu"), teacher, kwargs, grid, classifier)
+    stage, teacher = _cpu_round(settings, teacher_path, classifier_path)
     initial = torch.cat([p.detach().double().flatten() for p in teacher.parameters()])
     images = torch.Generator().manual_seed(0)
     start, stop = process_slice(8, rank, world_size)

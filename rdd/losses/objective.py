@@ -13,6 +13,7 @@ from rdd.data.normalization import normalize_input
 from rdd.diffusion import draw_times_and_noise, q_sample
 from rdd.losses.pd import pd_target
 from rdd.losses.terms import RoundBatch, TermContext, build_term
+from rdd.train.batches import process_slice
 
 
 class DistillObjective(nn.Module):
@@ -24,7 +25,7 @@ class DistillObjective(nn.Module):
         super().__init__()
         self.teacher, self.grid, self.classifier = teacher, grid, classifier
         self.weights = methods.loss_weights(settings)
-        self.noise_group_size = settings["train"]["noise_group_size"]
+        self.noise_group_size, self.batch_size = settings["train"]["noise_group_size"], settings["train"]["batch_size"]
         self.post_relu = settings["feature_map"] == "post_relu"
         self.as_trained = settings["classifier_input"] == "as_trained"
         if classifier is None and (needing := methods.feature_terms(self.weights)):
@@ -50,9 +51,9 @@ class DistillObjective(nn.Module):
     def forward(self, student, x, y=None, shared_generator=None):
         """Return (total loss, {term: value}) for clean images `x`; `shared_generator` draws what every
         process must draw alike (None: the global generator)."""
-        # A round's batch is split evenly: this process holds the positions from rank x its share.
+        first_position = process_slice(self.batch_size, dist.rank(), dist.world_size())[0]
         k, eps = draw_times_and_noise(x, 1, self.grid.T // 2, self.noise_group_size, shared_generator,
-                                      dist.rank() * x.shape[0])
+                                      first_position)
         t = 2 * k
         z_t = q_sample(self.grid, x, t, eps)
         x_target, eps_target, _ = pd_target(self.teacher, self.grid, z_t, t, y)
