@@ -37,8 +37,10 @@ def package_versions():
 
 
 def machine(device=None):
+    # The kernels PyTorch picked for this CPU (AVX2, AVX512, ...): their float rounding differs, so the
+    # same seeds can train to other numbers on another CPU.
     info = {"host": platform.node(), "platform": platform.platform(), "processor": platform.machine(),
-            "cpu_threads": torch.get_num_threads()}
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_threads": torch.get_num_threads()}
     if device is not None and torch.device(device).type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
     info["device"] = str(device) if device is not None else None

@@ -12,12 +12,14 @@ import numpy as np
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 from scipy import stats
 
 from conftest import REPO
 from rdd import methods, records
 from rdd.metrics import bootstrap
+from rdd.provenance import environment_record
 from rdd.report import claims
 from rdd.report import summary as summary_module
 from rdd.report.context import _reference_source, _stage_totals, ablation_tables, protocols
@@ -26,7 +28,7 @@ from rdd.report.manifest import Entry, load_manifest
 from rdd.report.paper import DEFAULT_PATH as DEFAULT_PAPER_PATH, load_paper_values
 from rdd.report.summary import (cell, comparison_table, ddim_speedups, format_cell, speed_summary,
                                 summarize)
-from rdd.report.tables import METRIC_COLUMNS, SPEED_COLUMNS, metrics_table
+from rdd.report.tables import METRIC_COLUMNS, SPEED_COLUMNS, machine_label, metrics_table
 
 PAPER = load_paper_values()
 MACHINE = "CPU x86_64, 2 threads (cpu) on box"
@@ -265,6 +267,16 @@ def test_speed_protocol_states_timing_sizes_and_the_benchmarks_own_noise(tmp_pat
     old["cases"] = [{k: v for k, v in case.items() if k != "batches_per_timing"} for case in cases[-1:]]
     protocol = speed_protocol(Study({"config": {}}, [entry], {entry: old}))
     assert (protocol["min_seconds"], protocol["batches"], protocol["disagreement"]) == (0, (1, 1), None)
+
+
+def test_machine_label_names_the_cpu_kernels_where_recorded():
+    # Records carry the kernels PyTorch chose for the CPU, so runs that differ in them can be told apart.
+    record = environment_record()["machine"]
+    assert record["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    with_kernels = {"host": "box", "processor": "x86_64", "cpu_capability": "AVX512", "cpu_threads": 2, "device": "cpu"}
+    assert machine_label(with_kernels) == "CPU x86_64 (AVX512), 2 threads (cpu) on box"
+    older = {k: v for k, v in with_kernels.items() if k != "cpu_capability"}
+    assert machine_label(older) == MACHINE
 
 
 def test_speedup_pending_provisional_and_other_machine():

@@ -54,7 +54,8 @@ def machine_label(machine):
     if not machine:
         return "unknown machine"
     device = machine.get("device") or "?"
-    hardware = machine.get("gpu") or f"CPU {machine.get('processor', '?')}, {machine.get('cpu_threads', '?')} threads"
+    cpu = machine.get("processor", "?") + (f" ({machine['cpu_capability']})" if machine.get("cpu_capability") else "")
+    hardware = machine.get("gpu") or f"CPU {cpu}, {machine.get('cpu_threads', '?')} threads"
     return f"{hardware} ({device}) on {machine.get('host', '?')}"
 
 
