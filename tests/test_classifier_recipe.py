@@ -247,7 +247,8 @@ def test_multistep_keeps_its_shape_in_short_runs():
 def small_run(spec, sources, tmp_path, train, kill_before=None, checkpoint_every=5):
     """A classifier run on 256 training and 200 test images (8 steps per epoch at batch 32)."""
     settings = settings_mod.resolve("classifier", {"data": spec, "train": {
-        "batch_size": 32, "crop_padding": 2, "cutout_length": 8, "checkpoint_every": 5, "log_every": 8, **train}})
+        "batch_size": 32, "crop_padding": 2, "cutout_length": 8, "checkpoint_every": checkpoint_every, "log_every": 8,
+        **train}})
     settings["data"] = spec
     data = ImageDataset(FirstN(sources["train"], 256), spec, seed=0,
                         augment=Augmentation(RELEASED, 2, 8))
@@ -262,9 +263,11 @@ def small_run(spec, sources, tmp_path, train, kill_before=None, checkpoint_every
                 raise KeyboardInterrupt  # as a kill: whatever came after the last checkpoint is lost
             return loss_fn(batch, step)
         stage.loss = loss
-    payload, _, _ = loop.run(stage, data, iters=train_steps(settings["train"], len(data)), batch_size=32, seed=0,
-                             resume_dir=tmp_path, digest=settings_mod.digest(settings), checkpoint_every=checkpoint_every,
-                             log_every=8, log=lambda message: None)
+    train = settings["train"]
+    payload, _, _ = loop.run(stage, data, iters=train_steps(train, len(data)), batch_size=train["batch_size"], seed=0,
+                             resume_dir=tmp_path, digest=settings_mod.digest(settings),
+                             checkpoint_every=train["checkpoint_every"], log_every=train["log_every"],
+                             log=lambda message: None)
     return payload, record(), test_set
 
 

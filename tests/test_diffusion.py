@@ -9,6 +9,7 @@ from rdd.diffusion import TimeGrid, cosine_alpha_bar, ddim_step, draw_times_and_
 from rdd.losses.pd import pd_target
 from rdd.losses.truncated_snr import TeacherLoss
 from rdd.ddim import ddim_sample, initial_noise
+from rdd.train.batches import process_slice
 
 T_BASE = 1024
 
@@ -173,8 +174,6 @@ def test_grouped_draws_repeat_one_groups_draws_over_the_batch():
 def test_grouped_draws_do_not_depend_on_the_number_of_processes():
     """Each process holds a contiguous slice of the batch positions (StepBatchSampler): the draws each
     process makes for its slice, put back in order, are those one process makes for the whole batch."""
-    from rdd.train.batches import process_slice
-
     x = torch.zeros(24, 2, 4, 4)
     one_t, one_eps = draw_times_and_noise(x, 0, 1024, 8, torch.Generator().manual_seed(3))
     for world_size in (2, 3, 4):
