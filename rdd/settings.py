@@ -197,7 +197,8 @@ SETTINGS = {
             "drop_last": Setting(False, BOOLEAN, "drop each epoch's last partial batch (false, as released: "
                                                  "it is a step of its own, 391 steps of 128 per CIFAR-10 epoch)"),
             "augment": Setting(list(AUGMENTATIONS), subset_of(*AUGMENTATIONS),
-                               "augmentations, applied in this order (the data spec's hflip is not consulted)"),
+                               "augmentations, applied in this order (the data spec's hflip is not consulted; "
+                               "autoaugment: the CIFAR-10 policy as the released CIFAR10Policy, grey fill)"),
             "crop_padding": Setting(4, integer(1), "random crop: pixels of grey (128) padding each side"),
             "cutout_length": Setting(16, integer(1), "cutout: side of the square hole in pixels"),
             "input_norm": Setting("mean_std", one_of("mean_std", "minus1_1"),

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader
 
 from conftest import read_record, run_rdd
@@ -13,7 +14,7 @@ from fixtures_authors import authors_classifier_file
 from rdd import checkpoints, settings as settings_mod
 from rdd.data import (CHANNEL_STATS, Augmentation, ImageDataset, input_norm, normalize_input, normalize_spec,
                       to_uint8)
-from rdd.data.augment import BLACK
+from rdd.data.augment import BLACK, CIFAR10_POLICY, autoaugment_op
 from rdd.data.fashion_mnist import FashionMNISTSource
 from rdd.checkpoints import AUTHORS_CLASSIFIER_INPUT_NORM, load_classifier
 from rdd.nets import build_classifier
@@ -111,6 +112,101 @@ def test_cutout_is_one_clipped_black_hole_before_normalisation(spec, sources, ch
     for k in range(channels):
         expected = (0.0 - norm["mean"][k]) / norm["std"][k]
         assert torch.allclose(seen[k][hole[k]], torch.tensor(expected), atol=1e-6)
+
+
+# ---------------------------------------------------------------- AutoAugment as released
+
+def test_the_cifar10_policy_is_the_one_torchvision_has():
+    """The table of the paper's 25 sub-policies, checked against an independent copy."""
+    import torchvision.transforms as T
+
+    assert CIFAR10_POLICY == tuple(T.AutoAugment(T.AutoAugmentPolicy.CIFAR10).policies)
+
+
+def naive_released_op(pixels, name, magnitude_bin, sign):
+    """The released CIFAR10Policy's operation on a uint8 HWC (or HW) array, restated: pixel loops where
+    the operation is a formula, PIL as the released code calls it elsewhere."""
+    from PIL import Image, ImageEnhance, ImageOps
+
+    image = Image.fromarray(pixels)
+    grey = 128 if pixels.ndim == 2 else (128, 128, 128)
+    if name in ("TranslateX", "TranslateY"):
+        # Output pixel i takes the source pixel floor(i + 0.5 + shift) along the axis, grey outside.
+        axis = 1 if name == "TranslateX" else 0
+        shift = sign * (150 / 331) * magnitude_bin / 9 * pixels.shape[axis]
+        out = np.full_like(pixels, 128)
+        for i in range(pixels.shape[axis]):
+            source = int(np.floor(i + 0.5 + shift))
+            if 0 <= source < pixels.shape[axis]:
+                out[(slice(None), i) if axis else i] = pixels[(slice(None), source) if axis else source]
+        return out
+    if name == "Rotate":  # the released way: rotate as RGBA, lay over a grey image by the alpha
+        turned = image.convert("RGBA").rotate(30 * magnitude_bin / 9)
+        return np.asarray(Image.composite(turned, Image.new("RGBA", turned.size, (128,) * 4), turned)
+                          .convert(image.mode))
+    if name == "ShearY":  # source row y + m x, bicubic
+        m = sign * 0.3 * magnitude_bin / 9
+        return np.asarray(image.transform(image.size, Image.AFFINE, (1, 0, 0, m, 1, 0), Image.BICUBIC,
+                                          fillcolor=grey))
+    if name in ("Color", "Contrast", "Sharpness", "Brightness"):
+        return np.asarray(getattr(ImageEnhance, name)(image).enhance(1 + sign * 0.9 * magnitude_bin / 9))
+    if name == "Posterize":
+        bits = int(round(8 - 4 * magnitude_bin / 9))
+        return pixels & np.uint8(0xFF << (8 - bits) & 0xFF)
+    if name == "Solarize":
+        threshold = 256 * (9 - magnitude_bin) / 9
+        return np.where(pixels < threshold, pixels, 255 - pixels).astype(np.uint8)
+    if name == "Invert":
+        return 255 - pixels
+    return np.asarray({"AutoContrast": ImageOps.autocontrast, "Equalize": ImageOps.equalize}[name](image))
+
+
+def released_cases():
+    """Every operation with a magnitude at bins 0, 3 and 9 and both signs; the others once."""
+    names = sorted({name for sub_policy in CIFAR10_POLICY for name, _, _ in sub_policy})
+    with_magnitude = {name for sub_policy in CIFAR10_POLICY for name, _, m in sub_policy if m is not None}
+    return [(name, magnitude_bin, sign) for name in names
+            for magnitude_bin in ((0, 3, 9) if name in with_magnitude else (None,))
+            for sign in ((1, -1) if name in with_magnitude else (1,))]
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_each_autoaugment_operation_is_the_released_one(spec, sources, channels):
+    """Grey fill, bicubic shears, nearest shifts and turns, counter-clockwise turns only, shifts of
+    a fraction of the side, solarize thresholds from 256: the released implementation's semantics."""
+    pixels = to_uint8(images(spec, sources, n=4).repeat(1, channels, 1, 1))
+    changed = set()
+    for name, magnitude_bin, sign in released_cases():
+        for image in pixels:
+            image = image[..., 0] if channels == 1 else image
+            ours = np.asarray(autoaugment_op(Image.fromarray(image), name, magnitude_bin, sign))
+            assert np.array_equal(ours, naive_released_op(image, name, magnitude_bin, sign)), (name, magnitude_bin, sign)
+            changed.update([name] if not np.array_equal(ours, image) else [])
+    assert changed >= {"TranslateX", "TranslateY", "Rotate", "ShearY", "Posterize", "Solarize", "Invert"}
+    # A shift of 9 bins is 150/331 of 32 pixels, 14.5: 15 columns of grey on the side it leaves.
+    flat = Image.fromarray(np.full((32, 32, 3), 7, np.uint8))
+    for sign, grey in ((1, slice(17, 32)), (-1, slice(0, 15))):
+        shifted = np.asarray(autoaugment_op(flat, "TranslateX", 9, sign))
+        assert (shifted[:, grey] == 128).all() and (shifted == 7).all(axis=2).sum() == 32 * 17
+
+
+def test_autoaugment_draws_one_sub_policy_and_applies_each_operation_with_its_probability(spec, sources):
+    x = images(spec, sources, n=40).repeat(1, 3, 1, 1)
+    augment = Augmentation(["autoaugment"])
+    drawn, untouched = set(), 0
+    for index in range(len(x)):
+        for epoch in range(5):
+            rng = np.random.default_rng([2, epoch, index, 2])
+            sub_policy = CIFAR10_POLICY[rng.integers(25)]
+            drawn.add(sub_policy)
+            expected = to_uint8(x[index][None])[0]
+            for name, probability, magnitude_bin in sub_policy:
+                applied, sign = rng.random() < probability, 1 if rng.random() < 0.5 else -1
+                expected = naive_released_op(expected, name, magnitude_bin, sign) if applied else expected
+            out = to_uint8(augment(x[index], 2, epoch, index)[None])[0]
+            assert np.array_equal(out, expected), (index, epoch, sub_policy)
+            untouched += np.array_equal(out, to_uint8(x[index][None])[0])
+    assert len(drawn) == 25 and 0 < untouched < 100
 
 
 # ---------------------------------------------------------------- the whole augmentation is seeded

@@ -1,20 +1,18 @@
 """Training augmentation by name, every random choice a function of (seed, epoch, index).
 
 The released CIFAR-10 classifier recipe is `[crop, hflip, autoaugment, cutout]`:
-random crop with grey padding, horizontal flip, torchvision's AutoAugment
-(CIFAR-10 policy) and Cutout. Each operation draws from its own generator
-seeded by (seed, epoch, index), so an item's augmentation does not depend on
-worker count, loading order or the global RNG (whose state the resume file
-restores).
+random crop with grey padding, horizontal flip, AutoAugment's CIFAR-10 policy
+and Cutout. Each operation draws from its own generator seeded by (seed, epoch,
+index), so an item's augmentation does not depend on worker count, loading
+order or the global RNG (whose state the resume file restores).
 
 Images stay float [-1, 1] CHW throughout; only AutoAugment, whose operations
 need uint8, runs on the image quantised with rdd.data.quantize.
 """
 
-import functools
-
 import numpy as np
 import torch
+from PIL import Image, ImageEnhance, ImageOps
 
 from rdd.data.quantize import from_uint8, to_uint8
 from rdd.data.transforms import hflip_decision
@@ -26,15 +24,6 @@ _STREAM = {"crop": 1, "autoaugment": 2, "cutout": 3}
 GREY = 128 / 127.5 - 1.0
 # Cutout's hole: 0 in the [0, 1] tensor the released code cut, -1 here.
 BLACK = -1.0
-
-
-@functools.cache
-def _autoaugment_policy():
-    # torchvision is imported here, at the first AutoAugment: every job imports this module, and
-    # torchvision (with torch._dynamo) adds seconds to the start of those that never use it.
-    import torchvision.transforms as T
-
-    return T.AutoAugment(T.AutoAugmentPolicy.CIFAR10)
 
 
 def op_rng(seed, epoch, index, op):
@@ -67,19 +56,92 @@ def cutout(x, length, rng):
     return out
 
 
-def autoaugment(x, rng):
-    """torchvision's AutoAugment (CIFAR-10 policy) on the quantised image.
+# AutoAugment's CIFAR-10 policy (Cubuk et al. 2019): 25 sub-policies, each two (operation,
+# probability, magnitude bin 0..9; None where the operation takes no magnitude).
+CIFAR10_POLICY = (
+    (("Invert", 0.1, None), ("Contrast", 0.2, 6)),
+    (("Rotate", 0.7, 2), ("TranslateX", 0.3, 9)),
+    (("Sharpness", 0.8, 1), ("Sharpness", 0.9, 3)),
+    (("ShearY", 0.5, 8), ("TranslateY", 0.7, 9)),
+    (("AutoContrast", 0.5, None), ("Equalize", 0.9, None)),
+    (("ShearY", 0.2, 7), ("Posterize", 0.3, 7)),
+    (("Color", 0.4, 3), ("Brightness", 0.6, 7)),
+    (("Sharpness", 0.3, 9), ("Brightness", 0.7, 9)),
+    (("Equalize", 0.6, None), ("Equalize", 0.5, None)),
+    (("Contrast", 0.6, 7), ("Sharpness", 0.6, 5)),
+    (("Color", 0.7, 7), ("TranslateX", 0.5, 8)),
+    (("Equalize", 0.3, None), ("AutoContrast", 0.4, None)),
+    (("TranslateY", 0.4, 3), ("Sharpness", 0.2, 6)),
+    (("Brightness", 0.9, 6), ("Color", 0.2, 8)),
+    (("Solarize", 0.5, 2), ("Invert", 0.0, None)),
+    (("Equalize", 0.2, None), ("AutoContrast", 0.6, None)),
+    (("Equalize", 0.2, None), ("Equalize", 0.6, None)),
+    (("Color", 0.9, 9), ("Equalize", 0.6, None)),
+    (("AutoContrast", 0.8, None), ("Solarize", 0.2, 8)),
+    (("Brightness", 0.1, 3), ("Color", 0.7, 0)),
+    (("Solarize", 0.4, 5), ("AutoContrast", 0.9, None)),
+    (("TranslateY", 0.9, 9), ("TranslateY", 0.7, 9)),
+    (("AutoContrast", 0.9, None), ("Solarize", 0.8, 3)),
+    (("Equalize", 0.8, None), ("Invert", 0.1, None)),
+    (("TranslateY", 0.7, 9), ("AutoContrast", 0.9, None)),
+)
+# The released ranges, indexed by magnitude bin: shear factor, shift as a fraction of the image's
+# side, degrees, enhancement (factor 1 +- it), posterize bits, solarize threshold.
+_RANGE = {
+    "Shear": np.linspace(0, 0.3, 10),
+    "Translate": np.linspace(0, 150 / 331, 10),
+    "Rotate": np.linspace(0, 30, 10),
+    "Enhance": np.linspace(0.0, 0.9, 10),
+    "Posterize": np.round(np.linspace(8, 4, 10)).astype(int),
+    "Solarize": np.linspace(256, 0, 10),
+}
+_ENHANCERS = {"Color": ImageEnhance.Color, "Contrast": ImageEnhance.Contrast,
+              "Sharpness": ImageEnhance.Sharpness, "Brightness": ImageEnhance.Brightness}
+_UNARY = {"AutoContrast": ImageOps.autocontrast, "Equalize": ImageOps.equalize, "Invert": ImageOps.invert}
 
-    The released code ran it on PIL images; these are torchvision's tensor
-    versions of the same operations. AutoAugment draws from torch's global CPU
-    generator: it runs on a forked state seeded from `rng`, leaving the global
-    state as it was.
+
+def autoaugment_op(image, name, magnitude_bin, sign):
+    """One operation of the policy on a PIL image, as the released recipe applies it.
+
+    The released `classifier/train.py` imports `CIFAR10Policy` from an `autoaugment.py` that the
+    repository does not hold; its transform chain is the usage example of the DeepVoltaire
+    AutoAugment implementation that this class name comes from, so these are that implementation's
+    semantics (PIL, as released): grey (128) fill, bicubic shears, nearest-pixel shifts and
+    rotations, rotations counter-clockwise only, shifts of `sign * fraction * side` pixels,
+    solarize thresholds 256 .. 0. `sign` (+1 or -1) is ignored by the unsigned operations.
     """
-    image = torch.from_numpy(to_uint8(x[None])[0]).permute(2, 0, 1)
-    with torch.random.fork_rng(devices=[]):
-        torch.random.default_generator.manual_seed(int(rng.integers(2**63)))
-        image = _autoaugment_policy()(image)
-    return from_uint8(image.permute(1, 2, 0)[None])[0]
+    fill = 128 if image.mode == "L" else (128,) * len(image.getbands())
+    if name in ("ShearY", "TranslateX", "TranslateY"):  # (the CIFAR-10 policy has no ShearX)
+        if name == "ShearY":
+            amount, resample = sign * _RANGE["Shear"][magnitude_bin], Image.Resampling.BICUBIC
+        else:
+            side = image.size[0] if name == "TranslateX" else image.size[1]
+            amount, resample = sign * _RANGE["Translate"][magnitude_bin] * side, Image.Resampling.NEAREST
+        # PIL's affine maps each output pixel to its source: x_in = a x + b y + c, y_in = d x + e y + f.
+        a_b_c_d_e_f = {"ShearY": (1, 0, 0, amount, 1, 0), "TranslateX": (1, 0, amount, 0, 1, 0),
+                       "TranslateY": (1, 0, 0, 0, 1, amount)}[name]
+        return image.transform(image.size, Image.Transform.AFFINE, a_b_c_d_e_f, resample, fillcolor=fill)
+    if name == "Rotate":
+        return image.rotate(_RANGE["Rotate"][magnitude_bin], Image.Resampling.NEAREST, fillcolor=fill)
+    if name in _ENHANCERS:
+        return _ENHANCERS[name](image).enhance(1 + sign * _RANGE["Enhance"][magnitude_bin])
+    if name == "Posterize":
+        return ImageOps.posterize(image, int(_RANGE["Posterize"][magnitude_bin]))
+    if name == "Solarize":
+        return ImageOps.solarize(image, _RANGE["Solarize"][magnitude_bin])
+    return _UNARY[name](image)
+
+
+def autoaugment(x, rng):
+    """AutoAugment's CIFAR-10 policy on the quantised image: one sub-policy drawn uniformly, then each
+    of its two operations applied with its probability (and a random sign), as `autoaugment_op`."""
+    pixels = to_uint8(x[None])[0]
+    image = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
+    for name, probability, magnitude_bin in CIFAR10_POLICY[int(rng.integers(len(CIFAR10_POLICY)))]:
+        applied, sign = rng.random() < probability, 1 if rng.random() < 0.5 else -1
+        if applied:
+            image = autoaugment_op(image, name, magnitude_bin, sign)
+    return from_uint8(np.asarray(image).reshape(pixels.shape)[None])[0]
 
 
 class Augmentation:
