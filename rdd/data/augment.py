@@ -107,8 +107,10 @@ def autoaugment_op(image, name, magnitude_bin, sign):
     repository does not hold; its transform chain is the usage example of the DeepVoltaire
     AutoAugment implementation that this class name comes from, so these are that implementation's
     semantics (PIL, as released): grey (128) fill, bicubic shears, nearest-pixel shifts and
-    rotations, rotations counter-clockwise only, shifts of `sign * fraction * side` pixels,
-    solarize thresholds 256 .. 0. `sign` (+1 or -1) is ignored by the unsigned operations.
+    rotations, shifts of `sign * fraction * side` pixels, solarize thresholds 256 .. 0. Rotations
+    turn counter-clockwise only, as in its single-file version (a later refactor turns both ways;
+    which one the authors copied is not known). `sign` (+1 or -1) is ignored by the unsigned
+    operations.
     """
     fill = 128 if image.mode == "L" else (128,) * len(image.getbands())
     if name in ("ShearY", "TranslateX", "TranslateY"):  # (the CIFAR-10 policy has no ShearX)
