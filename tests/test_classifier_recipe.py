@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageEnhance, ImageOps
 from torch.utils.data import DataLoader
 
 from conftest import read_record, run_rdd
@@ -126,8 +126,6 @@ def test_the_cifar10_policy_is_the_one_torchvision_has():
 def naive_released_op(pixels, name, magnitude_bin, sign):
     """The released CIFAR10Policy's operation on a uint8 HWC (or HW) array, restated: pixel loops where
     the operation is a formula, PIL as the released code calls it elsewhere."""
-    from PIL import Image, ImageEnhance, ImageOps
-
     image = Image.fromarray(pixels)
     grey = 128 if pixels.ndim == 2 else (128, 128, 128)
     if name in ("TranslateX", "TranslateY"):
@@ -174,13 +172,15 @@ def released_cases():
 def test_each_autoaugment_operation_is_the_released_one(spec, sources, channels):
     """Grey fill, bicubic shears, nearest shifts and turns, counter-clockwise turns only, shifts of
     a fraction of the side, solarize thresholds from 256: the released implementation's semantics."""
-    pixels = to_uint8(images(spec, sources, n=4).repeat(1, channels, 1, 1))
+    pixels = list(to_uint8(images(spec, sources, n=4).repeat(1, channels, 1, 1)))
+    pixels = [image[..., 0] for image in pixels] if channels == 1 else pixels
+    pixels.append(np.random.default_rng(0).integers(0, 256, pixels[0].shape, dtype=np.uint8))  # colours too
     changed = set()
     for name, magnitude_bin, sign in released_cases():
         for image in pixels:
-            image = image[..., 0] if channels == 1 else image
             ours = np.asarray(autoaugment_op(Image.fromarray(image), name, magnitude_bin, sign))
-            assert np.array_equal(ours, naive_released_op(image, name, magnitude_bin, sign)), (name, magnitude_bin, sign)
+            expected = naive_released_op(image, name, magnitude_bin, sign)
+            assert np.array_equal(ours, expected), (name, magnitude_bin, sign)
             changed.update([name] if not np.array_equal(ours, image) else [])
     assert changed >= {"TranslateX", "TranslateY", "Rotate", "ShearY", "Posterize", "Solarize", "Invert"}
     # A shift of 9 bins is 150/331 of 32 pixels, 14.5: 15 columns of grey on the side it leaves.
