@@ -166,17 +166,21 @@ def test_the_classifier_trains_on_two_processes_as_on_one(tiny, tmp_path):
         assert proc.returncode == 0, proc.stdout + proc.stderr
         return checkpoints.load_torch(out)["state_dict"], read_record(out)
 
-    def largest_difference(a, b):
-        return max(float((a[k].double() - b[k].double()).abs().max() / b[k].double().abs().max().clamp(min=1e-12))
-                   for k in b if b[k].is_floating_point())
+    def relative_difference(a, b):
+        # ||a - b|| / ||b|| over every floating tensor at once (weights and BatchNorm statistics): a
+        # ratio per tensor would be ruled by the BatchNorm biases, about 1e-3 after three steps, whose
+        # float rounding alone reaches a few 1e-4 of their size.
+        keys = [k for k in b if b[k].is_floating_point()]
+        return (sum(float((a[k].double() - b[k].double()).square().sum()) for k in keys)
+                / sum(float(b[k].double().square().sum()) for k in keys)) ** 0.5
 
     one, one_record = train("one", 1)
     synced, synced_record = train("synced", 2)
     per_process, per_process_record = train("per_process", 2, "--set", "train.sync_bn=false")
     assert (one_record["batch_norm"], synced_record["batch_norm"], per_process_record["batch_norm"]) == (
         None, "SyncBatchNorm across processes", "BatchNorm per process (train.sync_bn: false)")
-    assert largest_difference(synced, one) < 1e-4
-    assert largest_difference(per_process, one) > 100 * largest_difference(synced, one)
+    assert relative_difference(synced, one) < 1e-5  # 4e-7 on this machine
+    assert relative_difference(per_process, one) > 100 * relative_difference(synced, one)  # 5.5e-3
 
 
 def _save_both_queues(rank, queue, out, terms=None, head=None):
