@@ -20,8 +20,10 @@ from rdd.settings import AUGMENTATIONS
 from rdd.values import is_int
 # Generator stream of each operation (hflip keeps hflip_decision's own, shared with the diffusion models).
 _STREAM = {"crop": 1, "autoaugment": 2, "cutout": 3}
-# uint8 128, the released crop's padding ("grey"), as a [-1, 1] value
-GREY = 128 / 127.5 - 1.0
+# The released fill of crop padding and of AutoAugment's shifts, shears and turns ("grey"), in uint8
+# and as a [-1, 1] value.
+GREY_UINT8 = 128
+GREY = GREY_UINT8 / 127.5 - 1.0
 # Cutout's hole: 0 in the [0, 1] tensor the released code cut, -1 here.
 BLACK = -1.0
 
@@ -112,17 +114,15 @@ def autoaugment_op(image, name, magnitude_bin, sign):
     which one the authors copied is not known). `sign` (+1 or -1) is ignored by the unsigned
     operations.
     """
-    fill = 128 if image.mode == "L" else (128,) * len(image.getbands())
-    if name in ("ShearY", "TranslateX", "TranslateY"):  # (the CIFAR-10 policy has no ShearX)
-        if name == "ShearY":
-            amount, resample = sign * _RANGE["Shear"][magnitude_bin], Image.Resampling.BICUBIC
-        else:
-            side = image.size[0] if name == "TranslateX" else image.size[1]
-            amount, resample = sign * _RANGE["Translate"][magnitude_bin] * side, Image.Resampling.NEAREST
-        # PIL's affine maps each output pixel to its source: x_in = a x + b y + c, y_in = d x + e y + f.
-        a_b_c_d_e_f = {"ShearY": (1, 0, 0, amount, 1, 0), "TranslateX": (1, 0, amount, 0, 1, 0),
-                       "TranslateY": (1, 0, 0, 0, 1, amount)}[name]
-        return image.transform(image.size, Image.Transform.AFFINE, a_b_c_d_e_f, resample, fillcolor=fill)
+    fill = GREY_UINT8 if image.mode == "L" else (GREY_UINT8,) * len(image.getbands())
+    # PIL's affine maps each output pixel to its source: x_in = a x + b y + c, y_in = d x + e y + f.
+    if name == "ShearY":  # (the CIFAR-10 policy has no ShearX)
+        matrix = (1, 0, 0, sign * _RANGE["Shear"][magnitude_bin], 1, 0)
+        return image.transform(image.size, Image.Transform.AFFINE, matrix, Image.Resampling.BICUBIC, fillcolor=fill)
+    if name in ("TranslateX", "TranslateY"):
+        shift = sign * _RANGE["Translate"][magnitude_bin] * image.size[0 if name == "TranslateX" else 1]
+        matrix = (1, 0, shift, 0, 1, 0) if name == "TranslateX" else (1, 0, 0, 0, 1, shift)
+        return image.transform(image.size, Image.Transform.AFFINE, matrix, Image.Resampling.NEAREST, fillcolor=fill)
     if name == "Rotate":
         return image.rotate(_RANGE["Rotate"][magnitude_bin], Image.Resampling.NEAREST, fillcolor=fill)
     if name in _ENHANCERS:
