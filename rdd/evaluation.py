@@ -5,12 +5,13 @@ record holds its values, its full protocol and the labels saying what was
 evaluated (study, method, variant, steps, seed); see reports/README.md.
 """
 
+import dataclasses
 import time
 from pathlib import Path
 
 from rdd import checkpoints, io, records
 from rdd.data import check_first_images, iter_uint8_batches, normalize_spec
-from rdd.metrics.inception import InceptionHandle, resolve_inception
+from rdd.metrics.inception import DEFAULT_INCEPTION_INPUT, InceptionHandle, resolve_inception
 from rdd.metrics.reference import RefStats, reference_statistics, user_statistics
 from rdd.metrics.scores import compute_metrics
 from rdd.provenance import environment_record
@@ -21,12 +22,13 @@ DATASET_IDENTITY = ("name", "image_size", "channels", "resize")
 REFERENCE_POINTER_KEYS = ("path", "sha256", "record", "inception")
 
 
-def compute_reference(data_spec, split, out, *, limit=None, inception_weights=None, cache_dir="cache",
-                      batch_size=64, device=None):
+def compute_reference(data_spec, split, out, *, limit=None, inception_weights=None,
+                      inception_input=DEFAULT_INCEPTION_INPUT, cache_dir="cache", batch_size=64, device=None):
     """Statistics of `split` (first `limit` images), cached under `cache_dir`; record written to `out` (.json)."""
     spec = normalize_spec(data_spec)
     check_first_images(spec, split, limit)
-    handle = resolve_inception(inception_weights, cache_dir=Path(cache_dir) / "inception")
+    handle = resolve_inception(inception_weights, cache_dir=Path(cache_dir) / "inception",
+                               inception_input=inception_input)
     identity = {k: spec[k] for k in DATASET_IDENTITY if k in spec}
     stats = reference_statistics(
         lambda: iter_uint8_batches(spec, split, batch_size=256, limit=limit), identity,
@@ -61,6 +63,12 @@ def _recorded_inception(recorded):
     return handle
 
 
+def _recorded_input(pointer):
+    """The Inception input the reference statistics of `pointer` were made with; the default for a
+    user-supplied npz (pointer None), which records none."""
+    return (pointer or {}).get("inception", {}).get("inception_input", DEFAULT_INCEPTION_INPUT)
+
+
 def _size_problem(shape, pointer):
     """Why images of `shape` (H, W, C) must not be scored against the reference of `pointer`, or None.
 
@@ -77,9 +85,12 @@ def _size_problem(shape, pointer):
             "score samples against statistics of images of their own size")
 
 
-def evaluate(samples, ref_stats, out, *, labels=None, inception_weights=None, cache_dir="cache",
-             batch_size=64, device=None):
-    """FID/KID/IS of a samples file (.npz beside its .json record) against reference statistics."""
+def evaluate(samples, ref_stats, out, *, labels=None, inception_weights=None, inception_input=None,
+             cache_dir="cache", batch_size=64, device=None):
+    """FID/KID/IS of a samples file (.npz beside its .json record) against reference statistics.
+
+    `inception_input` None takes the reference statistics' (torch-fidelity's for a user-supplied npz);
+    another one than theirs is refused."""
     started = time.perf_counter()
     samples = Path(samples)
     images, _ = read_samples(samples)
@@ -90,7 +101,10 @@ def evaluate(samples, ref_stats, out, *, labels=None, inception_weights=None, ca
     if inception_weights is None and pointer is not None:
         handle = _recorded_inception(pointer["inception"])  # the network the statistics were made with
     else:
-        handle = resolve_inception(inception_weights, cache_dir=Path(cache_dir) / "inception")
+        handle = resolve_inception(inception_weights, cache_dir=Path(cache_dir) / "inception",
+                                   inception_input=_recorded_input(pointer))
+    if inception_input is not None:
+        handle = dataclasses.replace(handle, inception_input=inception_input)  # a mismatch is refused below
     scores = compute_metrics(images, ref, handle, batch_size=batch_size, device=device)
     record = records.metric(scores=scores, extractor=handle.protocol(), reference_stats=ref,
                             reference_pointer=pointer, sampling=sampling, labels=labels or {},

@@ -72,7 +72,8 @@ def metric(*, scores, extractor, reference_stats, reference_pointer, sampling, l
         "metrics": {key: values[_SCORE_NAMES.get(key, key)] for key in METRIC_VALUES if key not in _REASONS}
                    | {key: unavailable.get(metric) for key, metric in _REASONS.items()},
         "protocol": {
-            "extractor": extractor["extractor_name"], "weights_source": extractor["source"],
+            "extractor": extractor["extractor_name"], "inception_input": extractor["inception_input"],
+            "weights_source": extractor["source"],
             "weights_path": extractor["path"], "weights_sha256": extractor["sha256"],
             "reference": {"path": reference_stats.path, "sha256": reference_stats.sha256,
                           "num_images": ref.get("num_images"), "source": ref.get("source"),

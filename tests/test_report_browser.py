@@ -157,8 +157,9 @@ def test_report_in_a_browser(built):
     assert set(sections) >= {"scale", "main-results", "claims", "cost", "ablations", "samples", "curves", "provenance"}
     assert all(height > 0 for height in sections.values())
     text = seen["text"]
-    for expected in (COMMIT, WEIGHTS_SHA, "inception-v3-compat", "Wall time per stage", "Full configuration",
-                     "8192-step chain", "DDIM needs 8 steps (FID 52.60) to reach RDD's 1-step FID 61.90",
+    for expected in (COMMIT, WEIGHTS_SHA, "inception-v3-compat, torch-fidelity input", "Wall time per stage",
+                     "Full configuration", "8192-step chain",
+                     "DDIM needs 8 steps (FID 52.60) to reach RDD's 1-step FID 61.90",
                      "not tested at this scale", "paired 95% interval of RDD − PD: [",
                      "The 8-step model is the shared PD chain's last",
                      "as often as the warm-up said would last 1.0 s (1 to 8 times, by model)",

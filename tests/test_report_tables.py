@@ -903,6 +903,24 @@ def test_protocol_table_says_how_the_images_were_sampled():
                                     "real images (no network)")
 
 
+def test_the_inception_input_is_part_of_the_protocol():
+    """Another Inception input is another protocol; a record from before the setting fed torch-fidelity's."""
+    from fixtures_report import metric_record, samples_record
+
+    found = {}
+    for method, inception_input in (("pd", "pytorch-fid"), ("rdd", "torch-fidelity"), ("rcfd", None)):
+        record = metric_record({"method": method, "steps": 1, "seed": 0}, 30.0, samples_record(method, 1, 0, "m.pt"))
+        if inception_input is None:
+            del record["protocol"]["inception_input"]
+        else:
+            record["protocol"]["inception_input"] = inception_input
+        found[Entry("metric", f"{method}.json", method=method, steps=1, seed=0)] = record
+    table = metrics_table(list(found), found)
+    assert table.set_index("method")["inception_input"].to_dict() == {
+        "pd": "pytorch-fid", "rdd": "torch-fidelity", "rcfd": "torch-fidelity"}
+    assert sorted(p["inception_input"] for p in protocols(table, {})) == ["pytorch-fid", "torch-fidelity"]
+
+
 @pytest.mark.parametrize("args,expected", [
     (["build", "--manifest", "m.json", "--tables-dir", "{tmp}/file", "--out", "r.html"],
      "argument --tables-dir: {tmp}/file is a file; give a folder path"),

@@ -101,12 +101,16 @@ def test_config_readme_describes_every_key_the_schemas_allow():
 
 
 def test_config_schema_enums_are_the_librarys_lists():
-    """The schema repeats a list the library owns: the sampling precisions. (A study's paper_key is
-    checked against the paper values file itself, which a config may replace.)"""
+    """The schema repeats lists the library owns: the sampling precisions and the Inception inputs. (A
+    study's paper_key is checked against the paper values file itself, which a config may replace.)"""
     from conftest import REPO
+    from rdd.metrics.inception import DEFAULT_INCEPTION_INPUT, INPUT_PIPELINES
 
     study = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())["$defs"]["study"]
-    assert study["properties"]["evaluate"]["properties"]["sampling_precision"]["enum"] == list(settings_mod.PRECISIONS)
+    evaluate = study["properties"]["evaluate"]["properties"]
+    assert evaluate["sampling_precision"]["enum"] == list(settings_mod.PRECISIONS)
+    assert evaluate["inception_input"]["enum"] == list(settings_mod.INCEPTION_INPUTS) == list(INPUT_PIPELINES)
+    assert evaluate["inception_input"]["default"] == DEFAULT_INCEPTION_INPUT
     assert "enum" not in study["properties"]["paper_key"]
 
 

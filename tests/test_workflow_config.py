@@ -61,6 +61,9 @@ CASES = {
     "empty_choice": ("studies:\n  tiny:\n    evaluate:\n      sampling_precision:\n", None, True, "all",
                      ["studies.tiny.evaluate.sampling_precision: null (an empty value) is not allowed; "
                       "allowed: 'fp32', 'tf32'"]),
+    "unknown_inception_input": (tiny(evaluate={"inception_input": "clean-fid"}), None, True, "all",
+                                ["studies.tiny.evaluate.inception_input: 'clean-fid' is not allowed; "
+                                 "allowed: 'torch-fidelity', 'pytorch-fid'"]),
     "no_training_seed": (tiny(training_seeds=0), None, True, "all",
                          ["studies.tiny.training_seeds: 0 is less than the minimum of 1"]),
     "training_seed_too_large": (tiny(seed=2**32 - 1, training_seeds=2), None, True, "all",

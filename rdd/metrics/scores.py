@@ -15,7 +15,7 @@ from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, k
 
 from rdd.metrics import bootstrap, kid_bootstrap
 from rdd.metrics.features import default_device, extract_features
-from rdd.metrics.inception import LOGITS
+from rdd.metrics.inception import DEFAULT_INCEPTION_INPUT, LOGITS
 from rdd.metrics.reference import NO_FEATURES_REASON, features_to_statistics
 
 KID_MAX_SUBSET_SIZE = DEFAULTS["kid_subset_size"]  # 1000
@@ -29,12 +29,19 @@ IMPLEMENTATION = ("torch_fidelity.metric_fid.fid_statistics_to_metric, metric_ki
 
 
 def _checked_reference(ref_stats, handle):
-    """The reference arrays, after checking they were made with `handle`'s weights (before any expensive work)."""
-    if ref_stats.record.get("source") == "computed" and ref_stats.record["extractor"]["sha256"] != handle.sha256:
-        raise ValueError(
-            f"reference statistics {ref_stats.path} were computed with weights sha256 "
-            f"{ref_stats.record['extractor']['sha256']}, not those of {handle.path} ({handle.sha256})"
-        )
+    """The reference arrays, after checking they were made with `handle`'s weights and input (before any
+    expensive work)."""
+    if ref_stats.record.get("source") == "computed":
+        made_with = ref_stats.record["extractor"]
+        if made_with["sha256"] != handle.sha256:
+            raise ValueError(
+                f"reference statistics {ref_stats.path} were computed with weights sha256 "
+                f"{made_with['sha256']}, not those of {handle.path} ({handle.sha256})"
+            )
+        made_input = made_with.get("inception_input", DEFAULT_INCEPTION_INPUT)
+        if made_input != handle.inception_input:
+            raise ValueError(f"reference statistics {ref_stats.path} were computed with {made_input} Inception "
+                             f"input, not {handle.inception_input}: compute them with the same input")
     return ref_stats.arrays()
 
 

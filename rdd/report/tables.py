@@ -9,13 +9,14 @@ import json
 import pandas as pd
 
 from rdd.records import METRIC_VALUES
+from rdd.settings import INCEPTION_INPUTS
 from rdd.report.errors import ReportInputError
 
 LABEL_COLUMNS = ["method", "ablation", "variant", "steps", "seed", "replicate"]  # replicate: training replicate
 # What identifies a metric's protocol apart from the seeds and steps of the cell.
-PROTOCOL_COLUMNS = ["extractor", "weights_source", "weights_sha256", "reference_path", "reference_sha256",
-                    "reference_dataset", "reference_split", "reference_num_images", "num_generated",
-                    "kid_subset_size"]
+PROTOCOL_COLUMNS = ["extractor", "inception_input", "weights_source", "weights_sha256", "reference_path",
+                    "reference_sha256", "reference_dataset", "reference_split", "reference_num_images",
+                    "num_generated", "kid_subset_size"]
 # How the images were sampled (network batch, float32 precision; both None for real images).
 SAMPLING_COLUMNS = ["net_batch", "sampling_precision"]
 METRIC_COLUMNS = [*LABEL_COLUMNS, "status", *METRIC_VALUES, *PROTOCOL_COLUMNS, "seed_first", "seed_last",
@@ -72,6 +73,8 @@ def _metric_fields(entry, record):
         **{k: _get(record, f"metrics.{k}", entry, required=False) for k in METRIC_VALUES},
         "fid": float(_get(record, "metrics.fid", entry)),
         "extractor": _get(record, "protocol.extractor", entry),
+        # Records written before the choice existed fed torch-fidelity's input.
+        "inception_input": _get(record, "protocol.inception_input", entry, required=False) or INCEPTION_INPUTS[0],
         "weights_source": _get(record, "protocol.weights_source", entry, required=False),
         "weights_sha256": _get(record, "protocol.weights_sha256", entry),
         "reference_path": reference.get("path"),

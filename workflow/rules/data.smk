@@ -12,6 +12,7 @@ rule ref_stats:
     params:
         limit=lambda wc: f"--limit {n}" if (n := PLANS[wc.study].config["evaluate"]["reference"]["limit"]) else "",
         inception=inception_option,
+        inception_input=inception_input_option,
         device=lambda wc: PLANS[wc.study].config["device"],
         data=lambda wc: text_digest(PLANS[wc.study].ref_data_text()),
     threads: res("ref_stats", "threads")
@@ -22,4 +23,4 @@ rule ref_stats:
     shell:
         "rdd_claim_gpu {resources.gpu}; "
         "python -m rdd ref-stats --data-settings {input.data} --split {wildcards.split} --out {output}"
-        " {params.limit} {params.inception} --device {params.device} > {log} 2>&1"
+        " {params.limit} {params.inception} {params.inception_input} --device {params.device} > {log} 2>&1"
