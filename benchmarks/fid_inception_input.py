@@ -5,6 +5,7 @@ bilinear resize, 2x - 1); torch-fidelity, like the TensorFlow FID code, resizes 
 with TF1's bilinear rule and scales it by (x - 128) / 128. This prints how far the two FIDs lie
 apart: the first images of the train split are the reference, and the first images of the test
 split are scored as they are, blurred (3x3 box) and with Gaussian noise, for a range of FIDs.
+Each gap comes with a paired 95% bootstrap interval over the scored images (rdd.metrics.bootstrap).
 Both inputs see the same uint8 images, so the rounding of float samples, the other difference of
 the released evaluation, is not part of it.
 
@@ -23,6 +24,7 @@ from rdd import settings
 from rdd.cli import positive_int
 from rdd.data import iter_uint8_batches, normalize_spec
 from rdd.io import write_json
+from rdd.metrics import bootstrap
 from rdd.metrics.features import extract_features
 from rdd.metrics.inception import resolve_inception
 from rdd.metrics.reference import features_to_statistics
@@ -67,32 +69,41 @@ def main():
             parser.error(f"{args.data_settings} has no 'data' mapping")
     spec = normalize_spec(spec)
     reference, held_out = _images(spec, "train", args.reference), _images(spec, "test", args.scored)
-    rows = {}
+    scored = scored_sets(held_out)
+    fids = {name: {} for name in scored}
     for inception_input in settings.INCEPTION_INPUTS:
         handle = resolve_inception(args.inception_weights, inception_input=inception_input)
 
-        def statistics(images):
-            features, _ = extract_features(images, handle, batch_size=args.batch_size, device=args.device)
-            return features_to_statistics(features)
+        def features(images):
+            return extract_features(images, handle, batch_size=args.batch_size, device=args.device)[0]
 
-        ref = statistics(reference)
-        for name, images in scored_sets(held_out).items():
-            fid = fid_statistics_to_metric(statistics(images), ref, verbose=False)[KEY_METRIC_FID]
-            rows.setdefault(name, {})[inception_input] = float(fid)
+        ref = features_to_statistics(features(reference))
+        for name, images in scored.items():
+            x = features(images)
+            fid = fid_statistics_to_metric(features_to_statistics(x), ref, verbose=False)[KEY_METRIC_FID]
+            # The same seed resamples the same images under both inputs: a paired bootstrap of the gap.
+            fids[name][inception_input] = (float(fid), bootstrap.fid_replicates(x, ref["mu"], ref["sigma"]))
 
     first, second = settings.INCEPTION_INPUTS
+    rows = {}
+    for name, fid in fids.items():
+        gap = bootstrap.difference({name: fid[first]}, {name: fid[second]})
+        rows[name] = {first: fid[first][0], second: fid[second][0],
+                      "difference": {key: gap[key] for key in ("estimate", "low", "high")}}
     print(f"weights: {handle.source} {handle.path} sha256 {handle.sha256}")
     print(f"{spec}: reference the first {len(reference)} train images, scored the first {len(held_out)} test "
           f"images; device {args.device}, torch {torch.__version__}")
-    print(f"{'scored set':20s} {'FID ' + first:>20s} {'FID ' + second:>17s} {'difference':>11s} {'relative':>9s}")
-    for name, fid in rows.items():
-        difference = fid[second] - fid[first]
-        print(f"{name:20s} {fid[first]:20.3f} {fid[second]:17.3f} {difference:+11.3f} "
-              f"{difference / fid[first]:+9.2%}")
+    print(f"difference: FID {second} - FID {first}, with its paired 95% bootstrap interval over the scored "
+          f"images ({len(next(iter(fids.values()))[first][1])} replicates; the reference held fixed)")
+    print(f"{'scored set':20s} {'FID ' + first:>20s} {'FID ' + second:>17s} {'difference':>11s} {'relative':>9s}"
+          f"  interval")
+    for name, row in rows.items():
+        gap = row["difference"]
+        print(f"{name:20s} {row[first]:20.3f} {row[second]:17.3f} {gap['estimate']:+11.3f} "
+              f"{gap['estimate'] / row[first]:+9.2%}  [{gap['low']:+.3f}, {gap['high']:+.3f}]")
     if args.out:
         write_json({"data": spec, "reference_images": len(reference), "scored_images": len(held_out),
                     "weights_sha256": handle.sha256, "device": args.device, "fid": rows}, args.out)
-
 
 if __name__ == "__main__":
     main()

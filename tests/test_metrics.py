@@ -373,8 +373,11 @@ def test_the_inception_input_benchmark_writes_both_fids_of_each_set(handle, tmp_
     assert (written["reference_images"], written["scored_images"]) == (6, 4)
     assert set(written["fid"]) == {"held-out", "blurred", "noise std 25/255"}
     for fid in written["fid"].values():
-        assert set(fid) == {"torch-fidelity", "pytorch-fid"} and all(value > 0 for value in fid.values())
-        assert fid["pytorch-fid"] != pytest.approx(fid["torch-fidelity"], rel=1e-4)
+        assert set(fid) == {"torch-fidelity", "pytorch-fid", "difference"}
+        assert fid["torch-fidelity"] > 0 and fid["pytorch-fid"] > 0
+        gap = fid["difference"]
+        assert gap["estimate"] == pytest.approx(fid["pytorch-fid"] - fid["torch-fidelity"], abs=1e-9)
+        assert gap["low"] < gap["estimate"] < gap["high"] and abs(gap["estimate"]) > 1e-4 * fid["torch-fidelity"]
     assert "noise std 25/255" in capsys.readouterr().out
 
 
