@@ -140,14 +140,16 @@ def sampling_rates(plan, device, repeats, log, precision, max_steps=64):
 
 
 def inception_rate(plan, device, images, log):
-    """Inception (pool3 and logits, fp32) images/s on random uint8 images of the study's size."""
+    """Inception (pool3 and logits, fp32) images/s on random uint8 images of the study's size, fed as the
+    study's evaluations feed it (its inception_input)."""
     import numpy as np
 
     from rdd.metrics.features import extract_features
     from rdd.metrics.inception import resolve_inception
 
-    weights = plan.config["evaluate"].get("inception_weights")
-    handle = resolve_inception(weights, cache_dir=str(REPO / "cache" / "inception"), allow_download=False)
+    evaluate = plan.config["evaluate"]
+    handle = resolve_inception(evaluate.get("inception_weights"), cache_dir=str(REPO / "cache" / "inception"),
+                               allow_download=False, inception_input=evaluate["inception_input"])
     from rdd.data import normalize_spec
 
     data = normalize_spec(plan.config["data"])
@@ -157,7 +159,7 @@ def inception_rate(plan, device, images, log):
     started = time.perf_counter()
     extract_features(x, handle, batch_size=min(images, 256), device=device)
     rate = images / (time.perf_counter() - started)
-    log(f"  Inception: {rate:.1f} images/s (fp32)")
+    log(f"  Inception: {rate:.1f} images/s (fp32, {handle.inception_input} input)")
     return rate
 
 
