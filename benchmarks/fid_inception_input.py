@@ -82,7 +82,8 @@ def main():
             x = features(images)
             fid = fid_statistics_to_metric(features_to_statistics(x), ref, verbose=False)[KEY_METRIC_FID]
             # The same seed resamples the same images under both inputs: a paired bootstrap of the gap.
-            fids[name][inception_input] = (float(fid), bootstrap.fid_replicates(x, ref["mu"], ref["sigma"]))
+            replicates = bootstrap.fid_replicates(x, ref["mu"], ref["sigma"])
+            fids[name][inception_input] = (float(fid), replicates)
 
     first, second = settings.INCEPTION_INPUTS
     rows = {}
@@ -94,7 +95,7 @@ def main():
     print(f"{spec}: reference the first {len(reference)} train images, scored the first {len(held_out)} test "
           f"images; device {args.device}, torch {torch.__version__}")
     print(f"difference: FID {second} - FID {first}, with its paired 95% bootstrap interval over the scored "
-          f"images ({len(next(iter(fids.values()))[first][1])} replicates; the reference held fixed)")
+          f"images ({len(replicates)} replicates; the reference held fixed)")
     print(f"{'scored set':20s} {'FID ' + first:>20s} {'FID ' + second:>17s} {'difference':>11s} {'relative':>9s}"
           f"  interval")
     for name, row in rows.items():
@@ -104,6 +105,7 @@ def main():
     if args.out:
         write_json({"data": spec, "reference_images": len(reference), "scored_images": len(held_out),
                     "weights_sha256": handle.sha256, "device": args.device, "fid": rows}, args.out)
+
 
 if __name__ == "__main__":
     main()
