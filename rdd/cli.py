@@ -161,7 +161,7 @@ def cmd_ref_stats(args):
     from rdd.evaluation import compute_reference
     compute_reference(_data_spec(args.data_settings), args.split, args.out, limit=args.limit,
                       inception_weights=args.inception_weights,
-                      inception_input=args.inception_input or settings_mod.INCEPTION_INPUTS[0],
+                      inception_input=args.inception_input or settings_mod.DEFAULT_INCEPTION_INPUT,
                       cache_dir=args.cache_dir, batch_size=args.batch_size, device=resolve_device(args.device))
 
 
@@ -203,7 +203,7 @@ def _metric_options(p):
     p.add_argument("--inception-input", choices=settings_mod.INCEPTION_INPUTS,
                    help="how images reach the network: torch-fidelity's resize and scaling (the TensorFlow FID's), "
                         "or pytorch-fid's (the released RCFD/RDD evaluation's); ref-stats default: "
-                        f"{settings_mod.INCEPTION_INPUTS[0]}; evaluate default: the reference statistics'")
+                        f"{settings_mod.DEFAULT_INCEPTION_INPUT}; evaluate default: the reference statistics'")
     p.add_argument("--cache-dir", default="cache", type=output_folder,
                    help="where converted weights and statistics are cached")
     p.add_argument("--batch-size", type=positive_int, default=64,

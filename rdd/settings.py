@@ -105,6 +105,7 @@ AUGMENTATIONS = ("crop", "hflip", "autoaugment", "cutout")
 PRECISIONS = ("fp32", "tf32")
 # How images reach the FID Inception network (rdd.metrics.inception), the default first.
 INCEPTION_INPUTS = ("torch-fidelity", "pytorch-fid")
+DEFAULT_INCEPTION_INPUT = INCEPTION_INPUTS[0]
 
 
 def _data(default):

