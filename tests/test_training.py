@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, join_two_ranks, rdd_argv, read_record, run_rdd, subprocess_env
+from conftest import REPO, join_two_ranks, leave_two_ranks, rdd_argv, read_record, run_rdd, subprocess_env
 from fixtures_authors import authors_checkpoint
 from rdd import checkpoints, methods
 from rdd.cli import main as rdd_main
@@ -191,9 +191,7 @@ def test_the_classifier_trains_on_two_processes_as_on_one(tiny, tmp_path):
 
 def _save_both_queues(rank, queue, out, terms=None, head=None):
     """Rank 0 saves the queues of both ranks, stacked (and the loss terms each rank's train_step
-    returned, and its M-P2P head's state as one vector); the process group ends."""
-    import torch.distributed as torch_dist
-
+    returned, and its M-P2P head's state as one vector); then the process ends."""
     from rdd import dist
 
     saved = {"queues": dist.all_gather_cat(queue[None])}
@@ -204,7 +202,7 @@ def _save_both_queues(rank, queue, out, terms=None, head=None):
         saved["heads"] = dist.all_gather_cat(state[None])
     if rank == 0:
         torch.save(saved, out)
-    torch_dist.destroy_process_group()
+    leave_two_ranks()
 
 
 def _queues_of_two_ranks(rank, init_file, shared, out):
@@ -236,14 +234,12 @@ def test_m_p2p_queue_is_one_queue_on_every_rank(shared, tmp_path):
 
 
 def _means_of_two_ranks(rank, init_file, out):
-    import torch.distributed as torch_dist
-
     from rdd import dist
 
     join_two_ranks(rank, init_file)
     means = dist.mean_over_ranks({"loss": 1.0 + rank, "term": -3.0 * rank})
     torch.save(means, f"{out}.{rank}")
-    torch_dist.destroy_process_group()  # gloo's threads left running abort the process at exit
+    leave_two_ranks()
 
 
 def test_mean_over_ranks(tmp_path):
@@ -256,8 +252,6 @@ def test_mean_over_ranks(tmp_path):
 def _sync_batchnorm_of_two_ranks(rank, init_file, out):
     """One of two gloo processes: two training steps of a synchronised BatchNorm2d on this rank's
     share of a fixed batch (3 and 5 images), for momentum 0.1 and None; each rank saves its results."""
-    import torch.distributed as torch_dist
-
     from rdd.nets.sync_batchnorm import convert_sync_batchnorm
 
     join_two_ranks(rank, init_file)
@@ -274,7 +268,7 @@ def _sync_batchnorm_of_two_ranks(rank, init_file, out):
                                                                             norm.state_dict().items()}}
             norm.zero_grad()
     torch.save(saved, f"{out}.{rank}")
-    torch_dist.destroy_process_group()
+    leave_two_ranks()
 
 
 def _seeded_batchnorm(momentum):
@@ -378,13 +372,11 @@ def _round_update(settings, teacher_path, classifier_path, rank=0, world_size=1)
 
 
 def _round_of_two_ranks(rank, init_file, settings, teacher_path, classifier_path, out):
-    import torch.distributed as torch_dist
-
     join_two_ranks(rank, init_file)
     update = _round_update(settings, teacher_path, classifier_path, rank, 2)
     if rank == 0:
         torch.save(update, out)
-    torch_dist.destroy_process_group()
+    leave_two_ranks()
 
 
 def test_grouped_noise_trains_on_two_processes_as_on_one(teacher, classifier, tiny, tmp_path):

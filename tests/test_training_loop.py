@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from conftest import join_two_ranks
+from conftest import join_two_ranks, leave_two_ranks
 from rdd import checkpoints
 from rdd.train import loop
 
@@ -150,8 +150,6 @@ class _UnreadableOnRank(_Values):
 def _train_on_two_ranks(rank, init_file, resume_dir, unreadable_on, out):
     """One of two gloo processes training `_stage` (gradients averaged over both); its outcome, the
     steps it trained and the curve rows go to `out.<rank>`."""
-    import torch.distributed as torch_dist
-
     # A collective that one process never joins fails after a minute rather than hang the test run.
     join_two_ranks(rank, init_file, timeout_s=60)
     seen, rows = [], None
@@ -165,7 +163,7 @@ def _train_on_two_ranks(rank, init_file, resume_dir, unreadable_on, out):
     except Exception as error:
         outcome = f"{type(error).__name__}: {error}"
     torch.save({"outcome": outcome, "steps": [s for s, _, _ in seen], "rows": rows}, f"{out}.{rank}")
-    torch_dist.destroy_process_group()  # gloo's threads left running abort the process at exit
+    leave_two_ranks()
 
 
 def _two_ranks(tmp_path, name, resume_dir, unreadable_on=None):
