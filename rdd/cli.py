@@ -170,7 +170,8 @@ def cmd_evaluate(args):
     from rdd.evaluation import evaluate
     evaluate(args.samples, args.ref_stats, args.out, labels=_labels(args.label),
              inception_weights=args.inception_weights, inception_input=args.inception_input,
-             cache_dir=args.cache_dir, batch_size=args.batch_size, device=resolve_device(args.device))
+             isc_split_order=args.isc_split_order, cache_dir=args.cache_dir, batch_size=args.batch_size,
+             device=resolve_device(args.device))
 
 
 def cmd_export_images(args):
@@ -384,6 +385,10 @@ def build_parser():
     p.add_argument("--ref-stats", required=True, help="record from `ref-stats`, or a user statistics .npz")
     p.add_argument("--out", required=True, type=output_file(".json"), help="metric record (.json)")
     p.add_argument("--label", action="append", metavar="KEY=VALUE", help="what is evaluated, e.g. method=rdd")
+    p.add_argument("--isc-split-order", choices=settings_mod.ISC_SPLIT_ORDERS,
+                   default=settings_mod.DEFAULT_ISC_SPLIT_ORDER,
+                   help="how IS splits the images: shuffled first with torch-fidelity's seed (%(default)s), or "
+                        "in their order (image seed order), as the released RCFD/RDD evaluation does")
     _metric_options(p)
     p.set_defaults(fn=cmd_evaluate, files=_evaluate_files)
     p = sub.add_parser("export-images", help="a samples file or a dataset split as a folder of PNGs, e.g. "

@@ -16,6 +16,7 @@ from rdd.metrics.reference import RefStats, reference_statistics, user_statistic
 from rdd.metrics.scores import compute_metrics
 from rdd.provenance import environment_record
 from rdd.samples_file import read_samples, read_samples_record
+from rdd.settings import DEFAULT_ISC_SPLIT_ORDER
 
 DATASET_IDENTITY = ("name", "image_size", "channels", "resize")
 # What evaluate reads of a record written by compute_reference.
@@ -86,11 +87,11 @@ def _size_problem(shape, pointer):
 
 
 def evaluate(samples, ref_stats, out, *, labels=None, inception_weights=None, inception_input=None,
-             cache_dir="cache", batch_size=64, device=None):
+             isc_split_order=DEFAULT_ISC_SPLIT_ORDER, cache_dir="cache", batch_size=64, device=None):
     """FID/KID/IS of a samples file (.npz beside its .json record) against reference statistics.
 
     `inception_input` None takes the reference statistics' (torch-fidelity's for a user-supplied npz);
-    another one than theirs is refused."""
+    another one than theirs is refused. `isc_split_order`: how IS splits the images (rdd.settings)."""
     started = time.perf_counter()
     samples = Path(samples)
     images, _ = read_samples(samples)
@@ -105,7 +106,7 @@ def evaluate(samples, ref_stats, out, *, labels=None, inception_weights=None, in
                                    inception_input=_recorded_input(pointer))
     if inception_input is not None:
         handle = dataclasses.replace(handle, inception_input=inception_input)  # a mismatch is refused below
-    scores = compute_metrics(images, ref, handle, batch_size=batch_size, device=device)
+    scores = compute_metrics(images, ref, handle, batch_size=batch_size, device=device, isc_split_order=isc_split_order)
     record = records.metric(scores=scores, extractor=handle.protocol(), reference_stats=ref,
                             reference_pointer=pointer, sampling=sampling, labels=labels or {},
                             wall_seconds=time.perf_counter() - started,

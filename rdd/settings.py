@@ -106,6 +106,10 @@ PRECISIONS = ("fp32", "tf32")
 # How images reach the FID Inception network (rdd.metrics.inception), the default first.
 INCEPTION_INPUTS = ("torch-fidelity", "pytorch-fid")
 DEFAULT_INCEPTION_INPUT = INCEPTION_INPUTS[0]
+# How IS splits the images: torch-fidelity shuffles them first (its rng seed); the released evaluation
+# splits them in their order (image seed order here). The default first.
+ISC_SPLIT_ORDERS = ("shuffled", "in-order")
+DEFAULT_ISC_SPLIT_ORDER = ISC_SPLIT_ORDERS[0]
 
 
 def _data(default):

@@ -102,6 +102,19 @@ def process_flags(monkeypatch):
     torch.backends.cudnn.benchmark = kernels[2]
 
 
+def inception_weights_with_fc(weights_path, out):
+    """`weights_path`'s network with a random, finite fc layer, written to `out`: a test stand-in for
+    weights that carry logits (the offline copy has none, so no IS)."""
+    from rdd.checkpoints import load_torch, save_torch
+
+    state = load_torch(weights_path)
+    generator = torch.Generator().manual_seed(0)
+    state["fc.weight"] = torch.randn(state["fc.weight"].shape, generator=generator) * 0.05
+    state["fc.bias"] = torch.randn(state["fc.bias"].shape, generator=generator)
+    save_torch(state, out)
+    return out
+
+
 def join_two_ranks(rank, init_file, timeout_s=None):
     """Join this spawned process, as `rank`, to a gloo group of two rendezvousing at `init_file`;
     `timeout_s`: how long a collective that the other process never joins may wait (torch's default)."""

@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import run_rdd
+from conftest import inception_weights_with_fc, run_rdd
 from rdd import checkpoints, io
 from rdd.cli import main as rdd_main
 from rdd.evaluation import evaluate
@@ -100,6 +100,25 @@ def test_pytorch_fid_input_is_chosen_with_the_reference_and_kept_by_evaluate(eva
     assert rdd_main(mixed) != 0
     assert "computed with pytorch-fid Inception input, not torch-fidelity" in capsys.readouterr().err
     assert not (evaluated / "m_mixed.json").exists()
+
+
+def test_is_splits_the_images_in_the_order_asked_for(evaluated):
+    """With weights that carry logits, `--isc-split-order in-order` gives IS of the images in their order
+    (another value than of the shuffled images), recorded with the metric."""
+    pointer = json.loads((evaluated / "ref.json").read_text())
+    weights = inception_weights_with_fc(pointer["inception"]["path"], evaluated / "with_fc.pth")
+    run_rdd("ref-stats", "--data-settings", evaluated / "data.yaml", "--limit", 20, "--out", evaluated / "ref_fc.json",
+            "--inception-weights", weights, "--cache-dir", evaluated / "cache", "--device", "cpu")
+    scores = {}
+    for order in ("shuffled", "in-order"):
+        run_rdd("evaluate", "--samples", evaluated / "s.npz", "--ref-stats", evaluated / "ref_fc.json",
+                "--out", evaluated / f"m_{order}.json", "--isc-split-order", order, "--cache-dir", evaluated / "cache",
+                "--device", "cpu")
+        record = json.loads((evaluated / f"m_{order}.json").read_text())
+        assert record["protocol"]["settings"]["isc"]["split_order"] == order
+        scores[order] = record["metrics"]
+    assert scores["in-order"]["fid"] == scores["shuffled"]["fid"]
+    assert scores["in-order"]["is_mean"] > 1 and scores["in-order"]["is_mean"] != scores["shuffled"]["is_mean"]
 
 
 def test_real_samples_are_held_out_images_scored_below_the_model(evaluated):

@@ -19,8 +19,8 @@ import pytest
 import torch
 from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
 
-from conftest import REPO
-from rdd.checkpoints import CheckpointError, load_torch, save_torch
+from conftest import REPO, inception_weights_with_fc
+from rdd.checkpoints import CheckpointError, load_torch
 from rdd.metrics.features import extract_features, pytorch_fid_input
 from rdd.io import sha256_file
 from rdd.metrics.inception import (FID_HELPER_FILE, InceptionHandle, convert_fid_helper_weights, fid_helper_file,
@@ -65,12 +65,7 @@ def handle(workdir):
 @pytest.fixture(scope="module")
 def handle_with_fc(handle, workdir):
     """The same network with a random, finite fc layer: a test stand-in for weights that carry logits."""
-    state = load_torch(handle.path)
-    generator = torch.Generator().manual_seed(0)
-    state["fc.weight"] = torch.randn(state["fc.weight"].shape, generator=generator) * 0.05
-    state["fc.bias"] = torch.randn(state["fc.bias"].shape, generator=generator)
-    save_torch(state, workdir / "with_fc.pth")
-    return resolve_inception(weights_path=workdir / "with_fc.pth")
+    return resolve_inception(weights_path=inception_weights_with_fc(handle.path, workdir / "with_fc.pth"))
 
 
 @pytest.fixture(scope="module")
@@ -392,10 +387,11 @@ def test_scores_carry_their_settings_and_report_is_unavailable(images, ref_stats
     assert "logits" in scores["unavailable"]["isc"]
 
 
-def _naive_inception_scores(logits, splits, rng_seed=2020):
-    """IS of each split of the shuffled logits, row by row."""
+def _naive_inception_scores(logits, splits, shuffle=True, rng_seed=2020):
+    """IS of each split of the logits, shuffled first or in their order, row by row."""
     n = len(logits)
-    shuffled = logits[np.random.RandomState(rng_seed).permutation(n)].astype(np.float64)
+    order = np.random.RandomState(rng_seed).permutation(n) if shuffle else np.arange(n)
+    shuffled = logits[order].astype(np.float64)
     scores = []
     for i in range(splits):
         chunk = shuffled[i * n // splits:(i + 1) * n // splits]
@@ -407,23 +403,37 @@ def _naive_inception_scores(logits, splits, rng_seed=2020):
 
 
 @pytest.mark.slow
-def test_inception_score_from_given_logits_matches_loop(features, ref_stats, handle):
-    """When logits exist, IS is torch-fidelity's: checked against a loop over shuffled splits. Its
-    sampling interval: the same loop on bootstrap resamples of the images (FID's draws), re-centred."""
+@pytest.mark.parametrize("split_order", ["shuffled", "in-order"])
+def test_inception_score_from_given_logits_matches_loop(split_order, features, ref_stats, handle):
+    """When logits exist, IS is torch-fidelity's: checked against a loop over the splits, of the shuffled
+    images or of the images in their order (the released evaluation's). Its sampling interval: the same
+    loop on bootstrap resamples of the images (FID's draws), re-centred."""
     from rdd.metrics.bootstrap import interval, resample_indices
 
+    shuffle = split_order == "shuffled"
     logits = np.random.default_rng(1).normal(size=(N, 1008)).astype(np.float32) * 3
-    scored = metrics_from_features(features["train"], logits, ref_stats, handle, isc_splits=4)
+    scored = metrics_from_features(features["train"], logits, ref_stats, handle, isc_splits=4,
+                                   isc_split_order=split_order)
     values, setting = scored["values"], scored["settings"]["is_interval"]
-    scores = _naive_inception_scores(logits, 4)
+    assert scored["settings"]["isc"]["split_order"] == split_order
+    scores = _naive_inception_scores(logits, 4, shuffle)
     assert values["isc_mean"] == pytest.approx(np.mean(scores), rel=1e-9)
     assert values["isc_std"] == pytest.approx(np.std(scores), rel=1e-6)
+    # The order matters: the other order's splits give another IS of the same images.
+    assert abs(np.mean(_naive_inception_scores(logits, 4, not shuffle)) - values["isc_mean"]) > 1e-6
     reps = setting["is_replicates"]
     assert setting["replicates"] == len(reps) == 200 and setting["seed"] == 0
-    naive = [np.mean(_naive_inception_scores(logits[resample_indices(N, rep, 0)], 4)) for rep in range(3)]
+    naive = [np.mean(_naive_inception_scores(logits[resample_indices(N, rep, 0)], 4, shuffle)) for rep in range(3)]
     assert reps[:3] == pytest.approx(naive, rel=1e-9)
     assert (values["isc_ci95_low"], values["isc_ci95_high"]) == pytest.approx(interval(values["isc_mean"], reps))
     assert values["isc_ci95_low"] < values["isc_mean"] < values["isc_ci95_high"]
+
+
+@pytest.mark.slow
+def test_an_unknown_isc_split_order_is_refused(features, ref_stats, handle):
+    logits = np.zeros((N, 1008), dtype=np.float32)
+    with pytest.raises(ValueError, match="isc_split_order must be one of shuffled, in-order, got 'random'"):
+        metrics_from_features(features["train"], logits, ref_stats, handle, isc_split_order="random")
 
 
 # --- reference statistics ------------------------------------------------------------------------------------

@@ -921,6 +921,26 @@ def test_the_inception_input_is_part_of_the_protocol():
     assert sorted(p["inception_input"] for p in protocols(table, {})) == ["pytorch-fid", "torch-fidelity"]
 
 
+def test_the_is_split_order_is_part_of_the_protocol():
+    """IS of images split in their order is another protocol than of shuffled ones; a record from before
+    the setting shuffled; a record without IS has no splits."""
+    from fixtures_report import metric_record, samples_record
+
+    found = {}
+    for method, isc in (("pd", {"splits": 10, "split_order": "in-order", "rng_seed": None}),
+                        ("rdd", {"splits": 10, "split_order": "shuffled", "rng_seed": 2020}),
+                        ("rcfd", {"splits": 10, "rng_seed": 2020}), ("real", None)):
+        record = metric_record({"method": method, "steps": 1, "seed": 0}, 30.0, samples_record(method, 1, 0, "m.pt"))
+        if isc is not None:
+            record["protocol"]["settings"]["isc"] = isc
+        found[Entry("metric", f"{method}.json", method=method, steps=1, seed=0)] = record
+    table = metrics_table(list(found), found)
+    splits = table.set_index("method")["isc_splits"]
+    assert splits.drop("real").to_dict() == {"pd": "10, in-order", "rdd": "10, shuffled", "rcfd": "10, shuffled"}
+    assert pd.isna(splits["real"])
+    assert sorted(str(p["isc_splits"]) for p in protocols(table, {})) == ["10, in-order", "10, shuffled", "—"]
+
+
 @pytest.mark.parametrize("args,expected", [
     (["build", "--manifest", "m.json", "--tables-dir", "{tmp}/file", "--out", "r.html"],
      "argument --tables-dir: {tmp}/file is a file; give a folder path"),

@@ -101,7 +101,8 @@ def test_config_readme_describes_every_key_the_schemas_allow():
 
 
 def test_config_schema_enums_are_the_librarys_lists():
-    """The schema repeats lists the library owns: the sampling precisions and the Inception inputs. (A
+    """The schema repeats lists the library owns: the sampling precisions, the Inception inputs and IS's
+    split orders. (A
     study's paper_key is checked against the paper values file itself, which a config may replace.)"""
     from conftest import REPO
     from rdd.metrics.inception import DEFAULT_INCEPTION_INPUT, INPUT_PIPELINES
@@ -111,6 +112,8 @@ def test_config_schema_enums_are_the_librarys_lists():
     assert evaluate["sampling_precision"]["enum"] == list(settings_mod.PRECISIONS)
     assert evaluate["inception_input"]["enum"] == list(settings_mod.INCEPTION_INPUTS) == list(INPUT_PIPELINES)
     assert evaluate["inception_input"]["default"] == DEFAULT_INCEPTION_INPUT
+    assert evaluate["isc_split_order"]["enum"] == list(settings_mod.ISC_SPLIT_ORDERS)
+    assert evaluate["isc_split_order"]["default"] == settings_mod.DEFAULT_ISC_SPLIT_ORDER
     assert "enum" not in study["properties"]["paper_key"]
 
 

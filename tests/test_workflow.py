@@ -70,6 +70,8 @@ def test_dry_run_tiny_preset(tmp_path):
         "ref_stats": 1, "train_classifier": 1, "train_teacher": 1, "distill": 1 + 12 + 8,
         "sample": 2 + 1 + 6 + 4, "real_samples": 1, "evaluate": 2 + 1 + 6 + 4 + 1, "memory_benchmark": 1,
         "speed_benchmark": 1, "report": 1, "report_index": 1, "all": 1, "total": 57}
+    # The default evaluation protocol (torch-fidelity's input, IS of shuffled images) leaves the options out.
+    assert "--inception-input" not in result.stdout and "--isc-split-order" not in result.stdout
     # The speed benchmark holds every core: nothing runs beside it.
     speed_job = result.stdout[result.stdout.index("rule speed_benchmark:"):]
     assert re.search(r"^\s+threads: 2$", speed_job[:speed_job.index("Shell command")], re.M)
@@ -125,6 +127,10 @@ def test_dry_run_paper_protocol(tmp_path, study):
     # every sample job's; the batch size from a file that is not a param (a change of it resamples nothing)
     assert f"sample @results/{study}/sampling_speed.args --model" in result.stdout
     assert "--net-batch 500 --precision fp32" in result.stdout
+    # Evaluated as released: pytorch-fid's Inception input (the statistics carry it to every evaluation)
+    # and IS of the images in their order.
+    assert result.stdout.count("--inception-input pytorch-fid") == 1
+    assert result.stdout.count("--isc-split-order in-order") == job_counts(result.stdout)["evaluate"]
     assert (tmp_path / f"results/{study}/sampling_speed.args").read_text() == "--batch-size=500\n"
     if study == "cifar10":
         assert teacher["train"]["batch_size"] == 256 and teacher["net"]["dropout"] == 0.1

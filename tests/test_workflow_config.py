@@ -64,6 +64,9 @@ CASES = {
     "unknown_inception_input": (tiny(evaluate={"inception_input": "clean-fid"}), None, True, "all",
                                 ["studies.tiny.evaluate.inception_input: 'clean-fid' is not allowed; "
                                  "allowed: 'torch-fidelity', 'pytorch-fid'"]),
+    "unknown_isc_split_order": (tiny(evaluate={"isc_split_order": "random"}), None, True, "all",
+                                ["studies.tiny.evaluate.isc_split_order: 'random' is not allowed; "
+                                 "allowed: 'shuffled', 'in-order'"]),
     "no_training_seed": (tiny(training_seeds=0), None, True, "all",
                          ["studies.tiny.training_seeds: 0 is less than the minimum of 1"]),
     "training_seed_too_large": (tiny(seed=2**32 - 1, training_seeds=2), None, True, "all",

@@ -17,6 +17,7 @@ from rdd.metrics import bootstrap, kid_bootstrap
 from rdd.metrics.features import default_device, extract_features
 from rdd.metrics.inception import DEFAULT_INCEPTION_INPUT, LOGITS
 from rdd.metrics.reference import NO_FEATURES_REASON, features_to_statistics
+from rdd.settings import DEFAULT_ISC_SPLIT_ORDER, ISC_SPLIT_ORDERS
 
 KID_MAX_SUBSET_SIZE = DEFAULTS["kid_subset_size"]  # 1000
 KID_SUBSETS = DEFAULTS["kid_subsets"]  # 100
@@ -60,7 +61,10 @@ def compute_metrics(gen_images, ref_stats, handle, batch_size=64, device=None, *
 
 
 def _score(features, logits, ref, ref_stats, handle, kid_subset_size=KID_MAX_SUBSET_SIZE,
-           kid_subsets=KID_SUBSETS, isc_splits=ISC_SPLITS, rng_seed=RNG_SEED, bootstrap_seed=0, device=None):
+           kid_subsets=KID_SUBSETS, isc_splits=ISC_SPLITS, isc_split_order=DEFAULT_ISC_SPLIT_ORDER, rng_seed=RNG_SEED,
+           bootstrap_seed=0, device=None):
+    if isc_split_order not in ISC_SPLIT_ORDERS:
+        raise ValueError(f"isc_split_order must be one of {', '.join(ISC_SPLIT_ORDERS)}, got {isc_split_order!r}")
     if len(features) < 2:
         raise ValueError(f"FID and KID need at least 2 generated images, got {len(features)}")
     if ref["mu"].shape[0] != features.shape[1]:
@@ -101,14 +105,16 @@ def _score(features, logits, ref, ref_stats, handle, kid_subset_size=KID_MAX_SUB
         unavailable["isc"] = handle.logits_unavailable_reason or "no logits were given"
     else:
         splits = min(isc_splits, len(logits))
-        isc = isc_features_to_metric(torch.from_numpy(logits), splits=splits, shuffle=True, rng_seed=rng_seed)
+        shuffle = isc_split_order == "shuffled"
+        isc = isc_features_to_metric(torch.from_numpy(logits), splits=splits, shuffle=shuffle, rng_seed=rng_seed)
         values["isc_mean"], values["isc_std"] = isc[KEY_METRIC_ISC_MEAN], isc[KEY_METRIC_ISC_STD]
-        settings["isc"] = {"splits": splits, "rng_seed": rng_seed, "layer": LOGITS}
+        settings["isc"] = {"splits": splits, "split_order": isc_split_order, "rng_seed": rng_seed if shuffle else None,
+                           "layer": LOGITS}
         # Its sampling interval as FID's (the std above is the spread over splits of these images).
-        is_reps = isc_replicates(logits, splits, rng_seed, seed=bootstrap_seed, device=device)
+        is_reps = isc_replicates(logits, splits, rng_seed, seed=bootstrap_seed, device=device, shuffle=shuffle)
         (values["isc_ci95_low"], values["isc_ci95_high"]), settings["is_interval"] = _interval(
             "is", values["isc_mean"], is_reps, bootstrap_seed,
-            "torch-fidelity's IS (the estimate's splits and shuffle)")
+            "torch-fidelity's IS (the estimate's splits and their order)")
 
     # values: fid, kid_mean/std, isc_mean/std and their intervals; unavailable: metric -> reason.
     return {"values": values, "unavailable": unavailable, "settings": settings,
@@ -127,13 +133,14 @@ def _interval(metric, estimate, replicates, seed, of_what, **details):
         f"{metric}_replicates": replicates.tolist()}
 
 
-def isc_replicates(logits, splits, rng_seed, replicates=bootstrap.REPLICATES, seed=0, device="cpu"):
-    """torch-fidelity's IS of bootstrap resamples of the images' logits (FID's draws for the same seed).
-    Measured on 2 CPU cores: 21 to 23 s for 200 replicates of 5,000 images (linear in N)."""
+def isc_replicates(logits, splits, rng_seed, replicates=bootstrap.REPLICATES, seed=0, device="cpu", shuffle=True):
+    """torch-fidelity's IS of bootstrap resamples of the images' logits (FID's draws for the same seed),
+    split as the estimate is. Measured on 2 CPU cores: 21 to 23 s for 200 replicates of 5,000 images
+    (linear in N)."""
     logits = torch.from_numpy(np.asarray(logits)).to(device)
     means = []
     for rep in range(replicates):
         idx = torch.from_numpy(bootstrap.resample_indices(len(logits), rep, seed)).to(device)
-        means.append(isc_features_to_metric(logits[idx], splits=splits, shuffle=True, rng_seed=rng_seed)[
+        means.append(isc_features_to_metric(logits[idx], splits=splits, shuffle=shuffle, rng_seed=rng_seed)[
             KEY_METRIC_ISC_MEAN])
     return np.array(means)

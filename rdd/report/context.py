@@ -170,7 +170,8 @@ def _sampling_text(row):
 
 
 def protocols(metrics, refstats):
-    """One row per distinct metric protocol (extractor, weights, reference and its source, sample count)."""
+    """One row per distinct metric protocol (extractor, input, weights, reference and its source, sample
+    count, IS splits)."""
     done = metrics[metrics["status"] == "done"]
     out = []
     for pid, group in done.groupby("protocol", sort=False):

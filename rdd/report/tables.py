@@ -9,14 +9,14 @@ import json
 import pandas as pd
 
 from rdd.records import METRIC_VALUES
-from rdd.settings import DEFAULT_INCEPTION_INPUT
+from rdd.settings import DEFAULT_INCEPTION_INPUT, DEFAULT_ISC_SPLIT_ORDER
 from rdd.report.errors import ReportInputError
 
 LABEL_COLUMNS = ["method", "ablation", "variant", "steps", "seed", "replicate"]  # replicate: training replicate
 # What identifies a metric's protocol apart from the seeds and steps of the cell.
 PROTOCOL_COLUMNS = ["extractor", "inception_input", "weights_source", "weights_sha256", "reference_path",
                     "reference_sha256", "reference_dataset", "reference_split", "reference_num_images",
-                    "num_generated", "kid_subset_size"]
+                    "num_generated", "kid_subset_size", "isc_splits"]
 # How the images were sampled (network batch, float32 precision; both None for real images).
 SAMPLING_COLUMNS = ["net_batch", "sampling_precision"]
 METRIC_COLUMNS = [*LABEL_COLUMNS, "status", *METRIC_VALUES, *PROTOCOL_COLUMNS, "seed_first", "seed_last",
@@ -84,11 +84,20 @@ def _metric_fields(entry, record):
         "reference_num_images": reference.get("num_images"),
         "num_generated": _get(record, "protocol.num_generated", entry),
         "kid_subset_size": _get(record, "protocol.kid_subset_size", entry, required=False),
+        "isc_splits": _isc_splits(_get(record, "protocol.settings.isc", entry, required=False)),
         "seed_first": _get(record, "protocol.seed_first", entry, required=False),
         "seed_last": _get(record, "protocol.seed_last", entry, required=False),
         **{k: _get(record, f"protocol.{k}", entry, required=False) for k in SAMPLING_COLUMNS},
         "wall_seconds": record.get("wall_seconds"),
     }
+
+
+def _isc_splits(isc):
+    """IS's splits and their order in words ("10, shuffled"), or None where the record has no IS. Records
+    written before the choice existed shuffled."""
+    if not isc:
+        return None
+    return f"{isc['splits']}, {isc.get('split_order', DEFAULT_ISC_SPLIT_ORDER)}"
 
 
 def _frame(rows, columns):
@@ -106,7 +115,7 @@ def metrics_table(entries, records):
         if entry in records:
             row.update(_metric_fields(entry, records[entry]), status="done")
         rows.append(row)
-    # Records sharing extractor, weights, reference and sample count share one protocol id.
+    # Records sharing extractor, input, weights, reference, sample count and IS splits share one protocol id.
     ids = {}
     for row in rows:
         if row["status"] == "done":

@@ -71,7 +71,7 @@ STUDIES = "|".join(PLANS)
 from rdd import layout, methods  # noqa: E402
 from rdd.launch import rdd_command  # noqa: E402
 from rdd.io import file_problem  # noqa: E402
-from rdd.settings import DEFAULT_INCEPTION_INPUT  # noqa: E402
+from rdd.settings import DEFAULT_INCEPTION_INPUT, DEFAULT_ISC_SPLIT_ORDER  # noqa: E402
 
 # Each wildcard means the same in every rule; method names come from the registry (rdd/methods.py).
 wildcard_constraints:
@@ -280,6 +280,13 @@ def metric_labels(wildcards):
 def inception_option(wildcards):
     weights = PLANS[wildcards.study].config["evaluate"]["inception_weights"]
     return shlex.join(["--inception-weights", weights]) if weights else ""
+
+
+def isc_split_order_option(wildcards):
+    """evaluate's --isc-split-order, left out at the default (the command line of results made before the
+    setting existed stays theirs, so they are not redone)."""
+    order = PLANS[wildcards.study].config["evaluate"]["isc_split_order"]
+    return "" if order == DEFAULT_ISC_SPLIT_ORDER else shlex.join(["--isc-split-order", order])
 
 
 def inception_input_option(wildcards):

@@ -60,6 +60,7 @@ rule evaluate:
     params:
         labels=metric_labels,
         inception=inception_option,
+        isc_split_order=isc_split_order_option,
         device=lambda wc: PLANS[wc.study].config["device"],
     threads: res("evaluate", "threads")
     resources:
@@ -69,7 +70,7 @@ rule evaluate:
     shell:
         "rdd_claim_gpu {resources.gpu}; "
         "python -m rdd evaluate --samples {input.samples} --ref-stats {input.ref} --out {output}"
-        " {params.inception} --device {params.device} {params.labels} > {log} 2>&1"
+        " {params.inception} {params.isc_split_order} --device {params.device} {params.labels} > {log} 2>&1"
 
 
 rule speed_benchmark:
