@@ -356,7 +356,7 @@ def test_pytorch_fid_on_exported_png_folders_gives_our_fid_with_its_input(images
 
 
 @pytest.mark.slow
-def test_the_inception_input_benchmark_writes_both_fids_of_each_set(handle, tmp_path, monkeypatch, capsys):
+def test_the_inception_input_benchmark_writes_the_fids_and_gaps_of_each_set(handle, tmp_path, monkeypatch, capsys):
     monkeypatch.syspath_prepend(str(REPO))
     from benchmarks import fid_inception_input
 
@@ -373,6 +373,14 @@ def test_the_inception_input_benchmark_writes_both_fids_of_each_set(handle, tmp_
         gap = fid["difference"]
         assert gap["estimate"] == pytest.approx(fid["pytorch-fid"] - fid["torch-fidelity"], abs=1e-9)
         assert gap["low"] < gap["estimate"] < gap["high"] and abs(gap["estimate"]) > 1e-4 * fid["torch-fidelity"]
+    # The rounding gap: the float and rounded images through pytorch-fid's own network; the held-out images
+    # are 8-bit already. Its 8-bit FID is the one our extractor gives with the same input.
+    assert set(written["rounding"]) == {"blurred", "noise std 25/255"}
+    for name, fid in written["rounding"].items():
+        assert fid["8-bit"] == pytest.approx(written["fid"][name]["pytorch-fid"], rel=1e-5)
+        gap = fid["difference"]
+        assert gap["estimate"] == pytest.approx(fid["float"] - fid["8-bit"], abs=1e-9)
+        assert gap["low"] < gap["estimate"] < gap["high"] and gap["estimate"] != 0
     assert "noise std 25/255" in capsys.readouterr().out
 
 
