@@ -102,8 +102,8 @@ def test_config_readme_describes_every_key_the_schemas_allow():
 
 def test_config_schema_enums_are_the_librarys_lists():
     """The schema repeats lists the library owns: the sampling precisions, the Inception inputs and IS's
-    split orders. (A
-    study's paper_key is checked against the paper values file itself, which a config may replace.)"""
+    split orders. (A study's paper_key is checked against the paper values file itself, which a config
+    may replace.)"""
     from conftest import REPO
     from rdd.metrics.inception import DEFAULT_INCEPTION_INPUT, INPUT_PIPELINES
 
