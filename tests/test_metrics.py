@@ -324,6 +324,34 @@ def test_torch_fidelity_on_exported_png_folders_gives_our_fid_and_kid(images, fe
 
 
 @pytest.mark.slow
+def test_torch_fidelity_on_an_exported_png_folder_gives_our_is_in_either_order(images, handle_with_fc, workdir,
+                                                                               tmp_path):
+    """torch-fidelity's whole IS pipeline (its loader, extractor and loop; weights with logits) on the
+    folder `export-images` writes gives the IS we record: shuffled, and with its --no-samples-shuffle
+    (samples_shuffle=False) in the folder's order, which is ours."""
+    import torch_fidelity
+
+    from rdd.export import write_png_folder
+
+    write_png_folder(images["train"], tmp_path / "generated")
+    ref_fc = reference_statistics(lambda: [images["test"]], {"name": "fashion_mnist"}, workdir / "ref_fc",
+                                  handle_with_fc, split="test", num_images=N, device="cpu")
+    features, logits = extract_features(images["train"], handle_with_fc, batch_size=16, device="cpu")
+    values = {}
+    for order in ("shuffled", "in-order"):
+        theirs = torch_fidelity.calculate_metrics(
+            input1=str(tmp_path / "generated"), isc=True, isc_splits=4, samples_shuffle=order == "shuffled",
+            cuda=False, feature_extractor=handle_with_fc.extractor_name,
+            feature_extractor_weights_path=handle_with_fc.path, cache=False, verbose=False, save_cpu_ram=True)
+        ours = metrics_from_features(features, logits, ref_fc, handle_with_fc, isc_splits=4,
+                                     isc_split_order=order)["values"]
+        assert ours["isc_mean"] > 1 and theirs["inception_score_mean"] == pytest.approx(ours["isc_mean"], rel=1e-5)
+        assert theirs["inception_score_std"] == pytest.approx(ours["isc_std"], rel=1e-4, abs=1e-6)
+        values[order] = ours["isc_mean"]
+    assert values["shuffled"] != pytest.approx(values["in-order"], rel=1e-6)
+
+
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:The `disp` argument is deprecated:DeprecationWarning")  # pytorch-fid's sqrtm call
 def test_pytorch_fid_on_exported_png_folders_gives_our_fid_with_its_input(images, features, ref_stats, handle,
                                                                           workdir, tmp_path, monkeypatch):
