@@ -95,13 +95,15 @@ def fid_with_replicates(features, ref):
 
 
 def gap_row(fids, first, second):
-    """{first: FID, second: FID, difference: {estimate, low, high}} of one scored set."""
+    """{first: FID, second: FID, difference: {estimate, low, high, replicates}} of one scored set."""
     gap = bootstrap.difference({"set": fids[first]}, {"set": fids[second]})
     return {first: fids[first][0], second: fids[second][0],
-            "difference": {key: gap[key] for key in ("estimate", "low", "high")}}
+            "difference": {**{key: gap[key] for key in ("estimate", "low", "high")}, "replicates": len(fids[first][1])}}
 
 
 def print_table(rows, first, second, extra=None):
+    replicates = ", ".join(str(n) for n in sorted({row["difference"]["replicates"] for row in rows.values()}))
+    print(f"(paired 95% bootstrap intervals over the scored images: {replicates} replicates, the reference fixed)")
     print(f"{'scored set':20s} {'FID ' + first:>20s} {'FID ' + second:>17s} {'difference':>11s} {'relative':>9s}"
           f"  interval")
     for name, row in rows.items():
@@ -162,8 +164,6 @@ def main():
     print(f"weights: {handle.source} {handle.path} sha256 {handle.sha256}")
     print(f"{spec}: reference the first {len(reference)} train images, scored the first {len(held_out)} test "
           f"images; device {args.device}, torch {torch.__version__}")
-    print(f"Each difference has its paired 95% bootstrap interval over the scored images "
-          f"({len(fids[name][first][1])} replicates; the reference held fixed).")
     print(f"\n1. Inception input: FID {second} - FID {first}, the same 8-bit images through our extractor")
     print_table(inputs, first, second)
     print("\n2. Rounding: FID of the samples as floats (unrounded, as the released evaluation feeds them) - FID of "

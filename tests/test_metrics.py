@@ -427,10 +427,10 @@ def _naive_inception_scores(logits, splits, shuffle=True, rng_seed=2020):
     """IS of each split of the logits, shuffled first or in their order, row by row."""
     n = len(logits)
     order = np.random.RandomState(rng_seed).permutation(n) if shuffle else np.arange(n)
-    shuffled = logits[order].astype(np.float64)
+    ordered = logits[order].astype(np.float64)
     scores = []
     for i in range(splits):
-        chunk = shuffled[i * n // splits:(i + 1) * n // splits]
+        chunk = ordered[i * n // splits:(i + 1) * n // splits]
         p = np.exp(chunk - chunk.max(1, keepdims=True))
         p /= p.sum(1, keepdims=True)
         q = p.mean(0)

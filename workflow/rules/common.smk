@@ -282,18 +282,21 @@ def inception_option(wildcards):
     return shlex.join(["--inception-weights", weights]) if weights else ""
 
 
+def _evaluate_option(wildcards, key, default):
+    """`--<key> value` for the study's evaluate.<key>, left out at the default, so that results made before
+    the setting existed keep their command line and are not redone."""
+    value = PLANS[wildcards.study].config["evaluate"][key]
+    return "" if value == default else shlex.join([f"--{key.replace('_', '-')}", value])
+
+
 def isc_split_order_option(wildcards):
-    """evaluate's --isc-split-order, left out at the default (the command line of results made before the
-    setting existed stays theirs, so they are not redone)."""
-    order = PLANS[wildcards.study].config["evaluate"]["isc_split_order"]
-    return "" if order == DEFAULT_ISC_SPLIT_ORDER else shlex.join(["--isc-split-order", order])
+    """evaluate's --isc-split-order."""
+    return _evaluate_option(wildcards, "isc_split_order", DEFAULT_ISC_SPLIT_ORDER)
 
 
 def inception_input_option(wildcards):
-    """ref-stats' --inception-input (evaluate takes the statistics' own); left out at the default, so that
-    results made before the setting existed keep their command line and are not redone."""
-    inception_input = PLANS[wildcards.study].config["evaluate"]["inception_input"]
-    return "" if inception_input == DEFAULT_INCEPTION_INPUT else shlex.join(["--inception-input", inception_input])
+    """ref-stats' --inception-input (evaluate takes the statistics' own)."""
+    return _evaluate_option(wildcards, "inception_input", DEFAULT_INCEPTION_INPUT)
 
 
 def ref_data_file(wildcards):
