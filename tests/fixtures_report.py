@@ -42,7 +42,8 @@ DDIM_STEPS = (1, 2, 4, 8, 16, 32)
 SEEDS = (0, 1)
 # Mean FID per (method, steps): DDIM falls with steps, RDD below RCFD below PD.
 FID = {
-    "ddim": {1: 287.4, 2: 161.9, 4: 88.3, 8: 52.6, 16: 38.1, 32: 31.4},
+    "ddim": {1: 287.4, 2: 161.9, 4: 88.3, 8: 52.6, 16: 38.1, 32: 31.4,
+             64: 28.9, 128: 27.6, 256: 27.0, 1024: 26.5},  # the last four for studies sampling the teacher further
     "pd": {1: 71.2, 2: 55.3, 4: 46.1, 8: 41.0},
     "rcfd": {1: 66.8, 2: 52.4, 4: 45.2, 8: 40.6},
     "rdd": {1: 61.9, 2: 49.7, 4: 43.8, 8: 40.1},
@@ -152,10 +153,10 @@ def grid_png(path, quality, count=64, nrow=8, side=32):
     Image.fromarray(canvas).save(path)
 
 
-def speed_record():
+def speed_record(ddim_steps=DDIM_STEPS):
     """The speed benchmark's record: every main model at its step count, 3 repeats, made-up rates (equal at
     one step count but for one); a timing samples 8 batches at 1 step, 1 batch from 8 steps on."""
-    cases = [(m, s) for m, steps in (("ddim", DDIM_STEPS), *((m, STEPS) for m in ("pd", "rcfd", "rdd")))
+    cases = [(m, s) for m, steps in (("ddim", ddim_steps), *((m, STEPS) for m in ("pd", "rcfd", "rdd")))
              for s in steps]
     def model(method, steps):
         return (layout.path(layout.TEACHER, study=STUDY, T=1024) if method == "ddim" else
@@ -194,7 +195,7 @@ def _run(method, ablation, variant, replicate=0):
 
 
 def make_study(root, missing=MISSING, memory=True, scale_note=SCALE_NOTE, paper_key="cifar10", title=TITLE,
-               speed=True):
+               speed=True, ddim_steps=DDIM_STEPS):
     """Write the study under `root`; returns the manifest path (relative to root)."""
     root = Path(root)
     entries = []
@@ -237,7 +238,7 @@ def make_study(root, missing=MISSING, memory=True, scale_note=SCALE_NOTE, paper_
                 min(0.9, fid / 150) + 0.05 * seed, ("grid", method, a, v, steps, seed, *trained_again), seed=seed,
                 **labels)
 
-    for steps in DDIM_STEPS:
+    for steps in ddim_steps:
         evaluated("ddim", steps, FID["ddim"][steps])
     for method in ("pd", "rcfd", "rdd"):
         for steps in STEPS:
@@ -293,7 +294,7 @@ def make_study(root, missing=MISSING, memory=True, scale_note=SCALE_NOTE, paper_
     _write_json(root / reference, reference_record())
     entries.append({"kind": "reference", "path": reference, "stage": "reference"})
     if speed:
-        _write_json(root / at(layout.SPEED_BENCHMARK), speed_record())
+        _write_json(root / at(layout.SPEED_BENCHMARK), speed_record(ddim_steps))
         entries.append({"kind": "speed_benchmark", "path": at(layout.SPEED_BENCHMARK)})
     if memory:
         _write_json(root / at(layout.MEMORY_BENCHMARK), memory_record())
@@ -308,7 +309,7 @@ def make_study(root, missing=MISSING, memory=True, scale_note=SCALE_NOTE, paper_
         "config": {"data": DATASET, "T_base": 1024, "shared_steps": 8, "final_steps": 1,
                    "teacher": {"train": {"iters": 20000}, "net": {"ch": 32}},
                    "distill": {"train": {"batch_size": 64, "lr": 5e-5}},
-                   "evaluate": {"num_samples": NUM_GENERATED, "seeds": list(SEEDS), "teacher_steps": list(DDIM_STEPS),
+                   "evaluate": {"num_samples": NUM_GENERATED, "seeds": list(SEEDS), "teacher_steps": list(ddim_steps),
                                 "student_steps": list(STEPS), "reference": {"split": "train", "limit": None}}},
         "ablations": {"loss_components": {
             "description": "Which relational terms RDD needs: CFD alone, CFD + IS-P2P, full RDD.",

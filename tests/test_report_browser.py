@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 from fixtures_report import COMMIT, STUDY, TITLE, WEIGHTS_SHA, make_study
@@ -45,6 +46,18 @@ window.addEventListener("load", () => {
   const pre = document.createElement("pre");
   pre.id = "probe-result";
   pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});
+</script>"""
+# Injected likewise: how wide the page lays out against the window.
+WIDTH_PROBE = """<script>
+window.addEventListener("load", () => {
+  const pre = document.createElement("pre");
+  pre.id = "probe-result";
+  const client = document.documentElement.clientWidth;
+  pre.textContent = JSON.stringify({scroll: document.documentElement.scrollWidth, client: client,
+    cut: [...document.querySelectorAll("table")].filter(t => t.getBoundingClientRect().right > client)
+                                                .map(t => t.id || t.className || t.rows[0].innerText.slice(0, 40))});
   document.body.appendChild(pre);
 });
 </script>"""
@@ -93,10 +106,10 @@ def built(tmp_path_factory):
     return root
 
 
-def probe(root, page):
+def probe(root, page, script=PROBE, *extra):
     copy = page.with_name(page.stem + ".probe.html")
-    copy.write_text(page.read_text().replace("<head>", "<head>" + PROBE, 1))
-    dom, _ = run_chromium(copy, root / "profile-probe", "--dump-dom")
+    copy.write_text(page.read_text().replace("<head>", "<head>" + script, 1))
+    dom, _ = run_chromium(copy, root / "profile-probe", *extra, "--dump-dom")
     match = re.search(r'<pre id="probe-result">(.*?)</pre>', dom, re.S)
     assert match, "the probe did not run: page failed to load"
     return json.loads(html.unescape(match.group(1)))
@@ -184,6 +197,25 @@ def test_index_links_the_report(built):
     assert len(summary["claims"]) == 5
     with_interval = [h for h in summary["headline"] if h["ci"]]
     assert with_interval and all(f"{h['fid']}" in dom and h["ci"] in dom for h in with_interval)
+
+
+@pytest.fixture(scope="module")
+def built_with_cifar10_steps(tmp_path_factory):
+    """The study again, its teacher sampled at the cifar10 study's step counts (a table column each)."""
+    root = tmp_path_factory.mktemp("study_cifar10_steps")
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    make_study(root, ddim_steps=tuple(config["studies"]["cifar10"]["evaluate"]["teacher_steps"]))
+    build(root)
+    return root
+
+
+@pytest.mark.parametrize("study, page", [("built", "fashion_mnist.html"), ("built", "index.html"),
+                                         ("built_with_cifar10_steps", "fashion_mnist.html")])
+def test_the_page_fits_a_window_1280_pixels_wide(request, study, page):
+    """Neither the page nor any of its tables reaches past the right edge of a laptop's window."""
+    root = request.getfixturevalue(study)
+    seen = probe(root, root / "reports" / page, WIDTH_PROBE, "--window-size=1280,900")
+    assert seen["client"] == 1280 and seen["scroll"] <= seen["client"] and seen["cut"] == [], seen
 
 
 def test_index_reads_summaries_written_before_they_kept_intervals(built, tmp_path):
