@@ -19,6 +19,7 @@ part needs pytorch-fid (the `test` extra), which reads our weights file: offline
 """
 
 import argparse
+import contextlib
 import os
 import tempfile
 import warnings
@@ -59,10 +60,11 @@ def scored_sets(images, seed=0):
             f"noise std {NOISE_STD}/255": np.clip(images + noise, 0, 255)}
 
 
-def pytorch_fid_network(weights_path, device):
-    """pytorch-fid's own InceptionV3 (pool3 features), with `weights_path` (the file it would download:
-    the same network as ours) placed where torch.hub looks before downloading."""
-    from pytorch_fid.inception import FID_WEIGHTS_URL, InceptionV3
+@contextlib.contextmanager
+def pytorch_fid_weights(weights_path):
+    """While the block runs, pytorch-fid finds `weights_path` (the file it would download: the same network
+    as ours) where torch.hub looks before downloading: a temporary hub dir, the previous one restored."""
+    from pytorch_fid.inception import FID_WEIGHTS_URL
 
     hub_before = torch.hub.get_dir()
     with tempfile.TemporaryDirectory() as hub:
@@ -70,9 +72,17 @@ def pytorch_fid_network(weights_path, device):
         os.symlink(os.path.abspath(weights_path), Path(hub) / "checkpoints" / FID_WEIGHTS_URL.rsplit("/", 1)[1])
         torch.hub.set_dir(hub)
         try:
-            model = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]])
+            yield
         finally:
             torch.hub.set_dir(hub_before)
+
+
+def pytorch_fid_network(weights_path, device):
+    """pytorch-fid's own InceptionV3 (pool3 features) with `weights_path`."""
+    from pytorch_fid.inception import InceptionV3
+
+    with pytorch_fid_weights(weights_path):
+        model = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]])
     return model.eval().to(device)
 
 

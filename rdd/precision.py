@@ -9,13 +9,12 @@ import contextlib
 
 import torch
 
-from rdd.settings import PRECISIONS
+from rdd.settings import PRECISIONS, check_choice
 
 
 def effective(precision, device):
     """What `precision` runs as on `device`: TF32 on CUDA only (the CPU computes fp32 exactly)."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    check_choice("precision", precision, PRECISIONS)
     return "tf32" if precision == "tf32" and torch.device(device).type == "cuda" else "fp32"
 
 

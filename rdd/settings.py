@@ -67,6 +67,13 @@ BOOLEAN = Kind("boolean", "true or false")
 POWER_OF_TWO = Kind("integer", "a power of two (1, 2, 4, ...)", lambda v: is_int(v) and v >= 1 and not v & (v - 1))
 
 
+def check_choice(name, value, allowed):
+    """ValueError unless `value` is one of `allowed` (one of the name tuples here), for code called
+    without the settings check (the library's functions, the command line's own options)."""
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+
+
 def one_of(*names):
     return Kind("text", "one of " + ", ".join(names), lambda v: v in names)
 

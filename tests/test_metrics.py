@@ -359,19 +359,18 @@ def test_pytorch_fid_on_exported_png_folders_gives_our_fid_with_its_input(images
     the FID we record with the "pytorch-fid" Inception input. Offline, its weights file (the same network) is
     put where torch.hub looks before downloading."""
     from pytorch_fid.fid_score import calculate_fid_given_paths
-    from pytorch_fid.inception import FID_WEIGHTS_URL
 
     from rdd.export import write_png_folder
 
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    hub_file = Path(torch.hub.get_dir()) / "checkpoints" / FID_WEIGHTS_URL.rsplit("/", 1)[1]
-    hub_file.parent.mkdir(parents=True)
-    shutil.copyfile(handle.path, hub_file)
+    monkeypatch.syspath_prepend(str(REPO))
+    from benchmarks.fid_inception_input import pytorch_fid_weights
+
     generated, reference = tmp_path / "generated", tmp_path / "reference"
     write_png_folder(images["train"], generated)
     write_png_folder(images["test"], reference)
-    theirs = calculate_fid_given_paths([str(generated), str(reference)], batch_size=16, device="cpu", dims=2048,
-                                       num_workers=0)
+    with pytorch_fid_weights(handle.path):
+        theirs = calculate_fid_given_paths([str(generated), str(reference)], batch_size=16, device="cpu",
+                                           dims=2048, num_workers=0)
 
     handle_pf = dataclasses.replace(handle, inception_input="pytorch-fid")
     ref_pf = reference_statistics(lambda: [images["test"]], {"name": "fashion_mnist"}, workdir / "ref_pf", handle_pf,

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rdd.settings import ANCHOR_MODES, ENQUEUE_MODES, WRAP_MODES
+from rdd.settings import ANCHOR_MODES, ENQUEUE_MODES, WRAP_MODES, check_choice
 
 # The modes (their names live in rdd.settings, released first).
 # How teacher vectors are taken from the map for the queue:
@@ -30,11 +30,6 @@ def _check_maps(F_student, F_teacher, name):
             f"{name} expects two [B, C, H, W] feature maps of one shape, got "
             f"{tuple(F_student.shape)} and {tuple(F_teacher.shape)}"
         )
-
-
-def _check_choice(name, value, allowed):
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
 
 
 def _pixels(feature_map):
@@ -91,7 +86,7 @@ class PixelMemory(nn.Module):
         super().__init__()
         if size < 1 or channels < 1:
             raise ValueError(f"PixelMemory needs size >= 1 and channels >= 1, got {size}, {channels}")
-        _check_choice("wrap", wrap, WRAP_MODES)
+        check_choice("wrap", wrap, WRAP_MODES)
         self.wrap = wrap
         generator = torch.Generator().manual_seed(seed)
         self.register_buffer("queue", F.normalize(torch.randn(size, channels, generator=generator), dim=1))
@@ -130,7 +125,7 @@ class PixelMemory(nn.Module):
         """The K fixed, evenly spaced slots read as anchors (see ANCHOR_MODES)."""
         if not 1 <= num_anchors <= self.size:
             raise ValueError(f"num_anchors must be in 1..{self.size} (memory size), got {num_anchors}")
-        _check_choice("anchor mode", mode, ANCHOR_MODES)
+        check_choice("anchor mode", mode, ANCHOR_MODES)
         if mode == "linspace":
             # float32 linspace then round, exactly as released (the slots depend on that rounding).
             return torch.linspace(0, self.size - 1, num_anchors).round().long().to(self.queue.device)
@@ -146,7 +141,7 @@ def teacher_vectors(unit_map, count, mode="columns", generator=None):
 
     A map with fewer than `count` candidates gives all of them (in random order).
     """
-    _check_choice("enqueue mode", mode, ENQUEUE_MODES)
+    check_choice("enqueue mode", mode, ENQUEUE_MODES)
     channels = unit_map.shape[1]
     if mode == "columns":
         candidates = unit_map.contiguous().view(channels, -1).T  # column j of the reinterpreted matrix
@@ -180,8 +175,8 @@ class MP2PLoss(nn.Module):
             )
         if contrast_temperature <= 0 or kd_temperature <= 0:
             raise ValueError("contrast_temperature and kd_temperature must be positive")
-        _check_choice("enqueue", enqueue, ENQUEUE_MODES)
-        _check_choice("anchor_slots", anchor_slots, ANCHOR_MODES)
+        check_choice("enqueue", enqueue, ENQUEUE_MODES)
+        check_choice("anchor_slots", anchor_slots, ANCHOR_MODES)
         self.channels = channels
         self.num_anchors = num_anchors
         self.enqueue_per_step = enqueue_per_step

@@ -21,7 +21,7 @@ from torch_fidelity.utils import create_feature_extractor
 from rdd.checkpoints import CheckpointError, load_torch, save_torch
 from rdd.io import file_hexdigest, file_problem, sha256_file
 from rdd.metrics.torchscript_state import read_state_dict
-from rdd.settings import DEFAULT_INCEPTION_INPUT, INCEPTION_INPUTS
+from rdd.settings import DEFAULT_INCEPTION_INPUT, INCEPTION_INPUTS, check_choice
 
 EXTRACTOR_NAME = "inception-v3-compat"
 POOL3 = "2048"
@@ -46,8 +46,7 @@ NO_LOGITS_REASON = (
 
 def check_inception_input(name):
     """`name` if it is one of INCEPTION_INPUTS, else ValueError."""
-    if name not in INCEPTION_INPUTS:
-        raise ValueError(f"inception_input must be one of {', '.join(INCEPTION_INPUTS)}, got {name!r}")
+    check_choice("inception_input", name, INCEPTION_INPUTS)
     return name
 
 

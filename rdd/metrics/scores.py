@@ -17,7 +17,7 @@ from rdd.metrics import bootstrap, kid_bootstrap
 from rdd.metrics.features import default_device, extract_features
 from rdd.metrics.inception import DEFAULT_INCEPTION_INPUT, LOGITS
 from rdd.metrics.reference import NO_FEATURES_REASON, features_to_statistics
-from rdd.settings import DEFAULT_ISC_SPLIT_ORDER, ISC_SPLIT_ORDERS
+from rdd.settings import DEFAULT_ISC_SPLIT_ORDER, ISC_SPLIT_ORDERS, check_choice
 
 KID_MAX_SUBSET_SIZE = DEFAULTS["kid_subset_size"]  # 1000
 KID_SUBSETS = DEFAULTS["kid_subsets"]  # 100
@@ -63,8 +63,7 @@ def compute_metrics(gen_images, ref_stats, handle, batch_size=64, device=None, *
 def _score(features, logits, ref, ref_stats, handle, kid_subset_size=KID_MAX_SUBSET_SIZE,
            kid_subsets=KID_SUBSETS, isc_splits=ISC_SPLITS, isc_split_order=DEFAULT_ISC_SPLIT_ORDER, rng_seed=RNG_SEED,
            bootstrap_seed=0, device=None):
-    if isc_split_order not in ISC_SPLIT_ORDERS:
-        raise ValueError(f"isc_split_order must be one of {', '.join(ISC_SPLIT_ORDERS)}, got {isc_split_order!r}")
+    check_choice("isc_split_order", isc_split_order, ISC_SPLIT_ORDERS)
     if len(features) < 2:
         raise ValueError(f"FID and KID need at least 2 generated images, got {len(features)}")
     if ref["mu"].shape[0] != features.shape[1]:
