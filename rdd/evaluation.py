@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from rdd import checkpoints, io, records
-from rdd.data import check_first_images, iter_uint8_batches, normalize_spec
+from rdd.data import check_first_images, image_identity, iter_uint8_batches, normalize_spec
 from rdd.metrics.inception import DEFAULT_INCEPTION_INPUT, InceptionHandle, resolve_inception
 from rdd.metrics.reference import RefStats, reference_statistics, user_statistics
 from rdd.metrics.scores import compute_metrics
@@ -18,7 +18,6 @@ from rdd.provenance import environment_record
 from rdd.samples_file import read_samples, read_samples_record
 from rdd.settings import DEFAULT_ISC_SPLIT_ORDER
 
-DATASET_IDENTITY = ("name", "image_size", "channels", "resize")
 # What evaluate reads of a record written by compute_reference.
 REFERENCE_POINTER_KEYS = ("path", "sha256", "record", "inception")
 
@@ -30,7 +29,7 @@ def compute_reference(data_spec, split, out, *, limit=None, inception_weights=No
     check_first_images(spec, split, limit)
     handle = resolve_inception(inception_weights, cache_dir=Path(cache_dir) / "inception",
                                inception_input=inception_input)
-    identity = {k: spec[k] for k in DATASET_IDENTITY if k in spec}
+    identity = image_identity(spec)
     stats = reference_statistics(
         lambda: iter_uint8_batches(spec, split, batch_size=256, limit=limit), identity,
         Path(cache_dir) / "refstats", handle, split=split, num_images=limit,

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from PIL import Image
 
 from conftest import inception_weights_with_fc, run_rdd
 from rdd import checkpoints, io
 from rdd.cli import main as rdd_main
-from rdd.evaluation import evaluate
+from rdd.evaluation import compute_reference, evaluate
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +60,32 @@ def test_reference_statistics_are_reused(evaluated):
             "--cache-dir", evaluated / "cache", "--device", "cpu")
     assert json.loads((evaluated / "ref2.json").read_text())["path"] == stats_file
     assert (open(stats_file, "rb").read(), os.stat(stats_file).st_mtime_ns) == before
+
+
+def test_statistics_of_an_image_folder_belong_to_its_images(evaluated, tmp_path):
+    """Another folder with the same spec, or this one after an image was replaced, gets statistics of
+    its own; the same folder again reuses its file."""
+    rng = np.random.default_rng(0)
+
+    def write_images(root, low):
+        root.mkdir(exist_ok=True)
+        for i in range(8):
+            Image.fromarray(rng.integers(low, low + 128, (16, 16, 3), dtype=np.uint8)).save(root / f"{i}.png")
+        return root
+
+    def reference(root, name):
+        compute_reference({"name": "folder", "root": str(root), "image_size": 16}, "train", tmp_path / name,
+                          cache_dir=evaluated / "cache", batch_size=8, device="cpu")
+        return json.loads((tmp_path / name).read_text())
+
+    first = reference(write_images(tmp_path / "a", 0), "a.json")
+    assert reference(tmp_path / "a", "again.json")["path"] == first["path"]
+    other = reference(write_images(tmp_path / "b", 128), "b.json")
+    assert (other["path"], other["sha256"]) != (first["path"], first["sha256"])
+    assert other["dataset"]["root"] == str((tmp_path / "b").resolve()) and other["dataset"]["files"] == 8
+    Image.fromarray(np.full((16, 16, 3), 255, np.uint8)).save(tmp_path / "a" / "0.png")
+    edited = reference(tmp_path / "a", "edited.json")
+    assert (edited["path"], edited["sha256"]) != (first["path"], first["sha256"])
 
 
 def test_user_statistics_without_features_give_fid_but_no_kid(evaluated):

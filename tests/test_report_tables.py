@@ -22,7 +22,7 @@ from rdd.metrics import bootstrap
 from rdd.provenance import environment_record
 from rdd.report import claims
 from rdd.report import summary as summary_module
-from rdd.report.context import _reference_source, _stage_totals, ablation_tables, protocols
+from rdd.report.context import _reference_source, _stage_totals, ablation_tables, dataset_text, protocols
 from rdd.report.errors import ReportInputError
 from rdd.report.manifest import Entry, load_manifest
 from rdd.report.paper import DEFAULT_PATH as DEFAULT_PAPER_PATH, load_paper_values
@@ -901,6 +901,24 @@ def test_protocol_table_says_how_the_images_were_sampled():
     [protocol] = protocols(metrics_table(list(found), found), {})
     assert protocol["sampling"] == ("network batch 16, fp32; network batch 16, precision not recorded; "
                                     "real images (no network)")
+    # The real-data row's records have 0 steps: no step count of a network.
+    assert protocol["steps"] == "1; real images"
+    assert protocol["reference_dataset_text"] == "fashion_mnist, 32x32, 1 channel, resize: pad"
+
+
+@pytest.mark.parametrize("dataset,expected", [
+    ({"name": "cifar10", "image_size": 32, "channels": 3, "resize": "resize"},
+     "cifar10, 32x32, 3 channels, resize: resize"),
+    ({"name": "folder", "image_size": 16, "channels": 1, "resize": "pad", "root": "/d", "files": 8,
+      "listing_sha256": "ab"}, "folder, 16x16, 1 channel, resize: pad, files: 8, listing_sha256: ab, root: /d"),
+    ({"name": "cifar10", "image_size": 32}, '{"image_size": 32, "name": "cifar10"}'),  # not an identity: as it is
+    (None, None), ("—", "—"),
+])
+def test_the_reference_dataset_reads_in_words(dataset, expected):
+    """The protocol table names the reference's images in words (the tables keep the JSON); a dataset
+    field that is no dataset identity (a user-supplied file's, an unknown record's) stays as it is."""
+    as_table = json.dumps(dataset, sort_keys=True) if isinstance(dataset, dict) else dataset
+    assert dataset_text(as_table) == expected
 
 
 def test_the_inception_input_is_part_of_the_protocol():

@@ -15,7 +15,8 @@ _MODULE_OF = {
     "CHANNEL_STATS": "normalization", "input_norm": "normalization", "normalize_input": "normalization",
     "from_uint8": "quantize", "to_uint8": "quantize",
     "DATASETS": "registry", "DEFAULTS": "registry", "check_available": "registry", "check_first_images": "registry",
-    "dataset_defaults": "registry", "normalize_spec": "registry", "num_classes": "registry",
+    "dataset_defaults": "registry", "image_identity": "registry", "normalize_spec": "registry",
+    "num_classes": "registry",
     "hflip_decision": "transforms",
 }
 __all__ = sorted(_MODULE_OF)

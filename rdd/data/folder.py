@@ -6,6 +6,7 @@ images deeper down belong to their first-level folder; images lying directly in
 root are an error).
 """
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,20 @@ def scan(spec):
     classes = sorted(set(first))
     index = {c: i for i, c in enumerate(classes)}
     return paths, np.array([index[c] for c in first], dtype=np.int64), classes
+
+
+def content_key(spec):
+    """What names the folder's images beyond the spec: its resolved path and a digest of its listing
+    (every image's relative path, size and modification time), so that statistics computed from one
+    folder are never reused for another, or for this one after an image was added, removed or edited."""
+    root = Path(spec["root"]).resolve()
+    listing = hashlib.sha256()
+    count = 0
+    for path in sorted(_images(root), key=lambda p: p.relative_to(root).as_posix()):
+        stat = path.stat()
+        listing.update(f"{path.relative_to(root).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        count += 1
+    return {"root": str(root), "files": count, "listing_sha256": listing.hexdigest()}
 
 
 def check(spec, splits):

@@ -34,6 +34,9 @@ class DatasetEntry:
     splits: tuple
     channels: tuple  # allowed values of spec["channels"]
     native_size: Optional[int]  # fixed source resolution, None when images vary
+    # content_key(spec) -> dict: what names the images beyond IMAGE_IDENTITY ({} for a published dataset,
+    # whose name does)
+    content_key: Callable = lambda spec: {}
 
 
 DATASETS = {
@@ -45,8 +48,12 @@ DATASETS = {
     "imagenet64": DatasetEntry(imagenet64.ImageNet64Source, imagenet64.check,
                                lambda spec: imagenet64.NUM_CLASSES, ("train", "test"), (3,),
                                imagenet64.NATIVE_SIZE),
-    "folder": DatasetEntry(folder.FolderSource, folder.check, folder.num_classes, ("train",), (1, 3), None),
+    "folder": DatasetEntry(folder.FolderSource, folder.check, folder.num_classes, ("train",), (1, 3), None,
+                           folder.content_key),
 }
+# The spec keys that decide a split's images as the metrics read them (not where the files lie, nor
+# training's flips or labels).
+IMAGE_IDENTITY = ("name", "image_size", "channels", "resize")
 
 _CHOICES = {"resize": ("pad", "resize"), "labels": ("none", "subfolders")}
 
@@ -120,6 +127,13 @@ def check_first_images(spec, split, limit):
     if limit is not None and limit > (held := len(source(normalize_spec(spec), split))):
         raise ValueError(f"limit: {limit:,} images asked of the {split} split of {spec['name']}, which holds "
                          f"{held:,}")
+
+
+def image_identity(spec):
+    """What identifies the images of a spec, for the reference statistics' cache key and record: the
+    IMAGE_IDENTITY keys and the dataset's content key."""
+    spec = normalize_spec(spec)
+    return {**{k: spec[k] for k in IMAGE_IDENTITY}, **_entry(spec).content_key(spec)}
 
 
 def num_classes(spec):

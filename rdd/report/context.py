@@ -6,6 +6,7 @@ from collections import Counter
 import pandas as pd
 
 from rdd import methods
+from rdd.data.registry import IMAGE_IDENTITY
 from rdd.report import claims, plots
 from rdd.report.training_protocol import training_protocol
 from rdd.report.summary import (METRICS, cell, comparison_table, ddim_speedups, format_cell, speed_summary,
@@ -169,6 +170,29 @@ def _sampling_text(row):
     return f"network batch {int(row['net_batch'])}, {precision_text(row['sampling_precision'])}"
 
 
+def dataset_text(dataset):
+    """A reference's dataset identity (the JSON of the tables) in words: "cifar10, 32x32, 3 channels,
+    resize: resize", then any other key of it (a folder's root and listing); a user-supplied reference's
+    name, or anything unexpected, as it is."""
+    try:
+        spec = json.loads(dataset)
+    except (TypeError, ValueError):
+        return dataset
+    if not isinstance(spec, dict) or not set(IMAGE_IDENTITY) <= set(spec):
+        return dataset
+    size, channels = spec.pop("image_size"), spec.pop("channels")
+    words = [spec.pop("name"), f"{size}x{size}", f"{channels} channel{'s' * (channels != 1)}",
+             f"resize: {spec.pop('resize')}"]
+    return ", ".join(words + [f"{key}: {value}" for key, value in spec.items()])
+
+
+def _steps_text(group):
+    """The step counts of a protocol's records; the real-data row's 0 steps in words."""
+    floor = group["method"].isin(methods.floor_names())
+    steps = [str(s) for s in sorted(group.loc[~floor, "steps"].unique())]
+    return "; ".join(filter(None, [", ".join(steps), "real images" if floor.any() else ""]))
+
+
 def protocols(metrics, refstats):
     """One row per distinct metric protocol (extractor, input, weights, reference and its source, sample
     count, IS splits)."""
@@ -178,7 +202,8 @@ def protocols(metrics, refstats):
         first = group.iloc[0]
         out.append({"id": pid, **{c: _plain(first[c]) for c in PROTOCOL_COLUMNS}, "records": len(group),
                     "reference_source": _reference_source(first["reference_sha256"], refstats),
-                    "steps": ", ".join(str(s) for s in sorted(group["steps"].unique())),
+                    "reference_dataset_text": dataset_text(first["reference_dataset"]),
+                    "steps": _steps_text(group),
                     "sampling": "; ".join(sorted({_sampling_text(row) for _, row in group.iterrows()})),
                     "seeds": ", ".join(sorted({f"{int(a)}–{int(b)}" for a, b in
                                                zip(group["seed_first"], group["seed_last"])
