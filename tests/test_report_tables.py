@@ -115,7 +115,9 @@ def test_one_evaluation_shows_its_sampling_interval_of_each_metric():
     for metric, (low, high) in {"fid": (58.0, 62.5), "kid": (0.058, 0.0625), "is": (4.8, 5.3)}.items():
         assert row[f"{metric}_ci_kind"] == "sampling"
         assert (row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]) == (low, high)
-    assert format_cell(row, "is")["ci"] == "sampling 95% CI [4.80, 5.30]"
+    shown = format_cell(row, "is")
+    assert (shown["ci"], shown["ci_name"], shown["ci_bounds"]) == ("sampling 95% CI [4.80, 5.30]", "sampling 95% CI",
+                                                                   "[4.80, 5.30]")
 
 
 def test_summary_mean_and_std_match_a_naive_computation():

@@ -163,7 +163,10 @@ def format_cell(row, metric):
         seeds += f", {done}{'' if done == trained else f' of {trained}'} training seeds"
     ci_low, ci_high = row[f"{metric}_ci_low"] * scale, row[f"{metric}_ci_high"] * scale
     kind = row.get(f"{metric}_ci_kind")
-    ci = f"{CI_PREFIX.get(kind, '')}95% CI [{ci_low:.2f}, {ci_high:.2f}]" if _finite(ci_low) else ""
+    ci_name = ci_bounds = ""
+    if _finite(ci_low):  # name and bounds apart too, so that a narrow cell breaks between them only
+        ci_name, ci_bounds = f"{CI_PREFIX.get(kind, '')}95% CI", f"[{ci_low:.2f}, {ci_high:.2f}]"
+    ci = f"{ci_name} {ci_bounds}".strip()
     how = CI_HOW.get(kind, "")
     if _finite(row.get(f"{metric}_training_sd")):
         how += f"; training-seed sd {row[f'{metric}_training_sd'] * scale:.2f}"
@@ -174,7 +177,8 @@ def format_cell(row, metric):
              f"image seeds {', '.join(row['seed_ranges']) or 'not recorded'}; "
              + ("no network" if real else f"{row['steps']} step{'' if row['steps'] == 1 else 's'}"))
     return {"state": "partial" if n < n_expected else "done", "text": f"{mean:.2f}",
-            "spread": f"± {std:.2f}" if _finite(std) else "", "ci": ci, "seeds": seeds, "title": title,
+            "spread": f"± {std:.2f}" if _finite(std) else "", "ci": ci, "ci_name": ci_name, "ci_bounds": ci_bounds,
+            "seeds": seeds, "title": title,
             "protocols": row["protocols"], "mean": mean}
 
 
