@@ -104,7 +104,8 @@ def cmd_distill(args):
     from rdd.train.runner import run_training
     authors_net = json.loads(args.authors_net) if args.authors_net else None
     build = make_build_stage(args.teacher, args.classifier, authors_net)
-    run_training("distill", user_settings(args, "distill"), args.out, args.resume_dir, build)
+    run_training("distill", user_settings(args, "distill"), args.out, args.resume_dir, build,
+                 inputs={"teacher": args.teacher, "classifier": args.classifier})
 
 
 def cmd_sample(args):

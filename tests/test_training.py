@@ -135,6 +135,32 @@ def test_resume_state_of_other_settings_is_set_aside(teacher, tiny, tmp_path):
     assert list((tmp_path / "resume").glob("resume.pt.stale-*"))
 
 
+def test_a_round_whose_teacher_changed_starts_afresh(teacher, tiny, tmp_path):
+    """A round's resume state belongs to its teacher's content: with a teacher retrained under the same
+    path (here: its weights perturbed), rerunning the round trains a new student, not resumes (or, at
+    its last step, re-exports) the old teacher's."""
+    from rdd import io
+
+    path = tmp_path / "teacher.pt"
+    payload = checkpoints.load_torch(teacher)
+    checkpoints.save_torch(payload, path)
+    args = ["distill", "--settings", tiny["distill"], "--set", "method=pd", "--teacher", path,
+            "--out", tmp_path / "s.pt", "--resume-dir", tmp_path / "resume"]
+    run_rdd(*args)
+    first = checkpoints.load_torch(tmp_path / "s.pt")["state_dict"]
+    run_rdd(*args)  # the same teacher: the finished state is reused, the same student exported
+    assert all(torch.equal(v, first[k]) for k, v in checkpoints.load_torch(tmp_path / "s.pt")["state_dict"].items())
+    assert not list((tmp_path / "resume").glob("resume.pt.stale-*"))
+
+    payload["state_dict"] = {k: v + 0.01 if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
+    checkpoints.save_torch(payload, path)
+    run_rdd(*args)
+    assert list((tmp_path / "resume").glob("resume.pt.stale-*"))
+    again = checkpoints.load_torch(tmp_path / "s.pt")["state_dict"]
+    assert not all(torch.equal(v, first[k]) for k, v in again.items())
+    assert read_record(tmp_path / "s.pt")["inputs_sha256"] == {"teacher": io.sha256_file(path)}
+
+
 def test_two_process_torchrun_round(teacher, classifier, tiny, tmp_path):
     out = tmp_path / "student.pt"
     proc = subprocess.run(

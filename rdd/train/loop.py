@@ -10,8 +10,8 @@ loss, so that the curves and a stage's final loss are not one batch's noise.
 Resume state (all modules, optimisers, the step, the current row's running sums) is written
 atomically every `checkpoint_every` steps, on SIGTERM or SIGINT, and when loading a batch fails on
 any process (a loader worker killed, an unreadable image), to a folder kept apart from the exported
-model. A run started again with the same settings continues from it, on any number of processes;
-state written for other settings is set aside.
+model. A run started again with the same settings and inputs (rdd.train.runner.resume_digest)
+continues from it, on any number of processes; state written for others is set aside.
 """
 
 import hashlib
@@ -157,7 +157,8 @@ def load_resume(stage, path, digest, log):
         # starts afresh rather than fail, and the damaged file is kept for a look.
         return _set_aside(path, f"corrupt-{int(time.time())}", f"cannot be read ({exc})", log)
     if state.get("settings_digest") != digest:
-        return _set_aside(path, f"stale-{state.get('settings_digest')}", "was written for other settings", log)
+        return _set_aside(path, f"stale-{state.get('settings_digest')}", "was written for other settings or inputs",
+                          log)
     for k, m in stage.modules.items():
         m.load_state_dict(state["modules"][k])
     for k, o in stage.optimizers.items():
