@@ -128,7 +128,7 @@ def save_resume(stage, window, path, step, digest):
     if not dist.is_main():
         return
     checkpoints.save_torch({
-        "settings_digest": digest, "step": step,
+        "digest": digest, "step": step,
         "modules": {k: m.state_dict() for k, m in stage.modules.items()},
         "optimizers": {k: o.state_dict() for k, o in stage.optimizers.items()},
         "loss_window": window.state_dict(),
@@ -156,9 +156,8 @@ def load_resume(stage, path, digest, log):
         # Writes are atomic, so this is damage from outside (a full disk, a copy cut short): the run
         # starts afresh rather than fail, and the damaged file is kept for a look.
         return _set_aside(path, f"corrupt-{int(time.time())}", f"cannot be read ({exc})", log)
-    if state.get("settings_digest") != digest:
-        return _set_aside(path, f"stale-{state.get('settings_digest')}", "was written for other settings or inputs",
-                          log)
+    if state.get("digest") != digest:
+        return _set_aside(path, f"stale-{state.get('digest')}", "was written for other settings or inputs", log)
     for k, m in stage.modules.items():
         m.load_state_dict(state["modules"][k])
     for k, o in stage.optimizers.items():
