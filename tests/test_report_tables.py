@@ -525,12 +525,18 @@ def test_reference_source_is_read_through_the_workflow_pointer():
     assert _reference_source("def", refstats) == "no reference-statistics record with this sha256 in the manifest"
 
 
-def test_log_log_slope_matches_a_naive_least_squares():
+def test_log_log_slope_and_its_interval_match_a_naive_least_squares():
     xs, ys = [8, 16, 32, 64], [3.0e6, 5.5e6, 1.2e7, 2.3e7]
     lx, ly = [math.log(x) for x in xs], [math.log(y) for y in ys]
     mx, my = sum(lx) / 4, sum(ly) / 4
-    naive = sum((a - mx) * (b - my) for a, b in zip(lx, ly)) / sum((a - mx) ** 2 for a in lx)
-    assert claims.log_log_slope(xs, ys) == pytest.approx(naive)
+    sxx = sum((a - mx) ** 2 for a in lx)
+    naive = sum((a - mx) * (b - my) for a, b in zip(lx, ly)) / sxx
+    residuals = [b - my - naive * (a - mx) for a, b in zip(lx, ly)]
+    t_975_2df = 4.302652729911275  # Student's t table: 97.5% quantile at 2 degrees of freedom
+    half = t_975_2df * math.sqrt(sum(r * r for r in residuals) / 2 / sxx)
+    slope, half_width = claims.log_log_slope(xs, ys)
+    assert (slope, half_width) == (pytest.approx(naive), pytest.approx(half))
+    assert claims.log_log_slope(xs[:2], ys[:2])[1] is None  # two points: a line, no interval
 
 
 def test_memory_claim_from_a_benchmark_record(tmp_path):
@@ -548,8 +554,12 @@ def test_memory_claim_from_a_benchmark_record(tmp_path):
                 "m_p2p": [{"peak_bytes": m_p2p(b)} for b in batches]}}
 
     linear = claims.memory_claim(entry, record(lambda b: 1e6 * b), PAPER)
-    assert linear["verdict"] == "holds" and "slope 1.00" in linear["measured"] and "IS-P2P slope 2.00" in linear["measured"]
+    assert linear["verdict"] == "holds"
+    assert "slope 1.00 [1.00, 1.00]" in linear["measured"] and "IS-P2P slope 2.00 [2.00, 2.00]" in linear["measured"]
     assert claims.memory_claim(entry, record(lambda b: 1e4 * b * b), PAPER)["verdict"] == "does not hold"
+    # Slope 1.1 on average, but the points stray from one line: its interval reaches past 1.2.
+    scattered = claims.memory_claim(entry, record(lambda b: 1e6 * b ** 1.1 * (1.6 if b == 16 else 1.0)), PAPER)
+    assert scattered["verdict"] == "inconclusive", scattered["measured"]
     with pytest.raises(ReportInputError, match="memory.json"):
         claims.memory_claim(entry, {"batch_sweep": {"batch": batches}}, PAPER)
 

@@ -31,7 +31,7 @@ INTERVAL_CAVEAT = "the intervals hold the sampling noise of the images only (eac
 TRAINING_CAVEAT = ("the intervals hold the sampling noise of the images and the training noise over {seeds} "
                    "training seeds per method{paired}")
 PAIRED_TRAINING = ", each difference paired on the training seeds"
-MEMORY_SLOPE_TOLERANCE = 0.2  # M-P2P memory counts as linear in the batch when its log-log slope is 1 ± this
+MEMORY_SLOPE_TOLERANCE = 0.2  # M-P2P memory is linear in the batch when its log-log slope's interval is in 1 ± this
 MEMORY_HELP = ("no memory benchmark in this run (the workflow runs none where evaluate.memory_benchmark is null); "
                "benchmarks/bench_relational_memory.py measures it, and its JSON record, listed in the manifest as "
                "a memory_benchmark entry, fills this row")
@@ -208,9 +208,20 @@ def every_step_claim(summary, paper, replicates=None):
     return _claim(paper, "every_step_count", verdict, measured, detail)
 
 
-def log_log_slope(xs, ys):
-    """Least-squares slope of log(y) against log(x)."""
-    return float(np.polyfit(np.log(np.asarray(xs, float)), np.log(np.asarray(ys, float)), 1)[0])
+def log_log_slope(xs, ys, level=bootstrap.LEVEL):
+    """Least-squares slope of log(y) against log(x), and the half width of its t interval (None with
+    fewer than 3 points): how far the points stray from one straight line, each batch measured once."""
+    lx, ly = np.log(np.asarray(xs, float)), np.log(np.asarray(ys, float))
+    slope, intercept = np.polyfit(lx, ly, 1)
+    if len(lx) < 3:
+        return float(slope), None
+    residual_var = float(np.sum((ly - (slope * lx + intercept)) ** 2)) / (len(lx) - 2)
+    se = math.sqrt(residual_var / float(np.sum((lx - lx.mean()) ** 2)))
+    return float(slope), float(stats.t.ppf(0.5 + level / 2.0, len(lx) - 2)) * se
+
+
+def _slope_text(slope, half):
+    return f"{slope:.2f}" + (f" [{slope - half:.2f}, {slope + half:.2f}]" if half is not None else "")
 
 
 def memory_sweep(record, path):
@@ -228,7 +239,8 @@ def memory_sweep(record, path):
 
 
 def memory_claim(entry, record, paper):
-    """M-P2P's memory grows linearly in the batch: log-log slope of its peak memory within 1 ± 0.2."""
+    """M-P2P's memory grows linearly in the batch: the 95% interval of the log-log slope of its peak memory
+    within 1 ± 0.2."""
     if entry is None:
         return _claim(paper, "memory_linear", NOT_RUN, "—", MEMORY_HELP)
     if record is None:
@@ -239,15 +251,24 @@ def memory_claim(entry, record, paper):
     if len(measured_m) < 3:
         return _claim(paper, "memory_linear", NOT_RUN, f"{len(measured_m)} measured batch sizes",
                       "fewer than 3 measured batch sizes: no slope")
-    slope_m = log_log_slope(*zip(*measured_m))
-    is_text = (f"; IS-P2P slope {log_log_slope(*zip(*measured_is)):.2f} (quadratic would be 2)"
+    slope_m, half_m = log_log_slope(*zip(*measured_m))
+    is_text = (f"; IS-P2P slope {_slope_text(*log_log_slope(*zip(*measured_is)))} (quadratic would be 2)"
                if len(measured_is) >= 2 else "; IS-P2P: too few measured cases")
     device = record.get("device", "unknown device")
     measured = (f"M-P2P peak memory vs batch ({', '.join(str(b) for b, _ in measured_m)}) on {device}: "
-                f"log-log slope {slope_m:.2f}{is_text}")
-    verdict = HOLDS if abs(slope_m - 1) <= MEMORY_SLOPE_TOLERANCE else FAILS
+                f"log-log slope {_slope_text(slope_m, half_m)}{is_text}")
+    # The verdict takes the slope's whole 95% interval: inside 1 ± tolerance, or wholly outside it.
+    low, high = slope_m - half_m, slope_m + half_m
+    if 1 - MEMORY_SLOPE_TOLERANCE <= low and high <= 1 + MEMORY_SLOPE_TOLERANCE:
+        verdict = HOLDS
+    elif high < 1 - MEMORY_SLOPE_TOLERANCE or low > 1 + MEMORY_SLOPE_TOLERANCE:
+        verdict = FAILS
+    else:
+        verdict = INCONCLUSIVE
     return _claim(paper, "memory_linear", verdict, measured,
-                  f"linear means a log-log slope of 1 ± {MEMORY_SLOPE_TOLERANCE} (benchmark record {entry.path})")
+                  f"linear means a log-log slope of 1 ± {MEMORY_SLOPE_TOLERANCE}; in brackets, the slope's 95% "
+                  "interval from the points' scatter about one line, each batch size measured once "
+                  f"(benchmark record {entry.path})")
 
 
 def _speedup_verdict(low, high, claimed, small_scale, provisional):
