@@ -109,6 +109,10 @@ CASES = [
      "unlabelled ones (dataset 'folder', labels: none)"),
     (setting(CLASSIFIER, "data.name=folder", "data.root={tmp}/images"),
      "setting 'data': the classifier needs labelled images; the data settings give unlabelled ones"),
+    # ... and a test split, before any training (in the workflow: before the teacher starts)
+    (setting(CLASSIFIER, "data.name=folder", "data.root={tmp}/classes", "data.labels=subfolders"),
+     "setting 'data': the classifier measures its accuracy on the test split (and `train.select: best_test` keeps "
+     "the best epoch's weights by it), which dataset 'folder' does not have (splits: train)"),
     (setting(DISTILL, "train.iters=0", "tau=-1", "memory_size=0"),
      "'train.iters' must be an integer >= 1, got 0; setting 'tau' must be a number > 0, got -1; "
      "setting 'memory_size' must be an integer >= 1, got 0"),
@@ -261,6 +265,9 @@ def bad_files(tmp_path_factory):
     os.mkfifo(folder / "fifo.yaml")  # reading it would block: it must be refused unread
     (folder / "images").mkdir()  # an unlabelled image folder
     Image.new("RGB", (8, 8)).save(folder / "images" / "0.png")
+    for label in ("a", "b"):  # a labelled one: a class per sub-folder
+        (folder / "classes" / label).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(folder / "classes" / label / "0.png")
     torch.save({"state_dict": {"w": torch.zeros(1000)}}, folder / "whole.pt")
     data = (folder / "whole.pt").read_bytes()
     (folder / "truncated.pt").write_bytes(data[:len(data) // 2])
