@@ -91,6 +91,15 @@ def max_over_ranks(value):
     return int(total.item())
 
 
+def from_main(value):
+    """Rank 0's `value` (a small picklable object) on every rank (itself for one process)."""
+    if not dist.is_initialized():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0, device=_reduce_device())
+    return box[0]
+
+
 def average_gradients(parameters):
     """All-reduce-average the gradients of modules that DDP does not wrap."""
     if not dist.is_initialized():

@@ -77,12 +77,18 @@ def _train_and_export(command, settings, device, out, resume_dir, build_stage, i
                             seed=settings["seed"])
     torch.manual_seed(settings["seed"])  # the same initial weights on every rank and every run
     stage, extra_record = build_stage(settings, device, dataset)  # checks and loads the input files
-    inputs_sha256 = {name: io.sha256_file(path) for name, path in inputs.items() if path is not None}
+    # Rank 0 reads the inputs and the images' listing; every rank takes its digest, so that all of them
+    # resume or none does (a folder's resolved path and file times may differ between nodes' copies).
+    inputs_sha256 = digest = None
+    if dist.is_main():
+        inputs_sha256 = {name: io.sha256_file(path) for name, path in inputs.items() if path is not None}
+        digest = resume_digest(settings, inputs_sha256)
+    digest = dist.from_main(digest)
     train = settings["train"]
     started = time.time()
     payload, rows, seconds = loop.run(
         stage, dataset, iters=train_steps(train, len(dataset)), batch_size=train["batch_size"],
-        seed=settings["seed"], resume_dir=resume_dir, digest=resume_digest(settings, inputs_sha256),
+        seed=settings["seed"], resume_dir=resume_dir, digest=digest,
         checkpoint_every=train["checkpoint_every"], log_every=train["log_every"], drop_last=drop_last(train),
         loader_options=speed_settings.loader_options(settings["speed"], device), log=log)
     if dist.is_main():
