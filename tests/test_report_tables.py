@@ -557,7 +557,7 @@ def test_memory_claim_from_a_benchmark_record(tmp_path):
     assert linear["verdict"] == "holds"
     assert "slope 1.00 [1.00, 1.00]" in linear["measured"] and "IS-P2P slope 2.00 [2.00, 2.00]" in linear["measured"]
     assert claims.memory_claim(entry, record(lambda b: 1e4 * b * b), PAPER)["verdict"] == "does not hold"
-    # Slope 1.1 on average, but the points stray from one line: its interval reaches past 1.2.
+    # A slope of 1.03, inside 1 ± 0.2, from points that stray from one line: its interval reaches past both ends.
     scattered = claims.memory_claim(entry, record(lambda b: 1e6 * b ** 1.1 * (1.6 if b == 16 else 1.0)), PAPER)
     assert scattered["verdict"] == "inconclusive", scattered["measured"]
     with pytest.raises(ReportInputError, match="memory.json"):
