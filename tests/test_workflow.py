@@ -427,6 +427,31 @@ def test_rerun_does_only_what_changed(tiny_run):
 
 
 @pytest.mark.slow
+def test_a_round_after_a_retrained_teacher_trains_afresh(tiny_run, tmp_path):
+    """Snakemake reruns a round whose teacher file changed (here: rewritten with other weights, as a
+    retrained teacher is); the round trains a new student from it, not re-export the old one from its
+    finished resume state (which every round did while that state named only its settings)."""
+    from rdd import checkpoints
+
+    workdir = tmp_path / "tiny"
+    source = tiny_run["workdir"]
+    shutil.copytree(source, workdir, ignore=shutil.ignore_patterns("cache"))  # copy2: file times kept
+    (workdir / "cache").symlink_to(source / "cache")
+    teacher = workdir / "results/tiny/models/teacher/teacher_8.pt"
+    student = "results/tiny/models/pd/chain/student_4.pt"
+    before = (workdir / student).read_bytes()
+    payload = checkpoints.load_torch(teacher)
+    payload["state_dict"] = {k: v + 0.01 if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
+    checkpoints.save_torch(payload, teacher)
+    rerun = run_snakemake(workdir, student, "--cores", "2", "--configfile", TINY, tiny_run["overlay"])
+    assert rerun.returncode == 0, rerun.stdout[-3000:]
+    assert job_counts(rerun.stdout) == {"distill": 1, "total": 1}
+    log = (workdir / "logs" / student).with_suffix(".log").read_text()
+    assert "was written for other settings or inputs" in log and "already at step" not in log, log[-2000:]
+    assert (workdir / student).read_bytes() != before
+
+
+@pytest.mark.slow
 def test_speed_settings_reach_every_training_job_and_rerun_nothing(tiny_run):
     """The study's speed settings go to one file that each training job reads after its stage's own
     settings file, and the sampling batch size to one that each sample job reads: every record holds
