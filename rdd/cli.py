@@ -103,9 +103,9 @@ def cmd_distill(args):
     from rdd.train.round import make_build_stage
     from rdd.train.runner import run_training
     authors_net = json.loads(args.authors_net) if args.authors_net else None
-    build = make_build_stage(args.teacher, args.classifier, authors_net)
-    run_training("distill", user_settings(args, "distill"), args.out, args.resume_dir, build,
-                 inputs={"teacher": args.teacher, "classifier": args.classifier})
+    inputs = {"teacher": args.teacher, "classifier": args.classifier}  # the round's files, named once
+    build = make_build_stage(inputs["teacher"], inputs["classifier"], authors_net)
+    run_training("distill", user_settings(args, "distill"), args.out, args.resume_dir, build, inputs=inputs)
 
 
 def cmd_sample(args):

@@ -21,10 +21,15 @@ def _images(root):
     return (p for p in Path(root).rglob("*") if p.suffix.lower() in EXTENSIONS and p.is_file())
 
 
+def _sorted_images(root):
+    """Every image under `root`, in sorted relative-path order (the dataset's order)."""
+    return sorted(_images(root), key=lambda p: p.relative_to(root).as_posix())
+
+
 def scan(spec):
     """(paths, labels, class names) of the folder, in sorted relative-path order."""
     root = Path(spec["root"])
-    paths = sorted(_images(root), key=lambda p: p.relative_to(root).as_posix())
+    paths = _sorted_images(root)
     if spec["labels"] == "none":
         return paths, np.full(len(paths), -1, dtype=np.int64), []
     loose = [p for p in paths if p.parent == root]
@@ -44,7 +49,7 @@ def content_key(spec):
     root = Path(spec["root"]).resolve()
     listing = hashlib.sha256()
     count = 0
-    for path in sorted(_images(root), key=lambda p: p.relative_to(root).as_posix()):
+    for path in _sorted_images(root):
         stat = path.stat()
         listing.update(f"{path.relative_to(root).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
         count += 1
