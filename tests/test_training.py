@@ -135,6 +135,40 @@ def test_resume_state_of_other_settings_is_set_aside(teacher, tiny, tmp_path):
     assert list((tmp_path / "resume").glob("resume.pt.stale-*"))
 
 
+def test_settings_changed_and_changed_back_take_up_their_own_state(teacher, tiny, tmp_path, capsys):
+    """A setting edited and then reverted trains nothing twice: the state set aside for the edit's
+    settings comes back, with its curve rows (not the other run's), and exports the same student."""
+    args = ["distill", "--settings", tiny["distill"], "--set", "method=pd", "--teacher", teacher,
+            "--out", tmp_path / "s.pt", "--resume-dir", tmp_path / "resume"]
+    run_rdd(*args)
+    first = checkpoints.load_torch(tmp_path / "s.pt")["state_dict"]
+    first_curves = (tmp_path / "s.curves.csv").read_text()
+    run_rdd(*args, "--set", "train.lr=1e-4")
+    assert (tmp_path / "s.curves.csv").read_text() != first_curves
+    capsys.readouterr()
+    run_rdd(*args)
+    log = capsys.readouterr().out
+    assert "set aside earlier, was written for these settings and inputs; moved back" in log, log
+    assert "resume state is already at step 4 of 4" in log, log
+    again = checkpoints.load_torch(tmp_path / "s.pt")["state_dict"]
+    assert all(torch.equal(v, first[k]) for k, v in again.items())
+    assert (tmp_path / "s.curves.csv").read_text() == first_curves
+    assert len(list((tmp_path / "resume").glob("resume.pt.stale-*"))) == 1  # the edited run's, aside
+
+
+def test_a_resume_state_without_its_curve_rows_takes_them_from_the_folder(teacher, tiny, tmp_path):
+    """States written before they kept their curve rows (the previous stop's) still resume."""
+    args = ["distill", "--settings", tiny["distill"], "--set", "method=pd", "--teacher", teacher,
+            "--out", tmp_path / "s.pt", "--resume-dir", tmp_path / "resume"]
+    run_rdd(*args)
+    curves = (tmp_path / "s.curves.csv").read_text()
+    state = _resume_state(tmp_path / "resume")
+    del state["curves"]
+    checkpoints.save_torch(state, tmp_path / "resume" / "resume.pt")
+    run_rdd(*args)
+    assert (tmp_path / "s.curves.csv").read_text() == curves
+
+
 def test_a_round_whose_teacher_changed_starts_afresh(teacher, tiny, tmp_path):
     """A round's resume state belongs to its teacher's content: with a teacher retrained under the same
     path (here: its weights perturbed), rerunning the round trains a new student, not resumes (or, at

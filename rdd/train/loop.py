@@ -7,11 +7,12 @@ rank, step), so a step's noise does not depend on what ran before it.
 Each loss-curve row is the mean over the steps since the previous row of every process's batch
 loss, so that the curves and a stage's final loss are not one batch's noise.
 
-Resume state (all modules, optimisers, the step, the current row's running sums) is written
+Resume state (all modules, optimisers, the step, the current row's running sums, the curve rows) is written
 atomically every `checkpoint_every` steps, on SIGTERM or SIGINT, and when loading a batch fails on
 any process (a loader worker killed, an unreadable image), to a folder kept apart from the exported
 model. A run started again with the same settings and inputs (rdd.train.runner.resume_digest)
-continues from it, on any number of processes; state written for others is set aside.
+continues from it, on any number of processes; state written for others is set aside under its
+digest and comes back when they do.
 """
 
 import hashlib
@@ -124,7 +125,7 @@ class _LossWindow:
         return {"steps": self.steps, "sums": dict(self.sums)}
 
 
-def save_resume(stage, window, path, step, digest):
+def save_resume(stage, window, curves, path, step, digest):
     if not dist.is_main():
         return
     checkpoints.save_torch({
@@ -132,51 +133,82 @@ def save_resume(stage, window, path, step, digest):
         "modules": {k: m.state_dict() for k, m in stage.modules.items()},
         "optimizers": {k: o.state_dict() for k, o in stage.optimizers.items()},
         "loss_window": window.state_dict(),
+        "curves": curves.rows_to(step),
     }, path)
 
 
 def _set_aside(path, suffix, why, log):
-    """Move the resume state at `path` to `<path>.<suffix>`, unloaded; the run starts at step 0."""
+    """Move the resume state at `path` to `<path>.<suffix>`, unloaded (rank 0 only)."""
     moved = path.with_name(f"{path.name}.{suffix}")
-    if dist.is_main():
-        path.replace(moved)
-    log(f"resume state {path} {why}; moved to {moved}, starting afresh")
-    return 0, _LossWindow()
+    path.replace(moved)
+    log(f"resume state {path} {why}; moved to {moved}")
+
+
+def _readable(path, log):
+    """The state at `path`, or None once a damaged one is set aside: writes are atomic, so damage comes
+    from outside (a full disk, a copy cut short); the run goes on without it and the file is kept for
+    a look."""
+    try:
+        return checkpoints.load_torch(path)
+    except checkpoints.CheckpointError as exc:
+        _set_aside(path, f"corrupt-{int(time.time())}", f"cannot be read ({exc})", log)
+        return None
+
+
+def _arrange_resume(path, digest, log):
+    """Rank 0's part of resuming: afterwards `path` holds a readable state written for `digest`, or
+    nothing. A state of other settings or inputs is set aside under its digest, and one set aside
+    earlier under `digest` comes back, so that settings changed and changed back lose no training."""
+    if path.exists():
+        state = _readable(path, log)
+        if state is not None and state.get("digest") == digest:
+            return
+        if state is not None:
+            _set_aside(path, f"stale-{state.get('digest')}", "was written for other settings or inputs", log)
+    earlier = path.with_name(f"{path.name}.stale-{digest}")
+    if earlier.exists():
+        earlier.replace(path)
+        log(f"resume state {earlier}, set aside earlier, was written for these settings and inputs; moved back")
+        if _readable(path, log) is not None:
+            return
+    log(f"no resume state for these settings and inputs in {path.parent}: starting afresh")
 
 
 def load_resume(stage, path, digest, log):
-    """Restore the state at `path`; return its step and loss window (0 and an empty window when there
-    is none for these settings)."""
+    """Restore the state for `digest` (see _arrange_resume); return its step, loss window and curve rows
+    (0, an empty window and no rows when there is none)."""
     path = Path(path)
+    if dist.is_main():
+        _arrange_resume(path, digest, log)
+    dist.barrier()  # every process reads what rank 0 left
     if not path.exists():
-        return 0, _LossWindow()
-    try:
-        state = checkpoints.load_torch(path)
-    except checkpoints.CheckpointError as exc:
-        # Writes are atomic, so this is damage from outside (a full disk, a copy cut short): the run
-        # starts afresh rather than fail, and the damaged file is kept for a look.
-        return _set_aside(path, f"corrupt-{int(time.time())}", f"cannot be read ({exc})", log)
-    if state.get("digest") != digest:
-        return _set_aside(path, f"stale-{state.get('digest')}", "was written for other settings or inputs", log)
+        return 0, _LossWindow(), []
+    state = checkpoints.load_torch(path)
     for k, m in stage.modules.items():
         m.load_state_dict(state["modules"][k])
     for k, o in stage.optimizers.items():
         o.load_state_dict(state["optimizers"][k])
     log(f"resumed from {path} at step {state['step']}")
-    return state["step"], _LossWindow(state.get("loss_window"))
+    rows = state.get("curves")
+    if rows is None:  # a state written before states kept their rows: the folder's file holds them
+        old = path.parent / "curves.jsonl"
+        lines = old.read_text().splitlines() if old.exists() else []
+        rows = [r for r in map(json.loads, lines) if r["step"] <= state["step"]]
+    return state["step"], _LossWindow(state.get("loss_window")), rows
 
 
 class _Curves:
-    """Loss-curve rows every `log_every` steps, appended to a JSON-lines file in the resume folder."""
+    """Loss-curve rows every `log_every` steps, appended to a JSON-lines file in the resume folder (read
+    live); the resume state keeps the rows up to its step, so the file is rewritten from them on resume."""
 
-    def __init__(self, path, start_step):
+    def __init__(self, path, rows):
         self.path = Path(path)
-        rows = []
-        if self.path.exists() and start_step > 0:
-            rows = [r for r in map(json.loads, self.path.read_text().splitlines()) if r["step"] <= start_step]
         if dist.is_main():
             io.write_bytes("".join(json.dumps(r) + "\n" for r in rows).encode(), self.path)
-        self.rows = rows
+        self.rows = list(rows)
+
+    def rows_to(self, step):
+        return [r for r in self.rows if r["step"] <= step]
 
     def append(self, row):
         self.rows.append(row)
@@ -233,8 +265,8 @@ def run(stage, dataset, *, iters, batch_size, seed, resume_dir, digest, checkpoi
     return (export payload, curve rows, seconds trained)."""
     resume_dir = Path(resume_dir)
     resume_path = resume_dir / "resume.pt"
-    start, window = load_resume(stage, resume_path, digest, log)
-    curves = _Curves(resume_dir / "curves.jsonl", start)
+    start, window, rows = load_resume(stage, resume_path, digest, log)
+    curves = _Curves(resume_dir / "curves.jsonl", rows)
     sampler = StepBatchSampler(len(dataset), batch_size, seed, start, iters, dist.rank(), dist.world_size(),
                                drop_last)
     # The loader's own generator: creating an iterator must not draw from the global
@@ -249,7 +281,7 @@ def run(stage, dataset, *, iters, batch_size, seed, resume_dir, digest, checkpoi
 
     def stop(verdict, step, load_error):
         # Between steps the state is whole (a failure inside a step may leave it half-updated: never saved).
-        save_resume(stage, window, resume_path, done, digest)
+        save_resume(stage, window, curves, resume_path, done, digest)
         dist.barrier()  # saved before any process exits (torchrun then ends the others)
         if verdict == LOAD_FAILED:
             where = "" if load_error else " on another process"
@@ -281,7 +313,7 @@ def run(stage, dataset, *, iters, batch_size, seed, resume_dir, digest, checkpoi
                     f" ({rate:.2f} it/s, eta {(iters - done) / rate / 60:.1f} min)")
                 timed_from, timed_steps = now, 0
             if done % checkpoint_every == 0 or done == iters:
-                save_resume(stage, window, resume_path, done, digest)
+                save_resume(stage, window, curves, resume_path, done, digest)
     finally:
         terminate.restore()
     return stage.export(), curves.rows, time.perf_counter() - t0
