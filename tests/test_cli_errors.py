@@ -113,6 +113,10 @@ CASES = [
     (setting(CLASSIFIER, "data.name=folder", "data.root={tmp}/classes", "data.labels=subfolders"),
      "setting 'data': the classifier measures its accuracy on the test split (and `train.select: best_test` keeps "
      "the best epoch's weights by it), which dataset 'folder' does not have (splits: train)"),
+    # ... that holds images: a held-out fraction too small for a folder of two images
+    (setting(CLASSIFIER, "data.name=folder", "data.root={tmp}/classes", "data.labels=subfolders",
+             "data.test_fraction=0.01", "train.input_norm=minus1_1"),
+     "test_fraction: 0.01 leaves the test split of {tmp}/classes empty (it holds 2 images); choose another fraction"),
     (setting(DISTILL, "train.iters=0", "tau=-1", "memory_size=0"),
      "'train.iters' must be an integer >= 1, got 0; setting 'tau' must be a number > 0, got -1; "
      "setting 'memory_size' must be an integer >= 1, got 0"),

@@ -1,6 +1,7 @@
 """Dataset layer on real images in the real file formats (Fashion-MNIST from Debian, foolbox's CIFAR-10 and ImageNet samples)."""
 
 import gzip
+import hashlib
 import json
 import pickle
 import re
@@ -17,7 +18,7 @@ import rdd.data.fashion_mnist
 from fixtures_data import CIFAR10_NAMES, read_rgb, samples, write_cifar10, write_imagenet64
 from rdd.data import (
     DATASETS, DEFAULTS, DatasetMissingError, build_dataset, check_available, dataset_defaults, from_uint8,
-    hflip_decision, iter_uint8_batches, normalize_spec, num_classes, to_uint8,
+    hflip_decision, image_identity, iter_uint8_batches, normalize_spec, num_classes, split_names, to_uint8,
 )
 
 DEBIAN = rdd.data.fashion_mnist.SYSTEM_DIR
@@ -107,6 +108,11 @@ def test_defaults_are_complete_and_json_serialisable():
     ({"name": "fashion_mnist", "hflip": "yes"}, "hflip", "true or false"),
     ({"name": "folder"}, "root", "non-empty path"),
     ({"name": "folder", "root": "x", "labels": "dirs"}, "labels", "none, subfolders"),
+    ({"name": "folder", "root": "x", "test_fraction": 1}, "test_fraction", "up to, not including, 1"),
+    ({"name": "folder", "root": "x", "test_fraction": -0.1}, "test_fraction", "from 0"),
+    ({"name": "folder", "root": "x", "test_fraction": "0.1"}, "test_fraction", "a number"),
+    ({"name": "folder", "root": "x", "test_fraction": True}, "test_fraction", "a number"),
+    ({"name": "cifar10", "test_fraction": 0.1}, "test_fraction", "allowed keys"),
 ])
 def test_bad_specs_name_the_key_and_what_is_allowed(spec, key, allowed):
     with pytest.raises(ValueError) as err:
@@ -347,6 +353,33 @@ def test_folder_unlabelled_and_by_subfolder(class_folder, cifar_png):
         assert CIFAR10_NAMES[int(p.stem.split("_")[-1])] == p.parent.name
     grey = all_images({**spec, "channels": 1}, "train", limit=3)
     assert np.array_equal(grey[..., 0], np.stack([np.asarray(Image.open(p).convert("L")) for p in paths[:3]]))
+
+
+def test_a_folder_holds_out_a_test_split_by_each_images_path(class_folder, tmp_path):
+    """test_fraction splits the folder by a hash of each image's relative path: the two splits partition
+    it, each image's side is the naive hash rule's, and an image added elsewhere moves no other."""
+    spec = {"name": "folder", "root": str(class_folder), "labels": "subfolders", "test_fraction": 0.3}
+    relative = sorted(p.relative_to(class_folder).as_posix() for p in class_folder.rglob("*.png"))
+    naive_test = [r for r in relative if int(hashlib.sha256(r.encode()).hexdigest()[:16], 16) / 16**16 < 0.3]
+    assert 0 < len(naive_test) < len(relative)
+    assert split_names(spec) == ("train", "test") and split_names({**spec, "test_fraction": 0}) == ("train",)
+    sides = {split: build_dataset(spec, split) for split in ("train", "test")}
+    listed = {split: [p.relative_to(class_folder).as_posix() for p in ds.source.paths] for split, ds in sides.items()}
+    assert listed["test"] == naive_test and listed["train"] == [r for r in relative if r not in naive_test]
+    classes = sorted({r.split("/")[0] for r in relative})  # numbered alike in both splits
+    for split, ds in sides.items():
+        assert [classes[i] for i in ds.labels] == [r.split("/")[0] for r in listed[split]]
+    check_available(spec)  # both splits hold images
+    # Held-out images carry their split in the images' identity (statistics, resume); none: as before.
+    assert image_identity(spec)["test_fraction"] == 0.3 and "test_fraction" not in image_identity(
+        {**spec, "test_fraction": 0})
+    (class_folder / "zz_new").mkdir()
+    (class_folder / "zz_new" / "x.png").write_bytes((class_folder / relative[0]).read_bytes())
+    moved = [p.relative_to(class_folder).as_posix() for p in build_dataset(spec, "test").source.paths]
+    assert [r for r in moved if not r.startswith("zz_new/")] == naive_test
+    with pytest.raises(ValueError, match=rf"test_fraction: 1e-09 leaves the test split of {class_folder} empty "
+                                         r"\(it holds 21 images\)"):
+        check_available({**spec, "test_fraction": 1e-9})
 
 
 def test_folder_mixed_formats_and_sizes(tmp_path):

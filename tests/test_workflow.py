@@ -15,6 +15,7 @@ from pathlib import PurePosixPath
 
 import pytest
 import yaml
+from PIL import Image
 
 from fixtures_workflow import (REPO, job_counts, lint_findings, run_snakemake, snakemake_command,
                                snakemake_env, write_yaml)
@@ -212,6 +213,28 @@ def test_authors_classifier_replaces_the_classifier_training(tmp_path):
     # Every feature round reads their file: RCFD's and RDD's two rounds per training seed, the loss
     # ablation's two lines per training seed.
     assert result.stdout.count("--classifier ") == result.stdout.count(f"--classifier {theirs}") == (2 + 2 + 4) * 2
+
+
+def test_an_image_folder_with_a_held_out_split_plans_the_classifier_and_the_real_row(tmp_path):
+    """A study on a folder of class sub-folders trains its own classifier and scores held-out images once
+    `test_fraction` gives it a test split; without one the plan stops before any job, naming the way out."""
+    for i in range(120):  # the tiny preset's reference statistics take 64 training images
+        path = tmp_path / "images" / f"class{i % 2}" / f"{i}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("L", (16, 16), color=i * 2).save(path)
+    data = {"name": "folder", "root": str(tmp_path / "images"), "labels": "subfolders"}
+    study = {"data": data, "classifier": {"train": {"input_norm": "minus1_1"}}}
+    overlay = write_yaml(tmp_path / "folder.yaml", {"studies": {"tiny": study}})
+    result = run_snakemake(tmp_path, "all", "-n", "--cores", "2", "--configfile", TINY, overlay)
+    assert result.returncode != 0 and "a folder holds images out as a test split with `test_fraction`" in " ".join(
+        result.stdout.split()), result.stdout[-3000:]
+    data["test_fraction"] = 0.3
+    overlay = write_yaml(tmp_path / "folder.yaml", {"studies": {"tiny": study}})
+    result = run_snakemake(tmp_path, "all", "-n", "--cores", "2", "--configfile", TINY, overlay)
+    assert result.returncode == 0, result.stdout[-3000:]
+    counts = job_counts(result.stdout)
+    assert counts["train_classifier"] == counts["real_samples"] == counts["ref_stats"] == 1
+    assert "python -m rdd real-samples" in result.stdout and "--split test " in result.stdout
 
 
 def test_lint_has_only_the_explained_finding(tmp_path):

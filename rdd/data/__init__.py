@@ -16,7 +16,7 @@ _MODULE_OF = {
     "from_uint8": "quantize", "to_uint8": "quantize",
     "DATASETS": "registry", "DEFAULTS": "registry", "check_available": "registry", "check_first_images": "registry",
     "dataset_defaults": "registry", "image_identity": "registry", "normalize_spec": "registry",
-    "num_classes": "registry",
+    "num_classes": "registry", "split_names": "registry",
     "hflip_decision": "transforms",
 }
 __all__ = sorted(_MODULE_OF)

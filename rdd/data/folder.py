@@ -1,9 +1,14 @@
-"""Any folder of images (png, jpg, jpeg, webp; searched recursively), one split: "train".
+"""Any folder of images (png, jpg, jpeg, webp; searched recursively): split "train", and with
+test_fraction > 0 a held-out split "test" too.
 
 labels: "none" gives every image label -1. labels: "subfolders" makes each
 first-level sub-folder of root a class (classes numbered in sorted name order;
 images deeper down belong to their first-level folder; images lying directly in
 root are an error).
+
+test_fraction: each image is held out or not by a hash of its relative path (the
+fraction of the hash range below test_fraction), so an image keeps its split when
+others are added or removed, and no listing order or seed enters.
 """
 
 import hashlib
@@ -26,20 +31,37 @@ def _sorted_images(root):
     return sorted(_images(root), key=lambda p: p.relative_to(root).as_posix())
 
 
-def scan(spec):
-    """(paths, labels, class names) of the folder, in sorted relative-path order."""
+def splits(spec):
+    """The folder's split names: "test" only when test_fraction holds images out."""
+    return ("train", "test") if spec["test_fraction"] > 0 else ("train",)
+
+
+def _held_out(relative, test_fraction):
+    """Whether the image at relative path `relative` (posix) is in the test split."""
+    digest = hashlib.sha256(relative.encode()).digest()
+    return int.from_bytes(digest[:8], "big") < test_fraction * 2**64
+
+
+def _in_split(root, split, test_fraction):
+    """The predicate on paths under `root` of the images of `split`."""
+    return lambda path: _held_out(path.relative_to(root).as_posix(), test_fraction) == (split == "test")
+
+
+def scan(spec, split="train"):
+    """(paths, labels, class names) of the split's images, in sorted relative-path order; the class
+    names are those of the whole folder, so both splits number them alike."""
     root = Path(spec["root"])
-    paths = _sorted_images(root)
+    everything = _sorted_images(root)
+    paths = list(filter(_in_split(root, split, spec["test_fraction"]), everything))
     if spec["labels"] == "none":
         return paths, np.full(len(paths), -1, dtype=np.int64), []
-    loose = [p for p in paths if p.parent == root]
+    loose = [p for p in everything if p.parent == root]
     if loose:
         raise ValueError(f"labels: subfolders needs every image in a class sub-folder of {root}; "
                          f"{len(loose)} lie directly in it, e.g. {loose[0]}")
-    first = [p.relative_to(root).parts[0] for p in paths]
-    classes = sorted(set(first))
+    classes = sorted({p.relative_to(root).parts[0] for p in everything})
     index = {c: i for i, c in enumerate(classes)}
-    return paths, np.array([index[c] for c in first], dtype=np.int64), classes
+    return paths, np.array([index[p.relative_to(root).parts[0]] for p in paths], dtype=np.int64), classes
 
 
 def content_key(spec):
@@ -53,16 +75,23 @@ def content_key(spec):
         stat = path.stat()
         listing.update(f"{path.relative_to(root).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
         count += 1
-    return {"root": str(root), "files": count, "listing_sha256": listing.hexdigest()}
+    key = {"root": str(root), "files": count, "listing_sha256": listing.hexdigest()}
+    if spec["test_fraction"] > 0:  # keys without a held-out split stay as they were (cached statistics)
+        key["test_fraction"] = spec["test_fraction"]
+    return key
 
 
 def check(spec, splits):
-    """Raise DatasetMissingError unless root holds at least one image."""
+    """Raise DatasetMissingError unless root holds an image, and ValueError unless each of `splits` does."""
     root = Path(spec["root"])
     if not root.is_dir() or next(_images(root), None) is None:
         how = (f"put image files ({', '.join(EXTENSIONS)}) under {root}"
                + (", one sub-folder per class" if spec["labels"] == "subfolders" else ""))
         raise missing_error("folder", [f"{root} (recursively: {', '.join('*' + e for e in EXTENSIONS)})"], how)
+    for split in splits:
+        if next(filter(_in_split(root, split, spec["test_fraction"]), _images(root)), None) is None:
+            raise ValueError(f"test_fraction: {spec['test_fraction']} leaves the {split} split of {root} empty "
+                             f"(it holds {sum(1 for _ in _images(root))} images); choose another fraction")
 
 
 def num_classes(spec):
@@ -78,7 +107,7 @@ class FolderSource:
 
     def __init__(self, spec, split):
         check(spec, [split])
-        self.paths, self.labels, self.classes = scan(spec)
+        self.paths, self.labels, self.classes = scan(spec, split)
         self.mode = "L" if spec["channels"] == 1 else "RGB"
         self.pad_to = spec["image_size"] if spec["resize"] == "pad" else None
 

@@ -20,7 +20,7 @@ DEFAULTS = {
     "imagenet64": {"name": "imagenet64", "root": "data/imagenet64", "image_size": 64, "channels": 3,
                    "resize": "resize", "hflip": True},
     "folder": {"name": "folder", "root": None, "image_size": 32, "channels": 3,
-               "resize": "resize", "hflip": False, "labels": "none"},
+               "resize": "resize", "hflip": False, "labels": "none", "test_fraction": 0.0},
 }
 
 
@@ -31,7 +31,7 @@ class DatasetEntry:
     source: type  # source(spec, split): len, .labels, .read(start, stop)
     check: Callable  # check(spec, splits) raises DatasetMissingError
     num_classes: Callable  # num_classes(spec) -> int, 0 when unlabelled
-    splits: tuple
+    splits: Callable  # splits(spec) -> tuple of split names
     channels: tuple  # allowed values of spec["channels"]
     native_size: Optional[int]  # fixed source resolution, None when images vary
     # content_key(spec) -> dict: what names the images beyond IMAGE_IDENTITY ({} for a published dataset,
@@ -39,16 +39,20 @@ class DatasetEntry:
     content_key: Callable = lambda spec: {}
 
 
+def _train_and_test(spec):
+    return ("train", "test")
+
+
 DATASETS = {
     "fashion_mnist": DatasetEntry(fashion_mnist.FashionMNISTSource, fashion_mnist.check,
-                                  lambda spec: fashion_mnist.NUM_CLASSES, ("train", "test"), (1, 3),
+                                  lambda spec: fashion_mnist.NUM_CLASSES, _train_and_test, (1, 3),
                                   fashion_mnist.NATIVE_SIZE),
     "cifar10": DatasetEntry(cifar10.CIFAR10Source, cifar10.check, lambda spec: cifar10.NUM_CLASSES,
-                            ("train", "test"), (3,), cifar10.NATIVE_SIZE),
+                            _train_and_test, (3,), cifar10.NATIVE_SIZE),
     "imagenet64": DatasetEntry(imagenet64.ImageNet64Source, imagenet64.check,
-                               lambda spec: imagenet64.NUM_CLASSES, ("train", "test"), (3,),
+                               lambda spec: imagenet64.NUM_CLASSES, _train_and_test, (3,),
                                imagenet64.NATIVE_SIZE),
-    "folder": DatasetEntry(folder.FolderSource, folder.check, folder.num_classes, ("train",), (1, 3), None,
+    "folder": DatasetEntry(folder.FolderSource, folder.check, folder.num_classes, folder.splits, (1, 3), None,
                            folder.content_key),
 }
 # The spec keys that decide a split's images as the metrics read them (not where the files lie, nor
@@ -94,16 +98,25 @@ def normalize_spec(spec):
     for key, allowed in _CHOICES.items():
         if key in full and full[key] not in allowed:
             raise _bad(key, full[key], f"allowed: {', '.join(allowed)}")
+    fraction = full.get("test_fraction", 0.0)
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction < 1:
+        raise _bad("test_fraction", fraction, "it must be a number from 0 (no test split) up to, not including, 1")
     if full["resize"] == "pad" and entry.native_size and size < entry.native_size:
         raise _bad("image_size", size, f"resize: pad needs at least the native {entry.native_size}; "
                                        "use resize: resize to shrink")
     return full
 
 
+def split_names(spec):
+    """The split names of the dataset of `spec` ("train" first)."""
+    spec = normalize_spec(spec)
+    return DATASETS[spec["name"]].splits(spec)
+
+
 def _entry(spec, split=None):
     entry = DATASETS[spec["name"]]
-    if split is not None and split not in entry.splits:
-        raise ValueError(f"split: {split!r} is not a split of {spec['name']}; allowed: {', '.join(entry.splits)}")
+    if split is not None and split not in (allowed := entry.splits(spec)):
+        raise ValueError(f"split: {split!r} is not a split of {spec['name']}; allowed: {', '.join(allowed)}")
     return entry
 
 
@@ -114,7 +127,7 @@ def check_available(spec, splits=None):
     """
     spec = normalize_spec(spec)
     entry = _entry(spec)
-    splits = entry.splits if splits is None else tuple(splits)
+    splits = entry.splits(spec) if splits is None else tuple(splits)
     for split in splits:
         _entry(spec, split)
     entry.check(spec, splits)

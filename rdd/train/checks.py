@@ -7,7 +7,7 @@ workflow's plan.
 
 from rdd import methods
 from rdd.data.normalization import input_norm
-from rdd.data.registry import DATASETS, num_classes
+from rdd.data.registry import num_classes, split_names
 from rdd.nets.configs import check_unet, classifier_config
 
 
@@ -49,12 +49,13 @@ def check_classifier(settings):
     data = settings["data"]
     if not num_classes(data):
         raise _unlabelled(data, "setting 'data': the classifier")
-    if "test" not in (splits := DATASETS[data["name"]].splits):
+    if "test" not in (splits := split_names(data)):
         # Checked here, not when the job starts: in the workflow the teacher would be training by then.
         raise ValueError(f"setting 'data': the classifier measures its accuracy on the test split (and "
                          f"`train.select: best_test` keeps the best epoch's weights by it), which dataset "
-                         f"{data['name']!r} does not have (splits: {', '.join(splits)}); in the workflow, a "
-                         "study can take a trained classifier instead (authors_checkpoints.classifier)")
+                         f"{data['name']!r} does not have (splits: {', '.join(splits)}); a folder holds images "
+                         "out as a test split with `test_fraction`, and in the workflow a study can take a "
+                         "trained classifier instead (authors_checkpoints.classifier)")
     try:
         classifier_config(**classifier_kwargs(settings))
     except (TypeError, ValueError) as exc:

@@ -15,7 +15,7 @@ import yaml
 from configcheck import ConfigError
 from rdd import layout, methods, seeds, settings as rdd_settings
 from rdd.settings import deep_merge  # noqa: F401 (studyplan.deep_merge)
-from rdd.data import DATASETS, normalize_spec
+from rdd.data import normalize_spec, split_names
 from rdd.nets.configs import check_unet
 from rdd.values import is_int
 
@@ -558,7 +558,7 @@ class _Builder:
         """The real-data row: held-out real images scored like every model (none when the dataset has
         no split beside the reference's)."""
         split = methods.HELD_OUT_SPLIT[self.study["evaluate"]["reference"]["split"]]
-        if split not in DATASETS[self.study["data"]["name"]].splits:
+        if split not in split_names(self.study["data"]):
             return
         (floor,) = methods.floor_names()
         run = layout.run_dir(floor, split)
