@@ -156,6 +156,24 @@ def test_settings_changed_and_changed_back_take_up_their_own_state(teacher, tiny
     assert len(list((tmp_path / "resume").glob("resume.pt.stale-*"))) == 1  # the edited run's, aside
 
 
+def test_on_two_processes_every_process_takes_up_the_state_brought_back(teacher, tiny, tmp_path):
+    """Rank 0 brings the set-aside state back before any process reads: both resume at its step."""
+    def distill(*changes, processes=2):
+        proc = subprocess.run(
+            rdd_argv("distill", "--settings", tiny["distill"], "--set", "method=pd", *changes, "--teacher", teacher,
+                     "--out", tmp_path / "s.pt", "--resume-dir", tmp_path / "resume", processes=processes),
+            env=subprocess_env(), cwd=REPO, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout
+
+    distill(processes=1)
+    first = checkpoints.load_torch(tmp_path / "s.pt")["state_dict"]
+    distill("--set", "train.lr=1e-4")
+    log = distill()
+    assert log.count(f"resumed from {tmp_path / 'resume' / 'resume.pt'} at step 4") == 2, log
+    assert all(torch.equal(v, first[k]) for k, v in checkpoints.load_torch(tmp_path / "s.pt")["state_dict"].items())
+
+
 def test_a_resume_state_without_its_curve_rows_takes_them_from_the_folder(teacher, tiny, tmp_path):
     """States written before they kept their curve rows (the previous stop's) still resume."""
     args = ["distill", "--settings", tiny["distill"], "--set", "method=pd", "--teacher", teacher,
