@@ -2,8 +2,9 @@
 
 Each shard of seeds is written to `<out>.parts/` as soon as it is done, so a
 killed run loses at most one shard (a shard is reused only if it came from the
-same model file, steps, network batch and precision); the final `.npz` holds
-`images` (uint8 N x H x W x C), `seeds` and `labels` (-1 when unconditional).
+same model file, steps, network batch and precision, on the same kind of
+device); the final `.npz` holds `images` (uint8 N x H x W x C), `seeds` and
+`labels` (-1 when unconditional).
 """
 
 import io as std_io
@@ -20,7 +21,7 @@ from rdd import io, layout, records
 from rdd.data.quantize import to_uint8
 from rdd.checkpoints import load_denoiser
 from rdd.precision import effective, float32
-from rdd.provenance import environment_record
+from rdd.provenance import environment_record, kernels
 from rdd.samples_file import read_samples
 from rdd.ddim import check_steps, ddim_sample, fixed_batch, initial_noise
 
@@ -51,11 +52,14 @@ def _shard_path(parts, index):
     return parts / f"shard-{index:05d}.npz"
 
 
-def shard_key(model, steps, net_batch, precision, authors_net):
-    """What a shard's images depend on besides their seeds, as text: the model file's bytes and how
-    it was sampled. A shard left by a killed run is reused only under the same key."""
+def shard_key(model, steps, net_batch, precision, authors_net, device):
+    """What a shard's images depend on besides their seeds, as text: the model file's bytes, how it was
+    sampled and on what kind of device. A shard left by a killed run is reused only under the same key,
+    so a run resumed on another GPU model or CPU (a requeued job) gives the images that one machine
+    makes, which the samples record names, not a mixture of two machines' roundings."""
     return json.dumps({"model_sha256": io.sha256_file(model), "steps": steps, "net_batch": net_batch,
-                       "precision": precision, "authors_net": authors_net}, sort_keys=True)
+                       "precision": precision, "authors_net": authors_net, "kernels": kernels(device)},
+                      sort_keys=True)
 
 
 def _finished_shard(path, seeds, key, log):
@@ -67,7 +71,8 @@ def _finished_shard(path, seeds, key, log):
         log(f"[sample] shard {path} {exc}; sampling it again")
     else:
         if str(shard.get("key")) != key:
-            log(f"[sample] shard {path} was sampled from another model file or with other settings; sampling it again")
+            log(f"[sample] shard {path} was sampled from another model file, with other settings or on another kind "
+                "of device; sampling it again")
         elif not (SHARD_MEMBERS <= shard.keys() and np.array_equal(shard["seeds"], seeds)):
             log(f"[sample] shard {path} holds other seeds or lacks images or labels; sampling it again")
         else:
@@ -106,7 +111,7 @@ def _generate(model, steps, seeds, out, batch_size, net_batch, precision, shard_
     parts.mkdir(parents=True, exist_ok=True)
     for name in io.remove_partial_writes(parts):
         log(f"[sample] removed {parts / name}, a write cut short by a kill")
-    key = shard_key(model, steps, net_batch, precision, authors_net)
+    key = shard_key(model, steps, net_batch, precision, authors_net, device)
     latencies, started = [], time.perf_counter()
     shards = [seeds[i:i + shard_size] for i in range(0, len(seeds), shard_size)]
     for index, shard in enumerate(shards):

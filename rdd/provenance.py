@@ -47,6 +47,15 @@ def machine(device=None):
     return info
 
 
+def kernels(device):
+    """What sets the float rounding of a computation on `device` besides its inputs: the torch version
+    and the GPU model, or the CPU kernels PyTorch picked (AVX2, AVX512, ...)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return {"torch": torch.__version__, "gpu": torch.cuda.get_device_name(device)}
+    return {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+
+
 def environment_record(device=None):
     """Everything about the run's environment a result record should carry."""
     return {"code": code_version(), "packages": package_versions(), "machine": machine(device)}

@@ -1,8 +1,10 @@
 """Damaged resume state or sample shards are set aside with a message, never loaded, never fatal."""
 
+import json
 import zipfile
 
 import numpy as np
+import torch
 
 from conftest import run_rdd
 from rdd import checkpoints
@@ -45,7 +47,7 @@ def test_shard_with_a_damaged_member_is_sampled_again(teacher, tmp_path, capsys)
     parts = tmp_path / "rerun.npz.parts"
     parts.mkdir()
     shard = parts / "shard-00000.npz"
-    np.savez(shard, **first, key=np.asarray(shard_key(teacher, 2, 16, "fp32", None)))
+    np.savez(shard, **first, key=np.asarray(shard_key(teacher, 2, 16, "fp32", None, "cpu")))
     with zipfile.ZipFile(shard) as archive:
         member = archive.getinfo("images.npy")
     data = bytearray(shard.read_bytes())
@@ -65,20 +67,27 @@ def test_shard_of_another_sampling_is_sampled_again_one_of_the_same_reused(teach
     run_rdd("sample", "--model", teacher, "--steps", "2", *common, "--out", two_steps)
     first = {k: np.load(one_step)[k][:3] for k in ("images", "labels", "seeds")}
 
-    def rerun_over(shard_images, key_steps):
-        """A 2-step run over the first shard a killed run left: `shard_images` made at `key_steps`."""
-        out = tmp_path / f"rerun{key_steps}.npz"
+    def rerun_over(shard_images, key_steps, kernels=None):
+        """A 2-step run over the first shard a killed run left: `shard_images` made at `key_steps` (on a
+        machine of other `kernels`, when given)."""
+        key = json.loads(shard_key(teacher, key_steps, 16, "fp32", None, "cpu"))
+        key["kernels"] = kernels or key["kernels"]
+        out = tmp_path / f"rerun{key_steps}{'-elsewhere' if kernels else ''}.npz"
         parts = tmp_path / f"{out.name}.parts"
         parts.mkdir()
         np.savez(parts / "shard-00000.npz", **{**first, "images": shard_images},
-                 key=np.asarray(shard_key(teacher, key_steps, 16, "fp32", None)))
+                 key=np.asarray(json.dumps(key, sort_keys=True)))
         run_rdd("sample", "--model", teacher, "--steps", "2", *common, "--out", out)
         return np.load(out)["images"]
 
     # The 1-step shard is not the 2-step run's: sampled again, the result is the straight 2-step one.
     assert np.array_equal(rerun_over(first["images"], key_steps=1), np.load(two_steps)["images"])
-    assert "shard-00000.npz was sampled from another model file or with other settings" in capsys.readouterr().out
-    # A shard under the run's own key is reused as it is (here marked by inverted images).
+    message = "shard-00000.npz was sampled from another model file, with other settings or on another kind of device"
+    assert message in capsys.readouterr().out
     marked = 255 - np.load(two_steps)["images"][:3]
+    # Nor is the 2-step shard of another machine (a GPU, say): a resumed run's images are its machine's alone.
+    elsewhere = rerun_over(marked, key_steps=2, kernels={"torch": torch.__version__, "gpu": "NVIDIA H100"})
+    assert np.array_equal(elsewhere, np.load(two_steps)["images"]) and message in capsys.readouterr().out
+    # A shard under the run's own key is reused as it is (here marked by inverted images).
     reused = rerun_over(marked, key_steps=2)
     assert np.array_equal(reused[:3], marked) and np.array_equal(reused[3:], np.load(two_steps)["images"][3:])
