@@ -7,10 +7,10 @@ rank, step), so a step's noise does not depend on what ran before it.
 Each loss-curve row is the mean over the steps since the previous row of every process's batch
 loss, so that the curves and a stage's final loss are not one batch's noise.
 
-Resume state (all modules, optimisers, the step, the current row's running sums, the curve rows) is written
-atomically every `checkpoint_every` steps, on SIGTERM or SIGINT, and when loading a batch fails on
-any process (a loader worker killed, an unreadable image), to a folder kept apart from the exported
-model. A run started again with the same settings and inputs (rdd.train.runner.resume_digest)
+Resume state (all modules, optimisers, the step, the current row's running sums, the curve rows)
+is written atomically every `checkpoint_every` steps, on SIGTERM or SIGINT, and when loading a batch
+fails on any process (a loader worker killed, an unreadable image), to a folder kept apart from the
+exported model. A run started again with the same settings and inputs (rdd.train.runner.resume_digest)
 continues from it, on any number of processes; state written for others is set aside under its
 digest and comes back when they do.
 """
@@ -133,7 +133,7 @@ def save_resume(stage, window, curves, path, step, digest):
         "modules": {k: m.state_dict() for k, m in stage.modules.items()},
         "optimizers": {k: o.state_dict() for k, o in stage.optimizers.items()},
         "loss_window": window.state_dict(),
-        "curves": curves.rows_to(step),
+        "curves": list(curves.rows),  # up to `step`: a row is appended once its step is done
     }, path)
 
 
@@ -156,34 +156,36 @@ def _readable(path, log):
 
 
 def _arrange_resume(path, digest, log):
-    """Rank 0's part of resuming: afterwards `path` holds a readable state written for `digest`, or
-    nothing. A state of other settings or inputs is set aside under its digest, and one set aside
-    earlier under `digest` comes back, so that settings changed and changed back lose no training."""
+    """Rank 0's part of resuming: afterwards `path` holds a readable state written for `digest`, which
+    is returned, or nothing (None). A state of other settings or inputs is set aside under its digest,
+    and one set aside earlier under `digest` comes back, so that settings changed and changed back lose
+    no training."""
     if path.exists():
         state = _readable(path, log)
         if state is not None and state.get("digest") == digest:
-            return
+            return state
         if state is not None:
             _set_aside(path, f"stale-{state.get('digest')}", "was written for other settings or inputs", log)
     earlier = path.with_name(f"{path.name}.stale-{digest}")
     if earlier.exists():
         earlier.replace(path)
         log(f"resume state {earlier}, set aside earlier, was written for these settings and inputs; moved back")
-        if _readable(path, log) is not None:
-            return
+        if (state := _readable(path, log)) is not None:
+            return state
     log(f"no resume state for these settings and inputs in {path.parent}: starting afresh")
+    return None
 
 
 def load_resume(stage, path, digest, log):
     """Restore the state for `digest` (see _arrange_resume); return its step, loss window and curve rows
     (0, an empty window and no rows when there is none)."""
     path = Path(path)
-    if dist.is_main():
-        _arrange_resume(path, digest, log)
-    dist.barrier()  # every process reads what rank 0 left
-    if not path.exists():
+    state = _arrange_resume(path, digest, log) if dist.is_main() else None
+    dist.barrier()  # the other processes read what rank 0 left
+    if state is None and path.exists():
+        state = checkpoints.load_torch(path)
+    if state is None:
         return 0, _LossWindow(), []
-    state = checkpoints.load_torch(path)
     for k, m in stage.modules.items():
         m.load_state_dict(state["modules"][k])
     for k, o in stage.optimizers.items():
@@ -206,9 +208,6 @@ class _Curves:
         if dist.is_main():
             io.write_bytes("".join(json.dumps(r) + "\n" for r in rows).encode(), self.path)
         self.rows = list(rows)
-
-    def rows_to(self, step):
-        return [r for r in self.rows if r["step"] <= step]
 
     def append(self, row):
         self.rows.append(row)
