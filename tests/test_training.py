@@ -127,9 +127,14 @@ def _resume_state(folder):
     return checkpoints.load_torch(folder / "resume.pt")
 
 
+def _pd_round(tiny, teacher, folder):
+    """The command line of a tiny PD round from `teacher` to `folder`/s.pt, its resume state in `folder`/resume."""
+    return ["distill", "--settings", tiny["distill"], "--set", "method=pd", "--teacher", teacher,
+            "--out", folder / "s.pt", "--resume-dir", folder / "resume"]
+
+
 def test_resume_state_of_other_settings_is_set_aside(teacher, tiny, tmp_path):
-    args = ["distill", "--settings", tiny["distill"], "--set", "method=pd", "--teacher", teacher,
-            "--out", tmp_path / "s.pt", "--resume-dir", tmp_path / "resume"]
+    args = _pd_round(tiny, teacher, tmp_path)
     run_rdd(*args)
     run_rdd(*args, "--set", "train.lr=1e-4")
     assert list((tmp_path / "resume").glob("resume.pt.stale-*"))
@@ -138,8 +143,7 @@ def test_resume_state_of_other_settings_is_set_aside(teacher, tiny, tmp_path):
 def test_settings_changed_and_changed_back_take_up_their_own_state(teacher, tiny, tmp_path, capsys):
     """A setting edited and then reverted trains nothing twice: the state set aside for the edit's
     settings comes back, with its curve rows (not the other run's), and exports the same student."""
-    args = ["distill", "--settings", tiny["distill"], "--set", "method=pd", "--teacher", teacher,
-            "--out", tmp_path / "s.pt", "--resume-dir", tmp_path / "resume"]
+    args = _pd_round(tiny, teacher, tmp_path)
     run_rdd(*args)
     first = checkpoints.load_torch(tmp_path / "s.pt")["state_dict"]
     first_curves = (tmp_path / "s.curves.csv").read_text()
@@ -160,8 +164,7 @@ def test_on_two_processes_every_process_takes_up_the_state_brought_back(teacher,
     """Rank 0 brings the set-aside state back before any process reads: both resume at its step."""
     def distill(*changes, processes=2):
         proc = subprocess.run(
-            rdd_argv("distill", "--settings", tiny["distill"], "--set", "method=pd", *changes, "--teacher", teacher,
-                     "--out", tmp_path / "s.pt", "--resume-dir", tmp_path / "resume", processes=processes),
+            rdd_argv(*_pd_round(tiny, teacher, tmp_path), *changes, processes=processes),
             env=subprocess_env(), cwd=REPO, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         return proc.stdout
@@ -176,8 +179,7 @@ def test_on_two_processes_every_process_takes_up_the_state_brought_back(teacher,
 
 def test_a_resume_state_without_its_curve_rows_takes_them_from_the_folder(teacher, tiny, tmp_path):
     """States written before they kept their curve rows (the previous stop's) still resume."""
-    args = ["distill", "--settings", tiny["distill"], "--set", "method=pd", "--teacher", teacher,
-            "--out", tmp_path / "s.pt", "--resume-dir", tmp_path / "resume"]
+    args = _pd_round(tiny, teacher, tmp_path)
     run_rdd(*args)
     curves = (tmp_path / "s.curves.csv").read_text()
     state = _resume_state(tmp_path / "resume")
@@ -196,8 +198,7 @@ def test_a_round_whose_teacher_changed_starts_afresh(teacher, tiny, tmp_path):
     path = tmp_path / "teacher.pt"
     payload = checkpoints.load_torch(teacher)
     checkpoints.save_torch(payload, path)
-    args = ["distill", "--settings", tiny["distill"], "--set", "method=pd", "--teacher", path,
-            "--out", tmp_path / "s.pt", "--resume-dir", tmp_path / "resume"]
+    args = _pd_round(tiny, path, tmp_path)
     run_rdd(*args)
     first = checkpoints.load_torch(tmp_path / "s.pt")["state_dict"]
     run_rdd(*args)  # the same teacher: the finished state is reused, the same student exported

@@ -26,6 +26,11 @@ MIN_PERCENTILE_REPLICATES = 100  # fewer: their spread, not their percentiles (s
 LEVEL = 0.95
 
 
+def t_quantile(df, level=LEVEL):
+    """The Student's t quantile of a two-sided `level` interval with `df` degrees of freedom."""
+    return float(stats.t.ppf(0.5 + level / 2.0, df))
+
+
 def _double_centred(matrix):
     return matrix - matrix.mean(0, keepdims=True) - matrix.mean(1, keepdims=True) + matrix.mean()
 
@@ -99,7 +104,7 @@ def interval(estimate, replicates, level=LEVEL):
     if len(replicates) < 2:
         raise ValueError(f"an interval needs at least 2 bootstrap replicates, got {len(replicates)}")
     if len(replicates) < MIN_PERCENTILE_REPLICATES:
-        half = float(stats.t.ppf(0.5 + level / 2.0, len(replicates) - 1)) * replicates.std(ddof=1)
+        half = t_quantile(len(replicates) - 1, level) * replicates.std(ddof=1)
         return float(estimate - half), float(estimate + half)
     tail = (1.0 - level) / 2.0 * 100.0
     low, high = np.percentile(replicates, [tail, 100.0 - tail]) - replicates.mean()

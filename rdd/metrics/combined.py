@@ -25,7 +25,6 @@ what a seed does to both cells cancels, and a cell compared with itself differs 
 import math
 
 import numpy as np
-from scipy import stats
 
 from rdd.metrics import bootstrap
 
@@ -53,7 +52,7 @@ def training_spread(side, level=bootstrap.LEVEL):
     between = float(values.var(ddof=1))
     sampling = float(draws.var(axis=0, ddof=1).mean())
     sd = math.sqrt(max(0.0, between - sampling))
-    t = float(stats.t.ppf(0.5 + level / 2.0, count - 1))
+    t = bootstrap.t_quantile(count - 1, level)
     return {"seeds": count, "sd": sd, "half_width": t * sd / math.sqrt(count), "between_sd": math.sqrt(between),
             "sampling_sd": math.sqrt(sampling)}
 
@@ -62,7 +61,7 @@ def t_interval(values, level=bootstrap.LEVEL):
     """Student's t interval of the mean of per-replicate `values`, for a metric without bootstrap
     replicates (its spread then holds training and sampling noise together)."""
     values = np.asarray(values, dtype=np.float64)
-    half = float(stats.t.ppf(0.5 + level / 2.0, len(values) - 1)) * values.std(ddof=1) / math.sqrt(len(values))
+    half = bootstrap.t_quantile(len(values) - 1, level) * values.std(ddof=1) / math.sqrt(len(values))
     return float(values.mean() - half), float(values.mean() + half)
 
 

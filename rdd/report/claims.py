@@ -17,7 +17,6 @@ says which noise its intervals hold.
 import math
 
 import numpy as np
-from scipy import stats
 
 from rdd import methods
 from rdd.metrics import bootstrap, combined
@@ -47,7 +46,7 @@ def _welch_half_width(a, b, level=bootstrap.LEVEL):
     if se == 0:
         return 0.0
     df = se**4 / sum(p**2 / (c["fid_n"] - 1) for p, c in zip(parts, (a, b)))
-    return float(stats.t.ppf(0.5 + level / 2.0, df)) * se
+    return bootstrap.t_quantile(df, level) * se
 
 
 def compare(a, b, replicates=None):
@@ -217,7 +216,7 @@ def log_log_slope(xs, ys, level=bootstrap.LEVEL):
         return float(slope), None
     residual_var = float(np.sum((ly - (slope * lx + intercept)) ** 2)) / (len(lx) - 2)
     se = math.sqrt(residual_var / float(np.sum((lx - lx.mean()) ** 2)))
-    return float(slope), float(stats.t.ppf(0.5 + level / 2.0, len(lx) - 2)) * se
+    return float(slope), bootstrap.t_quantile(len(lx) - 2, level) * se
 
 
 def _slope_text(slope, half):
