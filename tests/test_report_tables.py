@@ -805,6 +805,49 @@ def test_the_shared_chain_is_named_only_where_the_study_has_one():
     assert chain_end({}) is None  # a manifest without its config: nothing to say
 
 
+def test_training_curves_draw_each_training_replicate_as_a_line_and_a_stand_in_once(tmp_path):
+    """One figure per method's rounds, one line per training replicate (its CSV's points, in step order);
+    a variant whose rounds are the main run's (the same curve files) names that figure instead of a copy;
+    a pending round says which replicate it belongs to."""
+    from rdd.report.context import training_curves
+    from rdd.report.plots import curves_figure
+    from rdd.report.study import Study
+    from rdd.report.tables import curves_table
+
+    values = {}  # (replicate, round) -> loss per step
+    entries = []
+    for replicate in (0, 1):
+        for round_ in ("4->2", "2->1"):
+            path = tmp_path / f"rdd-r{replicate}-{round_.replace('->', 'to')}.csv"
+            losses = [1.0 + replicate + 0.1 * k for k in (3, 1, 2)]  # steps written out of order
+            if (replicate, round_) != (1, "2->1"):  # still training
+                path.write_text("step,loss\n" + "".join(f"{s},{v}\n" for s, v in zip((30, 10, 20), losses)))
+                values[replicate, round_] = [losses[1], losses[2], losses[0]]
+            for ablation, variant in ((None, None), ("losses", "full")):
+                entries.append(Entry("curves", path, method="rdd", stage="round", round=round_, replicate=replicate,
+                                     ablation=ablation, variant=variant))
+    study = Study({}, entries, csv_frames={e: pd.read_csv(e.path) for e in entries if e.exists})
+    curves = curves_table(study.entries, study.csv_frames)
+    shown = training_curves(study, curves)
+
+    assert [c["title"] for c in shown] == ["RDD rounds", "RDD rounds · ablation losses: full"]
+    main, stand_in = shown
+    assert main["uri"].startswith("data:image/png;base64,") and main["same_as"] is None
+    assert main["replicates"] == ["training replicate 0 (seed)", "training replicate 1 (seed + 1)"]
+    assert main["pending"] == ["2->1 (training replicate 1 (seed + 1))"]
+    assert stand_in["same_as"] == "RDD rounds" and stand_in["uri"] is None
+
+    labels = {0: "zero", 1: "one"}
+    figure = curves_figure(curves[(curves["ablation"] == "")], labels)
+    first, second = figure.axes  # one row (the loss), a column per round
+    for ax, round_ in ((first, "4->2"), (second, "2->1")):
+        assert ax.get_title() == round_
+        lines = {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in ax.get_lines()}
+        expected = {labels[r]: ([10, 20, 30], values[r, round_]) for r in (0, 1) if (r, round_) in values}
+        assert lines == expected
+    assert [t.get_text() for t in figure.legends[0].get_texts()] == ["zero", "one"]
+
+
 @pytest.mark.parametrize("seeds", [(0, 1), (2, 1, 3)])
 def test_sample_grids_are_those_of_the_first_evaluation_seed(tmp_path, seeds):
     """The workflow writes a grid per evaluation seed; every row shows the first seed's (the same noise

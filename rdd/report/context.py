@@ -263,33 +263,47 @@ def chain_end(manifest):
     return shared_steps if shared_steps != config.get("T_base") else None
 
 
-def _lineage_title(stage, method, ablation, variant, replicate, shared_steps):
+def _lineage_title(stage, method, ablation, variant, shared_steps):
     chain = f"Shared PD chain (base teacher down to {shared_steps} steps)" if shared_steps else "Shared PD chain"
     name = {"teacher": "Base teacher", "classifier": "Feature classifier", "pd_chain": chain}.get(stage)
     if name is None:
         name = f"{methods.label(method)} rounds" if method else (stage or "Training run")
-    return (name + (f" · ablation {ablation}: {variant}" if ablation else "")
-            + (f" · training replicate {replicate} (seed + {replicate})" if replicate else ""))
+    return name + (f" · ablation {ablation}: {variant}" if ablation else "")
+
+
+def _replicate_label(replicate):
+    """How the report names a training replicate (trained with the study's seed + replicate)."""
+    return f"training replicate {replicate} (seed + {replicate})" if replicate else "training replicate 0 (seed)"
 
 
 def training_curves(study, curves):
-    """One figure per run lineage (stage, method, ablation, variant, training replicate), panels per round
-    and loss term."""
+    """One figure per run lineage (stage, method, ablation, variant), panels per round and loss term, one
+    line per training replicate. A variant that trains exactly like an earlier lineage (the same curve
+    files: its models stand in) names that figure instead of drawing it again."""
     shared_steps = chain_end(study.manifest)
     lineages = {}
     for entry in study.of_kind("curves"):
         labels = entry.labels()
-        key = (labels["stage"], labels["method"], labels["ablation"], labels["variant"], labels["replicate"])
+        key = (labels["stage"], labels["method"], labels["ablation"], labels["variant"])
         lineages.setdefault(key, []).append(entry)
-    out = []
+    out, drawn = [], {}
     for key, entries in lineages.items():
-        stage, method, ablation, variant, replicate = key
+        stage, method, ablation, variant = key
+        title = _lineage_title(stage, method, ablation, variant, shared_steps)
+        paths = frozenset(e.path for e in entries)
+        if paths in drawn:
+            out.append({"title": title, "same_as": drawn[paths], "uri": None, "pending": [], "replicates": []})
+            continue
+        drawn[paths] = title
         part = curves[(curves["stage"] == stage) & (curves["method"] == method) & (curves["ablation"] == ablation)
-                      & (curves["variant"] == variant) & (curves["replicate"] == replicate)]
-        title = _lineage_title(stage, method, ablation, variant, replicate, shared_steps)
-        pending = [e.labels()["round"] or str(e.path) for e in entries if not e.exists]
-        out.append({"title": title or "training run", "uri": plots.training_curves(part),
-                    "pending": pending, "terms": sorted(set(part["term"]))})
+                      & (curves["variant"] == variant)]
+        replicates = sorted({e.replicate for e in entries})
+        named = len(replicates) > 1  # which replicate a pending round belongs to
+        pending = [(e.labels()["round"] or str(e.path)) + (f" ({_replicate_label(e.replicate)})" if named else "")
+                   for e in entries if not e.exists]
+        out.append({"title": title, "same_as": None, "pending": pending, "terms": sorted(set(part["term"])),
+                    "uri": plots.training_curves(part, {r: _replicate_label(r) for r in replicates}),
+                    "replicates": [_replicate_label(r) for r in replicates] if named else []})
     return out
 
 

@@ -11,7 +11,7 @@ matplotlib.use("Agg")  # no display; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
-from matplotlib.ticker import FixedLocator, NullLocator  # noqa: E402
+from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator  # noqa: E402
 from rdd import methods  # noqa: E402
 
 DPI = 80
@@ -110,27 +110,45 @@ def _round_order(name):
     return (1, -int(match.group(1))) if match else (0, 0)
 
 
-def training_curves(curves):
-    """One panel per (loss term, round) of one run lineage; rows = terms, columns = rounds."""
+def training_curves(curves, replicate_labels):
+    """The figure of `curves_figure` as a data: URI (None without curves)."""
+    fig = curves_figure(curves, replicate_labels)
+    return None if fig is None else _figure_uri(fig)
+
+
+def curves_figure(curves, replicate_labels):
+    """One panel per (loss term, round) of one run lineage; rows = terms, columns = rounds; one line per
+    training replicate (`replicate_labels`: replicate -> legend text), so their spread shows the training
+    noise of each loss."""
     if curves.empty:
         return None
     rounds = sorted(curves["round"].unique(), key=_round_order)
     terms = sorted(curves["term"].unique(), key=lambda t: (t != "loss", t))
+    several = len(replicate_labels) > 1
+    colours = dict(zip(sorted(replicate_labels), sns.color_palette("colorblind", len(replicate_labels))
+                       if several else ["#444"]))
     fig, axes = plt.subplots(len(terms), len(rounds), figsize=(2.6 * len(rounds) + 0.4, 1.7 * len(terms) + 0.3),
                              squeeze=False, sharey="row")
     for i, term in enumerate(terms):
         for j, name in enumerate(rounds):
             ax = axes[i][j]
-            part = curves[(curves["term"] == term) & (curves["round"] == name)]
-            if not part.empty:
-                # One line per panel, nothing to aggregate: plain plot (seaborn's per-call cost adds up here).
+            panel = curves[(curves["term"] == term) & (curves["round"] == name)]
+            # Few lines per panel, nothing to aggregate: plain plot (seaborn's per-call cost adds up here).
+            for replicate, part in sorted(panel.groupby("replicate"), key=lambda kv: kv[0]):
                 part = part.sort_values("step")
-                ax.plot(part["step"], part["value"], color="#444", linewidth=1)
+                ax.plot(part["step"], part["value"], color=colours[replicate], linewidth=1,
+                        label=replicate_labels[replicate])
             if i == 0 and name:
                 ax.set_title(str(name), fontsize=9)
             ax.set_ylabel(term if j == 0 else "", fontsize=9)
             ax.set_xlabel("step" if i == len(terms) - 1 else "", fontsize=8)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
             ax.tick_params(labelsize=7)
             ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return _figure_uri(fig)
+    if several:
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), fontsize=7, frameon=False)
+        fig.tight_layout(rect=(0, 0.12 / len(terms), 1, 1))
+    else:
+        fig.tight_layout()
+    return fig
