@@ -193,6 +193,11 @@ def cmd_show_defaults(args):
         print(settings_mod.help_text(args.command), end="")
 
 
+def cmd_prune_resume(args):
+    from rdd.train.resume_files import prune
+    prune(args.root, args.delete)
+
+
 def _precision_option(p):
     p.add_argument("--precision", choices=settings_mod.PRECISIONS, default="fp32",
                    help="the network's float32 matmuls and convolutions: fp32 exactly, or tf32 (CUDA only; "
@@ -403,6 +408,13 @@ def build_parser():
     p.add_argument("--out", required=True, type=output_folder,
                    help="new folder (must not exist); written whole or not at all")
     p.set_defaults(fn=cmd_export_images)
+    p = sub.add_parser("prune-resume", help="list the resume states that training set aside (written for other "
+                                            "settings or inputs, or damaged) with their sizes; --delete deletes them")
+    p.add_argument("--root", default="resume",
+                   help="the tree of resume folders (%(default)s: where the workflow's training jobs keep them)")
+    p.add_argument("--delete", action="store_true",
+                   help="delete them; a setting changed back then trains again from step 0")
+    p.set_defaults(fn=cmd_prune_resume)
     p = sub.add_parser("show-defaults", help="print a command's settings: each default with its help, as YAML")
     p.add_argument("command", choices=sorted(settings_mod.SETTINGS), help="the command whose settings to print")
     p.add_argument("--json", action="store_true", help="the bare defaults record as JSON")

@@ -16,7 +16,7 @@ import yaml
 
 from conftest import REPO, join_two_ranks, leave_two_ranks, rdd_argv, read_record, run_rdd, subprocess_env
 from fixtures_authors import authors_checkpoint
-from rdd import checkpoints, methods
+from rdd import checkpoints, io, methods
 from rdd.cli import main as rdd_main
 from rdd.data import build_dataset, normalize_spec
 from rdd.diffusion import TimeGrid
@@ -158,6 +158,43 @@ def test_settings_changed_and_changed_back_take_up_their_own_state(teacher, tiny
     assert all(torch.equal(v, first[k]) for k, v in again.items())
     assert (tmp_path / "s.curves.csv").read_text() == first_curves
     assert len(list((tmp_path / "resume").glob("resume.pt.stale-*"))) == 1  # the edited run's, aside
+
+
+def test_prune_resume_lists_then_deletes_only_what_no_run_reads(teacher, tiny, tmp_path, capsys):
+    """`prune-resume` lists each set-aside state and write cut short with its size, deletes them only with
+    --delete, never the current state or any other file, and leaves a folder that a job holds alone; the
+    settings whose state it deleted then train from step 0."""
+    args = _pd_round(tiny, teacher, tmp_path)
+    run_rdd(*args)
+    run_rdd(*args, "--set", "train.lr=1e-4")
+    resume = tmp_path / "resume"
+    (stale,) = resume.glob("resume.pt.stale-*")
+    partial, damaged = resume / ".resume.pt.x1y2.tmp", resume / "resume.pt.corrupt-1765000000"
+    partial.write_bytes(b"cut")
+    damaged.write_bytes(b"junk")
+    (resume / "notes.txt").write_text("the user's own file")
+    unread = {stale.name, partial.name, damaged.name}
+    before = {p.name for p in resume.iterdir()}
+    capsys.readouterr()
+
+    run_rdd("prune-resume", "--root", tmp_path)
+    out = capsys.readouterr().out
+    assert {p.name for p in resume.iterdir()} == before, out  # listed only
+    assert all(f"{resume / name}: " in out for name in unread), out
+    state_mib = (resume / "resume.pt").stat().st_size / 2**20
+    assert (f"3 files that no run reads, {(stale.stat().st_size + 7) / 2**20:.1f} MiB: nothing deleted" in out
+            and f"the 1 current resume states ({state_mib:.1f} MiB) are kept" in out), out
+
+    with io.exclusive(resume / "resume.pt"):  # as a training job holds its folder
+        run_rdd("prune-resume", "--root", tmp_path, "--delete")
+        assert {p.name for p in resume.iterdir()} == before | {"resume.pt.lock"}
+    assert f"left alone: {resume} (a training job is using it)" in capsys.readouterr().out
+
+    run_rdd("prune-resume", "--root", tmp_path, "--delete")
+    assert "3 files that no run reads" in capsys.readouterr().out
+    assert {p.name for p in resume.iterdir()} == before - unread
+    run_rdd(*args)
+    assert "starting afresh" in capsys.readouterr().out
 
 
 def test_on_two_processes_every_process_takes_up_the_state_brought_back(teacher, tiny, tmp_path):

@@ -28,6 +28,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from rdd import checkpoints, dist, io
+from rdd.train.resume_files import DAMAGED, OTHER_SETTINGS, set_aside_path, state_path
 from rdd.train.batches import EpochItems, StepBatchSampler
 
 
@@ -137,9 +138,10 @@ def save_resume(stage, window, curves, path, step, digest):
     }, path)
 
 
-def _set_aside(path, suffix, why, log):
-    """Move the resume state at `path` to `<path>.<suffix>`, unloaded (rank 0 only)."""
-    moved = path.with_name(f"{path.name}.{suffix}")
+def _set_aside(path, kind, tag, why, log):
+    """Move the resume state at `path` aside as `kind` with `tag` (rdd.train.resume_files), unloaded (rank 0
+    only)."""
+    moved = set_aside_path(path, kind, tag)
     path.replace(moved)
     log(f"resume state {path} {why}; moved to {moved}")
 
@@ -151,7 +153,7 @@ def _readable(path, log):
     try:
         return checkpoints.load_torch(path)
     except checkpoints.CheckpointError as exc:
-        _set_aside(path, f"corrupt-{int(time.time())}", f"cannot be read ({exc})", log)
+        _set_aside(path, DAMAGED, int(time.time()), f"cannot be read ({exc})", log)
         return None
 
 
@@ -165,8 +167,8 @@ def _arrange_resume(path, digest, log):
         if state is not None and state.get("digest") == digest:
             return state
         if state is not None:
-            _set_aside(path, f"stale-{state.get('digest')}", "was written for other settings or inputs", log)
-    earlier = path.with_name(f"{path.name}.stale-{digest}")
+            _set_aside(path, OTHER_SETTINGS, state.get("digest"), "was written for other settings or inputs", log)
+    earlier = set_aside_path(path, OTHER_SETTINGS, digest)
     if earlier.exists():
         earlier.replace(path)
         log(f"resume state {earlier}, set aside earlier, was written for these settings and inputs; moved back")
@@ -263,7 +265,7 @@ def run(stage, dataset, *, iters, batch_size, seed, resume_dir, digest, checkpoi
     """Train `stage` for `iters` steps (each epoch's partial batch dropped or a step of its own);
     return (export payload, curve rows, seconds trained)."""
     resume_dir = Path(resume_dir)
-    resume_path = resume_dir / "resume.pt"
+    resume_path = state_path(resume_dir)
     start, window, rows = load_resume(stage, resume_path, digest, log)
     curves = _Curves(resume_dir / "curves.jsonl", rows)
     sampler = StepBatchSampler(len(dataset), batch_size, seed, start, iters, dist.rank(), dist.world_size(),

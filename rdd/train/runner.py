@@ -20,6 +20,7 @@ from rdd.data import Augmentation, build_dataset, check_available, image_identit
 from rdd.provenance import environment_record
 from rdd.train import loop, speed_settings
 from rdd.train.batches import drop_last, train_steps
+from rdd.train.resume_files import state_path
 
 
 def _curves_csv(rows):
@@ -60,7 +61,7 @@ def run_training(command, user_settings, out, resume_dir, build_stage, inputs=No
     dist.init(device)
     try:
         # One run per resume folder: a second command on it is refused before any work (OutputBusyError).
-        with io.exclusive(Path(resume_dir) / "resume.pt") if dist.is_main() else contextlib.nullcontext():
+        with io.exclusive(state_path(resume_dir)) if dist.is_main() else contextlib.nullcontext():
             if dist.is_main():
                 for name in io.remove_partial_writes(resume_dir):
                     log(f"[{command}] removed {Path(resume_dir) / name}, a write cut short by a kill")
