@@ -408,8 +408,9 @@ def build_parser():
     p.add_argument("--out", required=True, type=output_folder,
                    help="new folder (must not exist); written whole or not at all")
     p.set_defaults(fn=cmd_export_images)
-    p = sub.add_parser("prune-resume", help="list the resume states that training set aside (written for other "
-                                            "settings or inputs, or damaged) with their sizes; --delete deletes them")
+    p = sub.add_parser("prune-resume", help="list the files of the resume folders that no run reads (states set "
+                                            "aside for other settings or inputs, damaged ones, writes cut short) with "
+                                            "their sizes; --delete deletes them")
     p.add_argument("--root", default="resume",
                    help="the tree of resume folders (%(default)s: where the workflow's training jobs keep them)")
     p.add_argument("--delete", action="store_true",

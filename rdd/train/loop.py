@@ -28,8 +28,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from rdd import checkpoints, dist, io
-from rdd.train.resume_files import DAMAGED, OTHER_SETTINGS, set_aside_path, state_path
 from rdd.train.batches import EpochItems, StepBatchSampler
+from rdd.train.resume_files import DAMAGED, OTHER_SETTINGS, set_aside_path, state_path
 
 
 @dataclass
