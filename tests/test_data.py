@@ -1,10 +1,14 @@
 """Dataset layer on real images in the real file formats (Fashion-MNIST from Debian, foolbox's CIFAR-10 and ImageNet samples)."""
 
+import fcntl
 import gzip
 import hashlib
 import json
 import pickle
 import re
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +19,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 import rdd.data.fashion_mnist
+from conftest import REPO, subprocess_env
 from fixtures_data import CIFAR10_NAMES, read_rgb, samples, write_cifar10, write_imagenet64
 from rdd.data import (
     DATASETS, DEFAULTS, DatasetMissingError, build_dataset, check_available, dataset_defaults, from_uint8,
@@ -297,6 +302,31 @@ def test_imagenet64_memory_maps_stored_files_and_extracts_compressed_ones(imagen
     test = build_dataset({"name": "imagenet64", "root": str(imagenet_root)}, "test")
     test[0]
     assert Path(test.source._arrays[0].filename) == imagenet_root / "_extracted" / "val_data.data.npy"
+
+
+def test_imagenet64_compressed_batch_is_decompressed_once_by_processes_reading_it_at_once(tmp_path, imagenet_jpg):
+    """Three processes need a compressed batch at the same moment (loader workers, ranks): one decompresses
+    it, the others wait for that copy and map it; all read the same images."""
+    images, labels = imagenet_jpg
+    root = write_imagenet64(tmp_path, (images, labels), (images, labels))
+    target = root / "_extracted" / "val_data.data.npy"
+    target.parent.mkdir()
+    # Each prints the images' sum and the inode of the copy it maps (from /proc/self/maps).
+    code = ("import sys; from rdd.data.imagenet64 import open_data; print('ready', flush=True); "
+            "a = open_data(sys.argv[1], sys.argv[2]); "
+            "print(int(a.sum()), *{l.split()[4] for l in open('/proc/self/maps') if l.rstrip().endswith('.npy')})")
+    with open(target.with_name(target.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # held until all three have come to the decompression
+        procs = [subprocess.Popen([sys.executable, "-c", code, root / "val_data.npz", target.parent], cwd=REPO,
+                                  env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(3)]
+        assert [p.stdout.readline() for p in procs] == ["ready\n"] * 3
+        time.sleep(1)
+    outcomes = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 3, outcomes
+    assert sum(err.count("[imagenet64] decompressing data.npy") for _, err in outcomes) == 1, outcomes
+    inode = target.stat().st_ino  # every process maps this one copy
+    assert [out for out, _ in outcomes] == [f"{int(images.sum())} {inode}\n"] * 3, outcomes
 
 
 def test_imagenet64_downsampling_agrees_with_pil_bilinear(imagenet_root, imagenet_jpg):

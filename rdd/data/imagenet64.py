@@ -8,8 +8,10 @@ stored uncompressed, otherwise from a one-off decompressed .npy copy in
 <root>/_extracted/.
 """
 
+import fcntl
 import shutil
 import struct
+import sys
 import zipfile
 from pathlib import Path
 
@@ -41,11 +43,21 @@ def _read_npy_header(f):
 
 
 def _extract_member(npz_path, member, target):
-    """Decompress one npz member to `target` atomically, streaming (members can be GBs)."""
-    def copy(out):
-        with zipfile.ZipFile(npz_path) as z, z.open(member) as src:
-            shutil.copyfileobj(src, out, length=1 << 24)
-    io.write_with(target, copy)
+    """Decompress one npz member to `target` atomically, streaming (members can be GBs), once: the
+    first process that needs it decompresses while the others (loader workers, other ranks, a
+    statistics job beside a training) wait for its file, instead of each writing a copy of its own
+    at the same time. The lock file stays beside the copy."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.with_name(target.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if target.is_file():  # made while this process waited
+            return
+
+        def copy(out):
+            with zipfile.ZipFile(npz_path) as z, z.open(member) as src:
+                shutil.copyfileobj(src, out, length=1 << 24)
+        print(f"[imagenet64] decompressing {member} of {npz_path} to {target} (once)", file=sys.stderr, flush=True)
+        io.write_with(target, copy)
 
 
 def open_data(npz_path, extract_dir):
