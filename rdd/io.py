@@ -60,6 +60,18 @@ def exclusive(output):
                     break
 
 
+@contextlib.contextmanager
+def one_at_a_time(lock):
+    """Hold the file lock `lock`, waiting for any process that holds it: for work that the first process
+    to need it does once (a download, a decompression) while the others wait, then find it done. The
+    lock file stays (removing it could let a newcomer lock a new file beside a waiter on the old)."""
+    lock = Path(lock)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+        yield
+
+
 def _missing_folders(folder):
     """`folder` and those of its parents that do not exist yet, deepest first."""
     missing = []

@@ -1,14 +1,15 @@
 """Dataset layer on real images in the real file formats (Fashion-MNIST from Debian, foolbox's CIFAR-10 and ImageNet samples)."""
 
-import fcntl
 import gzip
 import hashlib
+import http.server
 import json
 import pickle
 import re
 import subprocess
 import sys
-import time
+import tarfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 import rdd.data.fashion_mnist
+from rdd.data.cifar10 import CIFAR10Source
 from conftest import REPO, subprocess_env
 from fixtures_data import CIFAR10_NAMES, read_rgb, samples, write_cifar10, write_imagenet64
 from rdd.data import (
@@ -258,6 +260,64 @@ def test_cifar10_batches_read_back_pixel_exact(cifar_root, cifar_png):
     assert build_dataset(spec, "train").source.classes == CIFAR10_NAMES
 
 
+def _start_together(procs):
+    """Let processes that each print 'ready' and then wait for a line on stdin go at the same moment;
+    their (stdout, stderr) once they end."""
+    assert [p.stdout.readline() for p in procs] == ["ready\n"] * len(procs)
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    return [p.communicate(timeout=120) for p in procs]
+
+
+def test_cifar10_download_is_made_once_by_jobs_starting_together(tmp_path, cifar_root, cifar_png, monkeypatch):
+    """`download: true` in three processes at once (the statistics, teacher and classifier jobs): the
+    archive is fetched once, over HTTP from a local server (as many requests as one download alone
+    makes), and every process reads the whole split."""
+    archive = tmp_path / "served" / "cifar-10-python.tar.gz"
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(cifar_root / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    fetched = []
+
+    class Served(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=archive.parent, **kwargs)
+
+        def do_GET(self):
+            fetched.append(self.path)
+            super().do_GET()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Served)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/{archive.name}"
+    md5 = hashlib.md5(archive.read_bytes()).hexdigest()
+    code = ("import sys, torchvision; from rdd.data.cifar10 import CIFAR10Source; "
+            "torchvision.datasets.CIFAR10.url, torchvision.datasets.CIFAR10.tgz_md5 = sys.argv[2:4]; "
+            "print('ready', flush=True); sys.stdin.readline(); "
+            "s = CIFAR10Source({'name': 'cifar10', 'root': sys.argv[1], 'download': True}, 'train'); "
+            "print(len(s), int(s.data.sum()))")
+    root = tmp_path / "data"
+    try:
+        monkeypatch.setattr(torchvision.datasets.CIFAR10, "url", url)
+        monkeypatch.setattr(torchvision.datasets.CIFAR10, "tgz_md5", md5)
+        assert len(CIFAR10Source({"name": "cifar10", "root": tmp_path / "alone", "download": True}, "train")) == 10
+        one_download, fetched[:] = list(fetched), []
+        procs = [subprocess.Popen([sys.executable, "-c", code, root, url, md5], cwd=REPO, env=subprocess_env(),
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(3)]
+        outcomes = _start_together(procs)
+    finally:
+        server.shutdown()
+    assert [p.returncode for p in procs] == [0] * 3, outcomes
+    assert one_download and fetched == one_download
+    images = cifar_png[0][:10]
+    assert [out for out, _ in outcomes] == [f"10 {int(images.sum())}\n"] * 3
+
+
 def test_torchvision_cifar10_rejects_these_batches(cifar_root):
     # the reason the registry has its own reader: torchvision demands the released files' md5 sums
     with pytest.raises(RuntimeError, match="not found or corrupted"):
@@ -310,19 +370,14 @@ def test_imagenet64_compressed_batch_is_decompressed_once_by_processes_reading_i
     images, labels = imagenet_jpg
     root = write_imagenet64(tmp_path, (images, labels), (images, labels))
     target = root / "_extracted" / "val_data.data.npy"
-    target.parent.mkdir()
     # Each prints the images' sum and the inode of the copy it maps (from /proc/self/maps).
-    code = ("import sys; from rdd.data.imagenet64 import open_data; print('ready', flush=True); "
+    code = ("import sys; from rdd.data.imagenet64 import open_data; print('ready', flush=True); sys.stdin.readline(); "
             "a = open_data(sys.argv[1], sys.argv[2]); "
             "print(int(a.sum()), *{l.split()[4] for l in open('/proc/self/maps') if l.rstrip().endswith('.npy')})")
-    with open(target.with_name(target.name + ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # held until all three have come to the decompression
-        procs = [subprocess.Popen([sys.executable, "-c", code, root / "val_data.npz", target.parent], cwd=REPO,
-                                  env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                 for _ in range(3)]
-        assert [p.stdout.readline() for p in procs] == ["ready\n"] * 3
-        time.sleep(1)
-    outcomes = [p.communicate(timeout=120) for p in procs]
+    procs = [subprocess.Popen([sys.executable, "-c", code, root / "val_data.npz", target.parent], cwd=REPO,
+                              env=subprocess_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    outcomes = _start_together(procs)
     assert [p.returncode for p in procs] == [0] * 3, outcomes
     assert sum(err.count("[imagenet64] decompressing data.npy") for _, err in outcomes) == 1, outcomes
     inode = target.stat().st_ino  # every process maps this one copy

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rdd import io
 from rdd.data.missing import missing_error
 
 NUM_CLASSES = 10
@@ -87,20 +88,31 @@ def _read_images(path):
     return data.reshape(-1, 3, NATIVE_SIZE, NATIVE_SIZE).transpose(0, 2, 3, 1), labels
 
 
+def _download(spec, split):
+    """Download and extract the archive unless the split's files are there. The jobs that start together
+    (statistics, teacher, classifier) would each write the same archive and files at once, and one
+    could read a file that another is still writing: the first downloads while the others wait, and
+    every process checks the files only under the lock."""
+    with io.one_at_a_time(Path(spec["root"]) / ".cifar10-download.lock"):
+        if all(p.is_file() for p in _paths(spec, [split])):
+            return
+        from torchvision.datasets.utils import download_and_extract_archive
+
+        tv = _torchvision_cifar10()
+        try:
+            download_and_extract_archive(tv.url, spec["root"], filename=tv.filename, md5=tv.tgz_md5)
+        except (RuntimeError, OSError) as exc:
+            raise missing_error("cifar10", _paths(spec, [split]),
+                                f"download {tv.url} by hand and extract it into {spec['root']} "
+                                f"(download failed: {exc})") from exc
+
+
 class CIFAR10Source:
     """uint8 images [N, 32, 32, 3], labels and class names of one split."""
 
     def __init__(self, spec, split):
-        if spec["download"] and not all(p.is_file() for p in _paths(spec, [split])):
-            from torchvision.datasets.utils import download_and_extract_archive
-
-            tv = _torchvision_cifar10()
-            try:
-                download_and_extract_archive(tv.url, spec["root"], filename=tv.filename, md5=tv.tgz_md5)
-            except (RuntimeError, OSError) as exc:
-                raise missing_error("cifar10", _paths(spec, [split]),
-                                    f"download {tv.url} by hand and extract it into {spec['root']} "
-                                    f"(download failed: {exc})") from exc
+        if spec["download"]:
+            _download(spec, split)
         check(spec, [split])
         folder = Path(spec["root"]) / FOLDER
         parts = [_read_images(folder / f) for f in FILES[split]]

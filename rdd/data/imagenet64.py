@@ -8,7 +8,6 @@ stored uncompressed, otherwise from a one-off decompressed .npy copy in
 <root>/_extracted/.
 """
 
-import fcntl
 import shutil
 import struct
 import sys
@@ -47,9 +46,7 @@ def _extract_member(npz_path, member, target):
     first process that needs it decompresses while the others (loader workers, other ranks, a
     statistics job beside a training) wait for its file, instead of each writing a copy of its own
     at the same time. The lock file stays beside the copy."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.with_name(target.name + ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+    with io.one_at_a_time(target.with_name(target.name + ".lock")):
         if target.is_file():  # made while this process waited
             return
 
