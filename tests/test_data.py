@@ -20,7 +20,6 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 import rdd.data.fashion_mnist
-from rdd.data.cifar10 import CIFAR10Source
 from conftest import REPO, subprocess_env
 from fixtures_data import CIFAR10_NAMES, read_rgb, samples, write_cifar10, write_imagenet64
 from rdd.data import (
@@ -267,22 +266,38 @@ def _start_together(procs):
     for p in procs:
         p.stdin.write("go\n")
         p.stdin.flush()
-    return [p.communicate(timeout=120) for p in procs]
+    return [p.communicate(timeout=300) for p in procs]
 
 
-def test_cifar10_download_is_made_once_by_jobs_starting_together(tmp_path, cifar_root, cifar_png, monkeypatch):
-    """`download: true` in three processes at once (the statistics, teacher and classifier jobs): the
-    archive is fetched once, over HTTP from a local server (as many requests as one download alone
-    makes), and every process reads the whole split."""
-    archive = tmp_path / "served" / "cifar-10-python.tar.gz"
-    archive.parent.mkdir()
-    with tarfile.open(archive, "w:gz") as tar:
-        tar.add(cifar_root / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+# How a download test points torchvision at the local server (BASE: its URL, MD5: file name -> md5).
+POINT_TO_SERVER = {
+    "cifar10": "C = torchvision.datasets.CIFAR10; C.url, C.tgz_md5 = BASE + C.filename, MD5[C.filename]",
+    "fashion_mnist": "F = torchvision.datasets.FashionMNIST; F.mirrors, F.resources = [BASE], sorted(MD5.items()); "
+                     "rdd.data.fashion_mnist.SYSTEM_DIR = pathlib.Path('/absent')",  # not the Debian copy
+}
+
+
+@pytest.mark.parametrize("name", sorted(POINT_TO_SERVER))
+def test_a_download_is_made_once_by_jobs_starting_together(tmp_path, cifar_root, name):
+    """`download: true` in three processes at once (the statistics, teacher and classifier jobs): the files
+    are fetched once, over HTTP from a local server (as many requests as one process alone makes), and
+    every process reads the whole training split."""
+    served = tmp_path / "served"
+    served.mkdir()
+    if name == "cifar10":
+        with tarfile.open(served / "cifar-10-python.tar.gz", "w:gz") as tar:
+            tar.add(cifar_root / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+        expected = build_dataset({"name": "cifar10", "root": str(cifar_root)}, "train").source
+    else:
+        for gz in rdd.data.fashion_mnist.SYSTEM_DIR.glob("*-ubyte.gz"):
+            (served / gz.name).write_bytes(gz.read_bytes())
+        expected = build_dataset({"name": "fashion_mnist", "root": str(tmp_path / "debian")}, "train").source
+    md5 = {f.name: hashlib.md5(f.read_bytes()).hexdigest() for f in served.iterdir()}
     fetched = []
 
     class Served(http.server.SimpleHTTPRequestHandler):
         def __init__(self, *args, **kwargs):
-            super().__init__(*args, directory=archive.parent, **kwargs)
+            super().__init__(*args, directory=served, **kwargs)
 
         def do_GET(self):
             fetched.append(self.path)
@@ -293,29 +308,25 @@ def test_cifar10_download_is_made_once_by_jobs_starting_together(tmp_path, cifar
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Served)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/{archive.name}"
-    md5 = hashlib.md5(archive.read_bytes()).hexdigest()
-    code = ("import sys, torchvision; from rdd.data.cifar10 import CIFAR10Source; "
-            "torchvision.datasets.CIFAR10.url, torchvision.datasets.CIFAR10.tgz_md5 = sys.argv[2:4]; "
+    base = f"http://127.0.0.1:{server.server_address[1]}/"
+    code = ("import json, pathlib, sys, torchvision, rdd.data.fashion_mnist; from rdd.data import build_dataset; "
+            f"BASE, MD5 = sys.argv[2], json.loads(sys.argv[3]); {POINT_TO_SERVER[name]}; "
             "print('ready', flush=True); sys.stdin.readline(); "
-            "s = CIFAR10Source({'name': 'cifar10', 'root': sys.argv[1], 'download': True}, 'train'); "
-            "print(len(s), int(s.data.sum()))")
-    root = tmp_path / "data"
+            f"ds = build_dataset({{'name': '{name}', 'root': sys.argv[1], 'download': True}}, 'train'); "
+            "print(len(ds), int(ds.source.data.sum()))")
+
+    def start(root, count):
+        return [subprocess.Popen([sys.executable, "-c", code, root, base, json.dumps(md5)], cwd=REPO,
+                                 env=subprocess_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True) for _ in range(count)]
     try:
-        monkeypatch.setattr(torchvision.datasets.CIFAR10, "url", url)
-        monkeypatch.setattr(torchvision.datasets.CIFAR10, "tgz_md5", md5)
-        assert len(CIFAR10Source({"name": "cifar10", "root": tmp_path / "alone", "download": True}, "train")) == 10
+        alone = _start_together(start(tmp_path / "alone", 1))
         one_download, fetched[:] = list(fetched), []
-        procs = [subprocess.Popen([sys.executable, "-c", code, root, url, md5], cwd=REPO, env=subprocess_env(),
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                 for _ in range(3)]
-        outcomes = _start_together(procs)
+        outcomes = _start_together(start(tmp_path / "data", 3))
     finally:
         server.shutdown()
-    assert [p.returncode for p in procs] == [0] * 3, outcomes
-    assert one_download and fetched == one_download
-    images = cifar_png[0][:10]
-    assert [out for out, _ in outcomes] == [f"10 {int(images.sum())}\n"] * 3
+    assert one_download and fetched == one_download, (alone, outcomes)
+    assert [out for out, _ in alone + outcomes] == [f"{len(expected)} {int(expected.data.sum())}\n"] * 4, outcomes
 
 
 def test_torchvision_cifar10_rejects_these_batches(cifar_root):

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rdd import io
-from rdd.data.missing import missing_error
+from rdd.data.missing import fetch_once, missing_error
 
 NUM_CLASSES = 10
 NATIVE_SIZE = 32
@@ -89,22 +88,15 @@ def _read_images(path):
 
 
 def _download(spec, split):
-    """Download and extract the archive unless the split's files are there. The jobs that start together
-    (statistics, teacher, classifier) would each write the same archive and files at once, and one
-    could read a file that another is still writing: the first downloads while the others wait, and
-    every process checks the files only under the lock."""
-    with io.one_at_a_time(Path(spec["root"]) / ".cifar10-download.lock"):
-        if all(p.is_file() for p in _paths(spec, [split])):
-            return
-        from torchvision.datasets.utils import download_and_extract_archive
+    from torchvision.datasets.utils import download_and_extract_archive
 
-        tv = _torchvision_cifar10()
-        try:
-            download_and_extract_archive(tv.url, spec["root"], filename=tv.filename, md5=tv.tgz_md5)
-        except (RuntimeError, OSError) as exc:
-            raise missing_error("cifar10", _paths(spec, [split]),
-                                f"download {tv.url} by hand and extract it into {spec['root']} "
-                                f"(download failed: {exc})") from exc
+    tv = _torchvision_cifar10()
+    try:
+        download_and_extract_archive(tv.url, spec["root"], filename=tv.filename, md5=tv.tgz_md5)
+    except (RuntimeError, OSError) as exc:
+        raise missing_error("cifar10", _paths(spec, [split]),
+                            f"download {tv.url} by hand and extract it into {spec['root']} "
+                            f"(download failed: {exc})") from exc
 
 
 class CIFAR10Source:
@@ -112,7 +104,7 @@ class CIFAR10Source:
 
     def __init__(self, spec, split):
         if spec["download"]:
-            _download(spec, split)
+            fetch_once(spec, lambda: all(p.is_file() for p in _paths(spec, [split])), lambda: _download(spec, split))
         check(spec, [split])
         folder = Path(spec["root"]) / FOLDER
         parts = [_read_images(folder / f) for f in FILES[split]]

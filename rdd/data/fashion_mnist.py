@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rdd.data.missing import missing_error
+from rdd.data.missing import fetch_once, missing_error
 from rdd.io import write_bytes
 
 NUM_CLASSES = 10
@@ -88,8 +88,8 @@ class FashionMNISTSource:
     def __init__(self, spec, split):
         check(spec, [split])
         _decompress_system_copy(spec)
-        if spec["download"] and _absent(spec):
-            _download(spec)
+        if spec["download"]:
+            fetch_once(spec, lambda: not _absent(spec), lambda: _download(spec))
         prefix = "train" if split == "train" else "t10k"
         self.data = read_idx(raw_dir(spec) / f"{prefix}-images-idx3-ubyte", ndim=3)
         self.labels = read_idx(raw_dir(spec) / f"{prefix}-labels-idx1-ubyte", ndim=1).astype(np.int64)

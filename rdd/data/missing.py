@@ -1,6 +1,10 @@
-"""The missing-data error every dataset source raises (no torch: the workflow's plan checks data with it)."""
+"""Missing data: the error every dataset source raises (no torch: the workflow's plan checks data with
+it), and fetching a dataset once when its spec says download: true."""
 
 import os
+from pathlib import Path
+
+from rdd import io
 
 
 class DatasetMissingError(FileNotFoundError):
@@ -13,3 +17,13 @@ def missing_error(name, paths, how):
     # A config's data root is usually relative: say relative to what.
     where = "" if all(os.path.isabs(str(p)) for p in paths) else f"\n(relative paths are from {os.getcwd()})"
     return DatasetMissingError(f"dataset {name!r} not found; looked for:\n{listed}{where}\nto provide it: {how}")
+
+
+def fetch_once(spec, present, fetch):
+    """Call `fetch()` unless `present()`, both under a lock in the dataset's root: the jobs that start
+    together (statistics, teacher, classifier) would each download the same files at once, and one
+    could read a file that another is still writing; the first fetches while the others wait, then find
+    the files complete."""
+    with io.one_at_a_time(Path(spec["root"]) / f".{spec['name']}-download.lock"):
+        if not present():
+            fetch()
