@@ -31,6 +31,16 @@ def subprocess_env(torch_threads=1):
     return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": str(torch_threads)}
 
 
+def start_together(procs):
+    """Let processes that each print 'ready' and then wait for a line on stdin go at the same moment (to
+    race for what they share); their (stdout, stderr) once they end."""
+    assert [p.stdout.readline() for p in procs] == ["ready\n"] * len(procs)
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    return [p.communicate(timeout=300) for p in procs]
+
+
 def rdd_argv(*args, processes=1):
     """The command line of `python -m rdd ARGS` as a process of its own, under torchrun when `processes` > 1."""
     return [*rdd_command(processes, sys.executable), *map(str, args)]

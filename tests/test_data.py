@@ -20,7 +20,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 import rdd.data.fashion_mnist
-from conftest import REPO, subprocess_env
+from conftest import REPO, start_together, subprocess_env
 from fixtures_data import CIFAR10_NAMES, read_rgb, samples, write_cifar10, write_imagenet64
 from rdd.data import (
     DATASETS, DEFAULTS, DatasetMissingError, build_dataset, check_available, dataset_defaults, from_uint8,
@@ -259,16 +259,6 @@ def test_cifar10_batches_read_back_pixel_exact(cifar_root, cifar_png):
     assert build_dataset(spec, "train").source.classes == CIFAR10_NAMES
 
 
-def _start_together(procs):
-    """Let processes that each print 'ready' and then wait for a line on stdin go at the same moment;
-    their (stdout, stderr) once they end."""
-    assert [p.stdout.readline() for p in procs] == ["ready\n"] * len(procs)
-    for p in procs:
-        p.stdin.write("go\n")
-        p.stdin.flush()
-    return [p.communicate(timeout=300) for p in procs]
-
-
 # How a download test points torchvision at the local server (BASE: its URL, MD5: file name -> md5).
 POINT_TO_SERVER = {
     "cifar10": "C = torchvision.datasets.CIFAR10; C.url, C.tgz_md5 = BASE + C.filename, MD5[C.filename]",
@@ -320,9 +310,9 @@ def test_a_download_is_made_once_by_jobs_starting_together(tmp_path, cifar_root,
                                  env=subprocess_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, text=True) for _ in range(count)]
     try:
-        alone = _start_together(start(tmp_path / "alone", 1))
+        alone = start_together(start(tmp_path / "alone", 1))
         one_download, fetched[:] = list(fetched), []
-        outcomes = _start_together(start(tmp_path / "data", 3))
+        outcomes = start_together(start(tmp_path / "data", 3))
     finally:
         server.shutdown()
     assert one_download and fetched == one_download, (alone, outcomes)
@@ -388,7 +378,7 @@ def test_imagenet64_compressed_batch_is_decompressed_once_by_processes_reading_i
     procs = [subprocess.Popen([sys.executable, "-c", code, root / "val_data.npz", target.parent], cwd=REPO,
                               env=subprocess_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(3)]
-    outcomes = _start_together(procs)
+    outcomes = start_together(procs)
     assert [p.returncode for p in procs] == [0] * 3, outcomes
     assert sum(err.count("[imagenet64] decompressing data.npy") for _, err in outcomes) == 1, outcomes
     inode = target.stat().st_ino  # every process maps this one copy

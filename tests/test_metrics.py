@@ -10,6 +10,7 @@ import json
 import os
 import pickle
 import shutil
+import subprocess
 import sys
 import zipfile
 from pathlib import Path
@@ -19,7 +20,7 @@ import pytest
 import torch
 from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
 
-from conftest import REPO, inception_weights_with_fc
+from conftest import REPO, inception_weights_with_fc, start_together, subprocess_env
 from rdd.checkpoints import CheckpointError, load_torch
 from rdd.metrics.features import extract_features, pytorch_fid_input
 from rdd.io import sha256_file
@@ -509,6 +510,28 @@ def test_reference_statistics_cached_and_invalidated(images, handle, handle_with
     assert np.abs(other_input.arrays()["mu"] - first.arrays()["mu"]).max() > 1e-3
     with pytest.raises(ValueError, match="computed with pytorch-fid Inception input, not torch-fidelity"):
         metrics_from_features(np.zeros((3, 2048), np.float32), None, other_input, handle)
+
+
+def test_statistics_needed_by_three_processes_at_once_are_computed_once(images, handle, workdir, tmp_path):
+    """Three jobs ask for the same reference statistics at the same moment (two studies of one dataset,
+    nodes sharing the cache): one computes them while the others wait, and all three get that file."""
+    np.save(tmp_path / "images.npy", images["test"][:3])
+    code = ("import sys, numpy as np; from rdd.metrics.inception import resolve_inception; "
+            "from rdd.metrics.reference import reference_statistics; "
+            "handle = resolve_inception(cache_dir=sys.argv[1], allow_download=False, hub_dir=sys.argv[2]); "
+            "images = np.load(sys.argv[3]); print('ready', flush=True); sys.stdin.readline(); "
+            "factory = lambda: print('computing', flush=True) or [images]; "
+            "print(reference_statistics(factory, {'name': 'fm'}, sys.argv[4], handle, device='cpu').sha256)")
+    # `handle` has put the converted network in workdir/inception: the processes only load it.
+    argv = [sys.executable, "-c", code, workdir / "inception", workdir / "hub", tmp_path / "images.npy",
+            tmp_path / "ref"]
+    outcomes = start_together([subprocess.Popen(argv, cwd=REPO, env=subprocess_env(), stdin=subprocess.PIPE,
+                                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               for _ in range(3)])
+    lines = [line for out, _ in outcomes for line in out.splitlines()]
+    assert lines.count("computing") == 1, outcomes
+    (npz,) = (tmp_path / "ref").glob("ref-fm-*.npz")
+    assert sorted(line for line in lines if line != "computing") == [sha256_file(npz)] * 3, outcomes
 
 
 @pytest.mark.slow

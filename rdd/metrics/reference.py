@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch_fidelity.metric_fid import fid_features_to_statistics
 
-from rdd.io import NpzError, file_problem, read_json, read_npz, sha256_file, write_bytes, write_json
+from rdd.io import (NpzError, file_problem, one_at_a_time, read_json, read_npz, sha256_file, write_bytes,
+                    write_json)
 from rdd.metrics.features import extract_features
 from rdd.metrics.inception import INPUT_PIPELINES
 from rdd.provenance import package_versions
@@ -115,45 +116,49 @@ def reference_statistics(batches_factory, dataset_id, cache_dir, handle, split="
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{dataset_id.get('name', 'dataset')}-{split}")
     npz_path = Path(cache_dir) / f"ref-{name}-{key_sha[:16]}.npz"
     json_path = npz_path.with_suffix(".json")
+    # Two jobs that need the same statistics at once (two studies of one dataset, on two nodes sharing
+    # the cache) would each compute them and could pair one's file with the other's record: the first
+    # computes while the other waits, then reads the cache.
+    with one_at_a_time(npz_path.with_suffix(".lock")):
+        if json_path.is_file() and npz_path.is_file():
+            record = read_json(json_path)
+            if record.get("key") == key:
+                sha256 = sha256_file(npz_path)
+                if sha256 != record["sha256"]:
+                    raise StatisticsFileError(
+                        f"cached statistics file {npz_path} does not match its record {json_path} "
+                        f"(sha256 {sha256} != {record['sha256']}); delete both to recompute"
+                    )
+                return RefStats(str(npz_path), sha256, record)
 
-    if json_path.is_file() and npz_path.is_file():
-        record = read_json(json_path)
-        if record.get("key") == key:
-            sha256 = sha256_file(npz_path)
-            if sha256 != record["sha256"]:
-                raise StatisticsFileError(
-                    f"cached statistics file {npz_path} does not match its record {json_path} "
-                    f"(sha256 {sha256} != {record['sha256']}); delete both to recompute"
-                )
-            return RefStats(str(npz_path), sha256, record)
+        start = time.perf_counter()
+        batches = batches_factory()
+        if num_images is not None:
+            batches = _first_images(batches, num_images)
+        features, _ = extract_features(batches, handle, batch_size=batch_size, device=device)
+        if len(features) < max(2, num_images or 0):
+            raise ValueError(f"{dataset_id} split {split!r} gave {len(features)} images, {num_images or 2} needed")
+        stats = features_to_statistics(features)
+        buffer = io.BytesIO()
+        np.savez(buffer, mu=stats["mu"], sigma=stats["sigma"], features=features)
+        data = buffer.getvalue()
+        write_bytes(data, npz_path)
+        record = {
+            "kind": "reference-statistics",
+            "source": "computed",
+            "key": key,
+            "key_sha256": key_sha,
+            "num_images": len(features),
+            "file": str(npz_path),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "extractor": handle.protocol(),
+            "kid_available": True,
+            "versions": package_versions(),
+            "wall_time_s": time.perf_counter() - start,
+        }
+        write_json(record, json_path)
+        return RefStats(str(npz_path), record["sha256"], record)
 
-    start = time.perf_counter()
-    batches = batches_factory()
-    if num_images is not None:
-        batches = _first_images(batches, num_images)
-    features, _ = extract_features(batches, handle, batch_size=batch_size, device=device)
-    if len(features) < max(2, num_images or 0):
-        raise ValueError(f"{dataset_id} split {split!r} gave {len(features)} images, {num_images or 2} needed")
-    stats = features_to_statistics(features)
-    buffer = io.BytesIO()
-    np.savez(buffer, mu=stats["mu"], sigma=stats["sigma"], features=features)
-    data = buffer.getvalue()
-    write_bytes(data, npz_path)
-    record = {
-        "kind": "reference-statistics",
-        "source": "computed",
-        "key": key,
-        "key_sha256": key_sha,
-        "num_images": len(features),
-        "file": str(npz_path),
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "extractor": handle.protocol(),
-        "kid_available": True,
-        "versions": package_versions(),
-        "wall_time_s": time.perf_counter() - start,
-    }
-    write_json(record, json_path)
-    return RefStats(str(npz_path), record["sha256"], record)
 
 
 def user_statistics(path):
