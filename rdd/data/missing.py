@@ -24,6 +24,9 @@ def fetch_once(spec, present, fetch):
     together (statistics, teacher, classifier) would each download the same files at once, and one
     could read a file that another is still writing; the first fetches while the others wait, then find
     the files complete."""
-    with io.one_at_a_time(Path(spec["root"]) / f".{spec['name']}-download.lock"):
+    lock = Path(spec["root"]) / f".{spec['name']}-download.lock"
+    if present() and not os.access(lock.parent, os.W_OK):
+        return  # a read-only copy: nobody can be writing it, and no lock can be made there
+    with io.one_at_a_time(lock):
         if not present():
             fetch()

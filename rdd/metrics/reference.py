@@ -104,6 +104,24 @@ def _first_images(batches, num_images):
             return
 
 
+def _cached(npz_path, key):
+    """The statistics cached at `npz_path` for `key`, or None; a file that does not match its record is
+    named."""
+    json_path = npz_path.with_suffix(".json")
+    if not (json_path.is_file() and npz_path.is_file()):
+        return None
+    record = read_json(json_path)
+    if record.get("key") != key:
+        return None
+    sha256 = sha256_file(npz_path)
+    if sha256 != record["sha256"]:
+        raise StatisticsFileError(
+            f"cached statistics file {npz_path} does not match its record {json_path} "
+            f"(sha256 {sha256} != {record['sha256']}); delete both to recompute"
+        )
+    return RefStats(str(npz_path), sha256, record)
+
+
 def reference_statistics(batches_factory, dataset_id, cache_dir, handle, split="train", num_images=None,
                          preprocessing=None, batch_size=64, device=None):
     """Statistics of `batches_factory()` (uint8 NHWC batches), computed once per cache key and reused.
@@ -116,20 +134,15 @@ def reference_statistics(batches_factory, dataset_id, cache_dir, handle, split="
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{dataset_id.get('name', 'dataset')}-{split}")
     npz_path = Path(cache_dir) / f"ref-{name}-{key_sha[:16]}.npz"
     json_path = npz_path.with_suffix(".json")
-    # Two jobs that need the same statistics at once (two studies of one dataset, on two nodes sharing
-    # the cache) would each compute them and could pair one's file with the other's record: the first
-    # computes while the other waits, then reads the cache.
+    # Written whole (the statistics, then their record), a cache entry is read without a lock (and so from
+    # a read-only cache). A missing one is computed once: two jobs that need it at once (two studies of one
+    # dataset, nodes sharing the cache) would each compute it and could pair one's file with the other's
+    # record, so the first computes while the other waits, then reads it.
+    if cached := _cached(npz_path, key):
+        return cached
     with one_at_a_time(npz_path.with_suffix(".lock")):
-        if json_path.is_file() and npz_path.is_file():
-            record = read_json(json_path)
-            if record.get("key") == key:
-                sha256 = sha256_file(npz_path)
-                if sha256 != record["sha256"]:
-                    raise StatisticsFileError(
-                        f"cached statistics file {npz_path} does not match its record {json_path} "
-                        f"(sha256 {sha256} != {record['sha256']}); delete both to recompute"
-                    )
-                return RefStats(str(npz_path), sha256, record)
+        if cached := _cached(npz_path, key):
+            return cached
 
         start = time.perf_counter()
         batches = batches_factory()
