@@ -68,7 +68,7 @@ def prune(root, delete, log=print):
                     size = path.stat().st_size
                     if delete:
                         path.unlink()
-                    log(f"{'deleted' if delete else 'unread'}  {_size(size):>11}  {path}: {why}")
+                    log(f"{'deleted' if delete else 'found'}  {_size(size):>11}  {path}: {why}")
                     files, total = files + 1, total + size
         except io.OutputBusyError:
             log(f"left alone: {folder} (a training job is using it)")
