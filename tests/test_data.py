@@ -385,6 +385,18 @@ def test_imagenet64_compressed_batch_is_decompressed_once_by_processes_reading_i
     assert [out for out, _ in outcomes] == [f"{int(images.sum())} {inode}\n"] * 3, outcomes
 
 
+def test_imagenet64_says_before_any_work_when_a_compressed_batch_cannot_be_decompressed(tmp_path, imagenet_jpg):
+    root = write_imagenet64(tmp_path, imagenet_jpg, imagenet_jpg)  # val_data.npz stored compressed
+    (root / "_extracted").write_text("a file where the copies would go")
+    spec = {"name": "imagenet64", "root": str(root)}
+    assert len(build_dataset(spec, "train")) == 20  # stored uncompressed: nothing to write
+    with pytest.raises(ValueError, match=re.escape(f"{root / 'val_data.npz'} stores its images compressed, to be "
+                                                   f"decompressed once (about 1.6 GB per training file) to "
+                                                   f"{root / '_extracted' / 'val_data.data.npy'}, which cannot be "
+                                                   f"created: {root / '_extracted'} is not a folder")):
+        build_dataset(spec, "test")
+
+
 def test_imagenet64_downsampling_agrees_with_pil_bilinear(imagenet_root, imagenet_jpg):
     small = all_images({"name": "imagenet64", "root": str(imagenet_root), "image_size": 32}, "test")
     assert small.shape == (20, 32, 32, 3)
