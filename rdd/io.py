@@ -81,15 +81,19 @@ def _missing_folders(folder):
     return missing
 
 
+def partial_writes(folder):
+    """The temporary files of `write_with` in `folder`, sorted: writes cut short by a kill, unless a live
+    writer holds the lock of what is written there (see `exclusive`)."""
+    folder = Path(folder)
+    return sorted(p for p in folder.glob(".*.tmp") if p.is_file()) if folder.is_dir() else []
+
+
 def remove_partial_writes(folder):
     """Delete the temporary files that writers killed mid-write left in `folder`; return their names.
 
     Call it only while holding the lock of everything written there (see `exclusive`): a live
     writer's temporary file looks the same."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    leftovers = sorted(p for p in folder.glob(".*.tmp") if p.is_file())
+    leftovers = partial_writes(folder)
     for path in leftovers:
         path.unlink(missing_ok=True)
     return [p.name for p in leftovers]

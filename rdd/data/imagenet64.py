@@ -57,21 +57,25 @@ def _extract_member(npz_path, member, target):
         io.write_with(target, copy)
 
 
-def _extracted_copy(npz_path, extract_dir):
-    """Where the decompressed `data` of `npz_path` goes when the npz stores it compressed, else None."""
+def _data_info(npz_path):
     with zipfile.ZipFile(npz_path) as z:
-        compressed = z.getinfo("data.npy").compress_type != zipfile.ZIP_STORED
+        return z.getinfo("data.npy")
+
+
+def _extracted_copy(npz_path, extract_dir, info):
+    """Where the decompressed `data` of `npz_path` (its zip entry `info`) goes when the npz stores it
+    compressed, else None."""
+    compressed = info.compress_type != zipfile.ZIP_STORED
     return Path(extract_dir) / f"{Path(npz_path).stem}.data.npy" if compressed else None
 
 
 def open_data(npz_path, extract_dir):
     """The `data` array of an npz file, memory-mapped read-only."""
-    if target := _extracted_copy(npz_path, extract_dir):
+    info = _data_info(npz_path)
+    if target := _extracted_copy(npz_path, extract_dir, info):
         if not target.is_file():
             _extract_member(npz_path, "data.npy", target)
         return np.load(target, mmap_mode="r")
-    with zipfile.ZipFile(npz_path) as z:
-        info = z.getinfo("data.npy")
     with open(npz_path, "rb") as f:
         # the member's bytes follow its local header (30 bytes, then name and extra field)
         f.seek(info.header_offset)
@@ -113,7 +117,7 @@ class ImageNet64Source:
         # A compressed file is decompressed on first use, in a loader worker: say now, before any work,
         # when its copy cannot be written there.
         for path in self.paths:
-            target = _extracted_copy(path, self.extract_dir)
+            target = _extracted_copy(path, self.extract_dir, _data_info(path))
             if target and not target.is_file() and (problem := io.output_problem(target)):
                 raise ValueError(f"{path} stores its images compressed, to be decompressed once (about 1.6 GB "
                                  f"per training file) to {target}, which {problem}; make {self.extract_dir} "

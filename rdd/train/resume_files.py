@@ -15,6 +15,7 @@ from rdd import io
 
 STATE = "resume.pt"
 OTHER_SETTINGS, DAMAGED = "stale", "corrupt"
+CUT_SHORT = "a write cut short by a kill (the stage's next run would remove it)"
 
 
 def state_path(resume_dir):
@@ -29,9 +30,7 @@ def set_aside_path(path, kind, tag):
 
 
 def _describe(path):
-    """What a file of a resume folder is that no run reads, or None for any other file."""
-    if path.name.startswith(".") and path.name.endswith(".tmp"):
-        return "a write cut short by a kill (the stage's next run would remove it)"
+    """What a state set aside is, or None for any other file."""
     kind, sep, tag = path.name.removeprefix(STATE + ".").partition("-")
     if not path.name.startswith(STATE + ".") or not sep or not tag:
         return None
@@ -60,11 +59,10 @@ def prune(root, delete, log=print):
     for folder in sorted({p.parent for p in root.rglob(STATE + "*") if p.is_file()}):
         try:
             with io.exclusive(state_path(folder)):
-                for path in sorted(p for p in folder.iterdir() if p.is_file()):
-                    if path.name == STATE:
-                        states, kept = states + 1, kept + path.stat().st_size
-                    if (why := _describe(path)) is None:
-                        continue
+                if (state := state_path(folder)).is_file():
+                    states, kept = states + 1, kept + state.stat().st_size
+                unread = [(p, why) for p in sorted(folder.glob(STATE + ".*")) if p.is_file() and (why := _describe(p))]
+                for path, why in unread + [(p, CUT_SHORT) for p in io.partial_writes(folder)]:
                     size = path.stat().st_size
                     if delete:
                         path.unlink()
