@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from rdd import io
-from rdd.metrics.features import check_uint8_batch
+from rdd.data.quantize import check_uint8_batch
 from rdd.samples_file import read_samples
 
 NAME_DIGITS = 7  # up to 10 million images (ImageNet's train split has 1.28 million)

@@ -7,7 +7,7 @@ missing, truncated or foreign file is named in one line, with the command that w
 from pathlib import Path
 
 from rdd import io, layout
-from rdd.metrics.features import check_uint8_batch
+from rdd.data.quantize import check_uint8_batch
 
 WRITERS = "`python -m rdd sample` or `python -m rdd real-samples`"
 

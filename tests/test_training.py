@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -596,6 +597,30 @@ def test_samples_do_not_depend_on_batch_size(teacher, tmp_path):
     run_rdd("sample", "--model", teacher, "--steps", 4, "--seeds", "40-63", "--out", part, "--device", "cpu")
     assert np.array_equal(np.load(part)["images"], ref["images"][40:])
 
+
+def test_sampling_and_distillation_jobs_load_no_metrics_stack(tiny, teacher, classifier, tmp_path):
+    """The commands most jobs run (`sample`, `distill`) start without torch-fidelity and torchvision:
+    importing them costs about 3 s a job on CI's machine (torchvision imports torch._dynamo), which only the
+    evaluation and reference-statistics jobs need."""
+    code = """
+import sys
+from rdd.cli import main
+code = main(sys.argv[1:])
+heavy = sorted({m.split(".")[0] for m in sys.modules} & {"torchvision", "torch_fidelity"})
+print("loaded:", heavy)
+sys.exit(code)
+"""
+    commands = {
+        "sample": ["sample", "--model", teacher, "--steps", 1, "--seeds", "0-3", "--device", "cpu",
+                   "--out", tmp_path / "s.npz", "--grid", tmp_path / "s.png"],
+        "distill": ["distill", "--settings", tiny["distill"], "--teacher", teacher, "--classifier", classifier,
+                    "--set", "train.iters=1", "--out", tmp_path / "student.pt", "--resume-dir", tmp_path / "resume"],
+    }
+    for name, args in commands.items():
+        result = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True,
+                                env=subprocess_env())
+        assert result.returncode == 0, f"{name}: {result.stderr[-3000:]}"
+        assert "loaded: []" in result.stdout, f"{name}: {result.stdout[-500:]}"
 
 
 @pytest.mark.parametrize("count, channels", [(64, 3), (13, 3), (5, 1)])

@@ -1,4 +1,4 @@
-"""The one conversion between uint8 images and float [-1, 1] tensors.
+"""The one conversion between uint8 images and float [-1, 1] tensors, and the check of a uint8 batch.
 
 Datasets, reference statistics and generated samples all pass through these
 two functions, so every image is quantised the same way.
@@ -27,3 +27,13 @@ def from_uint8(images, device=None):
                          f"dtype {getattr(images, 'dtype', None)} shape {tuple(getattr(images, 'shape', ()))}")
     x = images.to(device).permute(0, 3, 1, 2).to(torch.float32)
     return (x / 127.5 - 1.0).contiguous()
+
+
+def check_uint8_batch(batch, first_shape=None):
+    """`batch` if it is a uint8 [N, H, W, C] array (C = 1 or 3) of images shaped `first_shape`, else ValueError."""
+    if not isinstance(batch, np.ndarray) or batch.dtype != np.uint8 or batch.ndim != 4 or batch.shape[3] not in (1, 3):
+        got = f"{type(batch).__name__} {getattr(batch, 'dtype', '')} {getattr(batch, 'shape', '')}"
+        raise ValueError(f"images must be numpy uint8 arrays [N, H, W, C] with C = 1 or 3, got {got}")
+    if first_shape is not None and batch.shape[1:] != first_shape:
+        raise ValueError(f"all batches must share one image shape: {first_shape} then {batch.shape[1:]}")
+    return batch

@@ -14,19 +14,10 @@ import torch
 import torch.nn.functional as F
 
 from rdd import precision
+from rdd.data.quantize import check_uint8_batch
 from rdd.metrics.inception import load_extractor
 
 INPUT_SIZE = 299
-
-
-def check_uint8_batch(batch, first_shape=None):
-    """`batch` if it is a uint8 [N, H, W, C] array (C = 1 or 3) of images shaped `first_shape`, else ValueError."""
-    if not isinstance(batch, np.ndarray) or batch.dtype != np.uint8 or batch.ndim != 4 or batch.shape[3] not in (1, 3):
-        got = f"{type(batch).__name__} {getattr(batch, 'dtype', '')} {getattr(batch, 'shape', '')}"
-        raise ValueError(f"images must be numpy uint8 arrays [N, H, W, C] with C = 1 or 3, got {got}")
-    if first_shape is not None and batch.shape[1:] != first_shape:
-        raise ValueError(f"all batches must share one image shape: {first_shape} then {batch.shape[1:]}")
-    return batch
 
 
 def _fixed_size_batches(images_or_batches, batch_size):
