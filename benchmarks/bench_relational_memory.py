@@ -8,6 +8,7 @@ Inputs, the loss module and its 20000-slot memory exist before the baseline.
 """
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -68,6 +69,7 @@ def run_case(kind, batch, side, device):
     print(json.dumps({"peak_bytes": peak, "seconds": min(times)}))
 
 
+@functools.cache  # a case in both sweeps (batch 32 on the 8x8 map) is measured once
 def measure(kind, batch, side, device, limit_bytes):
     """Run one case in a fresh interpreter, or report it skipped when predicted above the limit."""
     predicted = BYTES_PER_RELATION * relation_elements(kind, batch, side)
