@@ -846,6 +846,11 @@ def test_training_curves_draw_each_training_replicate_as_a_line_and_a_stand_in_o
         expected = {labels[r]: ([10, 20, 30], values[r, round_]) for r in (0, 1) if (r, round_) in values}
         assert lines == expected
     assert [t.get_text() for t in figure.legends[0].get_texts()] == ["zero", "one"]
+    # A replicate drawn only in a later panel is in the legend too, in replicate order.
+    later_only = curves[(curves["ablation"] == "") & ~((curves["replicate"] == 0) & (curves["round"] == "4->2"))]
+    figure = curves_figure(later_only, labels)
+    assert [line.get_label() for line in figure.axes[0].get_lines()] == ["one"]
+    assert [t.get_text() for t in figure.legends[0].get_texts()] == ["zero", "one"]
 
 
 @pytest.mark.parametrize("seeds", [(0, 1), (2, 1, 3)])

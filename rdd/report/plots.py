@@ -146,8 +146,11 @@ def curves_figure(curves, replicate_labels):
             ax.tick_params(labelsize=7)
             ax.grid(alpha=0.3)
     if several:
-        handles, labels = axes[0][0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), fontsize=7, frameon=False)
+        # Every panel's lines, in replicate order: a replicate need not have points in the first panel.
+        drawn = {label: handle for ax in axes.flat for handle, label in zip(*ax.get_legend_handles_labels())}
+        labels = [replicate_labels[r] for r in sorted(replicate_labels) if replicate_labels[r] in drawn]
+        fig.legend([drawn[label] for label in labels], labels, loc="lower center", ncol=min(len(labels), 3),
+                   fontsize=7, frameon=False)
         fig.tight_layout(rect=(0, 0.12 / len(terms), 1, 1))
     else:
         fig.tight_layout()
