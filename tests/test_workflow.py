@@ -257,15 +257,22 @@ def test_lint_has_only_the_explained_finding(tmp_path):
 
 TEACHER_LOG = "logs/results/tiny/models/teacher/teacher_8.log"
 TEACHER_RESUME = "resume/results/tiny/models/teacher/teacher_8/resume.pt"
-# Long enough to be still training after step 20 while the refused second run starts and stops (on a
-# 2-core machine busy with another run, that took the teacher's last 80 steps of 100: 7 it/s, 11 s),
-# short enough to keep the test quick: the rest of the DAG waits for the teacher.
-LONG_TEACHER_ITERS = 300
+# Long enough to be still training when the Ctrl-C comes, moments after step 20 (at 7 it/s, the rate seen on a
+# busy 2-core machine, 80 steps are 11 s), short enough to keep the test quick: the rest of the DAG waits for it.
+LONG_TEACHER_ITERS = 100
+
+
+def _wait_while_running(proc, done, what, timeout_s=300):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None and not done():
+        time.sleep(0.2)
+    assert proc.poll() is None, f"the run ended before {what}"
+    assert done(), f"not {what} after {timeout_s} s"
 
 
 def _interrupt_during_teacher(workdir, overlay):
-    """Start the tiny run; once the teacher has saved state, start a second run on the same folder
-    (which Snakemake's lock must refuse), then press Ctrl-C (SIGINT to the process group).
+    """Start the tiny run; once its teacher job has started, start a second run on the same folder (which
+    Snakemake's lock must refuse); once the teacher has saved state, press Ctrl-C (SIGINT to the process group).
     Returns the first run's exit code and the second run's CompletedProcess."""
     with open(workdir / "first-run.log", "w") as out:
         # SIGINT restored to its default: a test run started in the background of a shell inherits it ignored.
@@ -273,14 +280,12 @@ def _interrupt_during_teacher(workdir, overlay):
                                 cwd=workdir, env=snakemake_env(), stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         log = workdir / TEACHER_LOG
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and proc.poll() is None:
-            if (workdir / TEACHER_RESUME).exists() and log.exists() and "step 20/" in log.read_text():
-                break
-            time.sleep(0.2)
-        assert proc.poll() is None, "the run ended before the teacher could be interrupted"
+        # A job has started, so the run holds the folder's lock.
+        _wait_while_running(proc, log.exists, "the teacher started")
         second = run_snakemake(workdir, "all", "--cores", "1", "--configfile", TINY, overlay)
         assert proc.poll() is None, "the first run ended while the second was refused"
+        _wait_while_running(proc, lambda: (workdir / TEACHER_RESUME).exists() and "step 20/" in log.read_text(),
+                            "the teacher saved state at step 20")
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(timeout=120)
     return proc.returncode, second
