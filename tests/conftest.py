@@ -2,6 +2,7 @@
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -29,6 +30,25 @@ def subprocess_env(torch_threads=1):
     `torch_threads` threads (one by default, so that two processes, torchrun's ranks or a run beside its
     rerun, share CI's two cores)."""
     return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": str(torch_threads)}
+
+
+_LOADED_PROBE = """
+import json, sys
+status = 0
+{code}
+print("loaded:", json.dumps(sorted({{name.split(".")[0] for name in sys.modules}})))
+sys.exit(status)
+"""
+
+
+def packages_loaded(code, *args):
+    """The top-level packages a fresh Python holds once it has run `code` (which may set `status`, its exit
+    status) with `args` as sys.argv[1:]: what a job of that code pays to import."""
+    result = subprocess.run([sys.executable, "-c", _LOADED_PROBE.format(code=code), *map(str, args)], cwd=REPO,
+                            capture_output=True, text=True, env=subprocess_env())
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = next(line for line in reversed(result.stdout.splitlines()) if line.startswith("loaded: "))
+    return set(json.loads(line.removeprefix("loaded: ")))
 
 
 def start_together(procs):
