@@ -18,7 +18,7 @@ from rdd import io, methods
 from rdd.data.registry import normalize_spec
 from rdd.seeds import MAX_TRAINING_SEED
 from rdd.train.checks import COMMANDS
-from rdd.values import is_int, is_number
+from rdd.values import colon_hint, is_int, is_number
 
 
 class SettingsError(ValueError):
@@ -325,7 +325,7 @@ def _merge(tree, user, errors, path=""):
         where = path + key
         entry = tree.get(key)
         if entry is None:
-            errors.append(f"unknown setting '{where}' (allowed here: {', '.join(sorted(tree))})")
+            errors.append(f"unknown setting '{where}'{colon_hint(key, tree)} (allowed here: {', '.join(sorted(tree))})")
         elif not isinstance(entry, Setting):
             if isinstance(value, dict):
                 out[key] = _merge(entry, value, errors, where + ".")

@@ -304,6 +304,21 @@ def test_command_line_scalars_are_typed_as_a_config_file_types_them():
         {"title": 2024, "p": "a'b"}
 
 
+def test_a_key_written_without_a_space_after_its_colon_is_named_with_the_fix():
+    """`--config 'studies={tiny: {evaluate: {num_samples:50}}}'`: YAML reads one key 'num_samples:50'."""
+    config = io.read_yaml(TINY)
+    config["studies"]["tiny"]["evaluate"].update(yaml.safe_load("{num_samples:50}"))
+    with pytest.raises(configcheck.ConfigError) as error:
+        configcheck.checked_config(config, REPO)
+    assert str(error.value).startswith(
+        "studies.tiny.evaluate: unknown key 'num_samples:50' (YAML reads 'num_samples:50' as one key: write a space "
+        "after the colon, 'num_samples: ...'); allowed: batch_size,")
+    # A colon in a key that is not an allowed key before it gets no such advice.
+    config["studies"]["tiny"]["evaluate"] = {"samples:50": None}
+    with pytest.raises(configcheck.ConfigError, match=r"unknown key 'samples:50'; allowed: batch_size,"):
+        configcheck.checked_config(config, REPO)
+
+
 def test_a_null_block_keeps_its_null_and_defaults_are_copies():
     config = io.read_yaml(TINY)
     config["studies"]["tiny"]["evaluate"].update(memory_benchmark=None, speed_benchmark=None)

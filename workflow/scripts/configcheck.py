@@ -15,7 +15,7 @@ import jsonschema
 import yaml
 
 from rdd import io
-from rdd.values import is_number
+from rdd.values import colon_hint, is_number
 
 # Names of studies, ablations and variants (they become parts of paths).
 NAME = re.compile(r"[a-z0-9_]+")
@@ -35,7 +35,7 @@ def string_keys(value):
 
 
 def unknown_key(path, key, allowed):
-    return f"{path}: unknown key {key!r}; allowed: {', '.join(allowed) or 'none'}"
+    return f"{path}: unknown key {key!r}{colon_hint(key, allowed)}; allowed: {', '.join(allowed) or 'none'}"
 
 
 def shown(value):
