@@ -1,5 +1,6 @@
 """Tests of plain values read from YAML or JSON (settings, network and dataset configs, records, paper
-values), in one place; no imports, so every module may use them. Booleans are neither integers nor numbers."""
+values), and the advice for a key YAML read with its value, in one place; no imports, so every module may
+use them. Booleans are neither integers nor numbers."""
 
 import math
 
