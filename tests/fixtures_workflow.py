@@ -14,9 +14,14 @@ REPO = Path(__file__).resolve().parent.parent
 SNAKEFILE = REPO / "Snakefile"
 
 
+def snakemake_args(workdir, *args):
+    """Snakemake's arguments for this repository's Snakefile, run in `workdir`."""
+    return ["-s", str(SNAKEFILE), "--directory", str(workdir), *map(str, args)]
+
+
 def snakemake_command(workdir, *args):
     """The argument list of `python -m snakemake` on this repository's Snakefile, run in `workdir`."""
-    return [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(workdir), *map(str, args)]
+    return [sys.executable, "-m", "snakemake", *snakemake_args(workdir, *args)]
 
 
 def snakemake_env(**extra):
@@ -37,6 +42,7 @@ def _snakemake_main(argv, cwd, env, log_path):
     log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     os.dup2(log, 1)
     os.dup2(log, 2)
+    os.close(log)
     from snakemake.cli import main
 
     sys.argv = ["snakemake", *argv]
@@ -53,7 +59,7 @@ def run_snakemake(workdir, *args, timeout=600, **extra_env):
 
     The same as `python -m snakemake` (`snakemake_command`) in a child of its own, forked from a
     server that imported Snakemake once."""
-    argv = snakemake_command(workdir, *args)[3:]
+    argv = snakemake_args(workdir, *args)
     with tempfile.TemporaryDirectory() as scratch:
         log_path = os.path.join(scratch, "snakemake.log")
         child = _SNAKEMAKE_FORKS.Process(target=_snakemake_main,
