@@ -330,12 +330,13 @@ def _merge(tree, user, errors, path=""):
             if isinstance(value, dict):
                 out[key] = _merge(entry, value, errors, where + ".")
             else:
-                errors.append(f"setting '{where}' must be a mapping, got {value!r}")
+                errors.append(f"setting '{where}' must be a mapping, got {value!r}{colon_hint(value, entry, 'text')}")
         elif entry.kind is None:  # a record: its owner checks its keys
             if isinstance(value, dict):
                 out[key] = {**out[key], **copy.deepcopy(value)}
             else:
-                errors.append(f"setting '{where}' must be a mapping, got {value!r}")
+                hint = colon_hint(value, entry.default or {}, "text")
+                errors.append(f"setting '{where}' must be a mapping, got {value!r}{hint}")
         else:
             value = _yaml_float(entry, value)
             problem = _value_error(where, entry, value)

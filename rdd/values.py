@@ -14,10 +14,11 @@ def is_number(value):
     return (type(value) is int or isinstance(value, float)) and math.isfinite(value)
 
 
-def colon_hint(key, allowed):
-    """For an unknown key like 'num_samples:-5', whose part before the colon is allowed: YAML read
-    `key:value` without a space as one key, and the message says so; else ''."""
-    name, colon, _ = str(key).partition(":")
-    if not colon or name not in allowed:
+def colon_hint(text, allowed, read_as="one key"):
+    """For an unknown key like 'num_samples:-5' (or, with `read_as="text"`, a string where a mapping
+    belongs: the block line `num_samples:50` under `evaluate:`) whose part before the colon is allowed:
+    YAML read `key:value` without a space as one scalar, and the message says so; else ''."""
+    name, colon, _ = str(text).partition(":")
+    if not colon or name.strip() not in allowed:
         return ""
-    return f" (YAML reads {str(key)!r} as one key: write a space after the colon, '{name}: ...')"
+    return f" (YAML reads {str(text)!r} as {read_as}: write a space after the colon, '{name.strip()}: ...')"

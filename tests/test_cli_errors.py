@@ -71,6 +71,8 @@ CASES = [
      '"{tmp}/twice.yaml", line 3, column 3'),  # PyYAML alone keeps the last value without a word
     ((*TEACHER, "--settings", "{tmp}/colon.yaml"), "unknown setting 'train.iters:5' (YAML reads 'iters:5' as one "
      "key: write a space after the colon, 'iters: ...') (allowed here: batch_size,"),
+    ((*TEACHER, "--settings", "{tmp}/colon_block.yaml"), "setting 'train' must be a mapping, got 'iters:5' (YAML "
+     "reads 'iters:5' as text: write a space after the colon, 'iters: ...')"),
     # the classifier's recipe
     (setting(CLASSIFIER, "train.momentum=1.5"), "'train.momentum' must be a number in [0, 1)"),
     (setting(CLASSIFIER, "train.weight_decay=-1"), "'train.weight_decay' must be a number >= 0"),
@@ -265,6 +267,7 @@ def bad_files(tmp_path_factory):
     (folder / "list.yaml").write_text("- 1\n- 2\n")
     (folder / "twice.yaml").write_text("train:\n  iters: 5\n  iters: 10\n")
     (folder / "colon.yaml").write_text("train: {iters:5}\n")  # no space: one key 'iters:5' of value null
+    (folder / "colon_block.yaml").write_text("train:\n  iters:5\n")  # in block style: 'train' is the text 'iters:5'
     (folder / "fmnist.yaml").write_text("data: {name: fashion_mnist}\n")
     (folder / "pd_round.yaml").write_text(PD_ROUND)
     (folder / "rcfd.yaml").write_text("method: rcfd\n")

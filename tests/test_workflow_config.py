@@ -317,6 +317,17 @@ def test_a_key_written_without_a_space_after_its_colon_is_named_with_the_fix():
     config["studies"]["tiny"]["evaluate"] = {"samples:50": None}
     with pytest.raises(configcheck.ConfigError, match=r"unknown key 'samples:50'; allowed: batch_size,"):
         configcheck.checked_config(config, REPO)
+    # In block style (`evaluate:` then the line `num_samples:50`) the block is that text, not a mapping.
+    config["studies"]["tiny"]["evaluate"] = yaml.safe_load("evaluate:\n  num_samples:50\n")["evaluate"]
+    with pytest.raises(configcheck.ConfigError) as error:
+        configcheck.checked_config(config, REPO)
+    assert str(error.value).startswith("studies.tiny.evaluate: 'num_samples:50' is not of type 'object'")
+    assert str(error.value).endswith(
+        "(YAML reads 'num_samples:50' as text: write a space after the colon, 'num_samples: ...')")
+    config["studies"]["tiny"]["evaluate"] = "samples:50"
+    with pytest.raises(configcheck.ConfigError) as error:
+        configcheck.checked_config(config, REPO)
+    assert "write a space" not in str(error.value)
 
 
 def test_a_null_block_keeps_its_null_and_defaults_are_copies():

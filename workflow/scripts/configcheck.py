@@ -75,6 +75,9 @@ def describe_schema_error(error, where=""):
     if error.validator == "type" and "array" in error.validator_value and scalar:
         # `--config run=fmnist` is the usual slip: say how a list of one is written.
         hint += f"; a list of one is written [{error.instance}]"
+    if error.validator == "type" and "object" in error.validator_value and isinstance(error.instance, str):
+        # A block line `num_samples:50` under `evaluate:` is one string, not a key and its value.
+        hint += colon_hint(error.instance, schema.get("properties", {}), "text")
     if error.validator == "type" and "null" in error.validator_value and error.instance in ("None", "none"):
         # `--config` and YAML read None as text: null is written null (or ~).
         hint += "; null is written null"
