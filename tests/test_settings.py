@@ -84,6 +84,18 @@ def test_validate_checks_a_network_without_building_it():
         settings_mod.validate("classifier", {"data": {"name": "mnist3"}})
 
 
+def test_a_record_written_as_one_colon_line_gets_the_space_advice():
+    """`data:` then the block line `name:fashion_mnist`: YAML reads the record as that text."""
+    record = yaml.safe_load("data:\n  name:fashion_mnist\n")
+    with pytest.raises(settings_mod.SettingsError) as error:
+        settings_mod.validate("teacher", record)
+    assert str(error.value) == ("setting 'data' must be a mapping, got 'name:fashion_mnist' (YAML reads "
+                                "'name:fashion_mnist' as text: write a space after the colon, 'name: ...')")
+    with pytest.raises(settings_mod.SettingsError) as error:  # no key of the record before the colon
+        settings_mod.validate("teacher", {"net": "width:64"})
+    assert str(error.value) == "setting 'net' must be a mapping, got 'width:64'"
+
+
 def test_config_readme_describes_every_key_the_schemas_allow():
     """config/README.md names each key of a study, of its `evaluate` block and of an ablation variant,
     and each loss term."""
