@@ -318,6 +318,11 @@ def defaults(command):
 
 # ----------------------------------------------------------------------------- checking a user's record
 
+def _not_a_mapping(where, value, keys):
+    """The message for a value where a mapping with `keys` belongs (with the colon advice for 'key:value')."""
+    return f"setting '{where}' must be a mapping, got {value!r}{colon_hint(value, keys, 'text')}"
+
+
 def _merge(tree, user, errors, path=""):
     """`tree`'s defaults overlaid with `user`; each unknown key or wrong value is added to `errors`."""
     out = _defaults(tree)
@@ -330,13 +335,12 @@ def _merge(tree, user, errors, path=""):
             if isinstance(value, dict):
                 out[key] = _merge(entry, value, errors, where + ".")
             else:
-                errors.append(f"setting '{where}' must be a mapping, got {value!r}{colon_hint(value, entry, 'text')}")
+                errors.append(_not_a_mapping(where, value, entry))
         elif entry.kind is None:  # a record: its owner checks its keys
             if isinstance(value, dict):
                 out[key] = {**out[key], **copy.deepcopy(value)}
             else:
-                hint = colon_hint(value, entry.default or {}, "text")
-                errors.append(f"setting '{where}' must be a mapping, got {value!r}{hint}")
+                errors.append(_not_a_mapping(where, value, entry.default or {}))
         else:
             value = _yaml_float(entry, value)
             problem = _value_error(where, entry, value)
