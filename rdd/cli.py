@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import re
 import sys
 
 import yaml
@@ -313,8 +314,25 @@ def _evaluate_files(args):
 class Parser(argparse.ArgumentParser):
     """Usage errors on one line, `error: <prog>: <message>` (`-h` shows the usage)."""
 
+    def parse_known_args(self, args=None, namespace=None):
+        # Kept for error(): argparse's message does not say which value it refused.
+        self._args = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
     def error(self, message):
-        self.exit(2, f"error: {self.prog}: {message}\n")
+        self.exit(2, f"error: {self.prog}: {message}{self._dash_value_hint(message)}\n")
+
+    def _dash_value_hint(self, message):
+        """Advice when an option 'expected one argument' but was followed by a value that begins with '-' and
+        names none of our options (argparse reads '-1-3' as an option, '-3' as a number): the '=' form hands
+        it over as a value."""
+        found = re.fullmatch(r"argument (\S+): expected one argument", message)
+        args = getattr(self, "_args", [])
+        for option, value in zip(args, args[1:]):
+            if (found and option in found[1].split("/") and value.startswith("-") and value != "--"
+                    and not any(known.startswith(value.split("=")[0]) for known in self._option_string_actions)):
+                return f" ({value!r} reads as an option: write {option}={value})"
+        return ""
 
 
 def build_parser():

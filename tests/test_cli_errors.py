@@ -149,6 +149,10 @@ CASES = [
     ((*SAMPLE[:-4], "--seeds", "0-99999999999999", "--out", "s.npz"),
      "names 100,000,000,000,000 seeds; one command samples at most 10,000,000"),
     ((*SAMPLE[:-4], "--seeds", str(2**63), "--out", "s.npz"), f"names a seed above {2**63 - 1} (2**63 - 1)"),
+    # argparse reads '-1-3' as an option (and '-3' as a value): the line says how to pass it as a value
+    ((*SAMPLE[:-4], "--seeds", "-1-3", "--out", "s.npz"),
+     "argument --seeds: expected one argument ('-1-3' reads as an option: write --seeds=-1-3)"),
+    ((*SAMPLE[:-4], "--seeds=-1-3", "--out", "s.npz"), "--seeds: '-1-3' is not a list of seeds"),
     ((*SAMPLE, "--batch-size", "0"), "argument --batch-size: must be a positive integer"),
     (("sample", "@{tmp}/missing.args", *SAMPLE[1:]), "No such file or directory: '{tmp}/missing.args'"),
     ((*SAMPLE, "--net-batch", "-1"), "argument --net-batch: must be a positive integer"),
@@ -400,6 +404,15 @@ def test_another_method_with_its_weights_is_taken(files, assignments, method, ba
     record = cli.user_settings(args, "distill")
     assert record["method"] == method
     assert methods.loss_weights(record) == methods.loss_weights({"method": method, "weights": {}})
+
+
+@pytest.mark.parametrize("follower", ["--out", "--ou", "-h"])
+def test_a_missing_value_before_an_option_gets_no_advice_to_take_the_option_as_the_value(follower, capsys):
+    """`--seeds --out s.npz` forgot the seeds: '--out' (or its abbreviation) is an option, not a value."""
+    with pytest.raises(SystemExit) as exit_info:
+        rdd_main(["sample", "--model", "m.pt", "--steps", "1", "--seeds", follower, "s.npz"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "error: python -m rdd sample: argument --seeds: expected one argument\n"
 
 
 def test_enough_bad_inputs_are_counted():
