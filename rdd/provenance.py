@@ -36,11 +36,27 @@ def package_versions():
     return versions
 
 
+def cpu_model(cpuinfo="/proc/cpuinfo"):
+    """The processor's model name as Linux reports it ('AMD EPYC', 'Intel(R) Xeon(R) ...'), or None where
+    it is not there to read (another system; ARM's cpuinfo names no model)."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as lines:
+            for line in lines:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    return None
+
+
 def machine(device=None):
-    # The kernels PyTorch picked for this CPU (AVX2, AVX512, ...): their float rounding differs, so the
-    # same seeds can train to other numbers on another CPU.
+    # The kernels PyTorch picked for this CPU (AVX2, AVX512, ...) and the processor: their float rounding
+    # differs (oneDNN's code paths depend on the processor too), so the same seeds can train to other
+    # numbers on another CPU.
     info = {"host": platform.node(), "platform": platform.platform(), "processor": platform.machine(),
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_threads": torch.get_num_threads()}
+            "cpu_model": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "cpu_threads": torch.get_num_threads()}
     if device is not None and torch.device(device).type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
     info["device"] = str(device) if device is not None else None

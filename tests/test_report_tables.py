@@ -15,7 +15,7 @@ import yaml
 from scipy import stats
 
 from conftest import packages_loaded
-from rdd import methods, records
+from rdd import methods, provenance, records
 from rdd.metrics import bootstrap
 from rdd.provenance import environment_record
 from rdd.report import claims
@@ -269,14 +269,33 @@ def test_speed_protocol_states_timing_sizes_and_the_benchmarks_own_noise(tmp_pat
     assert (protocol["min_seconds"], protocol["batches"], protocol["disagreement"]) == (0, (1, 1), None)
 
 
-def test_machine_label_names_the_cpu_kernels_where_recorded():
-    # Records carry the kernels PyTorch chose for the CPU, so runs that differ in them can be told apart.
+def test_machine_label_names_the_cpu_model_and_kernels_where_recorded():
+    # Records carry the processor and the kernels PyTorch chose for it, so runs that differ in them can
+    # be told apart.
     record = environment_record()["machine"]
     assert record["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
-    with_kernels = {"host": "box", "processor": "x86_64", "cpu_capability": "AVX512", "cpu_threads": 2, "device": "cpu"}
-    assert machine_label(with_kernels) == "CPU x86_64 (AVX512), 2 threads (cpu) on box"
-    older = {k: v for k, v in with_kernels.items() if k != "cpu_capability"}
+    assert record["cpu_model"] == provenance.cpu_model()
+    with_kernels = {"host": "box", "processor": "x86_64", "cpu_model": "AMD EPYC", "cpu_capability": "AVX512",
+                    "cpu_threads": 2, "device": "cpu"}
+    assert machine_label(with_kernels) == "CPU AMD EPYC, x86_64 (AVX512), 2 threads (cpu) on box"
+    older = {k: v for k, v in with_kernels.items() if k != "cpu_model"}
+    assert machine_label(older) == "CPU x86_64 (AVX512), 2 threads (cpu) on box"
+    older = {k: v for k, v in older.items() if k != "cpu_capability"}
     assert machine_label(older) == MACHINE
+
+
+INTEL = ("processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz\n"
+         "flags\t\t: fpu avx512f\n\nprocessor\t: 1\nmodel name\t: Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz\n")
+ARM = "processor\t: 0\nBogoMIPS\t: 243.75\nFeatures\t: fp asimd\nCPU implementer\t: 0x41\nCPU part\t: 0xd0c\n"
+
+
+@pytest.mark.parametrize("text, model", [(INTEL, "Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz"), (ARM, None),
+                                         (None, None)])
+def test_the_cpu_model_is_read_from_cpuinfo_where_it_names_one(text, model, tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    if text is not None:
+        cpuinfo.write_text(text)
+    assert provenance.cpu_model(cpuinfo) == model
 
 
 def test_speedup_pending_provisional_and_other_machine():

@@ -55,7 +55,8 @@ def machine_label(machine):
     if not machine:
         return "unknown machine"
     device = machine.get("device") or "?"
-    cpu = machine.get("processor", "?") + (f" ({machine['cpu_capability']})" if machine.get("cpu_capability") else "")
+    cpu = ", ".join(filter(None, (machine.get("cpu_model"), machine.get("processor", "?"))))
+    cpu += f" ({machine['cpu_capability']})" if machine.get("cpu_capability") else ""
     hardware = machine.get("gpu") or f"CPU {cpu}, {machine.get('cpu_threads', '?')} threads"
     return f"{hardware} ({device}) on {machine.get('host', '?')}"
 
