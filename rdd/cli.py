@@ -327,10 +327,13 @@ class Parser(argparse.ArgumentParser):
         names none of our options (argparse reads '-1-3' as an option, '-3' as a number): the '=' form hands
         it over as a value."""
         found = re.fullmatch(r"argument (\S+): expected one argument", message)
-        args = getattr(self, "_args", [])
+        if not found:
+            return ""
+        names, args = found[1].split("/"), getattr(self, "_args", [])
         for option, value in zip(args, args[1:]):
-            if (found and option in found[1].split("/") and value.startswith("-") and value != "--"
-                    and not any(known.startswith(value.split("=")[0]) for known in self._option_string_actions)):
+            # A follower that is (or abbreviates) one of our options means the value was left out.
+            ours = any(known.startswith(value.split("=")[0]) for known in self._option_string_actions)
+            if option in names and value.startswith("-") and value != "--" and not ours:
                 return f" ({value!r} reads as an option: write {option}={value})"
         return ""
 
