@@ -331,11 +331,13 @@ class Parser(argparse.ArgumentParser):
             return ""
         names, args = found[1].split("/"), getattr(self, "_args", [])
         for option, value in zip(args, args[1:]):
-            # A follower that is (or abbreviates) one of our options means the value was left out.
-            ours = any(known.startswith(value.split("=")[0]) for known in self._option_string_actions)
-            if option in names and value.startswith("-") and value != "--" and not ours:
+            if option in names and value.startswith("-") and value != "--" and not self._names_option(value):
                 return f" ({value!r} reads as an option: write {option}={value})"
         return ""
+
+    def _names_option(self, word):
+        """Whether `word` is (or abbreviates) one of our options: then the value before it was left out."""
+        return any(known.startswith(word.split("=")[0]) for known in self._option_string_actions)
 
 
 def build_parser():
