@@ -17,6 +17,10 @@ REPO = Path(__file__).resolve().parent.parent
 # Where the device subset (`pytest -m gpu`) runs: RDD_TEST_DEVICE when set, else CUDA when present, else
 # the CPU, so the CPU suite exercises the same code; benchmarks/gpu_check.py sets it to the GPU it checks.
 DEVICE = os.environ.get("RDD_TEST_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+# Each torchrun (the two-process tests, gpu_check's tiny run) would leave a folder /tmp/torchelastic_* for
+# log files it writes only when told to redirect the ranks' streams, which the tests never do; with its
+# --log-dir (PET_LOG_DIR) at /dev/null it makes none.
+os.environ.setdefault("PET_LOG_DIR", os.devnull)
 
 
 def run_rdd(*args):
