@@ -104,6 +104,9 @@ def load_denoiser(path, device="cpu", authors_net=None):
     if not isinstance(payload, dict):
         raise CheckpointError(f"{path} does not hold a model dict")
     if payload.get("format") == DENOISER_FORMAT:
+        if authors_net is not None:  # the export records its network: another one given is a mistake
+            raise CheckpointError(f"{path} is an exported rdd model, which records its own network: the authors' "
+                                  "network arguments (--authors-net) are for an authors' checkpoint only")
         with _damaged_export(path):
             net_kwargs = payload["net"]
             net = build_unet(**net_kwargs)

@@ -8,6 +8,7 @@ import sys
 import yaml
 
 from rdd import io, layout, methods, settings as settings_mod
+from rdd.nets.configs import check_unet
 from rdd.seeds import parse_seeds
 
 
@@ -103,19 +104,17 @@ def cmd_train_classifier(args):
 def cmd_distill(args):
     from rdd.train.round import make_build_stage
     from rdd.train.runner import run_training
-    authors_net = json.loads(args.authors_net) if args.authors_net else None
     inputs = {"teacher": args.teacher, "classifier": args.classifier}  # the round's files, named once
-    build = make_build_stage(inputs["teacher"], inputs["classifier"], authors_net)
+    build = make_build_stage(inputs["teacher"], inputs["classifier"], args.authors_net)
     run_training("distill", user_settings(args, "distill"), args.out, args.resume_dir, build, inputs=inputs)
 
 
 def cmd_sample(args):
     from rdd.dist import resolve_device
     from rdd.generate import generate, save_grid
-    authors_net = json.loads(args.authors_net) if args.authors_net else None
     generate(args.model, args.steps, parse_seeds(args.seeds), args.out, batch_size=args.batch_size,
              net_batch=args.net_batch, precision=args.precision, shard_size=args.shard_size,
-             device=resolve_device(args.device), authors_net=authors_net)
+             device=resolve_device(args.device), authors_net=args.authors_net)
     if args.grid:
         save_grid(args.out, args.grid)
 
@@ -143,7 +142,15 @@ def cmd_speed_benchmark(args):
 
 
 def _labels(pairs):
-    return dict(_key_value("--label", pair) for pair in pairs or [])
+    labels, given = {}, {}
+    for pair in pairs or []:
+        key, value = _key_value("--label", pair)
+        if not key:
+            raise settings_mod.SettingsError(f"--label {pair!r}: the key before '=' is empty")
+        if key in given:
+            raise settings_mod.SettingsError(f"--label {key!r} is given twice ({given[key]!r} and {pair!r})")
+        labels[key], given[key] = value, pair
+    return labels
 
 
 def cmd_real_samples(args):
@@ -224,6 +231,27 @@ def device_name(text):
     if not settings_mod.DEVICE.test(text):
         raise argparse.ArgumentTypeError(f"must be {settings_mod.DEVICE.allowed}, got {text!r}")
     return text
+
+
+_UNET_EXAMPLE = """give the UNet's arguments as a JSON object, e.g. '{"img_resolution": 32, "in_channels": 3}'"""
+
+
+def unet_arguments(text):
+    """argparse type of --authors-net: a JSON object of the UNet's arguments, checked as the network
+    is built (rdd.nets.configs); empty: None, the default network."""
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON ({exc}): {text!r}; {_UNET_EXAMPLE}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"not a JSON object: {text!r}; {_UNET_EXAMPLE}")
+    try:
+        check_unet(**value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}: {text!r}") from None
+    return value
 
 
 def _device_option(p):
@@ -350,7 +378,8 @@ def build_parser():
     p.add_argument("--teacher", required=True, help="exported model or authors' checkpoint of the T-step teacher")
     p.add_argument("--classifier",
                    help="exported classifier: given exactly when a loss term reads its features (rcfd, rdd)")
-    p.add_argument("--authors-net", help="JSON UNet arguments for an authors' checkpoint (default: their CIFAR-10 net)")
+    p.add_argument("--authors-net", type=unet_arguments, metavar="JSON",
+                   help="the UNet's arguments of an authors' --teacher, as a JSON object (default: their CIFAR-10 net)")
     p.set_defaults(fn=cmd_distill)
     # @FILE reads arguments from FILE, one per line: the workflow keeps --batch-size there, since a
     # change of it changes no sample and must not resample (rdd.layout.SAMPLING_SPEED).
@@ -373,7 +402,8 @@ def build_parser():
     p.add_argument("--shard-size", type=positive_int, default=1000,
                    help="seeds per resumable shard (%(default)s): a killed run loses at most one")
     _device_option(p)
-    p.add_argument("--authors-net", help="JSON UNet arguments for an authors' checkpoint")
+    p.add_argument("--authors-net", type=unet_arguments, metavar="JSON",
+                   help="the UNet's arguments of an authors' --model, as a JSON object (default: their CIFAR-10 net)")
     p.set_defaults(fn=cmd_sample, files=_samples_files)
     p = sub.add_parser("ref-stats", help="Inception statistics of a dataset split (cached), for FID/KID")
     p.add_argument("--data-settings", required=True, help="YAML/JSON file with a 'data' mapping")

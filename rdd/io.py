@@ -236,16 +236,23 @@ class NpzError(ValueError):
     """An .npz file that cannot be read; the message says why, to follow the file's name."""
 
 
-def read_npz(path, names=None):
+def read_npz(path, names=None, required=()):
     """The arrays of an .npz file (those of `names` it holds, default all), each read and so
-    CRC-checked, pickles refused. NpzError when it is not an archive or is damaged."""
+    CRC-checked, pickles refused. NpzError when it is not an archive, is damaged, or lacks one of
+    `required` (the message then names what it holds)."""
     if not zipfile.is_zipfile(path):  # np.load would take any other file for a pickle
         raise NpzError("is not an .npz archive (truncated, or another kind of file)")
     try:
         with np.load(path, allow_pickle=False) as npz:
-            return {name: npz[name] for name in npz.files if names is None or name in names}
+            members = npz.files
+            missing = [name for name in required if name not in members]
+            arrays = {} if missing else {name: npz[name] for name in members if names is None or name in names}
     except Exception as exc:  # a damaged member (bad CRC, cut short), pickled objects
         raise NpzError(f"cannot be read ({type(exc).__name__}: {exc})") from exc
+    if missing:
+        raise NpzError(f"lacks {' and '.join(map(repr, missing))} (it holds "
+                       f"{', '.join(map(repr, members)) or 'no arrays'})")
+    return arrays
 
 
 def file_hexdigest(path, algorithm):

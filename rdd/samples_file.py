@@ -22,12 +22,9 @@ def read_samples(path):
     if problem := io.file_problem(path):
         raise SamplesFileError(f"samples file {problem}: {path} (written by {WRITERS})")
     try:
-        arrays = io.read_npz(path, ("images", "seeds"))
+        arrays = io.read_npz(path, ("images", "seeds"), required=("images", "seeds"))
     except io.NpzError as exc:
         raise SamplesFileError(f"samples file {path} {exc}; write it again with {WRITERS}") from exc
-    if len(arrays) < 2:
-        raise SamplesFileError(f"samples file {path} lacks 'images' or 'seeds' (has {sorted(arrays)}): "
-                               f"not written by {WRITERS}")
     images, seeds = arrays["images"], arrays["seeds"]
     try:
         check_uint8_batch(images)

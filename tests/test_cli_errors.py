@@ -161,6 +161,22 @@ CASES = [
     ((*EVALUATE, "--device", "cuda:x"), "argument --device: must be auto, cpu, cuda or cuda:N, got 'cuda:x'"),
     ((*EVALUATE, "--label", "variant=["), "--label 'variant=[': the value is not valid YAML"),
     ((*EVALUATE, "--label", "variant"), "--label takes key=value, got 'variant'"),
+    ((*EVALUATE, "--label", "=rdd"), "--label '=rdd': the key before '=' is empty"),
+    ((*EVALUATE, "--label", "method=pd", "--label", "method=rdd"),
+     "--label 'method' is given twice ('method=pd' and 'method=rdd')"),
+    # an authors' network: a JSON object of the UNet's arguments, checked before any file is read
+    ((*SAMPLE, "--authors-net", "net.yaml"),
+     "argument --authors-net: not JSON (Expecting value: line 1 column 1 (char 0)): 'net.yaml'; give the UNet's "
+     "arguments as a JSON object, e.g."),
+    ((*SAMPLE, "--authors-net", "[32, 3]"), "argument --authors-net: not a JSON object: '[32, 3]'"),
+    ((*DISTILL, "--authors-net", '{{"ch": 64}}'), "argument --authors-net: bad UNet config: missing keys "
+                                                "['img_resolution', 'in_channels']; allowed: ['img_resolution',"),
+    ((*SAMPLE, "--authors-net", '{{"img_resolution": 32, "in_channels": 3, "ch": 48}}'),
+     "argument --authors-net: ch must be a positive multiple of 32 (GroupNorm with 32 groups), got 48"),
+    (("sample", "--model", "{tmp}/no_net.pt", "--steps", "1", "--seeds", "0", "--out", "{tmp}/s.npz",
+      "--authors-net", '{{"img_resolution": 8, "in_channels": 1}}'),
+     "{tmp}/no_net.pt is an exported rdd model, which records its own network: the authors' network arguments "
+     "(--authors-net) are for an authors' checkpoint only"),
     (SAMPLE, "checkpoint not found: {tmp}/missing.pt"),
     # outputs that cannot be written, refused before the work rather than at its end
     ((*SAMPLE[:-1], "{tmp}/folder"), "argument --out: {tmp}/folder is a directory; give a file path"),
@@ -219,8 +235,8 @@ CASES = [
      "{tmp}/s.npz: the images are 8x8 with 1 channel(s), but the reference statistics were computed from 16x16 "
      "images with 1 (fashion_mnist)"),
     ((*EVALUATE[:2], "{tmp}/cut.npz", *EVALUATE[3:]), "samples file {tmp}/cut.npz is not an .npz archive"),
-    ((*EVALUATE[:2], "{tmp}/no_seeds.npz", *EVALUATE[3:]), "samples file {tmp}/no_seeds.npz lacks 'images' or "
-                                                           "'seeds' (has ['images'])"),
+    ((*EVALUATE[:2], "{tmp}/no_seeds.npz", *EVALUATE[3:]), "samples file {tmp}/no_seeds.npz lacks 'seeds' (it "
+                                                           "holds 'images')"),
     ((*EVALUATE[:2], "{tmp}/float.npz", *EVALUATE[3:]), "samples file {tmp}/float.npz: images must be numpy uint8"),
     ((*EVALUATE[:2], "{tmp}/no_record.npz", *EVALUATE[3:]), "samples record not found: {tmp}/no_record.json"),
     ((*EVALUATE[:4], "{tmp}/absent.json", *EVALUATE[5:]), "reference statistics record not found: {tmp}/absent.json"),
@@ -228,6 +244,8 @@ CASES = [
     ((*EVALUATE[:4], "{tmp}/s.json", *EVALUATE[5:]),
      "{tmp}/s.json is not a reference statistics record written by `python -m rdd ref-stats` (it lacks path"),
     ((*EVALUATE[:4], "{tmp}/cut.npz", *EVALUATE[5:]), "statistics file {tmp}/cut.npz is not an .npz archive"),
+    (("evaluate", "--samples", "{tmp}/s.npz", "--ref-stats", "{tmp}/no_record.npz", "--out", "{tmp}/m.json"),
+     "statistics file {tmp}/no_record.npz lacks 'mu' and 'sigma' (it holds 'images', 'seeds')"),
     # reference statistics, evaluation, the defaults record
     (("ref-stats", "--data-settings", "{tmp}/absent.yaml", "--out", "r.json"),
      "data settings file not found: {tmp}/absent.yaml"),

@@ -9,6 +9,7 @@ import importlib.util
 import json
 import os
 import pickle
+import re
 import shutil
 import subprocess
 import sys
@@ -572,6 +573,11 @@ def test_corrupt_statistics_npz_named(tmp_path):
     np.savez(wrong, mu=np.zeros(8), sigma=np.eye(7))
     with pytest.raises(StatisticsFileError, match=str(wrong)):
         user_statistics(wrong)
+    samples = tmp_path / "samples.npz"  # a samples file given for statistics: what it holds is named
+    np.savez(samples, images=np.zeros((2, 8, 8, 1), np.uint8), seeds=np.arange(2))
+    with pytest.raises(StatisticsFileError, match=re.escape(f"statistics file {samples} lacks 'mu' and 'sigma' "
+                                                            "(it holds 'images', 'seeds')")):
+        user_statistics(samples)
 
 
 # --- aggregation ---------------------------------------------------------------------------------------------

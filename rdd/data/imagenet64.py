@@ -93,13 +93,9 @@ def open_data(npz_path, extract_dir):
 def _read_labels(path):
     """The 0-based labels of one batch file, after checking it holds `data` too (read later, mapped)."""
     try:
-        labels = io.read_npz(path, ["labels"]).get("labels")
-        with zipfile.ZipFile(path) as z:
-            members = z.namelist()
+        labels = io.read_npz(path, ["labels"], required=("data", "labels"))["labels"]
     except io.NpzError as exc:
         raise ValueError(f"ImageNet 64x64 batch {path} {exc}") from exc
-    if labels is None or "data.npy" not in members:
-        raise ValueError(f"ImageNet 64x64 batch {path} lacks 'data' or 'labels' (has {sorted(members)})")
     if labels.ndim != 1 or (labels.size and (labels.min() < 1 or labels.max() > NUM_CLASSES)):
         raise ValueError(f"{path}: labels must be a 1-d array of values 1..{NUM_CLASSES}")
     return labels.astype(np.int64) - 1

@@ -55,12 +55,10 @@ def load_statistics_npz(path):
     if problem := file_problem(path):
         raise StatisticsFileError(f"statistics file {problem}: {path}")
     try:
-        arrays = read_npz(path)
+        arrays = read_npz(path, required=("mu", "sigma"))
     except NpzError as exc:
         raise StatisticsFileError(f"statistics file {path} {exc}") from exc
-    mu, sigma, features = arrays.get("mu"), arrays.get("sigma"), arrays.get("features")
-    if mu is None or sigma is None:
-        raise StatisticsFileError(f"statistics file {path} lacks 'mu' or 'sigma' (has {sorted(arrays)})")
+    mu, sigma, features = arrays["mu"], arrays["sigma"], arrays.get("features")
     dim = mu.shape[0] if mu.ndim == 1 else -1
     bad_features = features is not None and (features.ndim != 2 or features.shape[1] != dim or len(features) < 2)
     if dim < 1 or sigma.shape != (dim, dim) or bad_features:

@@ -80,8 +80,8 @@ def _called(config, given, what):
     unknown = sorted(set(given) - set(params))
     missing = [name for name, p in params.items() if p.default is p.empty and name not in given]
     if unknown or missing:
-        raise ValueError(f"bad {what} config: unknown keys {unknown}, missing keys {missing}; "
-                         f"allowed: {list(params)}")
+        problems = [f"{kind} keys {keys}" for kind, keys in (("unknown", unknown), ("missing", missing)) if keys]
+        raise ValueError(f"bad {what} config: {', '.join(problems)}; allowed: {list(params)}")
     return config(**given)
 
 
