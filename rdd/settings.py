@@ -18,7 +18,7 @@ from rdd import io, methods
 from rdd.data.registry import normalize_spec
 from rdd.seeds import MAX_TRAINING_SEED
 from rdd.train.checks import COMMANDS
-from rdd.values import colon_hint, is_int, is_number
+from rdd.values import brief, colon_hint, is_int, is_number
 
 
 class SettingsError(ValueError):
@@ -320,7 +320,7 @@ def defaults(command):
 
 def _not_a_mapping(where, value, keys):
     """The message for a value where a mapping with `keys` belongs (with the colon advice for 'key:value')."""
-    return f"setting '{where}' must be a mapping, got {value!r}{colon_hint(value, keys, 'text')}"
+    return f"setting '{where}' must be a mapping, got {brief(value)}{colon_hint(value, keys, 'text')}"
 
 
 def _merge(tree, user, errors, path=""):

@@ -1,6 +1,6 @@
 """Tests of plain values read from YAML or JSON (settings, network and dataset configs, records, paper
-values), and the advice for a key YAML read with its value, in one place; no imports, so every module may
-use them. Booleans are neither integers nor numbers."""
+values), how a message quotes one, and the advice for a key YAML read with its value, in one place; no
+imports, so every module may use them. Booleans are neither integers nor numbers."""
 
 import math
 
@@ -12,6 +12,13 @@ def is_int(value):
 def is_number(value):
     """An int or a finite float (`.inf` and `nan` are YAML floats; no setting means them)."""
     return (type(value) is int or isinstance(value, float)) and math.isfinite(value)
+
+
+def brief(value, limit=80):
+    """repr(value) for a message, cut after `limit` characters (a whole file read as one string where a
+    mapping belongs would fill the terminal)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
 def colon_hint(text, allowed, read_as="one key"):

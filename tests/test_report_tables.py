@@ -690,6 +690,11 @@ def test_paper_values_errors_name_the_file(tmp_path):
     path.write_text("{}")
     with pytest.raises(ReportInputError, match=r"paper\.yaml: missing sources, datasets, claims"):
         load_paper_values(path)
+    path.write_text("a line of text that YAML reads as one string\n" * 100)  # another file given by mistake
+    with pytest.raises(ReportInputError) as error:
+        load_paper_values(path)
+    assert str(error.value) == (f"{path}: must be a mapping, got 'a line of text that YAML reads as one string a "
+                                "line of text that YAML reads as ... (4,501 characters)")
 
 
 def _shipped_with(change):

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from rdd import io, methods
 from rdd.report.errors import ReportInputError
-from rdd.values import is_int, is_number
+from rdd.values import brief, is_int, is_number
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "reports" / "paper_values.yaml"
 UNKNOWN = "unknown"
@@ -76,7 +76,7 @@ class PaperValues:
 def _mapping(value, keys, where):
     """`value` must be a mapping holding `keys`."""
     if not isinstance(value, dict):
-        raise ReportInputError(f"{where}: must be a mapping, got {value!r}")
+        raise ReportInputError(f"{where}: must be a mapping, got {brief(value)}")
     missing = [key for key in keys if key not in value]
     if missing:
         raise ReportInputError(f"{where}: missing {', '.join(missing)}")
