@@ -165,6 +165,12 @@ def test_real_samples_are_held_out_images_scored_below_the_model(evaluated):
     with np.load(evaluated / "real_all.npz") as whole:
         assert len(whole["images"]) == 10000 and len(np.unique(whole["seeds"] % 10000)) == 10000
     assert "10000 of the 10010 asked for" in json.loads((evaluated / "real_all.json").read_text())["model"]
+    run_rdd("real-samples", "--data-settings", data, "--split", "train", "--seeds", "0-1",
+            "--out", evaluated / "real_train.npz")
+    assert json.loads((evaluated / "real_train.json").read_text())["model"] == (
+        "real images: fashion_mnist train split (the split models train on, not held out)")
+    assert json.loads((evaluated / "real_a.json").read_text())["model"] == (
+        "real images: fashion_mnist test split (held out)")
     run_rdd("evaluate", "--samples", evaluated / "real_a.npz", "--ref-stats", evaluated / "ref.json",
             "--out", evaluated / "m_real.json", "--cache-dir", evaluated / "cache", "--label", "method=real",
             "--device", "cpu")
