@@ -1078,6 +1078,39 @@ def test_a_report_output_on_an_input_is_refused_before_reading_it(args, expected
     assert not any(tmp_path.iterdir())  # nothing written
 
 
+@pytest.mark.parametrize("summary,expected", [
+    (None, "{tmp}/r.summary.json not found: build the report first (python -m rdd.report build --manifest "
+           "results/<study>/manifest.json --tables-dir results/<study>/tables --out {tmp}/r.html)"),
+    ("{", "cannot parse JSON file {tmp}/r.summary.json: Expecting property name enclosed in double quotes: line 1 "
+          "column 2 (char 1); build the report again (python -m rdd.report build"),
+    ("[1]", "{tmp}/r.summary.json holds a list, not a report's summary; build the report again"),
+    ('{"study": "s", "dataset": "d", "progress": [], "headline": [], "claims": []}',
+     "{tmp}/r.summary.json is not a summary written by `python -m rdd.report build` (missing or of another type: "
+     "progress); build the report again"),
+])
+def test_the_index_names_a_summary_it_cannot_read(summary, expected, tmp_path, capsys):
+    from rdd.report.__main__ import main
+
+    if summary is not None:
+        (tmp_path / "r.summary.json").write_text(summary)
+    assert main(["index", "--reports", str(tmp_path / "r.html"), "--out", str(tmp_path / "index.html")]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {expected.format(tmp=tmp_path)}")
+    assert not (tmp_path / "index.html").exists()
+
+
+def test_the_index_refuses_a_report_named_twice_or_not_a_report(tmp_path, capsys):
+    from rdd.report.__main__ import main
+
+    out = ["--out", str(tmp_path / "index.html")]
+    assert main(["index", "--reports", "a/r.html", "a/../a/r.html", *out]) == 2
+    assert capsys.readouterr().err == "error: --reports names one report twice: a/r.html and a/../a/r.html\n"
+    with pytest.raises(SystemExit) as exit_:
+        main(["index", "--reports", "results/fmnist/manifest.json", *out])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == ("error: python -m rdd.report index: argument --reports: "
+                                       "results/fmnist/manifest.json must end in .html (a report written by `build`)\n")
+
+
 def test_the_report_loads_no_torch():
     """The report job reads records and draws tables and plots: it starts without torch (README)."""
     loaded = packages_loaded("import rdd.report.__main__, rdd.report.render, rdd.report.context")

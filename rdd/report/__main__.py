@@ -1,11 +1,19 @@
 """Command line: `python -m rdd.report build ...` and `python -m rdd.report index ...`."""
 
+import argparse
 import sys
 
 from rdd import io, layout
 from rdd.cli import Parser, output_file, output_folder
 from rdd.report.errors import ReportInputError
 from rdd.report.paper import DEFAULT_PATH
+
+
+def report_file(text):
+    """argparse type: a report `build` wrote (.html), whose summary lies beside it."""
+    if not text.endswith(".html"):
+        raise argparse.ArgumentTypeError(f"{text} must end in .html (a report written by `build`)")
+    return text
 
 
 def build_parser():
@@ -19,7 +27,7 @@ def build_parser():
                    help="the report, reports/<study>.html (summary JSON goes beside it)")
     p.add_argument("--paper-values", default=str(DEFAULT_PATH), help="cited paper figures (default: %(default)s)")
     p = sub.add_parser("index", help="an index page linking every report")
-    p.add_argument("--reports", nargs="+", required=True, help="the reports built by `build`")
+    p.add_argument("--reports", nargs="+", required=True, type=report_file, help="the reports built by `build`")
     p.add_argument("--out", required=True, type=output_file(".html"), help="reports/index.html")
     return parser
 

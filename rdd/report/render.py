@@ -93,19 +93,39 @@ def build(manifest, tables_dir, out, paper_values=DEFAULT_PATH):
     return summary
 
 
+# What the index page reads of a summary, and of which type (`title` and the headline's `ci` came later).
+SUMMARY_FIELDS = {"study": str, "dataset": str, "scale_note": (str, type(None)), "progress": dict, "headline": list,
+                  "claims": list}
+
+
+def read_summary(report):
+    """The summary `build` wrote beside `report`; ReportInputError naming it when it is absent, not JSON, or
+    not a summary."""
+    sidecar = Path(layout.summary(report))
+    manifest, tables = (layout.path(p, study="<study>") for p in (layout.MANIFEST, layout.TABLES_DIR))
+    build_it = f"python -m rdd.report build --manifest {manifest} --tables-dir {tables} --out {report}"
+    if not sidecar.is_file():
+        raise ReportInputError(f"{sidecar} not found: build the report first ({build_it})")
+    try:
+        summary = read_json(sidecar)
+    except ValueError as exc:
+        raise ReportInputError(f"{exc}; build the report again ({build_it})") from None
+    if not isinstance(summary, dict):
+        raise ReportInputError(f"{sidecar} holds a {type(summary).__name__}, not a report's summary; build the "
+                               f"report again ({build_it})")
+    if wrong := [name for name, kind in SUMMARY_FIELDS.items() if not isinstance(summary.get(name), kind)]:
+        raise ReportInputError(f"{sidecar} is not a summary written by `python -m rdd.report build` (missing or of "
+                               f"another type: {', '.join(wrong)}); build the report again ({build_it})")
+    return summary
+
+
 def build_index(reports, out):
     """An index page linking every report, from the summary sidecars `build` wrote."""
-    out = Path(out)
-    studies = []
-    for report in map(Path, reports):
-        sidecar = Path(layout.summary(report))
-        if not sidecar.is_file():
-            manifest, tables = (layout.path(p, study="<study>") for p in (layout.MANIFEST, layout.TABLES_DIR))
-            raise ReportInputError(f"{sidecar} not found: build the report first (python -m rdd.report build "
-                                   f"--manifest {manifest} --tables-dir {tables} --out {report})")
-        summary = read_json(sidecar)
-        summary["href"] = os.path.relpath(report, out.parent)
-        studies.append(summary)
+    out, reports, seen = Path(out), [Path(r) for r in reports], {}
+    for report in reports:
+        if (same := seen.setdefault(report.resolve(), report)) is not report:
+            raise ReportInputError(f"--reports names one report twice: {same} and {report}")
+    studies = [{**read_summary(report), "href": os.path.relpath(report, out.parent)} for report in reports]
     html = _environment().get_template("index.html.j2").render(studies=studies)
     write_bytes(html.encode(), out)
     return studies
