@@ -126,11 +126,9 @@ def cmd_speed_benchmark(args):
     from rdd.dist import resolve_device
     from rdd.precision import effective
     from rdd.provenance import environment_record
-    from rdd.speed import measure
+    from rdd.speed import check_cases, measure
     cases = settings_mod.load_file(args.cases, "cases file").get("cases")
-    if not isinstance(cases, list) or not cases or not all(isinstance(c, dict) and "model" in c and "steps" in c
-                                                           for c in cases):
-        raise settings_mod.SettingsError(f"{args.cases} must hold 'cases': a list of {{model, steps, ...}}")
+    check_cases(cases, args.cases)
     device, started = resolve_device(args.device), time.perf_counter()
     results = measure(cases, batch_size=args.batch_size, net_batch=args.net_batch, precision=args.precision,
                       repeats=args.repeats, threads=args.threads, device=device, min_seconds=args.min_seconds)

@@ -18,6 +18,41 @@ import torch
 
 from rdd.checkpoints import load_denoiser
 from rdd.generate import image_shape, sample_batch
+from rdd.nets.configs import check_unet
+from rdd.values import brief, is_int, is_number
+
+
+def check_cases(cases, source):
+    """ValueError naming `source` and the case unless `cases` is a non-empty list of {model: a path, steps: a
+    positive integer, authors_net: UNet arguments (optional, for an authors' checkpoint), labels: plain
+    values (the result carries them)}, each model at each step count once."""
+    if not isinstance(cases, list) or not cases:
+        raise ValueError(f"{source} must hold 'cases': a non-empty list of {{model, steps, labels...}}")
+    seen = {}
+    for i, case in enumerate(cases):
+        where = f"{source}: cases[{i}]"
+        if not isinstance(case, dict):
+            raise ValueError(f"{where} must be a mapping {{model, steps, labels...}}, got {brief(case)}")
+        model, steps = case.get("model"), case.get("steps")
+        if not isinstance(model, str) or not model:
+            raise ValueError(f"{where}: 'model' must be a model file's path, got {brief(model)}")
+        if not is_int(steps) or steps < 1:
+            raise ValueError(f"{where}: 'steps' must be a positive integer, got {brief(steps)}")
+        if "authors_net" in case:
+            net = case["authors_net"]
+            if not isinstance(net, dict):
+                raise ValueError(f"{where}: 'authors_net' must be a mapping of UNet arguments, got {brief(net)}")
+            try:
+                check_unet(**net)
+            except ValueError as exc:
+                raise ValueError(f"{where}: 'authors_net': {exc}") from None
+        for key, value in case.items():
+            if key not in ("model", "steps", "authors_net") and not (
+                    value is None or isinstance(value, (str, bool)) or is_number(value)):
+                raise ValueError(f"{where}: the label {key!r} must be text, a number, true/false or null, got "
+                                 f"{brief(value)}")
+        if (first := seen.setdefault((model, steps), i)) != i:
+            raise ValueError(f"{where} times {model} at {steps} steps again (cases[{first}] does)")
 
 
 def batches_per_timing(warmup_seconds, min_seconds):

@@ -251,6 +251,16 @@ CASES = [
      "data settings file not found: {tmp}/absent.yaml"),
     (("speed-benchmark", "--cases", "{tmp}/list.yaml", "--out", "{tmp}/sb.json"),
      "cases file {tmp}/list.yaml must hold a mapping"),
+    # a cases file: each case a model's path at a positive step count, once, with plain labels
+    (("speed-benchmark", "--cases", "{tmp}/cases_steps.yaml", "--out", "{tmp}/sb.json"),
+     "{tmp}/cases_steps.yaml: cases[1]: 'steps' must be a positive integer, got 'two'"),
+    (("speed-benchmark", "--cases", "{tmp}/cases_twice.yaml", "--out", "{tmp}/sb.json"),
+     "{tmp}/cases_twice.yaml: cases[1] times m.pt at 2 steps again (cases[0] does)"),
+    (("speed-benchmark", "--cases", "{tmp}/cases_label.yaml", "--out", "{tmp}/sb.json"),
+     "{tmp}/cases_label.yaml: cases[0]: the label 'method' must be text, a number, true/false or null, got ['pd']"),
+    (("speed-benchmark", "--cases", "{tmp}/cases_net.yaml", "--out", "{tmp}/sb.json"),
+     "{tmp}/cases_net.yaml: cases[0]: 'authors_net': bad UNet config: missing keys ['img_resolution', "
+     "'in_channels']"),
     (("speed-benchmark", "--cases", "c.yaml", "--out", "sb.json", "--min-seconds", "-1"),
      "argument --min-seconds: must be a number >= 0, got '-1'"),
     (("speed-benchmark", "--cases", "c.yaml", "--out", "sb.json", "--min-seconds", "nan"),
@@ -293,6 +303,10 @@ def bad_files(tmp_path_factory):
     (folder / "fmnist.yaml").write_text("data: {name: fashion_mnist}\n")
     (folder / "pd_round.yaml").write_text(PD_ROUND)
     (folder / "rcfd.yaml").write_text("method: rcfd\n")
+    (folder / "cases_steps.yaml").write_text("cases: [{model: m.pt, steps: 2}, {model: m.pt, steps: two}]\n")
+    (folder / "cases_twice.yaml").write_text("cases: [{model: m.pt, steps: 2}, {model: m.pt, steps: 2}]\n")
+    (folder / "cases_label.yaml").write_text("cases: [{model: m.pt, steps: 2, method: [pd]}]\n")
+    (folder / "cases_net.yaml").write_text("cases: [{model: m.pt, steps: 2, authors_net: {ch: 64}}]\n")
     (folder / "text.pt").write_text("not a checkpoint\n")
     (folder / "folder").mkdir()  # a directory where a file belongs
     os.mkfifo(folder / "fifo.yaml")  # reading it would block: it must be refused unread
