@@ -8,7 +8,7 @@ import sys
 import yaml
 
 from rdd import io, layout, methods, settings as settings_mod
-from rdd.nets.configs import check_unet
+from rdd.nets.configs import check_unet_arguments
 from rdd.seeds import parse_seeds
 
 
@@ -231,7 +231,7 @@ def device_name(text):
     return text
 
 
-_UNET_EXAMPLE = """give the UNet's arguments as a JSON object, e.g. '{"img_resolution": 32, "in_channels": 3}'"""
+_UNET_EXAMPLE = """(the UNet's arguments as a JSON object, e.g. '{"img_resolution": 32, "in_channels": 3}')"""
 
 
 def unet_arguments(text):
@@ -242,13 +242,11 @@ def unet_arguments(text):
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"not JSON ({exc}): {text!r}; {_UNET_EXAMPLE}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"not a JSON object: {text!r}; {_UNET_EXAMPLE}")
+        raise argparse.ArgumentTypeError(f"not JSON ({exc}): {text!r} {_UNET_EXAMPLE}") from None
     try:
-        check_unet(**value)
+        check_unet_arguments(value)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{exc}: {text!r}") from None
+        raise argparse.ArgumentTypeError(f"{exc} {_UNET_EXAMPLE}") from None
     return value
 
 

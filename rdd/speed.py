@@ -18,7 +18,7 @@ import torch
 
 from rdd.checkpoints import load_denoiser
 from rdd.generate import image_shape, sample_batch
-from rdd.nets.configs import check_unet
+from rdd.nets.configs import check_unet_arguments
 from rdd.values import brief, is_int, is_number
 
 
@@ -39,11 +39,8 @@ def check_cases(cases, source):
         if not is_int(steps) or steps < 1:
             raise ValueError(f"{where}: 'steps' must be a positive integer, got {brief(steps)}")
         if "authors_net" in case:
-            net = case["authors_net"]
-            if not isinstance(net, dict):
-                raise ValueError(f"{where}: 'authors_net' must be a mapping of UNet arguments, got {brief(net)}")
             try:
-                check_unet(**net)
+                check_unet_arguments(case["authors_net"])
             except ValueError as exc:
                 raise ValueError(f"{where}: 'authors_net': {exc}") from None
         for key, value in case.items():

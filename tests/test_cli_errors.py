@@ -166,9 +166,11 @@ CASES = [
      "--label 'method' is given twice ('method=pd' and 'method=rdd')"),
     # an authors' network: a JSON object of the UNet's arguments, checked before any file is read
     ((*SAMPLE, "--authors-net", "net.yaml"),
-     "argument --authors-net: not JSON (Expecting value: line 1 column 1 (char 0)): 'net.yaml'; give the UNet's "
+     "argument --authors-net: not JSON (Expecting value: line 1 column 1 (char 0)): 'net.yaml' (the UNet's "
      "arguments as a JSON object, e.g."),
-    ((*SAMPLE, "--authors-net", "[32, 3]"), "argument --authors-net: not a JSON object: '[32, 3]'"),
+    ((*SAMPLE, "--authors-net", "[32, 3]"),
+     "argument --authors-net: must be a mapping of the UNet's arguments, got [32, 3] (the UNet's arguments as a "
+     "JSON object, e.g."),
     ((*DISTILL, "--authors-net", '{{"ch": 64}}'), "argument --authors-net: bad UNet config: missing keys "
                                                 "['img_resolution', 'in_channels']; allowed: ['img_resolution',"),
     ((*SAMPLE, "--authors-net", '{{"img_resolution": 32, "in_channels": 3, "ch": 48}}'),

@@ -6,7 +6,7 @@ checks a network's arguments without building it or importing the library that w
 
 import inspect
 
-from rdd.values import is_int, is_number
+from rdd.values import brief, is_int, is_number
 
 # DenseNet-BC presets: name -> DenseNet arguments.
 CLASSIFIERS = {
@@ -88,6 +88,14 @@ def _called(config, given, what):
 def check_unet(**cfg):
     """UNet's complete arguments from keyword config; ValueError for unknown, missing or bad keys."""
     return _called(unet_config, cfg, "UNet")
+
+
+def check_unet_arguments(value):
+    """ValueError unless `value` (read from JSON or YAML: an authors' network) is a mapping of UNet
+    arguments that check_unet accepts."""
+    if not isinstance(value, dict):
+        raise ValueError(f"must be a mapping of the UNet's arguments, got {brief(value)}")
+    check_unet(**value)
 
 
 def classifier_config(name, num_classes, in_channels=3, **overrides):
