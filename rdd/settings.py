@@ -367,9 +367,9 @@ def _value_error(where, entry, value):
         return None if entry.optional else f"setting '{where}' must be {entry.allows()}, got None"
     kind_text, of_kind = BASE_TESTS[entry.kind.base]
     if not of_kind(value):
-        return f"setting '{where}' must be {kind_text}, got {value!r}"
+        return f"setting '{where}' must be {kind_text}, got {brief(value)}"
     if not entry.kind.test(value):
-        return f"setting '{where}' must be {entry.allows()}, got {value!r}"
+        return f"setting '{where}' must be {entry.allows()}, got {brief(value)}"
     return None
 
 

@@ -13,7 +13,7 @@ import pandas as pd
 from rdd import layout, methods, records
 from rdd.io import file_problem, read_json
 from rdd.report.errors import ReportInputError
-from rdd.values import is_int
+from rdd.values import brief, is_int
 
 METHODS = tuple(methods.method_names())
 KINDS = (*records.KINDS, "grid", "curves")
@@ -77,7 +77,7 @@ def _int_or_none(value, where):
     if value is None:
         return None
     if not is_int(value):
-        raise ReportInputError(f"{where} must be an integer, got {value!r}")
+        raise ReportInputError(f"{where} must be an integer, got {brief(value)}")
     return value
 
 

@@ -91,7 +91,7 @@ def _one_of(mapping, field, allowed, where):
 
 def _number(mapping, field, where):
     if not is_number(mapping[field]):
-        raise ReportInputError(f"{where}.{field}: must be a number, got {mapping[field]!r}")
+        raise ReportInputError(f"{where}.{field}: must be a number, got {brief(mapping[field])}")
 
 
 def _check(data, path):
@@ -114,7 +114,7 @@ def _check(data, path):
                                    ("source", list(sources)), ("caveat", list(caveats))):
                 _one_of(value, field, allowed, at)
             if not is_int(value["steps"]) or value["steps"] < 1:
-                raise ReportInputError(f"{at}.steps: must be a positive integer, got {value['steps']!r}")
+                raise ReportInputError(f"{at}.steps: must be a positive integer, got {brief(value['steps'])}")
             _number(value, "value", at)
             cell = (value["method"], value["steps"], value["metric"])
             if cell in seen:
