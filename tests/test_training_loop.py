@@ -4,6 +4,7 @@ loader worker is killed, and when one of two processes cannot load its batch."""
 
 import os
 import signal
+import tempfile
 import time
 
 import pytest
@@ -116,7 +117,10 @@ class _KillsItsWorker(_Values):
         return super().item(index, epoch)
 
 
-def test_a_killed_loader_worker_keeps_the_steps_done(tmp_path):
+def test_a_killed_loader_worker_keeps_the_steps_done(tmp_path, monkeypatch):
+    # The killed worker cannot remove the temporary folder it made (multiprocessing's pymp-*): here, not /tmp.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
     def run(dataset, resume_dir, seen):
         return loop.run(_stage(seen), dataset, iters=9, batch_size=4, seed=3, resume_dir=resume_dir, digest="toy",
                         checkpoint_every=100, log_every=3, loader_options={"num_workers": 1},
