@@ -367,7 +367,7 @@ class Parser(argparse.ArgumentParser):
 def build_parser():
     parser = Parser(prog="python -m rdd", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show the traceback of an input error too")
-    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub = parser.add_subparsers(dest="cmd", required=True, metavar="command")
     _training_parser(sub, "train-teacher", "train the base diffusion teacher").set_defaults(fn=cmd_train_teacher)
     _training_parser(sub, "train-classifier", "train the feature classifier").set_defaults(fn=cmd_train_classifier)
     p = _training_parser(sub, "distill", "one distillation round T -> T/2 (pd, rcfd or rdd)")

@@ -290,7 +290,7 @@ CASES = [
      "limit: 60,001 images asked of the train split of fashion_mnist, which holds 60,000"),
     (("show-defaults", "sampler"), "argument command: invalid choice: 'sampler'"),
     (("prune-resume", "--root", "{tmp}/no-resume"), "no resume folder {tmp}/no-resume: training jobs keep"),
-    (("frobnicate",), "argument cmd: invalid choice: 'frobnicate'"),
+    (("frobnicate",), "argument command: invalid choice: 'frobnicate'"),
 ]
 
 
