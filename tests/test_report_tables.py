@@ -1087,6 +1087,10 @@ def test_a_report_output_on_an_input_is_refused_before_reading_it(args, expected
     ('{"study": "s", "dataset": "d", "progress": [], "headline": [], "claims": []}',
      "{tmp}/r.summary.json is not a summary written by `python -m rdd.report build` (missing or of another type: "
      "progress); build the report again"),
+    ('{"study": "s", "dataset": "d", "scale_note": null, "progress": {"metric": {"done": 1}}, '
+     '"headline": ["1: 50.0", {"steps": 2, "fid": "40.1", "spread": ""}], "claims": [{"text": "t"}, 1, 2, 3]}',
+     "{tmp}/r.summary.json is not a summary written by `python -m rdd.report build` (entries not of its form: "
+     "progress['metric'], headline[0], claims[0] and 3 more); build the report again"),
 ])
 def test_the_index_names_a_summary_it_cannot_read(summary, expected, tmp_path, capsys):
     from rdd.report.__main__ import main

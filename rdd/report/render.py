@@ -96,6 +96,19 @@ def build(manifest, tables_dir, out, paper_values=DEFAULT_PATH):
 # What the index page reads of a summary, and of which type (`title` and the headline's `ci` came later).
 SUMMARY_FIELDS = {"study": str, "dataset": str, "scale_note": (str, type(None)), "progress": dict, "headline": list,
                   "claims": list}
+# ... and of each entry of its collections (progress per kind, headline per step count, claims).
+SUMMARY_ENTRIES = {"progress": {"done": int, "expected": int}, "headline": {"steps": int, "fid": str, "spread": str},
+                   "claims": {"text": str, "verdict": str}}
+
+
+def _wrong_entries(summary):
+    """Each entry of the summary's collections that is not a mapping with SUMMARY_ENTRIES' fields, as
+    'headline[0]' or "progress['metric']"."""
+    for name, fields in SUMMARY_ENTRIES.items():
+        entries = summary[name].items() if isinstance(summary[name], dict) else enumerate(summary[name])
+        for key, entry in entries:
+            if not isinstance(entry, dict) or not all(isinstance(entry.get(f), kind) for f, kind in fields.items()):
+                yield f"{name}[{key!r}]"
 
 
 def read_summary(report):
@@ -116,6 +129,10 @@ def read_summary(report):
     if wrong := [name for name, kind in SUMMARY_FIELDS.items() if not isinstance(summary.get(name), kind)]:
         raise ReportInputError(f"{sidecar} is not a summary written by `python -m rdd.report build` (missing or of "
                                f"another type: {', '.join(wrong)}); build the report again ({build_it})")
+    if wrong := list(_wrong_entries(summary)):
+        listed = ", ".join(wrong[:3]) + (f" and {len(wrong) - 3} more" if len(wrong) > 3 else "")
+        raise ReportInputError(f"{sidecar} is not a summary written by `python -m rdd.report build` (entries not "
+                               f"of its form: {listed}); build the report again ({build_it})")
     return summary
 
 
