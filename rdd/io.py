@@ -30,24 +30,25 @@ class OutputBusyError(RuntimeError):
 @contextlib.contextmanager
 def exclusive(output):
     """Hold `<output>.lock` for the duration: a second writer of `output` is refused at once,
-    so two commands can never interleave their partial files."""
+    so two commands can never interleave their partial files. The holder removes the lock file as it
+    leaves."""
     output = Path(output)
     lock = output.with_name(output.name + ".lock")
     created = _missing_folders(lock.parent)
-    for attempt in range(3):
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            handle = open(lock, "a")
-            break
-        except FileNotFoundError:  # a writer that failed removed the folder it had made: make it again
-            if attempt == 2:
-                raise
-    with handle:
+    while True:
+        handle = _open_lock(lock)
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            handle.close()
             raise OutputBusyError(f"another process is writing {output} (it holds {lock}); wait for it to "
                                   "finish, or write to another path") from None
+        if names_open_file(lock, handle):
+            break
+        # Its holder finished and removed it between our open and our lock: a lock on that file would
+        # guard nothing (a newcomer makes and takes a new one), so take the file the path names now.
+        handle.close()
+    with handle:
         try:
             yield
         finally:
@@ -58,6 +59,25 @@ def exclusive(output):
                     folder.rmdir()
                 except OSError:  # it holds what the work wrote
                     break
+
+
+def _open_lock(lock):
+    """`lock` opened for appending (made if missing), its folder made again if need be."""
+    for attempt in range(3):
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return open(lock, "a")
+        except FileNotFoundError:  # a writer that failed removed the folder it had made: make it again
+            if attempt == 2:
+                raise
+
+
+def names_open_file(path, handle):
+    """Whether `path` names the very file that `handle` has open (not a removed one, nor one made since)."""
+    try:
+        return os.path.samestat(os.fstat(handle.fileno()), os.stat(path))
+    except FileNotFoundError:
+        return False
 
 
 @contextlib.contextmanager

@@ -3,6 +3,7 @@ before the work asked for (most before any data or model is loaded). Each case i
 line must say)."""
 
 import argparse
+import fcntl
 import json
 import os
 import re
@@ -470,6 +471,23 @@ def test_two_samplers_of_one_output_cannot_interleave(bad_files, tmp_path, capsy
     assert rdd_main(["sample", "--model", str(bad_files / "text.pt"), "--steps", "1", "--seeds", "0",
                      "--out", str(out)]) == 2
     assert "cannot read checkpoint" in capsys.readouterr().err
+
+
+def test_a_lock_taken_on_a_lock_file_its_holder_removed_is_told_apart(tmp_path):
+    """A holder removes its lock file as it leaves, so a writer that opened that file just before could lock
+    a file on no path while a newcomer locks the new one: `exclusive` takes a lock only on the file the path
+    names (rdd.io.names_open_file), else opens the path again."""
+    lock = tmp_path / "s.npz.lock"
+    with open(lock, "a") as early:  # opened by a second writer just before the holder left
+        assert io.names_open_file(lock, early)
+        lock.unlink()  # the holder leaves
+        assert not io.names_open_file(lock, early)
+        with io.exclusive(tmp_path / "s.npz"):  # a newcomer
+            assert not io.names_open_file(lock, early)
+            fcntl.flock(early, fcntl.LOCK_EX | fcntl.LOCK_NB)  # granted: such a lock would guard nothing
+            with open(lock, "a") as current, pytest.raises(BlockingIOError):
+                fcntl.flock(current, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the path's file is the one held
+    assert not lock.exists()
 
 
 def test_a_lock_removes_the_folders_it_made_when_they_stay_empty(tmp_path):
