@@ -27,6 +27,9 @@ class OutputBusyError(RuntimeError):
     """Another process is writing the same output; the message names it."""
 
 
+LOCK_ATTEMPTS = 10  # each retry needs another writer to have finished in between
+
+
 @contextlib.contextmanager
 def exclusive(output):
     """Hold `<output>.lock` for the duration: a second writer of `output` is refused at once,
@@ -35,7 +38,7 @@ def exclusive(output):
     output = Path(output)
     lock = output.with_name(output.name + ".lock")
     created = _missing_folders(lock.parent)
-    while True:
+    for _ in range(LOCK_ATTEMPTS):
         handle = _open_lock(lock)
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -48,6 +51,9 @@ def exclusive(output):
         # Its holder finished and removed it between our open and our lock: a lock on that file would
         # guard nothing (a newcomer makes and takes a new one), so take the file the path names now.
         handle.close()
+    else:
+        raise OutputBusyError(f"{lock} was replaced each of {LOCK_ATTEMPTS} times it was locked: other processes "
+                              f"keep writing {output}, or its file system does not keep a file's identity")
     with handle:
         try:
             yield
