@@ -5,6 +5,7 @@ line must say)."""
 import argparse
 import fcntl
 import json
+import multiprocessing
 import os
 import re
 import shutil
@@ -488,6 +489,40 @@ def test_a_lock_taken_on_a_lock_file_its_holder_removed_is_told_apart(tmp_path):
             with open(lock, "a") as current, pytest.raises(BlockingIOError):
                 fcntl.flock(current, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the path's file is the one held
     assert not lock.exists()
+
+
+def _take_and_leave(out, inside, times, results):
+    """Take and leave `out`'s lock `times` times, counting the takes and those another process shared."""
+    taken = shared = 0
+    for _ in range(times):
+        try:
+            with io.exclusive(out):
+                taken += 1
+                try:
+                    os.close(os.open(inside, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                except FileExistsError:  # another process holds the lock too
+                    shared += 1
+                    continue
+                os.unlink(inside)
+        except io.OutputBusyError:
+            pass
+    results.put((taken, shared))
+
+
+def test_writers_racing_for_one_output_never_hold_it_together(tmp_path):
+    """Four processes take and leave one output's lock as fast as they can, each holder removing the lock
+    file as it leaves: no take is ever shared. (Before the lock checked that its path names the file it
+    locked, 466 to 886 of about 3,000 takes were shared in four runs of this test on 2 cores.)"""
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    workers = [context.Process(target=_take_and_leave, args=(tmp_path / "s.npz", tmp_path / "inside", 2000, results))
+               for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    taken, shared = map(sum, zip(*(results.get(timeout=120) for _ in workers)))
+    for worker in workers:
+        worker.join()
+    assert taken > 0 and shared == 0, (taken, shared)
 
 
 def test_a_lock_removes_the_folders_it_made_when_they_stay_empty(tmp_path):
