@@ -515,8 +515,8 @@ def test_writers_racing_for_one_output_never_hold_it_together(tmp_path):
     locked, 466 to 886 of about 3,000 takes were shared in four runs of this test on 2 cores.)"""
     context = multiprocessing.get_context("fork")
     results = context.Queue()
-    workers = [context.Process(target=_take_and_leave, args=(tmp_path / "s.npz", tmp_path / "inside", 2000, results))
-               for _ in range(4)]
+    args = (tmp_path / "s.npz", tmp_path / "inside", 2000, results)
+    workers = [context.Process(target=_take_and_leave, args=args) for _ in range(4)]
     for worker in workers:
         worker.start()
     taken, shared = map(sum, zip(*(results.get(timeout=120) for _ in workers)))

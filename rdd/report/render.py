@@ -127,13 +127,14 @@ def read_summary(report):
         raise ReportInputError(f"{sidecar} holds a {type(summary).__name__}, not a report's summary; build the "
                                f"report again ({build_it})")
     if wrong := [name for name, kind in SUMMARY_FIELDS.items() if not isinstance(summary.get(name), kind)]:
-        raise ReportInputError(f"{sidecar} is not a summary written by `python -m rdd.report build` (missing or of "
-                               f"another type: {', '.join(wrong)}); build the report again ({build_it})")
-    if wrong := list(_wrong_entries(summary)):
-        listed = ", ".join(wrong[:3]) + (f" and {len(wrong) - 3} more" if len(wrong) > 3 else "")
-        raise ReportInputError(f"{sidecar} is not a summary written by `python -m rdd.report build` (entries not "
-                               f"of its form: {listed}); build the report again ({build_it})")
-    return summary
+        why = f"missing or of another type: {', '.join(wrong)}"
+    elif wrong := list(_wrong_entries(summary)):
+        why = f"entries not of its form: {', '.join(wrong[:3])}" + (f" and {len(wrong) - 3} more" if len(wrong) > 3
+                                                                    else "")
+    else:
+        return summary
+    raise ReportInputError(f"{sidecar} is not a summary written by `python -m rdd.report build` ({why}); build the "
+                           f"report again ({build_it})")
 
 
 def build_index(reports, out):
